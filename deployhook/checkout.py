@@ -1,0 +1,283 @@
+"""Blocking git work on one checkout: clone, fetch, update, submodules, post_deploy.
+
+Everything here blocks and must run in the git worker's executor, never on
+the IOLoop.  A failed update leaves the checkout as it was: a merge or rebase
+is aborted, and a failed submodule update moves HEAD back.  Local changes are
+only ever discarded by the ``reset`` strategy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import git
+
+from . import postdeploy
+from .delivery import Push
+from .settings import Config
+from .steps import Step, redact, summary, tail
+
+_GITHUB_URL = re.compile(
+    r"^(?:https?://(?:[^@/]+@)?github\.com/|(?:ssh://)?git@github\.com[:/])"
+    r"(?P<name>[\w.-]+/[\w.-]+?)(?:\.git)?/?$"
+)
+
+
+class DeployFailed(Exception):
+    """A step failed; ``reason`` is safe to show, ``steps`` is what ran."""
+
+    def __init__(self, reason: str, steps: list[Step]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.steps = steps
+
+
+@dataclass
+class RunResult:
+    """What one deploy run did.  ``contains`` maps each asked-for SHA to "in HEAD"."""
+
+    ok: bool
+    head_before: str | None
+    head_after: str | None
+    reason: str = ""
+    fetched: bool = False
+    steps: list[Step] = field(default_factory=list)
+    contains: dict[str, bool] = field(default_factory=dict)
+    duration: float = 0.0
+
+    @property
+    def moved(self) -> bool:
+        return self.ok and self.head_before != self.head_after
+
+
+def git_environment(timeout: float) -> dict[str, str]:
+    """Environment that keeps git from ever prompting or hanging on a dead peer."""
+    ssh = os.environ.get("GIT_SSH_COMMAND") or (
+        f"ssh -o BatchMode=yes -o ConnectTimeout={max(1, int(timeout))}"
+    )
+    return {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "",
+        "SSH_ASKPASS": "",
+        "GCM_INTERACTIVE": "never",
+        "GIT_SSH_COMMAND": ssh,
+        "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
+        "GIT_HTTP_LOW_SPEED_TIME": str(max(1, int(timeout))),
+    }
+
+
+def github_repository(url: str | None) -> str | None:
+    """``owner/name`` for a GitHub clone URL (https, ssh or scp form), else None."""
+    match = _GITHUB_URL.match(url or "")
+    return match.group("name") if match else None
+
+
+class Checkout:
+    """One deployed checkout.  Not thread-safe: the git worker runs one deploy at a time."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.path = config.repo_path
+        self._env = git_environment(config.git_timeout)
+        self._repo: git.Repo | None = None
+
+    # -- facts ------------------------------------------------------------
+    def exists(self) -> bool:
+        return (Path(self.path) / ".git").exists()
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._repo = git.Repo(self.path)
+            self._repo.git.update_environment(**self._env)
+        return self._repo
+
+    def close(self) -> None:
+        if self._repo is not None:
+            self._repo.close()
+            self._repo = None
+
+    def current_branch(self) -> str | None:
+        """The checked-out branch, or None when HEAD is detached."""
+        status, out, _ = self._git("symbolic-ref", "--quiet", "--short", "HEAD")
+        return out.strip() if status == 0 else None
+
+    def remote_url(self) -> str | None:
+        status, out, _ = self._git("remote", "get-url", self.config.remote)
+        return out.strip() if status == 0 else None
+
+    def head(self) -> str | None:
+        status, out, _ = self._git("rev-parse", "--verify", "--quiet", "HEAD")
+        return out.strip() if status == 0 else None
+
+    def contains(self, sha: str) -> bool:
+        """True when commit ``sha`` is HEAD or one of its ancestors."""
+        return self._git("merge-base", "--is-ancestor", sha, "HEAD")[0] == 0
+
+    # -- the deploy ------------------------------------------------------------
+    def deploy(self, branch: str, pushes: Iterable[Push]) -> RunResult:
+        """Bring the checkout to the tip of ``remote/branch`` and run post_deploy.
+
+        Skips the fetch when every push's ``after`` is already in HEAD.  Never
+        raises for git failures: they come back as ``RunResult(ok=False)``.
+        """
+        pushes = list(pushes)
+        start = time.monotonic()
+        steps: list[Step] = []
+        before = None
+        try:
+            if not self.exists():
+                self._clone(branch, steps)
+            before = self.head()
+            self._check_branch(branch)
+            fetched = False
+            if not all(self.contains(p.after) for p in pushes):
+                self._update(branch, before, steps)
+                fetched = True
+            after = self.head()
+            if after != before and self.config.post_deploy:
+                self._post_deploy(pushes, before, after, steps)
+            result = RunResult(True, before, after, fetched=fetched, steps=steps)
+        except DeployFailed as exc:
+            result = RunResult(False, before, self.head() if self.exists() else None,
+                               reason=exc.reason, fetched=True, steps=steps)
+        result.contains = {p.after: self.exists() and self.contains(p.after) for p in pushes}
+        result.duration = time.monotonic() - start
+        return result
+
+    def _check_branch(self, branch: str) -> None:
+        current = self.current_branch()
+        if current != branch:
+            raise DeployFailed(
+                f"checkout {self.path} is on {current or 'a detached HEAD'}, not {branch}; "
+                f"run 'git checkout {branch}' there", [])
+
+    def _clone(self, branch: str, steps: list[Step]) -> None:
+        url = self.config.repo_url
+        if not url:
+            raise DeployFailed(f"{self.path} is not a git checkout and repo_url is not set", steps)
+        parent = Path(self.path).parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".deployhook-clone-", dir=parent)
+        args = ["clone", "--origin", self.config.remote, "--branch", branch]
+        if self.config.submodules:
+            args.append("--recurse-submodules")
+        try:
+            self._step("clone", steps, *args, "--", url, tmp, network=True, cwd=str(parent))
+            os.rename(tmp, self.path)  # atomic: never a half clone at repo_path
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.close()
+
+    def _update(self, branch: str, before: str | None, steps: list[Step]) -> None:
+        remote = self.config.remote
+        tracking = f"refs/remotes/{remote}/{branch}"
+        self._step("fetch", steps, "fetch", "--no-tags", remote,
+                   f"+refs/heads/{branch}:{tracking}", network=True)
+        strategy = self.config.pull_strategy
+        if self.head() != self._git("rev-parse", tracking)[1].strip():
+            if strategy == "ff-only":
+                self._step("merge", steps, "merge", "--ff-only", tracking)
+            elif strategy == "merge":
+                self._guarded("merge", steps, ("merge", "--no-edit", tracking),
+                              ("merge", "--abort"))
+            elif strategy == "rebase":
+                self._guarded("rebase", steps, ("rebase", tracking), ("rebase", "--abort"))
+            else:
+                self._step("reset", steps, "reset", "--hard", tracking)
+        if self.config.submodules and (Path(self.path) / ".gitmodules").exists():
+            try:
+                self._step("submodule sync", steps, "submodule", "sync", "--recursive")
+                self._step("submodule update", steps, "submodule", "update", "--init",
+                           "--recursive", network=True)
+            except DeployFailed as exc:
+                self._restore(before, steps)
+                raise DeployFailed(exc.reason + f"; checkout restored to {before}", steps) from exc
+
+    def _guarded(self, name: str, steps: list[Step], args: tuple[str, ...],
+                 abort: tuple[str, ...]) -> None:
+        """Run a merge or rebase; on failure abort it so no half-done state remains."""
+        try:
+            self._step(name, steps, *args, identity=True)
+        except DeployFailed:
+            self._git(*abort)
+            raise
+
+    def _restore(self, before: str | None, steps: list[Step]) -> None:
+        """Move HEAD back to ``before`` after a failed submodule update."""
+        if before is None:
+            return
+        mode = "--hard" if self.config.pull_strategy == "reset" else "--keep"
+        try:
+            self._step("restore", steps, "reset", mode, before)
+            self._step("restore submodules", steps, "submodule", "update", "--init",
+                       "--recursive", "--no-fetch")
+        except DeployFailed:
+            pass  # reported in steps; the deploy is already failing
+
+    def _post_deploy(self, pushes: list[Push], before: str | None, after: str | None,
+                     steps: list[Step]) -> None:
+        last = pushes[-1] if pushes else None
+        env = {
+            "DEPLOYHOOK_REPO_PATH": self.path,
+            "DEPLOYHOOK_BRANCH": self.current_branch() or "",
+            "DEPLOYHOOK_HEAD_BEFORE": before or "",
+            "DEPLOYHOOK_HEAD_AFTER": after or "",
+            "DEPLOYHOOK_REF": last.ref if last else "",
+            "DEPLOYHOOK_BEFORE": last.before if last else "",
+            "DEPLOYHOOK_AFTER": last.after if last else "",
+            "DEPLOYHOOK_PUSHER": last.pusher if last else "",
+            "DEPLOYHOOK_REPOSITORY": last.repository if last else "",
+            "DEPLOYHOOK_DELIVERY": ",".join(p.delivery_id for p in pushes),
+        }
+        assert self.config.post_deploy is not None
+        step = postdeploy.run(self.config.post_deploy, self.path, env,
+                              self.config.post_deploy_timeout)
+        steps.append(step)
+        if not step.ok:
+            raise DeployFailed(
+                f"updated to {after} but {summary(step)} (exit status {step.status})", steps)
+
+    # -- running git ---------------------------------------------------------------
+    def _step(self, name: str, steps: list[Step], *args: str, network: bool = False,
+              identity: bool = False, cwd: str | None = None) -> Step:
+        """Run one git command as a recorded step; raise DeployFailed if it fails."""
+        start = time.monotonic()
+        status, out, err = self._git(*args, network=network, identity=identity, cwd=cwd)
+        elapsed = time.monotonic() - start
+        if network and status != 0 and elapsed >= self.config.git_timeout:
+            err += f"\nfatal: timed out after {self.config.git_timeout:g}s"
+        step = Step(name, redact("git " + " ".join(args)), status, elapsed,
+                    tail(redact((out + "\n" + err).strip())))
+        steps.append(step)
+        if status != 0:
+            raise DeployFailed(summary(step), steps)
+        return step
+
+    def _git(self, *args: str, network: bool = False, identity: bool = False,
+             cwd: str | None = None) -> tuple[int, str, str]:
+        """Run git and return (status, stdout, stderr); never raises for exit status."""
+        env = dict(self._env)
+        if identity:
+            env.update(self._identity())
+        runner = git.Git(cwd) if cwd else self.repo.git
+        status, out, err = runner.execute(
+            ["git", *args], with_extended_output=True, with_exceptions=False,
+            kill_after_timeout=self.config.git_timeout if network else None,
+            env=env, stdout_as_string=True,
+        )
+        return status if isinstance(status, int) else 1, str(out), str(err)
+
+    def _identity(self) -> dict[str, str]:
+        """A committer identity for merge and rebase when the checkout has none."""
+        if self._git("config", "user.email")[0] == 0:
+            return {}
+        return {"GIT_AUTHOR_NAME": "deployhook", "GIT_AUTHOR_EMAIL": "deployhook@localhost",
+                "GIT_COMMITTER_NAME": "deployhook", "GIT_COMMITTER_EMAIL": "deployhook@localhost"}

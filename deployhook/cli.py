@@ -1,0 +1,55 @@
+"""The ``deployhook`` command: ``serve`` and ``init``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from . import __version__, logs, settings
+from .errors import ConfigError
+from .secret import create_secret_file
+from .server import serve
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    parser = argparse.ArgumentParser(prog="deployhook", description=(
+        "Keep a git checkout in step with GitHub pushes."))
+    parser.add_argument("--version", action="version", version=f"deployhook {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("serve", "run the webhook daemon"),
+                       ("init", "create the secret file (a fresh random secret) if missing")):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("--config", default="config.py",
+                         help="the configuration file (default: ./config.py)")
+    args = parser.parse_args(argv)
+    try:
+        config = settings.load(args.config)
+    except ConfigError as exc:
+        print(f"deployhook: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "init":
+        return init(config)
+    logs.setup(config.log_level)
+    try:
+        asyncio.run(serve(config))
+    except (ConfigError, OSError) as exc:
+        print(f"deployhook: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def init(config: settings.Config) -> int:
+    """Write a fresh random secret to ``secret_file`` unless it exists; say what to do next."""
+    if config.secret is not None:
+        print("deployhook: the secret comes from $DEPLOYHOOK_SECRET; no file written")
+    elif create_secret_file(config.secret_file):
+        print(f"deployhook: wrote a new random secret to {config.secret_file} (mode 0600)")
+    else:
+        print(f"deployhook: keeping the existing secret in {config.secret_file}")
+    print("On GitHub: Settings > Webhooks > Add webhook; Payload URL "
+          f"http(s)://<this server>{config.webhook_path}, Content type application/json, "
+          f"Secret: the contents of {config.secret_file}.")
+    return 0

@@ -1,0 +1,114 @@
+"""DeployHook: the runtime behind the handlers, one per deployed checkout.
+
+It holds the configuration, the secret source, the checkout, the git worker
+and the reloader, and the target facts (repository and branch) resolved at
+start-up.  Mount it in any Tornado application with :meth:`DeployHook.routes`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .checkout import Checkout, RunResult, github_repository
+from .errors import ConfigError
+from .reload import Reloader
+from .secret import SecretSource
+from .settings import Config
+from .worker import GitWorker
+
+log = logging.getLogger("deployhook")
+
+
+class DeployHook:
+    """Everything a deployhook endpoint needs; create it, ``await start()``, mount ``routes()``."""
+
+    def __init__(self, config: Config, on_exit: Any = None) -> None:
+        self.config = config
+        self.secret = SecretSource(config.secret_file, config.secret)
+        self.checkout = Checkout(config)
+        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="deployhook-git")
+        self.worker = GitWorker(self.checkout, self.executor, self._on_result)
+        self.reloader = Reloader(config.reload, self.busy, on_exit)
+        self.repository: str | None = config.repository
+        self.branch: str | None = config.branch
+        self.head: str | None = None
+        self.started = time.time()
+        self.in_flight = 0
+
+    def busy(self) -> bool:
+        """True while a deploy runs or waits, or a webhook response is unsent."""
+        return self.worker.busy or self.in_flight > 0
+
+    async def start(self) -> None:
+        """Resolve the deployed branch, the repository and HEAD (in the executor).
+
+        Raises:
+            ConfigError: ``repo_path`` is no checkout and ``repo_url`` is unset,
+                or the checkout's HEAD is detached and ``branch`` is unset.
+        """
+        await self.worker.run_in_executor(self._resolve)
+        log.info("deploying %s of %s in %s (HEAD %s)", self.branch or "the default branch",
+                 self.repository or "any repository", self.config.repo_path,
+                 (self.head or "none")[:12])
+        if not self.repository:
+            log.warning("repository is not set and the remote is not on GitHub: "
+                        "deliveries from any repository signed with the secret are accepted")
+
+    def _resolve(self) -> None:
+        checkout, cfg = self.checkout, self.config
+        if not checkout.exists():
+            if not cfg.repo_url:
+                raise ConfigError(f"repo_path {cfg.repo_path} is not a git checkout; "
+                                  "clone it there or set repo_url")
+            self.repository = self.repository or github_repository(cfg.repo_url)
+            return
+        self.branch = self.branch or checkout.current_branch()
+        if self.branch is None:
+            raise ConfigError(f"{cfg.repo_path} has a detached HEAD; set branch in the config")
+        self.repository = self.repository or github_repository(checkout.remote_url())
+        self.head = checkout.head()
+
+    def _on_result(self, result: RunResult) -> None:
+        if result.head_after:
+            self.head = result.head_after
+        if self.branch is None and result.ok:
+            self.branch = self.checkout.current_branch()
+        if result.moved:
+            self.reloader.request()
+        self.reloader.poke()
+
+    def routes(self, health_path: str | None = "/health") -> list[tuple[str, Any, dict[str, Any]]]:
+        """URL specs for the webhook (at ``webhook_path``) and, unless None, the health check."""
+        from .handlers import HealthHandler, WebhookHandler
+
+        specs = [(self.config.webhook_path, WebhookHandler, {"hook": self})]
+        if health_path:
+            specs.append((health_path, HealthHandler, {"hook": self}))
+        return specs
+
+    def status(self) -> dict[str, Any]:
+        """A small JSON-able summary for /health (no secrets, no credentials)."""
+        last = self.worker.last
+        return {
+            "status": "ok",
+            "repository": self.repository,
+            "branch": self.branch,
+            "head": self.head,
+            "deploying": self.worker.busy,
+            "runs": self.worker.runs,
+            "last_deploy": None if last is None else {
+                "ok": last.ok, "head_before": last.head_before, "head_after": last.head_after,
+                "duration": round(last.duration, 3), "reason": last.reason,
+            },
+            "pid": os.getpid(),
+            "started": self.started,
+        }
+
+    def close(self) -> None:
+        """Stop the executor (waiting for a running git command) and close the repo."""
+        self.executor.shutdown(wait=True)
+        self.checkout.close()

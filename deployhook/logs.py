@@ -1,0 +1,20 @@
+"""Logging set-up: one line per event on stderr, journald-friendly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def setup(level: str = "info") -> None:
+    """Log to stderr; no timestamps under systemd (``$JOURNAL_STREAM`` set), else ISO time."""
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if not os.environ.get("JOURNAL_STREAM"):
+        fmt = "%(asctime)s " + fmt
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)

@@ -1,0 +1,182 @@
+"""Load and validate the configuration: ``config.py`` plus ``DEPLOYHOOK_*`` overrides.
+
+``config.py`` is a Python file of module-level settings.  Every key has a
+documented default (:class:`Config`).  An unknown key or a value of the wrong
+type is a :class:`ConfigError` that names the key and what is valid, so typos
+are caught at start-up instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import shlex
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
+RELOAD_MODES = ("autoreload", "exit", "none")
+ENV_PREFIX = "DEPLOYHOOK_"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting, with its default.  Paths are resolved against the config file."""
+
+    address: str = "127.0.0.1"
+    port: int = 8000
+    webhook_path: str = "/github"
+    secret_file: str = "secret.txt"
+    repo_path: str = "."
+    remote: str = "origin"
+    branch: str | None = None
+    submodules: bool = True
+    pull_strategy: str = "ff-only"
+    repo_url: str | None = None
+    repository: str | None = None
+    post_deploy: tuple[str, ...] | None = None
+    post_deploy_timeout: float = 300.0
+    reload: str = "autoreload"
+    response_timeout: float = 8.0
+    git_timeout: float = 120.0
+    max_body_size: int = 26 * 1024 * 1024
+    workers: int = 4
+    log_level: str = "info"
+    # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
+    secret: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_choice("pull_strategy", self.pull_strategy, PULL_STRATEGIES)
+        _check_choice("reload", self.reload, RELOAD_MODES)
+        _check_choice("log_level", self.log_level, ("debug", "info", "warning", "error"))
+        if not self.webhook_path.startswith("/"):
+            raise ConfigError(f"webhook_path must start with '/', got {self.webhook_path!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0..65535, got {self.port}")
+        for key in ("response_timeout", "git_timeout", "post_deploy_timeout"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be a positive number of seconds")
+        if self.workers < 1 or self.max_body_size < 1:
+            raise ConfigError("workers and max_body_size must be at least 1")
+        if self.post_deploy is not None and not self.post_deploy:
+            raise ConfigError("post_deploy must be a non-empty list of arguments, or None")
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "address": (str,), "port": (int,), "webhook_path": (str,), "secret_file": (str,),
+    "repo_path": (str,), "remote": (str,), "branch": (str, type(None)),
+    "submodules": (bool,), "pull_strategy": (str,), "repo_url": (str, type(None)),
+    "repository": (str, type(None)), "post_deploy": (list, tuple, type(None)),
+    "post_deploy_timeout": (int, float), "reload": (str,), "response_timeout": (int, float),
+    "git_timeout": (int, float), "max_body_size": (int,), "workers": (int,),
+    "log_level": (str,),
+}
+KEYS = tuple(_TYPES)
+_PATH_KEYS = ("secret_file", "repo_path")
+
+
+def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:
+    """Read ``path`` (None: defaults only), apply ``DEPLOYHOOK_*`` overrides, validate.
+
+    Relative ``secret_file`` and ``repo_path`` are taken relative to the config
+    file's folder (the current folder when ``path`` is None).
+
+    Raises:
+        ConfigError: the file is missing or fails to run, a key is unknown, or a
+            value has the wrong type or is out of range.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        config_path = Path(path).resolve()
+        values = _read_file(config_path)
+        base = config_path.parent
+    values.update(_from_environ(environ))
+    values = {key: _coerce(key, value) for key, value in values.items()}
+    for key in _PATH_KEYS:
+        raw = Path(values.get(key, getattr(Config, key))).expanduser()
+        values[key] = str((base / raw).resolve())
+    secret = environ.get(ENV_PREFIX + "SECRET")
+    return Config(**values, secret=secret.strip().encode() if secret else None)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found (run 'deployhook init' to create one)")
+    try:
+        namespace = runpy.run_path(str(path))
+    except Exception as exc:  # the user's file: report any failure plainly
+        raise ConfigError(f"{path}: {type(exc).__name__}: {exc}") from exc
+    values = {}
+    for key, value in namespace.items():
+        if key.startswith("_") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
+            continue
+        if key not in KEYS:
+            raise ConfigError(_unknown(key, f"{path}"))
+        values[key] = value
+    return values
+
+
+def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "SECRET":
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key not in KEYS:
+            raise ConfigError(_unknown(key, f"environment variable {name}"))
+        values[key] = _parse_env(key, raw)
+    return values
+
+
+def _parse_env(key: str, raw: str) -> Any:
+    kinds = _TYPES[key]
+    if type(None) in kinds and raw.strip() in ("", "none", "None"):
+        return None
+    if bool in kinds:
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be true or false, got {raw!r}")
+    if list in kinds:
+        return json.loads(raw) if raw.lstrip().startswith("[") else shlex.split(raw)
+    for kind in (int, float):
+        if kind in kinds:
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"{ENV_PREFIX}{key.upper()} must be a number, got {raw!r}"
+                ) from None
+    return raw
+
+
+def _coerce(key: str, value: Any) -> Any:
+    kinds = _TYPES[key]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+        raise ConfigError(f"{key} must be {names}, got {type(value).__name__} {value!r}")
+    if key == "post_deploy" and value is not None:
+        if not all(isinstance(arg, str) for arg in value):
+            raise ConfigError("post_deploy must be a list of strings (no shell is used)")
+        return tuple(value)
+    if isinstance(value, int) and float in kinds:
+        return float(value)
+    return value
+
+
+def _unknown(key: str, where: str) -> str:
+    return f"unknown setting {key!r} in {where}; valid settings: {', '.join(sorted(KEYS))}"
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")

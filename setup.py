@@ -1,0 +1,22 @@
+"""Install deployhook and its ``deployhook`` command."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="deployhook",
+    version="0.1.0",
+    description="Keep a server's git checkout in step with GitHub pushes",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["deployhook", "deployhook.*"]),
+    install_requires=["tornado>=6.3,<7", "GitPython>=3.1.41,<4"],
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"]},
+    entry_points={"console_scripts": ["deployhook = deployhook.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: Tornado",
+        "Topic :: Software Development :: Version Control :: Git",
+    ],
+)

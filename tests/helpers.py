@@ -1,0 +1,233 @@
+"""Test helpers: real git repositories, signed deliveries, and a daemon subprocess.
+
+Payload shapes follow GitHub's push/ping schemas (tests/fixtures/github, copied
+from octokit/webhooks, MIT) and the facts in ../shared/REFERENCE.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deployhook.signature import sign
+
+FIXTURES = Path(__file__).parent / "fixtures" / "github"
+SECRET = b"It's a Secret to Everybody"
+REPOSITORY = "octo-org/blog"
+ZERO = "0" * 40
+
+
+def git(cwd: Path | str, *args: str, check: bool = True) -> str:
+    """Run the real git CLI and return its stdout, stripped."""
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout.strip()
+
+
+@dataclass
+class Repos:
+    """A bare origin with a submodule, the deployed clone, and a pusher clone."""
+
+    root: Path
+    origin: Path
+    sub_origin: Path
+    deployed: Path
+    pusher: Path
+    fetch_log: Path
+    delay_file: Path
+
+    def commit(self, name: str = "post.rst", text: str | None = None, push: bool = True) -> str:
+        """Commit a file in the pusher clone (and push it); return the new SHA."""
+        path = self.pusher / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text if text is not None else f"{name} at {time.time_ns()}\n")
+        git(self.pusher, "add", name)
+        git(self.pusher, "commit", "-q", "-m", f"update {name}")
+        if push:
+            git(self.pusher, "push", "-q", "origin", "HEAD:main")
+        return self.head(self.pusher)
+
+    def commit_submodule(self, text: str) -> str:
+        """Commit in the submodule's origin and bump the gitlink upstream; return SHA."""
+        sub = self.pusher / "posts"
+        git(sub, "pull", "-q", "origin", "main")
+        (sub / "index.rst").write_text(text)
+        git(sub, "commit", "-q", "-am", "new post")
+        git(sub, "push", "-q", "origin", "HEAD:main")
+        git(self.pusher, "add", "posts")
+        git(self.pusher, "commit", "-q", "-m", "bump posts")
+        git(self.pusher, "push", "-q", "origin", "HEAD:main")
+        return self.head(self.pusher)
+
+    @staticmethod
+    def head(repo: Path) -> str:
+        return git(repo, "rev-parse", "HEAD")
+
+    def fetches(self) -> int:
+        """How many times the deployed clone fetched from origin."""
+        return len(self.fetch_log.read_text().splitlines()) if self.fetch_log.exists() else 0
+
+    def slow(self, seconds: float) -> None:
+        """Make every fetch from origin wait ``seconds`` first."""
+        self.delay_file.write_text(str(seconds))
+
+
+def make_repos(root: Path) -> Repos:
+    """Build origin.git (with submodule posts -> posts.git), deployed/ and pusher/."""
+    origin, sub_origin = root / "origin.git", root / "posts.git"
+    for bare in (origin, sub_origin):
+        git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+    seed = root / "seed-posts"
+    git(root, "clone", "-q", sub_origin.as_uri(), str(seed))
+    (seed / "index.rst").write_text("Hello\n=====\n")
+    git(seed, "add", ".")
+    git(seed, "commit", "-q", "-m", "first post")
+    git(seed, "push", "-q", "origin", "HEAD:main")
+    pusher = root / "pusher"
+    git(root, "clone", "-q", origin.as_uri(), str(pusher))
+    git(pusher, "checkout", "-q", "-b", "main")
+    (pusher / "app.py").write_text("print('blog')\n")
+    git(pusher, "add", ".")
+    git(pusher, "submodule", "add", "-q", "-b", "main", sub_origin.as_uri(), "posts")
+    git(pusher, "commit", "-q", "-m", "blog with posts")
+    git(pusher, "push", "-q", "-u", "origin", "main")
+    deployed = root / "deployed"
+    git(root, "clone", "-q", "--recurse-submodules", origin.as_uri(), str(deployed))
+    fetch_log, delay_file = root / "fetches.log", root / "delay"
+    wrapper = root / "upload-pack"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f"echo fetch >> '{fetch_log}'\n"
+        f"[ -s '{delay_file}' ] && sleep \"$(cat '{delay_file}')\"\n"
+        'exec git-upload-pack "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    git(deployed, "config", "remote.origin.uploadpack", str(wrapper))
+    return Repos(root, origin, sub_origin, deployed, pusher, fetch_log, delay_file)
+
+
+def push_payload(
+    after: str,
+    before: str = ZERO,
+    ref: str = "refs/heads/main",
+    repository: str = REPOSITORY,
+    pusher: str = "octocat",
+) -> dict[str, Any]:
+    """A push payload with the fields of GitHub's push schema."""
+    owner, name = repository.split("/")
+    return {
+        "ref": ref, "before": before, "after": after,
+        "created": before == ZERO, "deleted": after == ZERO, "forced": False,
+        "base_ref": None, "compare": f"https://github.com/{repository}/compare/x",
+        "commits": [], "head_commit": None,
+        "repository": {
+            "id": 1, "name": name, "full_name": repository,
+            "owner": {"login": owner, "name": owner},
+            "clone_url": f"https://github.com/{repository}.git",
+            "ssh_url": f"git@github.com:{repository}.git", "default_branch": "main",
+        },
+        "pusher": {"name": pusher, "email": f"{pusher}@example.com"},
+        "sender": {"login": pusher, "id": 1},
+    }
+
+
+def signed(
+    payload: dict[str, Any] | bytes,
+    event: str = "push",
+    secret: bytes = SECRET,
+    delivery: str = "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+    form: bool = False,
+) -> tuple[bytes, dict[str, str]]:
+    """Compact body bytes and the headers GitHub would send with them."""
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":"))
+    raw = raw if isinstance(raw, bytes) else raw.encode()
+    if form:
+        from urllib.parse import urlencode
+
+        raw = urlencode({"payload": raw.decode()}).encode()
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "User-Agent": "GitHub-Hookshot/044aadd",
+        "Content-Type": "application/x-www-form-urlencoded" if form else "application/json",
+        "X-Hub-Signature": sign(secret, raw, "sha1"),
+        "X-Hub-Signature-256": sign(secret, raw, "sha256"),
+    }
+    return raw, headers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: Path, **values: Any) -> Path:
+    """Write a config.py with ``values`` as module-level settings."""
+    path.write_text("".join(f"{key} = {value!r}\n" for key, value in values.items()))
+    return path
+
+
+def http(method: str, url: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict[str, Any]]:
+    """A blocking HTTP call from the test process; returns (status, JSON body)."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+class Daemon:
+    """``python -m deployhook serve`` as a real subprocess, with its log captured."""
+
+    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.log_path = config.parent / f"daemon-{port}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deployhook", "serve", "--config", str(config)],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            cwd=config.parent,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 20) -> dict[str, Any]:
+        """Wait until /health answers; return its body."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                return http("GET", self.url + "/health", timeout=2)[1]
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"daemon not ready in {timeout}s:\n{self.log()}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
