@@ -46,6 +46,7 @@ class RunResult:
     ok: bool
     head_before: str | None
     head_after: str | None
+    branch: str = ""
     reason: str = ""
     fetched: bool = False
     steps: list[Step] = field(default_factory=list)
@@ -144,9 +145,9 @@ class Checkout:
             after = self.head()
             if after != before and self.config.post_deploy:
                 self._post_deploy(pushes, before, after, steps)
-            result = RunResult(True, before, after, fetched=fetched, steps=steps)
+            result = RunResult(True, before, after, branch, fetched=fetched, steps=steps)
         except DeployFailed as exc:
-            result = RunResult(False, before, self.head() if self.exists() else None,
+            result = RunResult(False, before, self.head() if self.exists() else None, branch,
                                reason=exc.reason, fetched=True, steps=steps)
         result.contains = {p.after: self.exists() and self.contains(p.after) for p in pushes}
         result.duration = time.monotonic() - start

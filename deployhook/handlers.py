@@ -58,11 +58,13 @@ class WebhookHandler(JSONHandler):
         self.limit = hook.config.max_body_size
         self.body = bytearray()
         self.too_large = False
+        self.counted = False
 
     def prepare(self) -> None:
         if self.request.method != "POST":
             return
-        self.hook.in_flight += 1
+        self.hook.in_flight += 1  # a reload waits until this answer has been sent
+        self.counted = True
         self.request.connection.set_max_body_size(self.limit * 4)  # type: ignore[union-attr]
         length = self.request.headers.get("Content-Length", "")
         if length.isdigit():
@@ -83,7 +85,15 @@ class WebhookHandler(JSONHandler):
             self.answer_error(exc)
 
     def on_finish(self) -> None:
-        if self.request.method == "POST":
+        self._release()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._release()
+
+    def _release(self) -> None:
+        if self.counted:
+            self.counted = False
             self.hook.in_flight -= 1
             self.hook.reloader.poke()
 

@@ -76,7 +76,7 @@ class DeployHook:
         if result.head_after:
             self.head = result.head_after
         if self.branch is None and result.ok:
-            self.branch = self.checkout.current_branch()
+            self.branch = result.branch
         if result.moved:
             self.reloader.request()
         self.reloader.poke()
