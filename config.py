@@ -11,7 +11,8 @@ port = 8000
 webhook_path = "/github"
 
 # The webhook secret (the same text as in GitHub's webhook settings).
-# 'deployhook init' writes a fresh random one here.
+# 'deployhook init' writes a fresh random one here.  Under systemd, leave this
+# line out and use LoadCredential=webhook-secret:/etc/deployhook/secret.txt.
 secret_file = "secret.txt"
 
 # The checkout to keep in step.  "." is this folder: deployhook deploys itself.
@@ -40,4 +41,5 @@ response_timeout = 8.0     # answer GitHub within this; later outcomes go to /he
 git_timeout = 120.0        # kill a fetch/clone/submodule update that takes longer
 max_body_size = 27262976   # 26 MiB: a little over GitHub's 25 MB cap
 workers = 4                # threads for git work
+stop_timeout = 60.0        # on SIGTERM, wait this long for a running deploy
 log_level = "info"

@@ -34,11 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return init(config)
     logs.setup(config.log_level)
     try:
-        asyncio.run(serve(config))
+        return asyncio.run(serve(config, args.config))
     except (ConfigError, OSError) as exc:
         print(f"deployhook: {exc}", file=sys.stderr)
         return 1
-    return 0
 
 
 def init(config: settings.Config) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +39,7 @@ class DeployHook:
         self.head: str | None = None
         self.started = time.time()
         self.in_flight = 0
+        self.listeners: list[Callable[[RunResult], None]] = []
 
     def busy(self) -> bool:
         """True while a deploy runs or waits, or a webhook response is unsent."""
@@ -50,7 +52,8 @@ class DeployHook:
             ConfigError: ``repo_path`` is no checkout and ``repo_url`` is unset,
                 or the checkout's HEAD is detached and ``branch`` is unset.
         """
-        await self.worker.run_in_executor(self._resolve)
+        target = await self.worker.run_in_executor(resolve_target, self.checkout, self.config)
+        self.branch, self.repository, self.head = target
         log.info("deploying %s of %s in %s (HEAD %s)", self.branch or "the default branch",
                  self.repository or "any repository", self.config.repo_path,
                  (self.head or "none")[:12])
@@ -58,21 +61,25 @@ class DeployHook:
             log.warning("repository is not set and the remote is not on GitHub: "
                         "deliveries from any repository signed with the secret are accepted")
 
-    def _resolve(self) -> None:
-        checkout, cfg = self.checkout, self.config
-        if not checkout.exists():
-            if not cfg.repo_url:
-                raise ConfigError(f"repo_path {cfg.repo_path} is not a git checkout; "
-                                  "clone it there or set repo_url")
-            self.repository = self.repository or github_repository(cfg.repo_url)
-            return
-        self.branch = self.branch or checkout.current_branch()
-        if self.branch is None:
-            raise ConfigError(f"{cfg.repo_path} has a detached HEAD; set branch in the config")
-        self.repository = self.repository or github_repository(checkout.remote_url())
-        self.head = checkout.head()
+    async def reconfigure(self, config: Config) -> None:
+        """Switch to ``config`` once no deploy runs (``address``, ``port`` and
+        ``workers`` need a restart).
+
+        Raises:
+            ConfigError: the new target cannot be resolved; the old config stays.
+        """
+        checkout = Checkout(config)
+        target = await self.worker.run_in_executor(resolve_target, checkout, config)
+        await self.worker.idle()
+        self.checkout.close()
+        self.config, self.checkout, self.worker.checkout = config, checkout, checkout
+        self.secret = SecretSource(config.secret_file, config.secret)
+        self.reloader.mode = config.reload
+        self.branch, self.repository, self.head = target
 
     def _on_result(self, result: RunResult) -> None:
+        for listener in self.listeners:
+            listener(result)
         if result.head_after:
             self.head = result.head_after
         if self.branch is None and result.ok:
@@ -108,7 +115,25 @@ class DeployHook:
             "started": self.started,
         }
 
-    def close(self) -> None:
-        """Stop the executor (waiting for a running git command) and close the repo."""
-        self.executor.shutdown(wait=True)
+    def close(self, wait: bool = True) -> None:
+        """Stop the executor (by default waiting for a running git command); close the repo."""
+        self.executor.shutdown(wait=wait, cancel_futures=not wait)
         self.checkout.close()
+
+
+def resolve_target(checkout: Checkout, config: Config) -> tuple[str | None, str | None, str | None]:
+    """(branch, repository, HEAD) for ``config``; blocking, run it in the executor.
+
+    Raises:
+        ConfigError: no checkout and no ``repo_url``, or a detached HEAD and no ``branch``.
+    """
+    repository, branch = config.repository, config.branch
+    if not checkout.exists():
+        if not config.repo_url:
+            raise ConfigError(f"repo_path {config.repo_path} is not a git checkout; "
+                              "clone it there or set repo_url")
+        return branch, repository or github_repository(config.repo_url), None
+    branch = branch or checkout.current_branch()
+    if branch is None:
+        raise ConfigError(f"{config.repo_path} has a detached HEAD; set branch in the config")
+    return branch, repository or github_repository(checkout.remote_url()), checkout.head()

@@ -36,7 +36,7 @@ class Reloader:
         self._hooks: list[Callable[[], None]] = []
 
     def add_hook(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` just before the process re-executes or exits."""
+        """Run ``fn`` just before the process re-executes (``autoreload`` mode only)."""
         self._hooks.append(fn)
 
     def request(self) -> None:
@@ -55,11 +55,11 @@ class Reloader:
         if not self.wanted or self._busy():
             return
         self.wanted = False
-        for fn in self._hooks:
-            fn()
         if self.mode == "exit":
             log.info("deploy moved HEAD: exiting for the supervisor to restart")
             (self._on_exit or IOLoop.current().stop)()
-        else:
-            log.info("deploy moved HEAD: re-executing the process (autoreload)")
-            autoreload._reload()  # Tornado's own re-exec: runs its reload hooks, keeps -m
+            return
+        log.info("deploy moved HEAD: re-executing the process (autoreload)")
+        for fn in self._hooks:
+            fn()
+        autoreload._reload()  # Tornado's own re-exec: runs its reload hooks, keeps -m

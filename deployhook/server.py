@@ -1,41 +1,155 @@
-"""Run the daemon: build the hook and the app, listen, stop cleanly on SIGTERM/SIGINT."""
+"""Run the daemon: listen (or take systemd's socket), notify systemd, handle signals.
+
+- SIGTERM / SIGINT: stop accepting connections, let a running deploy finish
+  (at most ``stop_timeout``), answer its waiting deliveries, exit 0.
+- SIGHUP: re-read the config file; a bad one is logged and the old one kept.
+- systemd: ``READY=1`` once listening, ``STATUS=`` after each deploy,
+  ``WATCHDOG=1`` from the IOLoop, ``STOPPING=1`` and ``RELOADING=1``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import signal
+import socket
+import time
 
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+
+from . import settings
 from .app import make_app
+from .checkout import RunResult
+from .errors import ConfigError
 from .hook import DeployHook
+from .listen import SD_LISTEN_FDS_START, describe, listening_sockets
+from .sdnotify import Notifier, watchdog_interval
 from .settings import Config
 
 log = logging.getLogger("deployhook")
 
 
-async def serve(config: Config) -> None:
-    """Serve until SIGTERM or SIGINT (or an ``exit`` reload), then finish the running deploy.
+class Daemon:
+    """One running daemon: its hook, its server and its systemd notifier."""
 
-    Raises:
-        ConfigError: the checkout cannot be resolved (see :meth:`DeployHook.start`).
-        OSError: the address cannot be bound.
-    """
-    stop = asyncio.Event()
-    hook = DeployHook(config, on_exit=stop.set)
-    await hook.start()
-    server = make_app(hook).listen(
-        config.port, config.address, max_body_size=config.max_body_size * 4,
-        idle_connection_timeout=60, body_timeout=60,
-    )
-    port = next(iter(server._sockets.values())).getsockname()[1]
-    log.info("listening on http://%s:%d%s", config.address, port, config.webhook_path)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping: no new deliveries; waiting for a running deploy")
-    server.stop()
-    await hook.worker.idle()
-    await server.close_all_connections()
-    hook.close()
-    log.info("stopped")
+    def __init__(self, config: Config, config_path: str | None) -> None:
+        self.config_path = config_path
+        self.notifier = Notifier()
+        self.stopping = asyncio.Event()
+        self.hook = DeployHook(config, on_exit=self.stopping.set)
+        self.sockets: list[socket.socket] = []
+        self.where = ""
+
+    async def run(self) -> int:
+        """Serve until told to stop; return the exit status.
+
+        Raises:
+            ConfigError: the checkout cannot be resolved.
+            OSError: the address cannot be bound.
+        """
+        hook, config = self.hook, self.hook.config
+        await hook.start()
+        self.sockets = listening_sockets(config.address, config.port)
+        server = HTTPServer(make_app(hook), max_body_size=config.max_body_size * 4,
+                            idle_connection_timeout=60, body_timeout=60)
+        server.add_sockets(self.sockets)
+        self.where = describe(self.sockets)
+        hook.listeners.append(self._deployed)
+        hook.reloader.add_hook(self._before_reexec)
+        log.info("listening on http://%s%s", self.where, config.webhook_path)
+        self.notifier.ready(self._status())
+        watchdog = self._start_watchdog()
+        self._install_signals()
+        await self.stopping.wait()
+        return await self._shutdown(server, watchdog)
+
+    def _status(self, last: RunResult | None = None) -> str:
+        text = f"listening on {self.where}; HEAD {(self.hook.head or 'none')[:12]}"
+        if last is not None:
+            outcome = "ok" if last.ok else f"FAILED: {last.reason[:120]}"
+            text += f"; last deploy {time.strftime('%H:%M:%S')} {outcome}"
+        return text
+
+    def _deployed(self, result: RunResult) -> None:
+        self.notifier.status(self._status(result))
+
+    def _start_watchdog(self) -> PeriodicCallback | None:
+        interval = watchdog_interval()
+        if interval is None:
+            return None
+        pinger = PeriodicCallback(self._watchdog_ping, interval * 1000)
+        pinger.start()
+        return pinger
+
+    def _watchdog_ping(self) -> None:
+        if os.environ.get("DEPLOYHOOK_TEST_STALL_LOOP"):  # test-only fault: a stuck IOLoop
+            log.warning("DEPLOYHOOK_TEST_STALL_LOOP set: blocking the IOLoop")
+            time.sleep(3600)
+        self.notifier.watchdog()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reread()))
+
+    async def reread(self) -> bool:
+        """Apply the config file again (SIGHUP); return False and keep the old one if bad."""
+        self.notifier.reloading("re-reading the configuration")
+        try:
+            new = settings.load(self.config_path)
+            await self.hook.reconfigure(new)
+        except ConfigError as exc:
+            log.error("SIGHUP: configuration rejected, keeping the old one: %s", exc)
+            self.notifier.ready(self._status() + "; new config REJECTED")
+            return False
+        log.info("SIGHUP: configuration re-read from %s", self.config_path)
+        self.notifier.ready(self._status())
+        return True
+
+    def _before_reexec(self) -> None:
+        """Hand the listening sockets to the re-executed process, as systemd would."""
+        self.notifier.reloading("re-executing after a deploy")
+        count = len(self.sockets)
+        spare = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, SD_LISTEN_FDS_START + count)
+                 for s in self.sockets]  # out of the way of fds 3..3+count
+        for offset, fd in enumerate(spare):
+            os.dup2(fd, SD_LISTEN_FDS_START + offset, inheritable=True)
+            os.close(fd)
+        os.environ["LISTEN_FDS"] = str(count)
+        os.environ["LISTEN_PID"] = str(os.getpid())
+
+    async def _shutdown(self, server: HTTPServer, watchdog: PeriodicCallback | None) -> int:
+        timeout = self.hook.config.stop_timeout
+        log.info("stopping: no new connections; waiting up to %gs for a running deploy", timeout)
+        self.notifier.stopping("stopping: finishing the running deploy")
+        server.stop()
+        status = 0
+        try:
+            await asyncio.wait_for(self._drain(), timeout)
+        except TimeoutError:
+            log.error("a deploy was still running after stop_timeout=%gs; exiting anyway "
+                      "(git finishes its current command on its own)", timeout)
+            status = 1
+        if watchdog is not None:
+            watchdog.stop()
+        await server.close_all_connections()
+        self.hook.close(wait=status == 0)
+        self.notifier.close()
+        log.info("stopped")
+        return status
+
+    async def _drain(self) -> None:
+        await self.hook.worker.idle()
+        while self.hook.in_flight:
+            await asyncio.sleep(0.02)
+
+
+async def serve(config: Config, config_path: str | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT or an ``exit`` reload; return the exit status."""
+    return await Daemon(config, config_path).run()
+
+

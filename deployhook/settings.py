@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ConfigError
 
 PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
+CREDENTIAL_NAME = "webhook-secret"  # systemd: LoadCredential=webhook-secret:/path
 RELOAD_MODES = ("autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
 
@@ -46,6 +47,7 @@ class Config:
     git_timeout: float = 120.0
     max_body_size: int = 26 * 1024 * 1024
     workers: int = 4
+    stop_timeout: float = 60.0
     log_level: str = "info"
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
     secret: bytes | None = field(default=None, repr=False)
@@ -58,7 +60,7 @@ class Config:
             raise ConfigError(f"webhook_path must start with '/', got {self.webhook_path!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
-        for key in ("response_timeout", "git_timeout", "post_deploy_timeout"):
+        for key in ("response_timeout", "git_timeout", "post_deploy_timeout", "stop_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds")
         if self.workers < 1 or self.max_body_size < 1:
@@ -74,7 +76,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "repository": (str, type(None)), "post_deploy": (list, tuple, type(None)),
     "post_deploy_timeout": (int, float), "reload": (str,), "response_timeout": (int, float),
     "git_timeout": (int, float), "max_body_size": (int,), "workers": (int,),
-    "log_level": (str,),
+    "stop_timeout": (int, float), "log_level": (str,),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path")
@@ -82,6 +84,9 @@ _PATH_KEYS = ("secret_file", "repo_path")
 
 def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:
     """Read ``path`` (None: defaults only), apply ``DEPLOYHOOK_*`` overrides, validate.
+
+    When ``secret_file`` is set nowhere and systemd passed credentials
+    (``$CREDENTIALS_DIRECTORY``), the secret is ``$CREDENTIALS_DIRECTORY/webhook-secret``.
 
     Relative ``secret_file`` and ``repo_path`` are taken relative to the config
     file's folder (the current folder when ``path`` is None).
@@ -99,6 +104,9 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
         base = config_path.parent
     values.update(_from_environ(environ))
     values = {key: _coerce(key, value) for key, value in values.items()}
+    credentials = environ.get("CREDENTIALS_DIRECTORY")
+    if "secret_file" not in values and credentials:
+        values["secret_file"] = str(Path(credentials) / CREDENTIAL_NAME)
     for key in _PATH_KEYS:
         raw = Path(values.get(key, getattr(Config, key))).expanduser()
         values[key] = str((base / raw).resolve())

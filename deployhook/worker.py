@@ -12,11 +12,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from .checkout import Checkout, RunResult
 from .delivery import Push
 
 log = logging.getLogger("deployhook.worker")
+T = TypeVar("T")
 
 
 class GitWorker:
@@ -49,7 +51,7 @@ class GitWorker:
             self._task = asyncio.ensure_future(self._drain())
         return future
 
-    async def run_in_executor(self, fn: Callable[..., object], *args: object) -> object:
+    async def run_in_executor(self, fn: Callable[..., T], *args: object) -> T:
         """Run blocking ``fn`` in this worker's executor."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
