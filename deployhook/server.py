@@ -85,8 +85,10 @@ class Daemon:
         return pinger
 
     def _watchdog_ping(self) -> None:
-        if os.environ.get("DEPLOYHOOK_TEST_STALL_LOOP"):  # test-only fault: a stuck IOLoop
-            log.warning("DEPLOYHOOK_TEST_STALL_LOOP set: blocking the IOLoop")
+        stall = os.environ.get("DEPLOYHOOK_TEST_STALL_FILE")  # test-only fault switch
+        if stall and os.path.exists(stall):
+            os.unlink(stall)  # one-shot, so the restarted daemon runs normally
+            log.warning("%s found: blocking the IOLoop to test the watchdog", stall)
             time.sleep(3600)
         self.notifier.watchdog()
 
