@@ -118,6 +118,14 @@ class Checkout:
         status, out, _ = self._git("rev-parse", "--verify", "--quiet", "HEAD")
         return out.strip() if status == 0 else None
 
+    def probe_remote(self, remote: str, branch: str | None) -> tuple[int, str]:
+        """``git ls-remote`` with the network timeout: (exit status, stderr); 2 = no such branch."""
+        refs = [f"refs/heads/{branch}"] if branch else []
+        cwd = None if self.exists() else str(Path(self.path).parent)
+        status, _, err = self._git("ls-remote", "--exit-code", remote, *refs, network=True,
+                                   cwd=cwd)
+        return status, err
+
     def contains(self, sha: str) -> bool:
         """True when commit ``sha`` is HEAD or one of its ancestors."""
         return self._git("merge-base", "--is-ancestor", sha, "HEAD")[0] == 0

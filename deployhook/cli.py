@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, logs, settings
+from .check import Result, run_checks
 from .errors import ConfigError
 from .secret import create_secret_file
 from .server import serve
@@ -20,7 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"deployhook {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("serve", "run the webhook daemon"),
-                       ("init", "create the secret file (a fresh random secret) if missing")):
+                       ("init", "create the secret file (a fresh random secret) if missing"),
+                       ("check", "check the config, secret, checkout, remote and address")):
         sub = commands.add_parser(name, help=text, description=text)
         sub.add_argument("--config", default="config.py",
                          help="the configuration file (default: ./config.py)")
@@ -28,10 +30,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = settings.load(args.config)
     except ConfigError as exc:
+        if args.command == "check":
+            hint = "edit the config file (README.rst, Configuration)"
+            print(Result("FAIL", "config", str(exc), hint).line())
+            return 1
         print(f"deployhook: {exc}", file=sys.stderr)
         return 2
     if args.command == "init":
         return init(config)
+    if args.command == "check":
+        results = run_checks(config, args.config)
+        for result in results:
+            print(result.line())
+        return 1 if any(r.level == "FAIL" for r in results) else 0
     logs.setup(config.log_level)
     try:
         return asyncio.run(serve(config, args.config))

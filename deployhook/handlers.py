@@ -59,6 +59,7 @@ class WebhookHandler(JSONHandler):
         self.body = bytearray()
         self.too_large = False
         self.counted = False
+        self.push: Push | None = None
 
     def prepare(self) -> None:
         if self.request.method != "POST":
@@ -123,6 +124,7 @@ class WebhookHandler(JSONHandler):
             await self.deploy(decision.push)
 
     async def deploy(self, push: Push) -> None:
+        self.push = push
         future = self.hook.worker.submit(push)
         try:
             result = await asyncio.wait_for(asyncio.shield(future),
@@ -137,9 +139,13 @@ class WebhookHandler(JSONHandler):
         self.answer(*outcome(push, result))
 
     def answer(self, status: int, delivery_id: str, body: dict[str, Any]) -> None:
-        log.info("delivery %s event=%s -> %d %s: %s", delivery_id,
-                 self.request.headers.get("X-GitHub-Event", "-"), status,
-                 body.get("result"), body.get("reason", ""))
+        """Send ``body`` and log one line: delivery, event, ref, SHAs, outcome."""
+        ref = self.push.ref if self.push else "-"
+        shas = f"{self.push.before[:12]}..{self.push.after[:12]}" if self.push else "-"
+        log.log(logging.WARNING if status >= 400 else logging.INFO,
+                "delivery %s from %s event=%s ref=%s %s -> %d %s: %s", delivery_id,
+                self.request.remote_ip, self.request.headers.get("X-GitHub-Event", "-"), ref,
+                shas, status, body.get("result"), body.get("reason", ""))
         self.reply(status, body)
 
     def answer_error(self, exc: DeliveryError) -> None:

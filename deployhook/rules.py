@@ -54,7 +54,7 @@ def decide(delivery: Delivery, repository: str | None, branch: str | None) -> De
     if delivery.event != "push":
         return Ignore(f"event '{delivery.event}' is not deployed; only push is")
     push = parse_push(delivery)
-    wanted = branch or push.default_branch
+    wanted = branch or push.default_branch or "the default branch"
     if push.branch is None:
         return Ignore(f"{push.ref} is not a branch; only {wanted} is deployed")
     if push.branch != wanted:

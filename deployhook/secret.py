@@ -1,8 +1,8 @@
 """The webhook secret: read from its file on demand, never logged or returned.
 
-The file is re-read only when its size, mtime or inode changes (one ``stat``
-per delivery), so rotating the secret needs no restart and a deleted file is
-noticed at once.  ``$DEPLOYHOOK_SECRET`` replaces the file when set.
+The file (a few bytes) is read for every delivery, so rotating the secret needs
+no restart and a deleted file is noticed at once.  ``$DEPLOYHOOK_SECRET``
+replaces the file when set.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ class SecretSource:
     def __init__(self, path: str, fixed: bytes | None = None) -> None:
         self.path = path
         self._fixed = fixed
-        self._stamp: tuple[int, int, int] | None = None
-        self._value = b""
 
     def __repr__(self) -> str:  # never show the value
         return f"SecretSource({self.path!r})"
@@ -37,21 +35,16 @@ class SecretSource:
         if self._fixed:
             return self._fixed
         try:
-            st = os.stat(self.path)
-            stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-            if stamp != self._stamp:
-                self._value = Path(self.path).read_bytes().strip()
-                self._stamp = stamp
+            value = Path(self.path).read_bytes().strip()
         except OSError as exc:
-            self._stamp = None
             reason = "not found" if isinstance(exc, FileNotFoundError) else "not readable"
             raise SecretMissing(f"secret file {self.path} is {reason} on the server") from None
-        if not self._value:
+        if not value:
             raise SecretMissing(f"secret file {self.path} is empty on the server")
-        if self._value.startswith(PLACEHOLDER):
+        if value.startswith(PLACEHOLDER):
             raise SecretMissing(f"secret file {self.path} still holds the example placeholder; "
                                 "run 'deployhook init' for a random secret")
-        return self._value
+        return value
 
 
 def create_secret_file(path: str) -> bool:

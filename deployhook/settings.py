@@ -9,6 +9,7 @@ are caught at start-up instead of silently ignored.
 from __future__ import annotations
 
 import json
+import math
 import os
 import runpy
 import shlex
@@ -119,11 +120,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} not found (run 'deployhook init' to create one)")
     try:
         namespace = runpy.run_path(str(path))
-    except Exception as exc:  # the user's file: report any failure plainly
+    except (Exception, SystemExit) as exc:  # the user's file: report any failure plainly
         raise ConfigError(f"{path}: {type(exc).__name__}: {exc}") from exc
     values = {}
     for key, value in namespace.items():
-        if key.startswith("_") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
+        if key.startswith("_") or isinstance(value, types.ModuleType) or callable(value):
             continue
         if key not in KEYS:
             raise ConfigError(_unknown(key, f"{path}"))
@@ -154,16 +155,22 @@ def _parse_env(key: str, raw: str) -> Any:
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be true or false, got {raw!r}")
+    name = f"{ENV_PREFIX}{key.upper()}"
     if list in kinds:
-        return json.loads(raw) if raw.lstrip().startswith("[") else shlex.split(raw)
-    for kind in (int, float):
-        if kind in kinds:
-            try:
-                return kind(raw)
-            except ValueError:
-                raise ConfigError(
-                    f"{ENV_PREFIX}{key.upper()} must be a number, got {raw!r}"
-                ) from None
+        try:
+            value = json.loads(raw) if raw.lstrip().startswith("[") else shlex.split(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a JSON list or shell-style words: {exc}") from None
+        return value
+    kind = float if float in kinds else int if int in kinds else None
+    if kind is not None:
+        try:
+            number = kind(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{name} must be a finite number, got {raw!r}")
+        return number
     return raw
 
 

@@ -1,0 +1,113 @@
+"""``deployhook check``: is this setup right, before GitHub ever calls?
+
+Each check prints ``OK``, ``WARN`` or ``FAIL`` with what it saw and, on a
+failure, how to fix it.  The exit status is 0 only when nothing failed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .checkout import Checkout
+from .errors import ConfigError, DeliveryError
+from .hook import resolve_target
+from .secret import SecretSource
+from .settings import Config
+from .steps import redact
+
+
+@dataclass(frozen=True)
+class Result:
+    level: str  # OK, WARN or FAIL
+    name: str
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.level:<4} {self.name:<10} {self.detail}"
+        return text + (f"\n     {'':<10} fix: {self.fix}" if self.fix else "")
+
+
+def run_checks(config: Config, config_path: str) -> list[Result]:
+    """Run every check for ``config``; blocking (git and a bind attempt)."""
+    return list(_checks(config, config_path))
+
+
+def _checks(config: Config, config_path: str) -> Iterator[Result]:
+    yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
+    yield from _secret(config)
+    yield from _checkout(config)
+    yield _bind(config)
+
+
+def _secret(config: Config) -> Iterator[Result]:
+    source = SecretSource(config.secret_file, config.secret)
+    try:
+        source.get()
+    except DeliveryError as exc:
+        yield Result("FAIL", "secret", exc.reason,
+                     "run 'deployhook init' or write the webhook's secret into that file")
+        return
+    if config.secret is not None:
+        yield Result("OK", "secret", "from $DEPLOYHOOK_SECRET")
+        return
+    yield Result("OK", "secret", f"{config.secret_file} is readable and not empty")
+    mode = os.stat(config.secret_file).st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        yield Result("WARN", "secret", f"{config.secret_file} is readable by others "
+                     f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {config.secret_file}")
+
+
+def _checkout(config: Config) -> Iterator[Result]:
+    checkout = Checkout(config)
+    try:
+        branch, repository, head = resolve_target(checkout, config)
+    except ConfigError as exc:
+        yield Result("FAIL", "checkout", str(exc), "git clone the repository there, "
+                     "set repo_url, or fix repo_path")
+        return
+    if head is None:
+        yield Result("OK", "checkout", f"{config.repo_path} will be cloned from {config.repo_url}")
+        yield _remote(checkout, config, branch, config.repo_url or "")
+        return
+    current = checkout.current_branch()
+    if current != branch:
+        yield Result("FAIL", "branch", f"{config.repo_path} is on {current}, config says {branch}",
+                     f"git -C {config.repo_path} checkout {branch}")
+    else:
+        yield Result("OK", "checkout", f"{config.repo_path} on {branch} at {head[:12]}")
+    yield Result("OK" if repository else "WARN", "repository", repository or
+                 "not set and the remote is not on GitHub: any repository is accepted",
+                 "" if repository else "set repository = 'owner/name'")
+    yield _remote(checkout, config, branch, config.remote)
+    checkout.close()
+
+
+def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str) -> Result:
+    status, err = checkout.probe_remote(remote, branch)
+    if status == 0:
+        return Result("OK", "remote", f"{remote} is reachable and has {branch or 'a HEAD'}")
+    reason = (err.strip().splitlines() or [f"exit status {status}"])[-1]
+    if status == 2:
+        reason = f"no branch {branch} there"
+    return Result("FAIL", "remote", f"{redact(remote)}: {reason}",
+                  "check the remote's URL and the server's credentials (git never prompts)")
+
+
+def _bind(config: Config) -> Result:
+    if os.environ.get("LISTEN_FDS"):
+        return Result("OK", "listen", "socket passed by systemd (LISTEN_FDS)")
+    family = socket.AF_INET6 if ":" in config.address else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((config.address, config.port))
+    except OSError as exc:
+        return Result("FAIL", "listen", f"cannot bind {config.address}:{config.port}: "
+                      f"{exc.strerror}", "choose a free port, or stop what uses it "
+                      "(is deployhook already running?)")
+    return Result("OK", "listen", f"{config.address}:{config.port} can be bound")
