@@ -188,7 +188,7 @@ class Checkout:
     def _update(self, branch: str, before: str | None, steps: list[Step]) -> None:
         remote = self.config.remote
         tracking = f"refs/remotes/{remote}/{branch}"
-        self._step("fetch", steps, "fetch", "--no-tags", remote,
+        self._step("fetch", steps, "fetch", "--no-tags", "--recurse-submodules=no", remote,
                    f"+refs/heads/{branch}:{tracking}", network=True)
         strategy = self.config.pull_strategy
         if self.head() != self._git("rev-parse", tracking)[1].strip():
