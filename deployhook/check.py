@@ -91,10 +91,11 @@ def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str)
     status, err = checkout.probe_remote(remote, branch)
     if status == 0:
         return Result("OK", "remote", f"{remote} is reachable and has {branch or 'a HEAD'}")
-    reason = (err.strip().splitlines() or [f"exit status {status}"])[-1]
     if status == 2:
-        reason = f"no branch {branch} there"
-    return Result("FAIL", "remote", f"{redact(remote)}: {reason}",
+        return Result("FAIL", "remote", f"{redact(remote)} has no branch {branch}",
+                      "push the branch, or set branch to one the remote has")
+    reason = (err.strip().splitlines() or [f"exit status {status}"])[-1]
+    return Result("FAIL", "remote", f"{redact(remote)}: {redact(reason)}",
                   "check the remote's URL and the server's credentials (git never prompts)")
 
 

@@ -22,6 +22,7 @@ from .settings import Config
 from .worker import GitWorker
 
 log = logging.getLogger("deployhook")
+RESTART_KEYS = ("address", "port", "webhook_path", "workers")
 
 
 class DeployHook:
@@ -62,14 +63,17 @@ class DeployHook:
                         "deliveries from any repository signed with the secret are accepted")
 
     async def reconfigure(self, config: Config) -> None:
-        """Switch to ``config`` once no deploy runs (``address``, ``port`` and
-        ``workers`` need a restart).
+        """Switch to ``config`` once no deploy runs (``RESTART_KEYS`` need a restart).
 
         Raises:
             ConfigError: the new target cannot be resolved; the old config stays.
         """
         checkout = Checkout(config)
         target = await self.worker.run_in_executor(resolve_target, checkout, config)
+        fixed = [key for key in RESTART_KEYS
+                 if getattr(config, key) != getattr(self.config, key)]
+        if fixed:
+            log.warning("%s changed: takes effect at the next restart", ", ".join(fixed))
         await self.worker.idle()
         self.checkout.close()
         self.config, self.checkout, self.worker.checkout = config, checkout, checkout
