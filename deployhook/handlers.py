@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .hook import DeployHook
 
 log = logging.getLogger("deployhook.http")
+UNBOUNDED = 1 << 62
 
 
 class JSONHandler(tornado.web.RequestHandler):
@@ -66,10 +67,13 @@ class WebhookHandler(JSONHandler):
             return
         self.hook.in_flight += 1  # a reload waits until this answer has been sent
         self.counted = True
-        self.request.connection.set_max_body_size(self.limit * 4)  # type: ignore[union-attr]
         length = self.request.headers.get("Content-Length", "")
         if length.isdigit():
             self._check_size(int(length))
+        else:
+            # Chunked: let every byte reach data_received, which answers 413 past the
+            # limit and so closes the connection; only the limit is ever buffered.
+            self.request.connection.set_max_body_size(UNBOUNDED)  # type: ignore[union-attr]
 
     def data_received(self, chunk: bytes) -> None:
         if self.too_large or self._finished:

@@ -38,7 +38,20 @@ def tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 def summary(step: Step, limit: int = 400) -> str:
     """A one-paragraph reason for a failed step: its last meaningful output lines."""
-    lines = [line.strip() for line in step.output.splitlines() if line.strip()]
-    wanted = [line for line in lines if line.startswith(("fatal:", "error:"))] or lines[-3:]
-    text = " ".join(wanted) or f"exit status {step.status}"
+    lines = [line for line in step.output.splitlines() if line.strip()]
+    wanted: list[str] = []
+    for index, line in enumerate(lines):
+        if line.startswith(("fatal:", "error:")):
+            wanted.append(line.strip())
+            if line.endswith(":"):  # git lists what it means on the indented lines below
+                following = lines[index + 1:]
+                wanted += [x.strip() for x in following[:_count_indented(following)]]
+    text = " ".join(wanted or [x.strip() for x in lines[-3:]]) or f"exit status {step.status}"
     return redact(f"{step.name} failed: {text}")[:limit]
+
+
+def _count_indented(lines: list[str]) -> int:
+    count = 0
+    while count < len(lines) and lines[count][:1] in (" ", "\t"):
+        count += 1
+    return count
