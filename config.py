@@ -43,3 +43,11 @@ max_body_size = 27262976   # 26 MiB: a little over GitHub's 25 MB cap
 workers = 4                # threads for git work
 stop_timeout = 60.0        # on SIGTERM, wait this long for a running deploy
 log_level = "info"
+
+# The deployment record (SQLite): every delivery and deploy run, kept for
+# 'deployhook history', /deployments and the status page; replays of a delivery
+# ID that already deployed are answered from it.  Keep the newest keep_runs runs,
+# none older than keep_days.
+state_db = "deployhook.sqlite3"
+keep_runs = 1000
+keep_days = 90.0

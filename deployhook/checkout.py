@@ -52,6 +52,7 @@ class RunResult:
     steps: list[Step] = field(default_factory=list)
     contains: dict[str, bool] = field(default_factory=dict)
     duration: float = 0.0
+    run_id: int | None = None
 
     @property
     def moved(self) -> bool:

@@ -15,8 +15,9 @@ import tornado.web
 
 from .checkout import RunResult
 from .delivery import Push, check_size, read_delivery
-from .errors import DeliveryError
+from .errors import BodyTooLarge, DeliveryError, SecretMissing, SignatureError
 from .rules import Deploy, Ignore, Ping, decide
+from .store import DeliveryRecord
 
 if TYPE_CHECKING:
     from .hook import DeployHook
@@ -61,6 +62,8 @@ class WebhookHandler(JSONHandler):
         self.too_large = False
         self.counted = False
         self.push: Push | None = None
+        self.row: int | None = None
+        self.signature = "unchecked"
 
     def prepare(self) -> None:
         if self.request.method != "POST":
@@ -115,8 +118,10 @@ class WebhookHandler(JSONHandler):
             delivery = read_delivery(self.request.headers, bytes(self.body), secret, self.limit)
             decision = decide(delivery, hook.repository, hook.branch)
         except DeliveryError as exc:
+            self.signature = _signature_result(exc)
             self.answer_error(exc)
             return
+        self.signature = "valid"
         self.body = bytearray()
         if isinstance(decision, Ping):
             self.answer(200, delivery.delivery_id, {"result": "pong", "zen": decision.zen,
@@ -128,28 +133,56 @@ class WebhookHandler(JSONHandler):
             await self.deploy(decision.push)
 
     async def deploy(self, push: Push) -> None:
+        """Deploy ``push`` (or answer a replayed delivery ID from the record)."""
         self.push = push
-        future = self.hook.worker.submit(push)
+        record = self.hook.record
+        if push.delivery_id != "-":
+            earlier = await record.try_run(lambda s: s.earlier_deploy(push.delivery_id, push.after))
+            if earlier is not None and earlier["run_outcome"] == "ok":
+                self.answer(*replayed(push, earlier))
+                return
+        accepted = self.delivery_record(accepted=True)
+        self.row = await record.try_run(lambda s: s.add_delivery(accepted))
+        future = self.hook.worker.submit(push, self.row)
         try:
             result = await asyncio.wait_for(asyncio.shield(future),
                                             self.hook.config.response_timeout)
         except TimeoutError:
             future.add_done_callback(lambda f: _log_late(push, f))
             self.answer(202, push.delivery_id, {
-                "result": "deploying", "after": push.after,
-                "reason": "the deploy is still running; its outcome will be at /health",
+                "result": "deploying", "after": push.after, "see": "/deployments",
+                "reason": "the deploy is still running; its outcome will be at /deployments "
+                          "and /health",
             })
             return
         self.answer(*outcome(push, result))
 
+    def delivery_record(self, accepted: bool = False) -> DeliveryRecord:
+        """This request as the record keeps it."""
+        push, headers = self.push, self.request.headers
+        return DeliveryRecord(
+            delivery_id=headers.get("X-GitHub-Delivery", "-")[:100],
+            event=headers.get("X-GitHub-Event", "-")[:100], remote_addr=self.request.remote_ip,
+            signature=self.signature, ref=push.ref if push else None,
+            before=push.before if push else None, after=push.after if push else None,
+            pusher=push.pusher if push else None, accepted=accepted)
+
     def answer(self, status: int, delivery_id: str, body: dict[str, Any]) -> None:
-        """Send ``body`` and log one line: delivery, event, ref, SHAs, outcome."""
+        """Send ``body``, record it, and log one line: delivery, event, ref, SHAs, outcome."""
         ref = self.push.ref if self.push else "-"
         shas = f"{self.push.before[:12]}..{self.push.after[:12]}" if self.push else "-"
+        result, reason = str(body.get("result")), str(body.get("reason", ""))
         log.log(logging.WARNING if status >= 400 else logging.INFO,
                 "delivery %s from %s event=%s ref=%s %s -> %d %s: %s", delivery_id,
                 self.request.remote_ip, self.request.headers.get("X-GitHub-Event", "-"), ref,
-                shas, status, body.get("result"), body.get("reason", ""))
+                shas, status, result, reason)
+        row, run_id = self.row, body.get("run")
+        if row is None:
+            record = self.delivery_record()
+            self.hook.record.submit(lambda s: s.log_delivery(record, status, result, reason))
+        else:
+            self.hook.record.submit(lambda s: s.answer_delivery(row, status, result, reason,
+                                                                run_id))
         self.reply(status, body)
 
     def answer_error(self, exc: DeliveryError) -> None:
@@ -161,7 +194,7 @@ def outcome(push: Push, result: RunResult) -> tuple[int, str, dict[str, Any]]:
     """The status and body answering ``push`` once ``result``'s run has ended."""
     body: dict[str, Any] = {
         "before": push.before, "after": push.after, "head": result.head_after,
-        "duration": round(result.duration, 3),
+        "duration": round(result.duration, 3), "run": result.run_id,
     }
     if not result.ok:
         return 500, push.delivery_id, {"result": "failed", "reason": result.reason, **body}
@@ -172,6 +205,23 @@ def outcome(push: Push, result: RunResult) -> tuple[int, str, dict[str, Any]]:
     moved = "deployed" if result.moved else "already deployed"
     return 200, push.delivery_id, {"result": "deployed", "reason": f"{moved} {push.after[:12]}",
                                    **body}
+
+
+def replayed(push: Push, earlier: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
+    """The answer to a delivery ID whose earlier deploy succeeded: its outcome, no new deploy."""
+    status = earlier["status"] if earlier["status"] not in (None, 202) else 200
+    reason = (f"delivery {push.delivery_id} was already handled by run {earlier['run']}"
+              f" ({earlier['reason'] or 'deployed'}); not deployed again")
+    return status, push.delivery_id, {
+        "result": earlier["result"] if status != 200 else "deployed", "reason": reason,
+        "run": earlier["run"], "head": earlier["run_head"], "after": push.after,
+        "replayed": True}
+
+
+def _signature_result(exc: DeliveryError) -> str:
+    if isinstance(exc, SignatureError):
+        return "invalid"
+    return "unchecked" if isinstance(exc, (BodyTooLarge, SecretMissing)) else "valid"
 
 
 def _log_late(push: Push, future: asyncio.Future[RunResult]) -> None:

@@ -15,14 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .checkout import Checkout, RunResult, github_repository
+from .delivery import Push
 from .errors import ConfigError
+from .record import Recorder
 from .reload import Reloader
 from .secret import SecretSource
 from .settings import Config
 from .worker import GitWorker
 
 log = logging.getLogger("deployhook")
-RESTART_KEYS = ("address", "port", "webhook_path", "workers")
+RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db")
 
 
 class DeployHook:
@@ -33,7 +35,8 @@ class DeployHook:
         self.secret = SecretSource(config.secret_file, config.secret)
         self.checkout = Checkout(config)
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="deployhook-git")
-        self.worker = GitWorker(self.checkout, self.executor, self._on_result)
+        self.record = Recorder(config.state_db)
+        self.worker = GitWorker(self.checkout, self.executor, self._on_result, self.record)
         self.reloader = Reloader(config.reload, self.busy, on_exit)
         self.repository: str | None = config.repository
         self.branch: str | None = config.branch
@@ -61,6 +64,25 @@ class DeployHook:
         if not self.repository:
             log.warning("repository is not set and the remote is not on GitHub: "
                         "deliveries from any repository signed with the secret are accepted")
+        await self.recover()
+
+    async def recover(self) -> None:
+        """After a crash: mark runs left running as interrupted and redeploy the
+        accepted pushes they (or nobody) covered, so no accepted push is lost."""
+        keep_runs, keep_days = self.config.keep_runs, self.config.keep_days
+        interrupted = await self.record.run(lambda s: s.interrupt_unfinished())
+        unfinished = await self.record.run(lambda s: s.unfinished_deliveries())
+        await self.record.run(lambda s: s.prune(keep_runs, keep_days))
+        if interrupted:
+            log.warning("runs %s were interrupted by the end of the last process",
+                        ", ".join(map(str, interrupted)))
+        pushes = [(row["id"], _recorded_push(row)) for row in unfinished
+                  if row["ref"] and row["after"]]
+        for row, push in pushes:
+            if self.branch is None or push.branch == self.branch:
+                self.worker.submit(push, row, trigger="recovery")
+        if pushes:
+            log.warning("redeploying %d accepted deliveries that never finished", len(pushes))
 
     async def reconfigure(self, config: Config) -> None:
         """Switch to ``config`` once no deploy runs (``RESTART_KEYS`` need a restart).
@@ -82,6 +104,8 @@ class DeployHook:
         self.branch, self.repository, self.head = target
 
     def _on_result(self, result: RunResult) -> None:
+        keep_runs, keep_days = self.config.keep_runs, self.config.keep_days
+        self.record.submit(lambda s: s.prune(keep_runs, keep_days))
         for listener in self.listeners:
             listener(result)
         if result.head_after:
@@ -120,8 +144,10 @@ class DeployHook:
         }
 
     def close(self, wait: bool = True) -> None:
-        """Stop the executor (by default waiting for a running git command); close the repo."""
+        """Stop the executor (by default waiting for a running git command); close the
+        repo and the record."""
         self.executor.shutdown(wait=wait, cancel_futures=not wait)
+        self.record.close()
         self.checkout.close()
 
 
@@ -141,3 +167,10 @@ def resolve_target(checkout: Checkout, config: Config) -> tuple[str | None, str 
     if branch is None:
         raise ConfigError(f"{config.repo_path} has a detached HEAD; set branch in the config")
     return branch, repository or github_repository(checkout.remote_url()), checkout.head()
+
+
+def _recorded_push(row: dict[str, Any]) -> Push:
+    """The Push a recorded delivery row stands for."""
+    return Push(ref=row["ref"], before=row["before"] or "", after=row["after"], deleted=False,
+                repository="", default_branch=None, pusher=row["pusher"] or "unknown",
+                delivery_id=row["delivery_id"])

@@ -49,6 +49,9 @@ class Config:
     max_body_size: int = 26 * 1024 * 1024
     workers: int = 4
     stop_timeout: float = 60.0
+    state_db: str = "deployhook.sqlite3"
+    keep_runs: int = 1000
+    keep_days: float = 90.0
     log_level: str = "info"
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
     secret: bytes | None = field(default=None, repr=False)
@@ -64,8 +67,8 @@ class Config:
         for key in ("response_timeout", "git_timeout", "post_deploy_timeout", "stop_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds")
-        if self.workers < 1 or self.max_body_size < 1:
-            raise ConfigError("workers and max_body_size must be at least 1")
+        if min(self.workers, self.max_body_size, self.keep_runs) < 1 or self.keep_days <= 0:
+            raise ConfigError("workers, max_body_size, keep_runs and keep_days must be positive")
         if self.post_deploy is not None and not self.post_deploy:
             raise ConfigError("post_deploy must be a non-empty list of arguments, or None")
 
@@ -77,10 +80,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "repository": (str, type(None)), "post_deploy": (list, tuple, type(None)),
     "post_deploy_timeout": (int, float), "reload": (str,), "response_timeout": (int, float),
     "git_timeout": (int, float), "max_body_size": (int,), "workers": (int,),
-    "stop_timeout": (int, float), "log_level": (str,),
+    "stop_timeout": (int, float), "log_level": (str,), "state_db": (str,),
+    "keep_runs": (int,), "keep_days": (int, float),
 }
 KEYS = tuple(_TYPES)
-_PATH_KEYS = ("secret_file", "repo_path")
+_PATH_KEYS = ("secret_file", "repo_path", "state_db")
 
 
 def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:

@@ -3,7 +3,8 @@
 Deliveries that arrive while a deploy runs wait together; when it ends, one
 more run brings the checkout to the newest pushed commit and answers all of
 them.  So a burst of N pushes costs a handful of fetches, not N.  The IOLoop
-only awaits futures; every git command runs in the executor.
+only awaits futures; every git command runs in the executor.  Each run is
+written to the deployment record when a Recorder is given.
 """
 
 from __future__ import annotations
@@ -12,13 +13,27 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .checkout import Checkout, RunResult
 from .delivery import Push
+from .record import Recorder
+from .store import Store
 
 log = logging.getLogger("deployhook.worker")
 T = TypeVar("T")
+
+
+@dataclass
+class Request:
+    """A push waiting for a run; ``row`` is its delivery's row in the record."""
+
+    push: Push
+    row: int | None = None
+    trigger: str = "webhook"
+    future: asyncio.Future[RunResult] = field(default_factory=lambda: asyncio.get_running_loop()
+                                              .create_future())
 
 
 class GitWorker:
@@ -29,13 +44,15 @@ class GitWorker:
         checkout: Checkout,
         executor: ThreadPoolExecutor,
         on_result: Callable[[RunResult], None] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.checkout = checkout
         self.executor = executor
         self.on_result = on_result
+        self.recorder = recorder
         self.last: RunResult | None = None
         self.runs = 0
-        self._pending: list[tuple[Push, asyncio.Future[RunResult]]] = []
+        self._pending: list[Request] = []
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -43,13 +60,14 @@ class GitWorker:
         """True while a deploy runs or deliveries wait for one."""
         return bool(self._pending) or (self._task is not None and not self._task.done())
 
-    def submit(self, push: Push) -> asyncio.Future[RunResult]:
+    def submit(self, push: Push, row: int | None = None,
+               trigger: str = "webhook") -> asyncio.Future[RunResult]:
         """Queue ``push``; the future resolves with the run that covered it."""
-        future: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((push, future))
+        request = Request(push, row, trigger)
+        self._pending.append(request)
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._drain())
-        return future
+        return request.future
 
     async def run_in_executor(self, fn: Callable[..., T], *args: object) -> T:
         """Run blocking ``fn`` in this worker's executor."""
@@ -61,24 +79,43 @@ class GitWorker:
             await asyncio.shield(self._task)
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, []
-            pushes = [push for push, _ in batch]
-            branch = pushes[-1].branch or ""
             self.runs += 1
             try:
-                result = await loop.run_in_executor(
-                    self.executor, self.checkout.deploy, branch, pushes)
+                result = await self._run(batch)
             except Exception as exc:  # a bug, not a git failure: answer, keep serving
                 log.exception("deploy run crashed")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
                 continue
             self.last = result
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(result)
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_result(result)
             if self.on_result is not None:
                 self.on_result(result)
+
+    async def _run(self, batch: list[Request]) -> RunResult:
+        pushes = [request.push for request in batch]
+        branch = pushes[-1].branch or ""
+        rows = [r.row for r in batch if r.row is not None]
+        trigger = "webhook" if any(r.trigger == "webhook" for r in batch) else batch[0].trigger
+        run_id = await self._record(lambda s: s.start_run(
+            trigger, branch, None, rows, [p.pusher for p in pushes]))
+        result = await self.run_in_executor(self.checkout.deploy, branch, pushes)
+        result.run_id = run_id
+        if run_id is not None:
+            await self._record(lambda s: s.finish_run(
+                run_id, result.ok, result.head_before, result.head_after, result.reason,
+                result.steps))
+        outcome = "ok" if result.ok else f"FAILED: {result.reason}"
+        log.info("run %s: %d deliveries, %s -> %s in %.2fs: %s", run_id or "-", len(batch),
+                 (result.head_before or "none")[:12], (result.head_after or "none")[:12],
+                 result.duration, outcome)
+        return result
+
+    async def _record(self, fn: Callable[[Store], T]) -> T | None:
+        """Write to the record; a failing database is logged and never stops a deploy."""
+        return None if self.recorder is None else await self.recorder.try_run(fn)

@@ -36,6 +36,7 @@ class HookTestCase(AsyncHTTPTestCase):
         values: dict[str, Any] = {
             "repo_path": str(self.repos.deployed), "secret_file": str(self.secret_path),
             "repository": REPOSITORY, "reload": "none", "git_timeout": 30.0,
+            "state_db": str(self.tmp / "state.sqlite3"),
             **self.settings, **overrides,
         }
         return Config(**values)

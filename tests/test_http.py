@@ -485,10 +485,18 @@ class DeployTest(EndpointTestCase):
         fetches = self.repos.fetches()
         assert fetches >= 1
 
-        status, body = await self.post(push_payload(sha, before=before))
+        status, body = await self.post(push_payload(sha, before=before),
+                                       delivery="another-delivery-id")
         assert status == 200, body
         assert body["result"] == "deployed"
         assert body["reason"] == f"already deployed {sha[:12]}"
+        assert body["head"] == sha
+        assert self.repos.fetches() == fetches
+
+        # GitHub's "Redeliver" sends the same delivery ID: answered from the record.
+        status, body = await self.post(push_payload(sha, before=before))
+        assert status == 200, body
+        assert body["replayed"] is True and "already handled by run" in body["reason"]
         assert body["head"] == sha
         assert self.repos.fetches() == fetches
 

@@ -32,7 +32,8 @@ def defaults_in(folder: Path, **values: object) -> Config:
     """The default Config for a config file in ``folder``, with ``values`` changed."""
     folder = folder.resolve()
     return Config(**{
-        "secret_file": str(folder / "secret.txt"), "repo_path": str(folder), **values,
+        "secret_file": str(folder / "secret.txt"), "repo_path": str(folder),
+        "state_db": str(folder / "deployhook.sqlite3"), **values,
     })
 
 
@@ -479,7 +480,7 @@ def test_shipped_config_documents_every_key() -> None:
     assert not missing, f"config.py does not document {sorted(missing)}"
     namespace = runpy.run_path(str(SHIPPED_CONFIG))
     for key in settings.KEYS:
-        if key not in ("secret_file", "repo_path"):  # resolved paths, checked above
+        if key not in settings._PATH_KEYS:  # resolved paths, checked above
             default = getattr(Config, key)
             assert namespace[key] == default, f"{key}: {namespace[key]!r} != {default!r}"
 

@@ -1,0 +1,62 @@
+"""The deployment record, used from the IOLoop: every Store call runs on one thread."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from .store import Store
+
+log = logging.getLogger("deployhook.record")
+T = TypeVar("T")
+
+
+class Recorder:
+    """Owns the Store and its thread; ``await run(fn)`` calls ``fn(store)`` there."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="deployhook-db")
+        self._store: Store | None = None
+
+    def _call(self, fn: Callable[[Store], T]) -> T:
+        if self._store is None:
+            self._store = Store(self.path)
+        return fn(self._store)
+
+    async def run(self, fn: Callable[[Store], T]) -> T:
+        """Run ``fn(store)`` on the database thread and return its result."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._call, fn)
+
+    async def try_run(self, fn: Callable[[Store], T]) -> T | None:
+        """Like :meth:`run`, but a failing database is logged and gives None."""
+        try:
+            return await self.run(fn)
+        except Exception as exc:
+            log.error("cannot use the deployment record: %s", exc)
+            return None
+
+    def submit(self, fn: Callable[[Store], object]) -> Future[object]:
+        """Queue ``fn(store)`` without waiting; failures are logged."""
+        future = self.executor.submit(self._call, fn)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def close(self) -> None:
+        """Finish queued writes, then close the database."""
+        self.executor.submit(self._close).result()
+        self.executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _log_failure(future: Future[object]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("cannot write the deployment record: %s", exc)

@@ -1,0 +1,242 @@
+"""The deployment record: every delivery and every deploy run, in SQLite.
+
+Blocking: use it from one thread only (the daemon's single database thread,
+or the CLI).  WAL mode, so ``deployhook history`` can read while the daemon
+writes.  The schema is versioned; :data:`MIGRATIONS` brings any older file up
+to date when it is opened.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .steps import Step
+
+SCHEMA_VERSION = 1
+REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        trigger TEXT NOT NULL,            -- webhook, cli, recovery
+        branch TEXT,
+        started REAL NOT NULL,
+        finished REAL,
+        outcome TEXT NOT NULL,            -- running, ok, failed, interrupted
+        head_before TEXT,
+        head_after TEXT,
+        reason TEXT NOT NULL DEFAULT '',
+        pushers TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE steps (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        command TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        duration REAL NOT NULL,
+        output TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        delivery_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        ref TEXT,
+        before TEXT,
+        after TEXT,
+        pusher TEXT,
+        remote_addr TEXT NOT NULL,
+        signature TEXT NOT NULL,          -- valid, invalid, unchecked
+        received REAL NOT NULL,
+        status INTEGER,                   -- NULL while its deploy is pending
+        result TEXT,
+        reason TEXT,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL
+    );
+    CREATE INDEX deliveries_by_id ON deliveries(delivery_id);
+    CREATE INDEX deliveries_by_run ON deliveries(run_id);
+    """,
+}
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """What is known of a delivery when it arrives."""
+
+    delivery_id: str
+    event: str
+    remote_addr: str
+    signature: str
+    ref: str | None = None
+    before: str | None = None
+    after: str | None = None
+    pusher: str | None = None
+    accepted: bool = False
+
+
+class Store:
+    """One SQLite database file.  Not thread-safe: one thread uses it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def migrate(self) -> None:
+        """Apply every migration newer than the file's ``user_version``, each atomically."""
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} has schema {version}, newer than this deployhook "
+                               f"({SCHEMA_VERSION}); upgrade deployhook")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            self.db.executescript(f"BEGIN; {MIGRATIONS[target]}; "
+                                  f"PRAGMA user_version={target}; COMMIT;")
+
+    # -- deliveries ------------------------------------------------------------------
+    def add_delivery(self, record: DeliveryRecord, received: float | None = None) -> int:
+        """Record an arriving delivery; return its row id."""
+        cur = self.db.execute(
+            "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher, remote_addr,"
+            " signature, received, accepted) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (record.delivery_id, record.event, record.ref, record.before, record.after,
+             record.pusher, record.remote_addr, record.signature,
+             time.time() if received is None else received, int(record.accepted)))
+        return int(cur.lastrowid or 0)
+
+    def log_delivery(self, record: DeliveryRecord, status: int, result: str,
+                     reason: str) -> int:
+        """Record a delivery that was answered at once (no deploy); return its row id."""
+        row = self.add_delivery(record)
+        self.answer_delivery(row, status, result, reason)
+        if row % 1000 == 0:  # keep a flood of rejected deliveries from growing the file
+            self.db.execute("DELETE FROM deliveries WHERE accepted=0 AND run_id IS NULL"
+                            " AND id <= ?", (row - REJECTED_KEPT,))
+        return row
+
+    def answer_delivery(self, row: int, status: int, result: str, reason: str,
+                        run_id: int | None = None) -> None:
+        """Store the HTTP answer a delivery got (and the run that covered it)."""
+        self.db.execute("UPDATE deliveries SET status=?, result=?, reason=?,"
+                        " run_id=COALESCE(?, run_id) WHERE id=?",
+                        (status, result, reason, run_id, row))
+
+    def earlier_deploy(self, delivery_id: str, after: str) -> dict[str, Any] | None:
+        """The newest accepted delivery with this ID and commit, and its run's outcome."""
+        row = self.db.execute(
+            "SELECT d.*, r.outcome AS run_outcome, r.head_after AS run_head, r.id AS run"
+            " FROM deliveries d LEFT JOIN runs r ON r.id = d.run_id"
+            " WHERE d.delivery_id=? AND d.after=? AND d.accepted=1 ORDER BY d.id DESC LIMIT 1",
+            (delivery_id, after)).fetchone()
+        return dict(row) if row else None
+
+    def unfinished_deliveries(self) -> list[dict[str, Any]]:
+        """Accepted deliveries whose deploy never ended well (crash, failure, pending)."""
+        rows = self.db.execute(
+            "SELECT d.* FROM deliveries d LEFT JOIN runs r ON r.id = d.run_id"
+            " WHERE d.accepted=1 AND (r.id IS NULL OR r.outcome IN ('running', 'interrupted'))"
+            " AND d.id > COALESCE((SELECT MAX(d2.id) FROM deliveries d2 JOIN runs r2"
+            "   ON r2.id = d2.run_id WHERE r2.outcome = 'ok'), 0)"
+            " ORDER BY d.id").fetchall()
+        return [dict(row) for row in rows]
+
+    # -- runs --------------------------------------------------------------------------
+    def start_run(self, trigger: str, branch: str, head_before: str | None,
+                  delivery_rows: Iterable[int], pushers: Sequence[str] = ()) -> int:
+        """Record a run that is starting, covering ``delivery_rows``; return its id."""
+        cur = self.db.execute(
+            "INSERT INTO runs (trigger, branch, started, outcome, head_before, pushers)"
+            " VALUES (?,?,?,?,?,?)",
+            (trigger, branch, time.time(), "running", head_before,
+             ", ".join(sorted(set(pushers)))))
+        run_id = int(cur.lastrowid or 0)
+        self.db.executemany("UPDATE deliveries SET run_id=? WHERE id=?",
+                            [(run_id, row) for row in delivery_rows])
+        return run_id
+
+    def finish_run(self, run_id: int, ok: bool, head_before: str | None,
+                   head_after: str | None, reason: str, steps: Sequence[Step]) -> None:
+        """Record a run's outcome and its steps, atomically."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "UPDATE runs SET finished=?, outcome=?, head_before=COALESCE(?, head_before),"
+                " head_after=?, reason=? WHERE id=?",
+                (time.time(), "ok" if ok else "failed", head_before, head_after, reason, run_id))
+            self.db.executemany(
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?)",
+                [(run_id, seq, s.name, s.command, s.status, s.duration, s.output)
+                 for seq, s in enumerate(steps)])
+
+    def interrupt_unfinished(self) -> list[int]:
+        """Mark runs left 'running' by a process that died as 'interrupted'; return their ids."""
+        ids = [row[0] for row in self.db.execute("SELECT id FROM runs WHERE outcome='running'")]
+        self.db.execute("UPDATE runs SET outcome='interrupted', finished=?, reason="
+                        "'the process ended before this run finished' WHERE outcome='running'",
+                        (time.time(),))
+        return ids
+
+    def runs(self, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
+        """Runs, newest first, with their delivery count."""
+        rows = self.db.execute(
+            "SELECT r.*, (SELECT COUNT(*) FROM deliveries d WHERE d.run_id = r.id) AS deliveries"
+            " FROM runs r ORDER BY r.id DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        return [_run(row) for row in rows]
+
+    def count_runs(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        """One run with its steps and the deliveries it covered, or None."""
+        row = self.db.execute("SELECT r.*, 0 AS deliveries FROM runs r WHERE id=?",
+                              (run_id,)).fetchone()
+        if row is None:
+            return None
+        run = _run(row)
+        run["steps"] = [dict(s) for s in self.db.execute(
+            "SELECT seq, name, command, status, duration, output FROM steps WHERE run_id=?"
+            " ORDER BY seq", (run_id,))]
+        run["deliveries"] = [dict(d) for d in self.db.execute(
+            "SELECT delivery_id, event, ref, before, after, pusher, remote_addr, received,"
+            " status, result FROM deliveries WHERE run_id=? ORDER BY id", (run_id,))]
+        return run
+
+    def prune(self, keep_runs: int, keep_days: float) -> int:
+        """Delete runs beyond the newest ``keep_runs`` or older than ``keep_days`` (and
+        deliveries older than the oldest kept run); return how many runs went."""
+        cutoff = time.time() - keep_days * 86400
+        with self.db:
+            self.db.execute("BEGIN")
+            gone = self.db.execute(
+                "DELETE FROM runs WHERE outcome != 'running' AND (started < ? OR id NOT IN"
+                " (SELECT id FROM runs ORDER BY id DESC LIMIT ?))", (cutoff, keep_runs)).rowcount
+            self.db.execute("DELETE FROM deliveries WHERE run_id IS NULL AND received < ?"
+                            " AND status IS NOT NULL", (max(cutoff, self._oldest_run()),))
+        return gone
+
+    def _oldest_run(self) -> float:
+        row = self.db.execute("SELECT MIN(started) FROM runs").fetchone()
+        return float(row[0]) if row and row[0] is not None else time.time()
+
+
+def _run(row: sqlite3.Row) -> dict[str, Any]:
+    run = dict(row)
+    if run["finished"] is not None:
+        run["duration"] = round(run["finished"] - run["started"], 3)
+    else:
+        run["duration"] = None
+    return run
+
