@@ -51,3 +51,9 @@ log_level = "info"
 state_db = "deployhook.sqlite3"
 keep_runs = 1000
 keep_days = 90.0
+
+# The status page (GET /) and the JSON API (GET /deployments) are open on a
+# loopback address and closed (403) on any other, unless a password is set:
+# then they ask for HTTP basic auth as status_user with the password in this file.
+status_user = "deployhook"
+status_password_file = None

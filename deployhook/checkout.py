@@ -8,9 +8,11 @@ only ever discarded by the ``reset`` strategy.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
@@ -89,6 +91,7 @@ class Checkout:
         self.path = config.repo_path
         self._env = git_environment(config.git_timeout)
         self._repo: git.Repo | None = None
+        self.progress = False  # True: network steps show git's progress on our stderr
 
     # -- facts ------------------------------------------------------------
     def exists(self) -> bool:
@@ -135,11 +138,23 @@ class Checkout:
     def deploy(self, branch: str, pushes: Iterable[Push]) -> RunResult:
         """Bring the checkout to the tip of ``remote/branch`` and run post_deploy.
 
-        Skips the fetch when every push's ``after`` is already in HEAD.  Never
-        raises for git failures: they come back as ``RunResult(ok=False)``.
+        Skips the fetch when every push's ``after`` is already in HEAD (with no
+        pushes, it always fetches).  Holds ``.git/deployhook.lock`` (flock), so a
+        ``deployhook deploy`` and the daemon never update the checkout at once.
+        Never raises for git failures: they come back as ``RunResult(ok=False)``.
         """
         pushes = list(pushes)
         start = time.monotonic()
+        if not self.exists():
+            result = self._deploy(branch, pushes)
+        else:
+            with open(Path(self.path) / ".git" / "deployhook.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                result = self._deploy(branch, pushes)
+        result.duration = time.monotonic() - start
+        return result
+
+    def _deploy(self, branch: str, pushes: list[Push]) -> RunResult:
         steps: list[Step] = []
         before = None
         try:
@@ -148,7 +163,7 @@ class Checkout:
             before = self.head()
             self._check_branch(branch)
             fetched = False
-            if not all(self.contains(p.after) for p in pushes):
+            if not pushes or not all(self.contains(p.after) for p in pushes):
                 self._update(branch, before, steps)
                 fetched = True
             after = self.head()
@@ -159,7 +174,6 @@ class Checkout:
             result = RunResult(False, before, self.head() if self.exists() else None, branch,
                                reason=exc.reason, fetched=True, steps=steps)
         result.contains = {p.after: self.exists() and self.contains(p.after) for p in pushes}
-        result.duration = time.monotonic() - start
         return result
 
     def _check_branch(self, branch: str) -> None:
@@ -277,6 +291,8 @@ class Checkout:
         env = dict(self._env)
         if identity:
             env.update(self._identity())
+        if network and self.progress:
+            return self._git_with_progress(args, env, cwd)
         runner = git.Git(cwd) if cwd else self.repo.git
         status, out, err = runner.execute(
             ["git", *args], with_extended_output=True, with_exceptions=False,
@@ -284,6 +300,19 @@ class Checkout:
             env=env, stdout_as_string=True,
         )
         return status if isinstance(status, int) else 1, str(out), str(err)
+
+    def _git_with_progress(self, args: tuple[str, ...], env: dict[str, str],
+                           cwd: str | None) -> tuple[int, str, str]:
+        """Run a network command with ``--progress`` and its stderr on our terminal."""
+        split = 2 if args[0] == "submodule" else 1
+        command = ["git", *args[:split], "--progress", *args[split:]]
+        try:
+            proc = subprocess.run(command, cwd=cwd or self.path, env={**os.environ, **env},
+                                  stdout=subprocess.PIPE, text=True,
+                                  timeout=self.config.git_timeout)
+        except subprocess.TimeoutExpired:
+            return 124, "", "(progress was shown on the terminal)"
+        return proc.returncode, proc.stdout, "(progress was shown on the terminal)"
 
     def _identity(self) -> dict[str, str]:
         """A committer identity for merge and rebase when the checkout has none."""

@@ -116,13 +116,21 @@ class DeployHook:
             self.reloader.request()
         self.reloader.poke()
 
-    def routes(self, health_path: str | None = "/health") -> list[tuple[str, Any, dict[str, Any]]]:
-        """URL specs for the webhook (at ``webhook_path``) and, unless None, the health check."""
+    def routes(self, health_path: str | None = "/health",
+               record_path: str | None = "/deployments") -> list[tuple[str, Any, dict[str, Any]]]:
+        """URL specs for the webhook (at ``webhook_path``) and, unless None, the health
+        check and the deployment record's JSON API."""
+        from .api import DeploymentHandler, DeploymentsHandler
         from .handlers import HealthHandler, WebhookHandler
 
-        specs = [(self.config.webhook_path, WebhookHandler, {"hook": self})]
+        kwargs = {"hook": self}
+        specs: list[tuple[str, Any, dict[str, Any]]] = [
+            (self.config.webhook_path, WebhookHandler, kwargs)]
         if health_path:
-            specs.append((health_path, HealthHandler, {"hook": self}))
+            specs.append((health_path, HealthHandler, kwargs))
+        if record_path:
+            specs += [(record_path, DeploymentsHandler, kwargs),
+                      (record_path + r"/([0-9]{1,18})", DeploymentHandler, kwargs)]
         return specs
 
     def status(self) -> dict[str, Any]:

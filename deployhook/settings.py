@@ -52,6 +52,8 @@ class Config:
     state_db: str = "deployhook.sqlite3"
     keep_runs: int = 1000
     keep_days: float = 90.0
+    status_user: str = "deployhook"
+    status_password_file: str | None = None
     log_level: str = "info"
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
     secret: bytes | None = field(default=None, repr=False)
@@ -81,10 +83,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "post_deploy_timeout": (int, float), "reload": (str,), "response_timeout": (int, float),
     "git_timeout": (int, float), "max_body_size": (int,), "workers": (int,),
     "stop_timeout": (int, float), "log_level": (str,), "state_db": (str,),
-    "keep_runs": (int,), "keep_days": (int, float),
+    "keep_runs": (int,), "keep_days": (int, float), "status_user": (str,),
+    "status_password_file": (str, type(None)),
 }
 KEYS = tuple(_TYPES)
-_PATH_KEYS = ("secret_file", "repo_path", "state_db")
+_PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file")
 
 
 def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:
@@ -113,8 +116,9 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
     if "secret_file" not in values and credentials:
         values["secret_file"] = str(Path(credentials) / CREDENTIAL_NAME)
     for key in _PATH_KEYS:
-        raw = Path(values.get(key, getattr(Config, key))).expanduser()
-        values[key] = str((base / raw).resolve())
+        raw = values.get(key, getattr(Config, key))
+        if raw is not None:
+            values[key] = str((base / Path(raw).expanduser()).resolve())
     secret = environ.get(ENV_PREFIX + "SECRET")
     return Config(**values, secret=secret.strip().encode() if secret else None)
 
