@@ -1,0 +1,195 @@
+"""The deployment record: survives restarts, stops replays, recovers from crashes."""
+
+from __future__ import annotations
+
+import base64
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from tornado.testing import gen_test
+
+from tests.apptest import HookTestCase
+from tests.helpers import (
+    REPOSITORY,
+    Daemon,
+    Repos,
+    free_port,
+    git,
+    http,
+    push_payload,
+    signed,
+    write_config,
+)
+
+
+def start(repos: Repos, secret_file: Path, port: int | None = None, **extra: object) -> Daemon:
+    port = port or free_port()
+    values = {"port": port, "repo_path": str(repos.deployed), "secret_file": str(secret_file),
+              "repository": REPOSITORY, "reload": "none", **extra}
+    daemon = Daemon(write_config(repos.root / "config.py", **values), port)
+    daemon.wait_ready()
+    return daemon
+
+
+def deliver(daemon: Daemon, sha: str, delivery: str) -> tuple[int, dict[str, Any]]:
+    body, headers = signed(push_payload(sha), delivery=delivery)
+    return http("POST", daemon.url + "/github", body, headers)
+
+
+def runs(daemon: Daemon) -> list[dict[str, Any]]:
+    status, body = http("GET", daemon.url + "/deployments?per_page=100")
+    assert status == 200, body
+    return body["runs"]
+
+
+def test_record_survives_restart_and_replays_are_not_deployed(
+        repos: Repos, secret_file: Path) -> None:
+    """A redelivered ID (GitHub's "Redeliver") is answered from the record, even after a
+    restart, with no second deploy and no fetch."""
+    daemon = start(repos, secret_file)
+    sha = repos.commit()
+    status, first = deliver(daemon, sha, "delivery-1")
+    assert status == 200 and first["run"] == 1
+    assert daemon.stop() == 0
+
+    daemon = start(repos, secret_file, port=daemon.port)
+    try:
+        recorded = runs(daemon)
+        assert [(r["id"], r["outcome"], r["trigger"]) for r in recorded] == [(1, "ok", "webhook")]
+        assert recorded[0]["head_after"] == sha and recorded[0]["pushers"] == "octocat"
+        fetches = repos.fetches()
+        status, again = deliver(daemon, sha, "delivery-1")
+        assert status == 200, again
+        assert again["replayed"] is True and again["run"] == 1
+        assert "already handled by run 1" in again["reason"]
+        assert repos.fetches() == fetches
+        assert len(runs(daemon)) == 1
+        status, run = http("GET", daemon.url + "/deployments/1")
+        assert [d["delivery_id"] for d in run["deliveries"]] == ["delivery-1"]
+        assert [s["name"] for s in run["steps"]][:2] == ["fetch", "merge"]
+    finally:
+        daemon.stop()
+
+
+def test_redelivery_of_a_failed_deploy_retries(repos: Repos, secret_file: Path) -> None:
+    daemon = start(repos, secret_file)
+    try:
+        sha = repos.commit()
+        moved = repos.root / "origin-away.git"
+        repos.origin.rename(moved)
+        status, body = deliver(daemon, sha, "delivery-9")
+        assert status == 500, body
+        moved.rename(repos.origin)
+        status, body = deliver(daemon, sha, "delivery-9")
+        assert status == 200 and body["head"] == sha and not body.get("replayed")
+        assert [(r["id"], r["outcome"]) for r in runs(daemon)] == [(2, "ok"), (1, "failed")]
+    finally:
+        daemon.stop()
+
+
+def test_sigkill_mid_deploy_is_recovered_on_the_next_start(
+        repos: Repos, secret_file: Path) -> None:
+    """kill -9 during a slow fetch: the run is marked interrupted at the next start, and
+    the accepted push is deployed then (it is not lost)."""
+    daemon = start(repos, secret_file)
+    sha = repos.commit()
+    repos.slow(30)
+    sender = threading.Thread(target=lambda: _ignore_errors(deliver, daemon, sha, "lost-1"))
+    sender.start()
+    deadline = time.monotonic() + 10
+    while repos.fetches() == 0:
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.02)
+    daemon.proc.send_signal(signal.SIGKILL)
+    daemon.proc.wait(10)
+    sender.join(10)
+    daemon.stop()
+    repos.slow(0)
+    assert git(repos.deployed, "rev-parse", "HEAD") != sha
+
+    daemon = start(repos, secret_file, port=daemon.port)
+    try:
+        deadline = time.monotonic() + 20
+        while git(repos.deployed, "rev-parse", "HEAD") != sha:
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while (recorded := runs(daemon))[0]["outcome"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert [(r["id"], r["trigger"], r["outcome"]) for r in recorded] == [
+            (2, "recovery", "ok"), (1, "webhook", "interrupted")]
+        assert "interrupted" in daemon.log() and "redeploying 1 accepted" in daemon.log()
+        git(repos.deployed, "fsck", "--no-progress")
+        # The delivery that was cut off, redelivered by hand: answered from the record.
+        status, body = deliver(daemon, sha, "lost-1")
+        assert status == 200 and body["replayed"] and body["run"] == 2
+    finally:
+        daemon.stop()
+
+
+def _ignore_errors(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except OSError:
+        pass
+
+
+class RetentionTest(HookTestCase):
+    """keep_runs prunes old runs; the API pages newest first."""
+
+    settings: ClassVar[dict[str, Any]] = {"keep_runs": 3}
+
+    @gen_test(timeout=60)
+    async def test_retention_and_pagination(self) -> None:
+        for n in range(5):
+            sha = self.repos.commit()
+            status, body = await self.deliver(push_payload(sha), delivery=f"d-{n}")
+            assert status == 200, body
+        await self.hook.record.run(lambda s: None)  # queued writes and pruning are done
+        status, page1 = await self.get_json("/deployments?per_page=2")
+        assert status == 200
+        assert page1["total"] == 3
+        assert [r["id"] for r in page1["runs"]] == [5, 4]
+        assert page1["next"] == "/deployments?page=2&per_page=2"
+        status, page2 = await self.get_json(page1["next"])
+        assert [r["id"] for r in page2["runs"]] == [3] and page2["next"] is None
+        assert (await self.get_json("/deployments/1"))[0] == 404
+        assert (await self.get_json("/deployments?page=0"))[0] == 400
+
+    async def get_json(self, path: str, **headers: str) -> tuple[int, dict[str, Any]]:
+        return await self.send(b"", headers, method="GET", path=path)
+
+
+class PublicAddressTest(HookTestCase):
+    """Bound to a public address with no password: the record's API is closed."""
+
+    settings: ClassVar[dict[str, Any]] = {"address": "0.0.0.0"}
+
+    @gen_test(timeout=30)
+    async def test_closed_without_a_password(self) -> None:
+        status, body = await self.send(b"", {}, method="GET", path="/deployments")
+        assert status == 403 and "status_password_file" in body["reason"]
+
+
+class PasswordTest(HookTestCase):
+    """status_password_file set: basic auth as status_user."""
+
+    def make_config(self, **overrides: Any) -> Any:
+        password = self.tmp / "status-password"
+        password.write_text("correct horse\n")
+        return super().make_config(address="0.0.0.0", status_password_file=str(password),
+                                   **overrides)
+
+    @gen_test(timeout=30)
+    async def test_basic_auth(self) -> None:
+        status, body = await self.send(b"", {}, method="GET", path="/deployments")
+        assert status == 401 and body["reason"] == "login required"
+        for password, expected in (("wrong", 401), ("correct horse", 200)):
+            token = base64.b64encode(f"deployhook:{password}".encode()).decode()
+            status, _ = await self.send(b"", {"Authorization": f"Basic {token}"},
+                                        method="GET", path="/deployments")
+            assert status == expected
