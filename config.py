@@ -57,3 +57,10 @@ keep_days = 90.0
 # then they ask for HTTP basic auth as status_user with the password in this file.
 status_user = "deployhook"
 status_password_file = None
+
+# Optional allow-list for the webhook: CIDRs, e.g. GitHub's "hooks" ranges from
+# https://api.github.com/meta.  Empty: any address (the signature still decides).
+# X-Forwarded-For is believed only from trusted_proxies (e.g. ["127.0.0.1"] when
+# nginx on this machine forwards to deployhook).
+allowed_networks = []
+trusted_proxies = []

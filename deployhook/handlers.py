@@ -16,6 +16,7 @@ import tornado.web
 from .checkout import RunResult
 from .delivery import Push, check_size, read_delivery
 from .errors import BodyTooLarge, DeliveryError, SecretMissing, SignatureError
+from .network import allowed, client_address
 from .rules import Deploy, Ignore, Ping, decide
 from .store import DeliveryRecord
 
@@ -64,12 +65,21 @@ class WebhookHandler(JSONHandler):
         self.push: Push | None = None
         self.row: int | None = None
         self.signature = "unchecked"
+        self.client = self.request.remote_ip or "unknown"
 
     def prepare(self) -> None:
         if self.request.method != "POST":
             return
         self.hook.in_flight += 1  # a reload waits until this answer has been sent
         self.counted = True
+        hook = self.hook
+        client = client_address(self.request.remote_ip, self.request.headers.get(
+            "X-Forwarded-For"), hook.trusted)
+        self.client = str(client) if client is not None else "unknown"
+        if not allowed(client, hook.allowed):
+            self.answer_error(DeliveryError(
+                f"address {self.client} is not in allowed_networks", status=403))
+            return
         length = self.request.headers.get("Content-Length", "")
         if length.isdigit():
             self._check_size(int(length))
@@ -162,7 +172,7 @@ class WebhookHandler(JSONHandler):
         push, headers = self.push, self.request.headers
         return DeliveryRecord(
             delivery_id=headers.get("X-GitHub-Delivery", "-")[:100],
-            event=headers.get("X-GitHub-Event", "-")[:100], remote_addr=self.request.remote_ip,
+            event=headers.get("X-GitHub-Event", "-")[:100], remote_addr=self.client,
             signature=self.signature, ref=push.ref if push else None,
             before=push.before if push else None, after=push.after if push else None,
             pusher=push.pusher if push else None, accepted=accepted)
@@ -174,7 +184,7 @@ class WebhookHandler(JSONHandler):
         result, reason = str(body.get("result")), str(body.get("reason", ""))
         log.log(logging.WARNING if status >= 400 else logging.INFO,
                 "delivery %s from %s event=%s ref=%s %s -> %d %s: %s", delivery_id,
-                self.request.remote_ip, self.request.headers.get("X-GitHub-Event", "-"), ref,
+                self.client, self.request.headers.get("X-GitHub-Event", "-"), ref,
                 shas, status, result, reason)
         row, run_id = self.row, body.get("run")
         if row is None:

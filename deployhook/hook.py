@@ -17,6 +17,7 @@ from typing import Any
 from .checkout import Checkout, RunResult, github_repository
 from .delivery import Push
 from .errors import ConfigError
+from .network import parse_networks
 from .record import Recorder
 from .reload import Reloader
 from .secret import SecretSource
@@ -33,6 +34,8 @@ class DeployHook:
     def __init__(self, config: Config, on_exit: Any = None) -> None:
         self.config = config
         self.secret = SecretSource(config.secret_file, config.secret)
+        self.allowed = parse_networks(config.allowed_networks, "allowed_networks")
+        self.trusted = parse_networks(config.trusted_proxies, "trusted_proxies")
         self.checkout = Checkout(config)
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="deployhook-git")
         self.record = Recorder(config.state_db)
@@ -100,6 +103,8 @@ class DeployHook:
         self.checkout.close()
         self.config, self.checkout, self.worker.checkout = config, checkout, checkout
         self.secret = SecretSource(config.secret_file, config.secret)
+        self.allowed = parse_networks(config.allowed_networks, "allowed_networks")
+        self.trusted = parse_networks(config.trusted_proxies, "trusted_proxies")
         self.reloader.mode = config.reload
         self.branch, self.repository, self.head = target
 
@@ -117,11 +122,14 @@ class DeployHook:
         self.reloader.poke()
 
     def routes(self, health_path: str | None = "/health",
-               record_path: str | None = "/deployments") -> list[tuple[str, Any, dict[str, Any]]]:
+               record_path: str | None = "/deployments",
+               page_path: str | None = "/") -> list[tuple[str, Any, dict[str, Any]]]:
         """URL specs for the webhook (at ``webhook_path``) and, unless None, the health
-        check and the deployment record's JSON API."""
+        check, the deployment record's JSON API and the status page (``page_path``,
+        with one page per run at ``<page_path>runs/<id>``)."""
         from .api import DeploymentHandler, DeploymentsHandler
         from .handlers import HealthHandler, WebhookHandler
+        from .pages import page_routes
 
         kwargs = {"hook": self}
         specs: list[tuple[str, Any, dict[str, Any]]] = [
@@ -131,6 +139,8 @@ class DeployHook:
         if record_path:
             specs += [(record_path, DeploymentsHandler, kwargs),
                       (record_path + r"/([0-9]{1,18})", DeploymentHandler, kwargs)]
+        if page_path:
+            specs += page_routes(self, page_path)
         return specs
 
     def status(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .network import parse_networks
 
 PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
 CREDENTIAL_NAME = "webhook-secret"  # systemd: LoadCredential=webhook-secret:/path
@@ -54,6 +55,8 @@ class Config:
     keep_days: float = 90.0
     status_user: str = "deployhook"
     status_password_file: str | None = None
+    allowed_networks: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     log_level: str = "info"
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
     secret: bytes | None = field(default=None, repr=False)
@@ -73,6 +76,11 @@ class Config:
             raise ConfigError("workers, max_body_size, keep_runs and keep_days must be positive")
         if self.post_deploy is not None and not self.post_deploy:
             raise ConfigError("post_deploy must be a non-empty list of arguments, or None")
+        for key in ("allowed_networks", "trusted_proxies"):
+            try:
+                parse_networks(getattr(self, key), key)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -84,7 +92,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "git_timeout": (int, float), "max_body_size": (int,), "workers": (int,),
     "stop_timeout": (int, float), "log_level": (str,), "state_db": (str,),
     "keep_runs": (int,), "keep_days": (int, float), "status_user": (str,),
-    "status_password_file": (str, type(None)),
+    "status_password_file": (str, type(None)), "allowed_networks": (list, tuple),
+    "trusted_proxies": (list, tuple),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file")
@@ -187,9 +196,9 @@ def _coerce(key: str, value: Any) -> Any:
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
         raise ConfigError(f"{key} must be {names}, got {type(value).__name__} {value!r}")
-    if key == "post_deploy" and value is not None:
-        if not all(isinstance(arg, str) for arg in value):
-            raise ConfigError("post_deploy must be a list of strings (no shell is used)")
+    if key in ("post_deploy", "allowed_networks", "trusted_proxies") and value is not None:
+        if not all(isinstance(item, str) for item in value):
+            raise ConfigError(f"{key} must be a list of strings")
         return tuple(value)
     if isinstance(value, int) and float in kinds:
         return float(value)

@@ -482,7 +482,8 @@ def test_shipped_config_documents_every_key() -> None:
     for key in settings.KEYS:
         if key not in settings._PATH_KEYS:  # resolved paths, checked above
             default = getattr(Config, key)
-            assert namespace[key] == default, f"{key}: {namespace[key]!r} != {default!r}"
+            value = settings._coerce(key, namespace[key])
+            assert value == default, f"{key}: {value!r} != {default!r}"
 
 
 # --- the secret file --------------------------------------------------------------------------
