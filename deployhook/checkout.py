@@ -9,6 +9,7 @@ only ever discarded by the ``reset`` strategy.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -23,9 +24,11 @@ import git
 
 from . import postdeploy
 from .delivery import Push
+from .repair import repair
 from .settings import Config
 from .steps import Step, redact, summary, tail
 
+log = logging.getLogger("deployhook.checkout")
 _GITHUB_URL = re.compile(
     r"^(?:https?://(?:[^@/]+@)?github\.com/|(?:ssh://)?git@github\.com[:/])"
     r"(?P<name>[\w.-]+/[\w.-]+?)(?:\.git)?/?$"
@@ -160,6 +163,7 @@ class Checkout:
         try:
             if not self.exists():
                 self._clone(branch, steps)
+            self._repair(branch, steps)
             before = self.head()
             self._check_branch(branch)
             fetched = False
@@ -175,6 +179,20 @@ class Checkout:
                                reason=exc.reason, fetched=True, steps=steps)
         result.contains = {p.after: self.exists() and self.contains(p.after) for p in pushes}
         return result
+
+    def _repair(self, branch: str, steps: list[Step]) -> None:
+        """Clear what a crashed git left (see repair.py); fail if git still holds a lock."""
+        status, tip, _ = self._git("rev-parse", "--verify", "--quiet",
+                                   f"refs/remotes/{self.config.remote}/{branch}")
+        fixed = repair(Path(self.path), self._git, tip.strip() if status == 0 else None)
+        if fixed.held:
+            lock, pid = fixed.held[0]
+            raise DeployFailed(f"{lock} is held by a running git process (pid {pid}); "
+                               "the next push deploys once it has finished", steps)
+        report = fixed.report()
+        if report:
+            log.warning("%s: %s", self.path, report)
+            steps.append(Step("repair", "deployhook repair", 0, 0.0, report))
 
     def _check_branch(self, branch: str) -> None:
         current = self.current_branch()
