@@ -30,6 +30,7 @@ from .sdnotify import Notifier, watchdog_interval
 from .settings import Config
 
 log = logging.getLogger("deployhook")
+LAST_DEPLOY_ENV = "_DEPLOYHOOK_LAST_DEPLOY"
 
 
 class Daemon:
@@ -42,6 +43,8 @@ class Daemon:
         self.hook = DeployHook(config, on_exit=self.stopping.set)
         self.sockets: list[socket.socket] = []
         self.where = ""
+        # The last deploy's summary survives an autoreload's exec (for STATUS=).
+        self.last_deploy = os.environ.pop(LAST_DEPLOY_ENV, "")
 
     async def run(self) -> int:
         """Serve until told to stop; return the exit status.
@@ -66,20 +69,20 @@ class Daemon:
         await self.stopping.wait()
         return await self._shutdown(server, watchdog)
 
-    def _status(self, last: RunResult | None = None) -> str:
+    def _status(self) -> str:
         text = f"listening on {self.where}; HEAD {(self.hook.head or 'none')[:12]}"
-        if last is not None:
-            outcome = "ok" if last.ok else f"FAILED: {last.reason[:120]}"
-            text += f"; last deploy {time.strftime('%H:%M:%S')} {outcome}"
-        return text
+        return text + (f"; {self.last_deploy}" if self.last_deploy else "")
 
     def _deployed(self, result: RunResult) -> None:
-        self.notifier.status(self._status(result))
+        outcome = "ok" if result.ok else f"FAILED: {result.reason[:120]}"
+        self.last_deploy = f"last deploy {time.strftime('%H:%M:%S')} {outcome}"
+        self.notifier.status(self._status())
 
     def _start_watchdog(self) -> PeriodicCallback | None:
         interval = watchdog_interval()
         if interval is None:
             return None
+        self.notifier.watchdog()  # at once: a re-executed process must not wait a period
         pinger = PeriodicCallback(self._watchdog_ping, interval * 1000)
         pinger.start()
         return pinger
@@ -87,7 +90,10 @@ class Daemon:
     def _watchdog_ping(self) -> None:
         stall = os.environ.get("DEPLOYHOOK_TEST_STALL_FILE")  # test-only fault switch
         if stall and os.path.exists(stall):
-            os.unlink(stall)  # one-shot, so the restarted daemon runs normally
+            try:
+                os.unlink(stall)  # one-shot, so the restarted daemon runs normally
+            except OSError as exc:
+                log.error("cannot remove %s: %s", stall, exc)
             log.warning("%s found: blocking the IOLoop to test the watchdog", stall)
             time.sleep(3600)
         self.notifier.watchdog()
@@ -114,7 +120,10 @@ class Daemon:
 
     def _before_reexec(self) -> None:
         """Hand the listening sockets to the re-executed process, as systemd would."""
+        self.notifier.watchdog()
         self.notifier.reloading("re-executing after a deploy")
+        if self.last_deploy:
+            os.environ[LAST_DEPLOY_ENV] = self.last_deploy
         count = len(self.sockets)
         spare = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, SD_LISTEN_FDS_START + count)
                  for s in self.sockets]  # out of the way of fds 3..3+count

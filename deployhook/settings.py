@@ -25,6 +25,9 @@ PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
 CREDENTIAL_NAME = "webhook-secret"  # systemd: LoadCredential=webhook-secret:/path
 RELOAD_MODES = ("autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
+# DEPLOYHOOK_* variables that are not settings: the secret itself, and the
+# watchdog tests' fault switch (see server.py).
+NOT_KEYS = (ENV_PREFIX + "SECRET", ENV_PREFIX + "TEST_STALL_FILE")
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "SECRET":
+        if not name.startswith(ENV_PREFIX) or name in NOT_KEYS:
             continue
         key = name[len(ENV_PREFIX):].lower()
         if key not in KEYS:

@@ -1,0 +1,465 @@
+"""deployhook under a real systemd: the shipped unit, run as users run it.
+
+systemd runs as PID 1 in a podman container (``localhost/debian-systemd``, built by
+``tests/systemd/build-image.sh``; see ../shared/REFERENCE.md, "Testing under a real
+systemd").  The container shares the host's network, so the test talks to the
+daemon at ``127.0.0.1:<free port>`` from the host.  Inside it, as the README's
+"Running under systemd" says: wheels built on the host from this checkout
+installed into ``/opt/deployhook``, a ``deployhook`` system user, the checkout
+``/srv/deploy`` owned by it, ``/etc/deployhook/config.py`` (``reload`` left at its
+default, ``autoreload``), and the shipped ``contrib/systemd/deployhook.service``
+copied unchanged to ``/etc/systemd/system``.
+
+What differs from a real installation, and why:
+
+- Drop-in ``deployhook.service.d/test.conf``: ``WatchdogSec=4s`` instead of 30 s,
+  only to keep the watchdog tests short.  Nothing else of the unit is touched:
+  ``Type=notify``, ``ExecReload=``, ``User=``, ``LoadCredential=`` and the hardening
+  are as shipped.
+- ``LoadCredential=`` delivers nothing in this container (the credentials folder
+  stays empty, root-owned and 0700; a delivery gets 500 "not readable").  So
+  ``config.py`` sets ``secret_file = "/etc/deployhook/secret.txt"`` (root:deployhook,
+  0640); with ``secret_file`` set, deployhook does not look at
+  ``$CREDENTIALS_DIRECTORY``.  tests/test_settings.py covers that path.
+- The image adds Debian's ``procps``: the unit's ``ExecReload=/bin/kill`` needs it,
+  and debootstrap's minbase has no ``kill``.
+- The origin is a bare repository at ``/srv/origin.git`` (file://), owned by the
+  deployhook user like the pusher's clone: git refuses to fetch from a local
+  repository owned by another user ("dubious ownership").
+- The hung daemon of the watchdog test is a SIGSTOPped one (no WATCHDOG=1 pings,
+  like a blocked IOLoop).  ``test_watchdog_stall_switch`` uses the built-in
+  ``DEPLOYHOOK_TEST_STALL_FILE`` switch through a second drop-in; the file is
+  ``/var/lib/deployhook/stall`` (the StateDirectory), because under
+  ``ProtectSystem=strict`` and ``User=deployhook`` the daemon cannot delete a file
+  in ``/run``.
+
+Skipped, with the reason, only when podman is missing or cannot run (or the image
+is missing and cannot be built); under CI (``$CI`` set) those are failures, since
+``.ci/setup-systemd.sh`` provides both.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import SECRET, free_port, http, push_payload, signed
+
+ROOT = Path(__file__).resolve().parents[1]
+UNIT = ROOT / "contrib" / "systemd" / "deployhook.service"
+BUILD_IMAGE = ROOT / "tests" / "systemd" / "build-image.sh"
+IMAGE = os.environ.get("DEPLOYHOOK_IMAGE", "localhost/debian-systemd")
+PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]
+SERVICE = "deployhook"
+CONFIG = "/etc/deployhook/config.py"
+DROPIN_DIR = "/etc/systemd/system/deployhook.service.d"
+WATCHDOG_SEC = 4
+STALL_FILE = "/var/lib/deployhook/stall"
+REPOSITORY = "octo-org/blog"
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Test Pusher", "GIT_AUTHOR_EMAIL": "pusher@example.com",
+    "GIT_COMMITTER_NAME": "Test Pusher", "GIT_COMMITTER_EMAIL": "pusher@example.com",
+}
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("podman") is None and not os.environ.get("CI"),
+                       reason="podman is not installed: run tests/systemd/build-image.sh "
+                              "as root (CI: .ci/setup-systemd.sh)"),
+    pytest.mark.timeout(900),  # includes building the image when it is missing
+]
+
+
+@contextmanager
+def timed(label: str) -> Iterator[None]:
+    """Print how long the block took."""
+    start = time.monotonic()
+    yield
+    print(f"\n[systemd] {label}: {time.monotonic() - start:.1f}s", end="", flush=True)
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail under CI, where .ci/setup-systemd.sh must have provided podman."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI runs .ci/setup-systemd.sh before the tests)")
+    pytest.skip(reason)
+
+
+def config_text(port: int, **changes: Any) -> str:
+    """config.py as the test installs it, with ``changes`` applied."""
+    values: dict[str, Any] = {
+        "address": "127.0.0.1", "port": port, "repo_path": "/srv/deploy",
+        "repository": REPOSITORY, "secret_file": "/etc/deployhook/secret.txt", **changes,
+    }
+    return "".join(f"{key} = {value!r}\n" for key, value in values.items())
+
+
+class Box:
+    """One running container with systemd as PID 1, and deployhook installed in it."""
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name = name
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def exec(self, *cmd: str, user: str | None = None, stdin: str | None = None,
+             check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` in the container (as root unless ``user``)."""
+        args = [*PODMAN, "exec"]
+        if stdin is not None:
+            args.append("-i")
+        if user is not None:
+            args += ["--user", user, "--env", "HOME=/tmp"]
+            args += [f"--env={key}={value}" for key, value in GIT_IDENTITY.items()]
+        proc = subprocess.run([*args, self.name, *cmd], input=stdin, capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout}{proc.stderr}")
+        return proc
+
+    def sh(self, script: str, user: str | None = None, stdin: str | None = None) -> str:
+        """Run a bash script in the container; return its stdout, stripped."""
+        return self.exec("bash", "-euc", script, user=user, stdin=stdin).stdout.strip()
+
+    def write(self, path: str, text: str, mode: str = "0644", owner: str = "root:root") -> None:
+        """Write ``text`` to ``path`` in the container."""
+        self.sh(f'mkdir -p "$(dirname {path})"; cat > {path}; chmod {mode} {path}; '
+                f"chown {owner} {path}", stdin=text)
+
+    def systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.exec("systemctl", *args, check=False, timeout=150)
+
+    def show(self) -> dict[str, str]:
+        """The unit's state: ActiveState, SubState, Result, MainPID, NRestarts, StatusText."""
+        out = self.exec("systemctl", "show", SERVICE, "-p", "ActiveState", "-p", "SubState",
+                        "-p", "Result", "-p", "MainPID", "-p", "NRestarts",
+                        "-p", "StatusText").stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def journal(self) -> list[str]:
+        """The unit's journal, message text only."""
+        return self.exec("journalctl", "-u", SERVICE, "-o", "cat", "--no-pager").stdout.splitlines()
+
+    def explain(self) -> str:
+        """State and the end of the journal, for assertion messages."""
+        tail = "\n".join(self.journal()[-40:])
+        return f"\nstate: {self.show()}\njournal (last 40 lines):\n{tail}"
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
+        """Poll ``check`` until it returns something truthy; fail with ``what``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                                     f"{self.explain()}")
+            time.sleep(0.1)
+
+    def wait_journal(self, text: str, since: int, timeout: float = 30) -> list[str]:
+        """Wait until a journal line after the first ``since`` lines contains ``text``."""
+        return self.wait_for(f"{text!r} in the journal",
+                             lambda: [line for line in self.journal()[since:] if text in line],
+                             timeout)
+
+    def ensure_started(self) -> None:
+        if self.show()["ActiveState"] != "active":
+            proc = self.systemctl("start", SERVICE)
+            assert proc.returncode == 0, f"systemctl start failed: {proc.stderr}{self.explain()}"
+
+    def head(self) -> str:
+        return self.sh("git -C /srv/deploy rev-parse HEAD", user="deployhook")
+
+    def push_commit(self, name: str) -> str:
+        """Commit a file in the pusher clone, push it to the origin; return its SHA."""
+        return self.sh(f"cd /srv/pusher && date +%s.%N > {name} && git add {name} && "
+                       f"git commit -q -m 'add {name}' && git push -q origin main && "
+                       "git rev-parse HEAD", user="deployhook")
+
+    def deliver(self, after: str, before: str, repository: str = REPOSITORY,
+                timeout: float = 30) -> tuple[int, dict[str, Any]]:
+        """POST a signed push delivery from the host."""
+        body, headers = signed(push_payload(after, before, repository=repository),
+                               secret=SECRET, delivery=str(uuid.uuid4()))
+        return http("POST", self.url + "/github", body, headers, timeout=timeout)
+
+
+def podman_ready() -> None:
+    """Skip (fail under CI) unless podman runs and the image exists or can be built."""
+    if shutil.which("podman") is None:
+        unavailable("podman is not installed: run tests/systemd/build-image.sh as root")
+    info = subprocess.run(["podman", "info"], capture_output=True, text=True)
+    if info.returncode != 0:
+        unavailable(f"podman cannot run here: {info.stderr.strip()[-300:]}")
+    # Idempotent: a no-op when the image exists and was built with the current package list.
+    with timed("build-image.sh"):
+        build = subprocess.run(["sh", str(BUILD_IMAGE)], capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL)
+    if build.returncode != 0:
+        unavailable(f"image {IMAGE} is missing and tests/systemd/build-image.sh failed: "
+                    f"{(build.stdout + build.stderr).strip()[-500:]}")
+
+
+def build_wheels(target: Path) -> None:
+    """deployhook and its dependencies as wheels, built from a copy of this checkout."""
+    source = target.parent / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+        ".benchmarks", "tests"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet",
+                           "--disable-pip-version-check", str(source), "-w", str(target)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, f"pip wheel failed:\n{proc.stdout}{proc.stderr}"
+
+
+def provision(box: Box, wheels: Path) -> None:
+    """Install deployhook, its user, repositories, config, secret and the unit."""
+    subprocess.run([*PODMAN, "cp", str(wheels), f"{box.name}:/opt/wheels"], check=True)
+    box.sh("""
+        python3 -m venv /opt/deployhook
+        /opt/deployhook/bin/pip install --quiet --no-index --find-links /opt/wheels deployhook
+        useradd --system --home-dir /var/lib/deployhook --shell /usr/sbin/nologin deployhook
+        install -d -o deployhook -g deployhook /srv/origin.git /srv/pusher /srv/deploy
+    """)
+    box.sh("""
+        git init -q --bare -b main /srv/origin.git
+        git init -q -b main /srv/pusher
+        cd /srv/pusher
+        git remote add origin file:///srv/origin.git
+        echo '<h1>blog</h1>' > index.html
+        git add index.html
+        git commit -q -m 'first page'
+        git push -q -u origin main
+        git clone -q file:///srv/origin.git /srv/deploy
+    """, user="deployhook")
+    box.write("/etc/deployhook/secret.txt", SECRET.decode() + "\n", "0640", "root:deployhook")
+    box.write(CONFIG, config_text(box.port))
+    box.write("/etc/systemd/system/deployhook.service", UNIT.read_text())
+    box.write(f"{DROPIN_DIR}/test.conf",
+              "# tests/test_systemd.py: test-only settings; the unit itself is as shipped.\n"
+              f"[Service]\nWatchdogSec={WATCHDOG_SEC}s\n")
+    box.sh("systemctl daemon-reload")
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    """A fresh container with deployhook installed (service not started); removed after."""
+    podman_ready()
+    wheels = tmp_path_factory.mktemp("systemd") / "wheels"
+    with timed("pip wheel on the host"):
+        build_wheels(wheels)
+    name = f"deployhook-systemd-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    box = Box(name, free_port())
+    try:
+        with timed("container boot"):
+            subprocess.run([*PODMAN, "run", "-d", "--privileged", "--network", "host",
+                            "--systemd=always", "--name", name, IMAGE, "/sbin/init"],
+                           check=True, capture_output=True, text=True)
+            box.wait_for("systemd to finish booting", lambda: box.exec(
+                "systemctl", "is-system-running", "--wait", check=False,
+            ).stdout.strip() in ("running", "degraded"), timeout=90)
+        with timed("provisioning"):
+            provision(box, wheels)
+        yield box
+    finally:
+        subprocess.run([*PODMAN, "rm", "-f", "-t", "0", name], capture_output=True)
+
+
+def test_install_checks(box: Box) -> None:
+    """The unit verifies, and ``deployhook check`` passes as the service's user (README)."""
+    proc = box.exec("systemd-analyze", "verify", "/etc/systemd/system/deployhook.service",
+                    check=False)
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+    proc = box.exec("/opt/deployhook/bin/deployhook", "check", "--config", CONFIG,
+                    user="deployhook", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_start_returns_once_listening(box: Box) -> None:
+    """a. Type=notify: ``systemctl start`` returns once the port answers."""
+    with timed("systemctl start"):
+        proc = box.systemctl("start", SERVICE)
+    assert proc.returncode == 0, f"{proc.stderr}{box.explain()}"
+    status, body = http("GET", box.url + "/health", timeout=5)  # at once, no retry
+    assert status == 200 and body["status"] == "ok", body
+    state = box.show()
+    assert state["ActiveState"] == "active", box.explain()
+    assert "listening" in state["StatusText"], state
+    assert f"127.0.0.1:{box.port}" in state["StatusText"], state
+    assert body["pid"] == int(state["MainPID"])
+    print(f"\n[systemd] StatusText: {state['StatusText']}", end="")
+
+
+def test_signed_push_deploys(box: Box) -> None:
+    """b. A signed push is deployed; autoreload re-executes in place (same PID)."""
+    box.ensure_started()
+    before, pid = box.head(), box.show()["MainPID"]
+    since = len(box.journal())
+    after = box.push_commit("post-1.txt")
+    with timed("signed push delivery"):
+        status, body = box.deliver(after, before)
+    assert status == 200 and body["result"] == "deployed", f"{body}{box.explain()}"
+    assert body["head"] == after
+    assert box.head() == after
+    # reload = "autoreload" (the default): the daemon re-executes itself and says READY=1 again.
+    box.wait_journal("re-executing the process (autoreload)", since)
+    box.wait_for("the re-executed daemon to be ready", lambda: (
+        (s := box.show())["ActiveState"] == "active" and f"HEAD {after[:12]}" in s["StatusText"]))
+    state = box.show()
+    assert state["MainPID"] == pid, "autoreload must keep the PID systemd watches"
+    assert int(state["NRestarts"]) == 0, box.explain()
+    assert http("GET", box.url + "/health")[1]["head"] == after
+    denied = [line for line in box.journal()[since:]
+              if "Read-only file system" in line or "Permission denied" in line]
+    assert not denied, denied
+    modes = box.sh("stat -c '%A %n' /srv/deploy/*").replace("\n", ", ")
+    print(f"\n[systemd] StatusText after the deploy: {state['StatusText']}"
+          f"\n[systemd] checkout file modes (the unit's UMask=0027): {modes}", end="")
+
+
+def test_reload_rereads_config(box: Box) -> None:
+    """c. ``systemctl reload`` (SIGHUP) re-reads config.py in the same process."""
+    box.ensure_started()
+    pid = box.show()["MainPID"]
+    before = box.head()
+    try:
+        since = len(box.journal())
+        box.write(CONFIG, config_text(box.port, repository="octo-org/site"))
+        with timed("systemctl reload"):
+            proc = box.systemctl("reload", SERVICE)
+        assert proc.returncode == 0, f"{proc.stderr}{box.explain()}"
+        box.wait_journal(f"SIGHUP: configuration re-read from {CONFIG}", since)
+        box.wait_for("the new repository in /health", lambda: http(
+            "GET", box.url + "/health")[1]["repository"] == "octo-org/site")
+        status, body = box.deliver(before, before)  # still signed right, wrong repository now
+        assert status == 403 and body["result"] == "rejected", body
+        state = box.show()
+        assert state["ActiveState"] == "active" and state["MainPID"] == pid, box.explain()
+
+        # A broken file is logged and the running configuration kept.
+        since = len(box.journal())
+        box.write(CONFIG, config_text(box.port, workers="many"))
+        assert box.systemctl("reload", SERVICE).returncode == 0
+        box.wait_journal("configuration rejected, keeping the old one", since)
+        box.wait_for("REJECTED in StatusText",
+                     lambda: "REJECTED" in box.show()["StatusText"])
+        state = box.show()
+        assert state["ActiveState"] == "active" and state["MainPID"] == pid, box.explain()
+        assert http("GET", box.url + "/health")[1]["repository"] == "octo-org/site"
+    finally:
+        since = len(box.journal())
+        box.write(CONFIG, config_text(box.port))
+        assert box.systemctl("reload", SERVICE).returncode == 0
+        box.wait_journal(f"SIGHUP: configuration re-read from {CONFIG}", since)
+    assert http("GET", box.url + "/health")[1]["repository"] == REPOSITORY
+    assert box.show()["MainPID"] == pid
+
+
+def test_stop_is_clean(box: Box) -> None:
+    """d. ``systemctl stop``: SIGTERM, "stopped", exit 0, no lock left in the checkout."""
+    box.ensure_started()
+    since = len(box.journal())
+    with timed("systemctl stop"):
+        proc = box.systemctl("stop", SERVICE)
+    assert proc.returncode == 0, proc.stderr
+    state = box.show()
+    assert state["ActiveState"] == "inactive" and state["Result"] == "success", box.explain()
+    box.wait_journal("Deactivated successfully", since)
+    journal = box.journal()[since:]
+    assert "INFO deployhook: stopped" in journal, box.explain()
+    assert not [line for line in journal if "Failed" in line or "Traceback" in line], journal
+    assert box.exec("test", "!", "-e", "/srv/deploy/.git/index.lock", check=False).returncode == 0
+
+
+def test_watchdog_restarts_a_hung_daemon(box: Box) -> None:
+    """e. A daemon that stops pinging (here: SIGSTOPped) is killed and restarted."""
+    box.ensure_started()
+    state = box.show()
+    pid, restarts = state["MainPID"], int(state["NRestarts"])
+    since = len(box.journal())
+    start = time.monotonic()
+    box.exec("kill", "-STOP", pid)
+    box.wait_journal(f"Watchdog timeout (limit {WATCHDOG_SEC}s)", since, timeout=WATCHDOG_SEC * 3)
+    detected = time.monotonic() - start
+    box.wait_for("the restarted service", lambda: (
+        (s := box.show())["ActiveState"] == "active" and int(s["NRestarts"]) > restarts
+        and s["MainPID"] not in (pid, "0")), timeout=30)
+    print(f"\n[systemd] watchdog: timeout after {detected:.1f}s, active again after "
+          f"{time.monotonic() - start:.1f}s", end="")
+    journal = box.journal()[since:]
+    assert "deployhook.service: Failed with result 'watchdog'." in journal, journal
+    status, body = http("GET", box.url + "/health", timeout=5)
+    assert status == 200 and str(body["pid"]) == box.show()["MainPID"] != pid
+
+
+def test_watchdog_stall_switch(box: Box) -> None:
+    """e. With the built-in stall switch: a blocked IOLoop is killed and restarted."""
+    box.systemctl("stop", SERVICE)
+    box.write(f"{DROPIN_DIR}/stall.conf",
+              f"[Service]\nEnvironment=DEPLOYHOOK_TEST_STALL_FILE={STALL_FILE}\n")
+    box.sh("systemctl daemon-reload")
+    try:
+        since = len(box.journal())
+        proc = box.systemctl("start", SERVICE)
+        assert proc.returncode == 0, f"systemctl start failed{box.explain()}"
+        restarts = int(box.show()["NRestarts"])
+        box.sh(f"touch {STALL_FILE}")
+        box.wait_journal("found: blocking the IOLoop to test the watchdog", since,
+                         timeout=WATCHDOG_SEC * 2)
+        box.wait_journal(f"Watchdog timeout (limit {WATCHDOG_SEC}s)", since,
+                         timeout=WATCHDOG_SEC * 3)
+        box.wait_for("the restarted service", lambda: (
+            (s := box.show())["ActiveState"] == "active" and int(s["NRestarts"]) > restarts))
+        assert http("GET", box.url + "/health", timeout=5)[0] == 200
+        assert box.exec("test", "-e", STALL_FILE, check=False).returncode != 0
+    finally:
+        box.sh(f"rm -f {DROPIN_DIR}/stall.conf {STALL_FILE}; systemctl daemon-reload; "
+               "systemctl stop deployhook; systemctl reset-failed deployhook || true")
+
+
+def test_status_text_keeps_last_deploy(box: Box) -> None:
+    """b. After a deploy (default reload: autoreload), StatusText mentions it."""
+    box.ensure_started()
+    before = box.head()
+    since = len(box.journal())
+    after = box.push_commit("post-2.txt")
+    status, body = box.deliver(after, before)
+    assert status == 200 and body["result"] == "deployed", body
+    box.wait_journal("re-executing the process (autoreload)", since)
+    box.wait_for("the re-executed daemon to be ready", lambda: (
+        (s := box.show())["ActiveState"] == "active" and f"HEAD {after[:12]}" in s["StatusText"]))
+    assert "last deploy" in box.show()["StatusText"], box.show()
+
+
+def test_quick_deploys_keep_the_watchdog_fed(box: Box) -> None:
+    """Deploys closer together than WatchdogSec/2 must not trip the watchdog."""
+    box.ensure_started()
+    restarts = int(box.show()["NRestarts"])
+    since = len(box.journal())
+    deadline = time.monotonic() + 2 * WATCHDOG_SEC
+    count = 0
+    with timed("quick deploys"):
+        while time.monotonic() < deadline:
+            before = box.head()
+            after = box.push_commit(f"quick-{count}.txt")
+            try:
+                status, body = box.deliver(after, before, timeout=10)
+            except OSError as exc:  # refused: the service is down (watchdog restart)
+                raise AssertionError(f"delivery {count} failed: {exc}{box.explain()}") from None
+            assert status == 200, body
+            count += 1
+        time.sleep(WATCHDOG_SEC + 1)
+    print(f"\n[systemd] {count} deploys in {2 * WATCHDOG_SEC}s", end="")
+    timeouts = [line for line in box.journal()[since:] if "Watchdog timeout" in line]
+    assert not timeouts and int(box.show()["NRestarts"]) == restarts, box.explain()
