@@ -11,6 +11,8 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     packages=find_packages(include=["deployhook", "deployhook.*"]),
+    package_data={"deployhook": ["templates/*.html"]},
+    include_package_data=True,
     install_requires=["tornado>=6.3,<7", "GitPython>=3.1.41,<4"],
     extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"]},
     entry_points={"console_scripts": ["deployhook = deployhook.cli:main"]},

@@ -122,7 +122,7 @@ class PlainEndpointTest(EndpointTestCase):
     @gen_test(timeout=60)
     async def test_unknown_path_is_json_404(self) -> None:
         """Any other path: 404 with a JSON reason."""
-        for path in ("/", "/nope", "/github/", "/githubx", "/health/x"):
+        for path in ("/nope", "/index.html", "/github/", "/githubx", "/health/x"):
             status, body = await self.call("POST" if path == "/nope" else "GET", path)
             assert status == 404, (path, body)
             assert body == {"result": "error", "reason": "not found"}, path
