@@ -1,4 +1,5 @@
-"""The ``deployhook`` command: ``serve`` and ``init``."""
+"""The ``deployhook`` command: ``serve``, ``init``, ``check``; ``history``, ``show``,
+``deploy`` and ``send`` live in :mod:`deployhook.commands`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from . import __version__, logs, settings
+from . import __version__, commands, logs, settings
 from .check import Result, run_checks
 from .errors import ConfigError
 from .secret import create_secret_file
@@ -19,13 +20,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deployhook", description=(
         "Keep a git checkout in step with GitHub pushes."))
     parser.add_argument("--version", action="version", version=f"deployhook {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    subparsers = parser.add_subparsers(dest="command", required=True)
     for name, text in (("serve", "run the webhook daemon"),
                        ("init", "create the secret file (a fresh random secret) if missing"),
                        ("check", "check the config, secret, checkout, remote and address")):
-        sub = commands.add_parser(name, help=text, description=text)
+        sub = subparsers.add_parser(name, help=text, description=text)
         sub.add_argument("--config", default="config.py",
                          help="the configuration file (default: ./config.py)")
+    commands.add_parsers(subparsers)
     args = parser.parse_args(argv)
     try:
         config = settings.load(args.config)
@@ -36,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"deployhook: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "run", None) is not None:
+        return int(args.run(config, args))
     if args.command == "init":
         return init(config)
     if args.command == "check":

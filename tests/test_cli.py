@@ -1,0 +1,356 @@
+"""``deployhook history``, ``show``, ``deploy`` and ``send`` as users run them: real git
+repositories, ``python -m deployhook`` subprocesses and, for ``send``, a real daemon."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from tests.helpers import (
+    REPOSITORY,
+    SECRET,
+    Daemon,
+    Repos,
+    free_port,
+    git,
+    http,
+    push_payload,
+    signed,
+    write_config,
+)
+
+WRONG_SECRET = "not-the-secret-0123456789"
+PUSH_KEYS = ("ref", "before", "after", "created", "deleted", "forced", "base_ref", "compare",
+             "commits", "head_commit", "repository", "pusher", "sender")
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m deployhook ARGS``; every command's output is checked for secrets."""
+    result = subprocess.run([sys.executable, "-m", "deployhook", *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, **(env or {})})
+    output = result.stdout + result.stderr
+    assert SECRET.decode() not in output, output
+    assert WRONG_SECRET not in output, output
+    return result
+
+
+def config_for(repos: Repos, secret_file: Path, **extra: Any) -> Path:
+    """A config.py deploying ``repos.deployed`` (the record next to it)."""
+    values: dict[str, Any] = {"repo_path": str(repos.deployed),
+                              "secret_file": str(secret_file), "reload": "none"}
+    return write_config(repos.root / "config.py", **{**values, **extra})
+
+
+@pytest.fixture
+def daemon(repos: Repos, secret_file: Path) -> Iterator[Daemon]:
+    """The daemon serving ``repos.deployed`` (repository octo-org/blog) on a free port."""
+    port = free_port()
+    proc = Daemon(config_for(repos, secret_file, port=port, repository=REPOSITORY), port)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+    assert SECRET.decode() not in proc.log()
+
+
+def test_history_without_a_record_creates_nothing(tmp_path: Path) -> None:
+    """No state_db yet: say so, exit 0, and leave no database behind."""
+    write_config(tmp_path / "config.py", state_db="state/record.sqlite3")
+    result = cli("history", "--config", "config.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"no deployment record at {tmp_path / 'state' / 'record.sqlite3'} yet" \
+        in result.stdout
+    as_json = cli("history", "--json", "--config", "config.py", cwd=tmp_path)
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout) == {"runs": [], "total": 0}
+    assert cli("show", "1", "--config", "config.py", cwd=tmp_path).returncode == 1
+    assert not (tmp_path / "state").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.py"]
+
+
+def test_history_on_a_file_that_is_no_record(tmp_path: Path) -> None:
+    """A state_db that is not SQLite: a clear message, exit 1, the file left alone."""
+    write_config(tmp_path / "config.py", state_db="record.sqlite3")
+    (tmp_path / "record.sqlite3").write_bytes(b"not a database\n" * 100)
+    for command in (["history"], ["show", "1"]):
+        result = cli(*command, "--config", "config.py", cwd=tmp_path)
+        assert result.returncode == 1
+        assert "cannot read the deployment record" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert (tmp_path / "record.sqlite3").read_bytes() == b"not a database\n" * 100
+
+
+def test_deploy_records_a_cli_run_then_history_and_show(repos: Repos,
+                                                       secret_file: Path) -> None:
+    """`deploy` brings the checkout to origin's HEAD, recorded as a run with trigger cli."""
+    config_for(repos, secret_file)
+    before = repos.head(repos.deployed)
+    sha = repos.commit("pages/new.rst")
+    result = cli("deploy", "--config", "config.py", cwd=repos.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert repos.head(repos.deployed) == sha
+    assert f"{before[:12]} -> {sha[:12]}" in result.stdout
+    assert "not reloaded" in result.stdout or "reload = none" in result.stdout
+
+    history = cli("history", "--config", "config.py", cwd=repos.root)
+    assert history.returncode == 0, history.stderr
+    header, row = history.stdout.splitlines()[:2]
+    assert header.split()[:5] == ["id", "started", "trigger", "outcome", "duration"]
+    assert row.split()[0] == "1" and " cli " in row and " ok " in row
+    assert f"{before[:8]} -> {sha[:8]}" in row and getpass.getuser() in row
+
+    shown = cli("show", "1", "--config", "config.py", cwd=repos.root)
+    assert shown.returncode == 0, shown.stderr
+    assert "run 1: ok" in shown.stdout and "trigger cli" in shown.stdout
+    assert "$ git fetch" in shown.stdout and "$ git merge --ff-only" in shown.stdout
+    assert "Fast-forward" in shown.stdout  # each step's output
+    assert "deliveries (0)" in shown.stdout
+
+    runs = json.loads(cli("history", "--json", "--config", "config.py",
+                          cwd=repos.root).stdout)
+    assert runs["total"] == 1
+    assert runs["runs"][0]["trigger"] == "cli" and runs["runs"][0]["head_after"] == sha
+    run = json.loads(cli("show", "1", "--json", "--config", "config.py", cwd=repos.root).stdout)
+    assert run["outcome"] == "ok" and run["head_before"] == before
+    assert [s["name"] for s in run["steps"]][:2] == ["fetch", "merge"]
+    assert all(s["status"] == 0 for s in run["steps"])
+
+    for unknown in ("42", "0", str(2**70)):
+        missing = cli("show", unknown, "--config", "config.py", cwd=repos.root)
+        assert missing.returncode == 1 and f"no run {unknown} " in missing.stderr
+    again = cli("deploy", "--config", "config.py", cwd=repos.root)
+    assert again.returncode == 0 and "already up to date" in again.stdout
+
+
+def test_deploy_from_scratch_clones_with_submodules(repos: Repos, secret_file: Path) -> None:
+    """With repo_url and no checkout, `deploy` clones the default branch and the submodule."""
+    fresh = repos.root / "fresh"
+    config_for(repos, secret_file, repo_path=str(fresh), repo_url=repos.origin.as_uri())
+    result = cli("deploy", "--config", "config.py", cwd=repos.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cloning main" in result.stdout and "cloned main" in result.stdout
+    assert repos.head(fresh) == repos.head(repos.pusher)
+    assert (fresh / "posts" / "index.rst").read_text() == "Hello\n=====\n"
+    assert not list(repos.root.glob(".deployhook-clone-*"))
+    run = json.loads(cli("show", "1", "--json", "--config", "config.py", cwd=repos.root).stdout)
+    assert run["outcome"] == "ok" and run["trigger"] == "cli" and run["branch"] == "main"
+    assert run["head_before"] is None and run["head_after"] == repos.head(fresh)
+    assert run["steps"][0]["name"] == "clone"
+
+
+def test_deploy_failure_exits_1_with_gits_reason(repos: Repos, secret_file: Path) -> None:
+    """Origin unreachable: exit 1, git's reason shown, the run recorded as failed."""
+    config_for(repos, secret_file)
+    head = repos.head(repos.deployed)
+    shutil.move(repos.origin, repos.root / "gone.git")
+    result = cli("deploy", "--config", "config.py", cwd=repos.root)
+    assert result.returncode == 1
+    assert "deploy FAILED" in result.stdout
+    assert "fetch failed: fatal:" in result.stdout
+    assert "does not appear to be a git repository" in result.stdout
+    assert repos.head(repos.deployed) == head
+    runs = json.loads(cli("history", "--json", "--config", "config.py",
+                          cwd=repos.root).stdout)["runs"]
+    assert [(r["trigger"], r["outcome"]) for r in runs] == [("cli", "failed")]
+    assert "does not appear to be a git repository" in runs[0]["reason"]
+    history = cli("history", "--config", "config.py", cwd=repos.root).stdout
+    assert " failed " in history and "fetch failed: fatal:" in history
+
+
+def test_send_push_deploys_the_remotes_head(repos: Repos, daemon: Daemon) -> None:
+    """`send --event push` after a push to origin: the daemon deploys that very commit."""
+    before = repos.head(repos.deployed)
+    sha = repos.commit("pages/sent.rst")
+    result = cli("send", "--event", "push", "--config", "config.py", cwd=repos.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "HTTP 200" in result.stdout
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    assert answer["result"] == "deployed" and answer["after"] == sha
+    assert answer["before"] == before
+    assert repos.head(repos.deployed) == sha
+
+    history = cli("history", "--config", "config.py", cwd=repos.root)
+    row = history.stdout.splitlines()[1]
+    assert " webhook " in row and " ok " in row and f"-> {sha[:8]}" in row
+    run = json.loads(cli("show", str(answer["run"]), "--json", "--config", "config.py",
+                         cwd=repos.root).stdout)
+    [delivery] = run["deliveries"]
+    assert delivery["event"] == "push" and delivery["after"] == sha
+    assert delivery["before"] == before and delivery["pusher"] == getpass.getuser()
+    assert delivery["status"] == 200 and delivery["result"] == "deployed"
+    uuid.UUID(delivery["delivery_id"], version=4)
+
+
+def test_deploy_waits_for_the_daemons_deploy(repos: Repos, daemon: Daemon) -> None:
+    """While the daemon deploys (a slow fetch), `deploy` says it waits, then runs after it."""
+    sha = repos.commit()
+    repos.slow(2)
+    answers: list[tuple[int, dict[str, Any]]] = []
+    body, headers = signed(push_payload(sha), delivery="slow-1")
+    thread = threading.Thread(target=lambda: answers.append(
+        http("POST", daemon.url + "/github", body, headers)))
+    thread.start()
+    deadline = time.monotonic() + 20
+    while repos.fetches() < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    result = cli("deploy", "--config", "config.py", cwd=repos.root)
+    thread.join()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "another deploy (the daemon's) is running; waiting for it" in result.stdout
+    assert "already up to date" in result.stdout  # the daemon's run got there first
+    assert answers[0][0] == 200 and answers[0][1]["result"] == "deployed"
+    runs = json.loads(cli("history", "--json", "--config", "config.py",
+                          cwd=repos.root).stdout)["runs"]
+    webhook, by_cli = sorted(runs, key=lambda r: r["id"])
+    assert (webhook["trigger"], by_cli["trigger"]) == ("webhook", "cli")
+    assert webhook["outcome"] == by_cli["outcome"] == "ok"
+    steps = json.loads(cli("show", str(by_cli["id"]), "--json", "--config", "config.py",
+                           cwd=repos.root).stdout)["steps"]
+    fetch = next(step for step in steps if step["name"] == "fetch")
+    assert fetch["duration"] >= 2  # the slow remote, so the runs could have overlapped
+    assert webhook["finished"] <= by_cli["finished"] - fetch["duration"] + 0.05  # did not
+    assert repos.head(repos.deployed) == sha
+
+
+def test_send_ping_answers_pong(repos: Repos, daemon: Daemon) -> None:
+    result = cli("send", "--event", "ping", "--config", "config.py", cwd=repos.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "HTTP 200" in result.stdout
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    assert answer["result"] == "pong" and answer["zen"]
+
+
+def test_send_with_the_wrong_secret_shows_the_401(repos: Repos, daemon: Daemon) -> None:
+    """A secret the daemon does not have: exit 1 with the daemon's reason."""
+    result = cli("send", "--event", "ping", "--config", "config.py", cwd=repos.root,
+                 env={"DEPLOYHOOK_SECRET": WRONG_SECRET})
+    assert result.returncode == 1
+    assert "HTTP 401" in result.stdout
+    assert "does not match the body: check the webhook's secret" in result.stdout
+
+
+def test_send_without_a_daemon_says_so(repos: Repos, secret_file: Path) -> None:
+    config_for(repos, secret_file, port=free_port())
+    result = cli("send", "--event", "push", "--config", "config.py", cwd=repos.root)
+    assert result.returncode == 1
+    assert "cannot reach the daemon at http://127.0.0.1:" in result.stderr
+    assert "connection refused" in result.stderr and "Is it running" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+class Capture(BaseHTTPRequestHandler):
+    """Records one request and answers like the daemon would."""
+
+    seen: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Capture.seen.append((dict(self.headers), body))
+        answer = b'{"result": "ignored", "reason": "captured"}'
+        self.send_response(202)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_send_builds_a_delivery_like_githubs(repos: Repos, secret_file: Path) -> None:
+    """Headers, signatures and payload fields of a sent push and ping (repository unset,
+    non-GitHub remote: full_name is local/<folder>)."""
+    config_for(repos, secret_file)
+    server = HTTPServer(("127.0.0.1", 0), Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    Capture.seen.clear()
+    try:
+        sha = repos.commit()
+        push = cli("send", "--event", "push", "--url", url, "--config", "config.py",
+                   cwd=repos.root)
+        ping = cli("send", "--event", "ping", "--url", url, "--config", "config.py",
+                   cwd=repos.root)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert push.returncode == 0 and ping.returncode == 0, push.stderr + ping.stderr
+    assert "HTTP 202" in push.stdout and '"captured"' in push.stdout
+    (push_headers, push_body), (ping_headers, ping_body) = Capture.seen
+    for headers, body, event in ((push_headers, push_body, "push"),
+                                 (ping_headers, ping_body, "ping")):
+        assert headers["X-GitHub-Event"] == event
+        assert headers["Content-Type"] == "application/json"
+        assert headers["User-Agent"] == "GitHub-Hookshot/deployhook-send"
+        assert uuid.UUID(headers["X-GitHub-Delivery"]).version == 4
+        assert headers["X-Hub-Signature-256"] == "sha256=" + hmac.new(
+            SECRET, body, hashlib.sha256).hexdigest()
+        assert headers["X-Hub-Signature"] == "sha1=" + hmac.new(
+            SECRET, body, hashlib.sha1).hexdigest()
+        assert json.dumps(json.loads(body), separators=(",", ":"),
+                          ensure_ascii=False).encode() == body  # compact, as GitHub sends
+    payload = json.loads(push_body)
+    assert set(PUSH_KEYS) <= set(payload)
+    assert payload["ref"] == "refs/heads/main" and payload["after"] == sha
+    assert payload["before"] == repos.head(repos.deployed) != sha
+    assert payload["created"] is False and payload["deleted"] is False
+    assert payload["repository"]["full_name"] == "local/deployed"
+    assert payload["repository"]["default_branch"] == "main"
+    assert payload["pusher"]["name"] == getpass.getuser()
+    assert payload["sender"]["login"] == getpass.getuser()
+    assert payload["commits"] == [] and payload["head_commit"] is None  # not fetched locally
+    ping_payload = json.loads(ping_body)
+    assert {"zen", "hook_id", "hook", "repository"} <= set(ping_payload)
+    hook = ping_payload["hook"]
+    assert hook["type"] == "Repository" and hook["id"] == ping_payload["hook_id"]
+    assert hook["events"] == ["push"]
+    assert hook["config"] == {"content_type": "json", "insecure_ssl": "0", "url": url}
+    assert ping_payload["repository"]["full_name"] == "local/deployed"
+
+
+def test_send_lists_local_commits_and_takes_a_branch(repos: Repos, secret_file: Path) -> None:
+    """When the checkout already has the pushed commits they are listed (head_commit too);
+    --branch picks another branch; a branch the remote lacks is a clear error."""
+    config_for(repos, secret_file)
+    git(repos.pusher, "checkout", "-q", "-b", "feature")
+    sha = repos.commit("feature.rst", push=False)
+    git(repos.pusher, "push", "-q", "origin", "feature")
+    git(repos.deployed, "fetch", "-q", "origin", "feature")  # now the objects are local
+    server = HTTPServer(("127.0.0.1", 0), Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    Capture.seen.clear()
+    try:
+        result = cli("send", "--event", "push", "--branch", "feature", "--url", url,
+                     "--config", "config.py", cwd=repos.root)
+        missing = cli("send", "--event", "push", "--branch", "nope", "--url", url,
+                      "--config", "config.py", cwd=repos.root)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(Capture.seen[0][1])
+    assert payload["ref"] == "refs/heads/feature" and payload["after"] == sha
+    assert [c["id"] for c in payload["commits"]] == [sha]
+    assert payload["head_commit"]["id"] == sha
+    assert payload["head_commit"]["added"] == ["feature.rst"]
+    assert missing.returncode == 1 and "the remote has no branch 'nope'" in missing.stderr
+    assert len(Capture.seen) == 1  # nothing was sent for the missing branch
