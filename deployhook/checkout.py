@@ -161,10 +161,11 @@ class Checkout:
         steps: list[Step] = []
         before = None
         try:
-            if not self.exists():
+            cloned = not self.exists()
+            if cloned:
                 self._clone(branch, steps)
             self._repair(branch, steps)
-            before = self.head()
+            before = None if cloned else self.head()
             self._check_branch(branch)
             fetched = False
             if not pushes or not all(self.contains(p.after) for p in pushes):

@@ -255,8 +255,6 @@ def deploy(config: Config, args: argparse.Namespace) -> int:
             _finish(store, run_id, False, head, checkout.head(), reason, [])
             print(f"\ndeploy FAILED: {reason}")
             return 130
-        if head is None:  # a first clone: there was no HEAD before
-            result.head_before = None
         _finish(store, run_id, result.ok, result.head_before, result.head_after,
                 result.reason, result.steps)
     finally:
