@@ -39,6 +39,8 @@ class JSONHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         reason = exc.reason if isinstance(exc, tornado.web.HTTPError) and exc.reason else None
+        if status_code == 401:  # send_error() cleared the header set before raising
+            self.set_header("WWW-Authenticate", 'Basic realm="deployhook", charset="UTF-8"')
         self.reply(status_code, {"result": "error", "reason": reason or self._reason})
 
 
