@@ -14,7 +14,8 @@ setup(
     package_data={"deployhook": ["templates/*.html"]},
     include_package_data=True,
     install_requires=["tornado>=6.3,<7", "GitPython>=3.1.41,<4"],
-    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"]},
+    extras_require={"test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6",
+                             "hypothesis>=6.100", "atheris>=2.3"]},
     entry_points={"console_scripts": ["deployhook = deployhook.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import tornado.web
+from tornado.log import access_log
 
 from .hook import DeployHook
 
@@ -16,6 +19,19 @@ class NotFoundHandler(tornado.web.RequestHandler):
         self.finish('{"result": "error", "reason": "not found"}\n')
 
 
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access log line, with the URI cut short (it comes from anyone)."""
+    status = handler.get_status()
+    if status < 400:
+        return  # deliveries log their own line; health checks and pages need none
+    level = logging.ERROR if status >= 500 else logging.WARNING
+    request = handler.request
+    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method,
+                   request.uri[:200] if request.uri else "", request.remote_ip,
+                   1000.0 * request.request_time())
+
+
 def make_app(hook: DeployHook) -> tornado.web.Application:
-    """The daemon's application: the webhook, ``/health`` and JSON 404s."""
-    return tornado.web.Application(hook.routes(), default_handler_class=NotFoundHandler)
+    """The daemon's application: the webhook, ``/health``, the record, JSON 404s."""
+    return tornado.web.Application(hook.routes(), default_handler_class=NotFoundHandler,
+                                   log_function=log_request)

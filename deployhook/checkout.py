@@ -224,17 +224,14 @@ class Checkout:
         tracking = f"refs/remotes/{remote}/{branch}"
         self._step("fetch", steps, "fetch", "--no-tags", "--recurse-submodules=no", remote,
                    f"+refs/heads/{branch}:{tracking}", network=True)
-        strategy = self.config.pull_strategy
         if self.head() != self._git("rev-parse", tracking)[1].strip():
-            if strategy == "ff-only":
-                self._step("merge", steps, "merge", "--ff-only", tracking)
-            elif strategy == "merge":
-                self._guarded("merge", steps, ("merge", "--no-edit", tracking),
-                              ("merge", "--abort"))
-            elif strategy == "rebase":
-                self._guarded("rebase", steps, ("rebase", tracking), ("rebase", "--abort"))
-            else:
-                self._step("reset", steps, "reset", "--hard", tracking)
+            self._refuse_untracked_in_the_way(tracking, steps)
+            dirty = set(self._paths("diff", "--name-only", "-z", "HEAD"))
+            try:
+                self._move_to(tracking, steps)
+            except DeployFailed:
+                self._put_back(tracking, dirty)
+                raise
         if self.config.submodules and (Path(self.path) / ".gitmodules").exists():
             try:
                 self._step("submodule sync", steps, "submodule", "sync", "--recursive")
@@ -243,6 +240,44 @@ class Checkout:
             except DeployFailed as exc:
                 self._restore(before, steps)
                 raise DeployFailed(exc.reason + f"; checkout restored to {before}", steps) from exc
+
+    def _move_to(self, tracking: str, steps: list[Step]) -> None:
+        """Update HEAD and the work tree to ``tracking`` per ``pull_strategy``."""
+        strategy = self.config.pull_strategy
+        if strategy == "ff-only":
+            self._step("merge", steps, "merge", "--ff-only", tracking)
+        elif strategy == "merge":
+            self._guarded("merge", steps, ("merge", "--no-edit", tracking), ("merge", "--abort"))
+        elif strategy == "rebase":  # --fork-point: commits a force-push removed are not replayed
+            self._guarded("rebase", steps, ("rebase", "--fork-point", tracking),
+                          ("rebase", "--abort"))
+        else:
+            self._step("reset", steps, "reset", "--hard", tracking)
+
+    def _refuse_untracked_in_the_way(self, tracking: str, steps: list[Step]) -> None:
+        """Fail, naming them, when untracked or ignored files sit where the update adds
+        files (git would overwrite ignored ones, and ``reset --hard`` untracked ones)."""
+        added = set(self._paths("diff", "--name-only", "-z", "--diff-filter=A", "HEAD", tracking))
+        in_the_way = sorted(added & set(self._paths("ls-files", "--others", "-z")))
+        if in_the_way:
+            raise DeployFailed("update refused: these untracked working tree files would be "
+                               f"overwritten: {', '.join(in_the_way[:20])}; move them away",
+                               steps)
+
+    def _put_back(self, tracking: str, dirty: set[str]) -> None:
+        """After a failed update, return every path it may have written (and that had no
+        local change) to HEAD's version, so no half-written work tree remains."""
+        for path in self._paths("diff", "--name-only", "-z", "HEAD", tracking):
+            if path in dirty:
+                continue
+            if self._git("cat-file", "-e", f"HEAD:{path}")[0] == 0:
+                self._git("checkout", "HEAD", "--", path)
+            elif not Path(self.path, path).is_dir():  # a new submodule's folder stays
+                Path(self.path, path).unlink(missing_ok=True)
+
+    def _paths(self, *args: str) -> list[str]:
+        """NUL-separated paths from a git command (``-z``)."""
+        return [p for p in self._git(*args)[1].split("\0") if p]
 
     def _guarded(self, name: str, steps: list[Step], args: tuple[str, ...],
                  abort: tuple[str, ...]) -> None:

@@ -83,7 +83,7 @@ class WebhookHandler(JSONHandler):
                 f"address {self.client} is not in allowed_networks", status=403))
             return
         length = self.request.headers.get("Content-Length", "")
-        if length.isdigit():
+        if length.isascii() and length.isdigit() and len(length) <= 18:
             self._check_size(int(length))
         else:
             # Chunked: let every byte reach data_received, which answers 413 past the
@@ -185,8 +185,8 @@ class WebhookHandler(JSONHandler):
         shas = f"{self.push.before[:12]}..{self.push.after[:12]}" if self.push else "-"
         result, reason = str(body.get("result")), str(body.get("reason", ""))
         log.log(logging.WARNING if status >= 400 else logging.INFO,
-                "delivery %s from %s event=%s ref=%s %s -> %d %s: %s", delivery_id,
-                self.client, self.request.headers.get("X-GitHub-Event", "-"), ref,
+                "delivery %s from %s event=%s ref=%s %s -> %d %s: %s", delivery_id[:100],
+                self.client, self.request.headers.get("X-GitHub-Event", "-")[:100], ref,
                 shas, status, result, reason)
         row, run_id = self.row, body.get("run")
         if row is None:

@@ -66,7 +66,7 @@ def find_locks(git_dir: Path) -> list[Path]:
 
 def holders(path: Path) -> list[int]:
     """PIDs of processes that have ``path`` open (from /proc; those we may read)."""
-    target = str(path)
+    target = os.path.realpath(path)  # /proc shows resolved paths
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():

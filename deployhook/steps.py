@@ -41,7 +41,7 @@ def summary(step: Step, limit: int = 400) -> str:
     lines = [line for line in step.output.splitlines() if line.strip()]
     wanted: list[str] = []
     for index, line in enumerate(lines):
-        if line.startswith(("fatal:", "error:")):
+        if line.startswith(("fatal:", "error:", "CONFLICT")):
             wanted.append(line.strip())
             if line.endswith(":"):  # git lists what it means on the indented lines below
                 following = lines[index + 1:]
