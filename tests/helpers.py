@@ -231,3 +231,19 @@ class Daemon:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+def start_daemon(repos: Repos, secret_file: Path, port: int | None = None,
+                 env: dict[str, str] | None = None, **extra: Any) -> Daemon:
+    """Write ``repos.root/config.py`` deploying ``repos.deployed`` (repository
+    REPOSITORY, reload "none" unless given) and start the daemon on ``port``."""
+    port = port or free_port()
+    values = {"port": port, "repo_path": str(repos.deployed), "secret_file": str(secret_file),
+              "repository": REPOSITORY, "reload": "none", **extra}
+    return Daemon(write_config(repos.root / "config.py", **values), port, env)
+
+
+def deliver_push(url: str, sha: str, delivery: str = "d-1") -> tuple[int, dict[str, Any]]:
+    """POST a signed push of ``sha`` to main to the daemon at ``url``."""
+    body, headers = signed(push_payload(sha), delivery=delivery)
+    return http("POST", url + "/github", body, headers)

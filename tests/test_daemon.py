@@ -9,14 +9,12 @@ import time
 from pathlib import Path
 
 from tests.helpers import (
-    REPOSITORY,
     SECRET,
     Daemon,
     Repos,
-    free_port,
+    deliver_push,
     http,
-    push_payload,
-    signed,
+    start_daemon,
     write_config,
 )
 
@@ -26,17 +24,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
-def start_daemon(repos: Repos, secret_file: Path, **extra: object) -> Daemon:
-    """Write a config.py for ``repos.deployed`` and start the daemon on a free port."""
-    port = free_port()
-    config = write_config(repos.root / "config.py", port=port, repo_path=str(repos.deployed),
-                          secret_file=str(secret_file), repository=REPOSITORY, **extra)
-    return Daemon(config, port)
-
-
 def deliver(daemon: Daemon, sha: str, delivery: str = "d-1") -> tuple[int, dict]:
-    body, headers = signed(push_payload(sha), delivery=delivery)
-    return http("POST", daemon.url + "/github", body, headers)
+    return deliver_push(daemon.url, sha, delivery)
 
 
 def wait_for(predicate, timeout: float = 20.0) -> bool:

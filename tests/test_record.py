@@ -13,30 +13,25 @@ from tornado.testing import gen_test
 
 from tests.apptest import HookTestCase
 from tests.helpers import (
-    REPOSITORY,
     Daemon,
     Repos,
-    free_port,
+    deliver_push,
     git,
     http,
     push_payload,
-    signed,
-    write_config,
+    start_daemon,
 )
 
 
 def start(repos: Repos, secret_file: Path, port: int | None = None, **extra: object) -> Daemon:
-    port = port or free_port()
-    values = {"port": port, "repo_path": str(repos.deployed), "secret_file": str(secret_file),
-              "repository": REPOSITORY, "reload": "none", **extra}
-    daemon = Daemon(write_config(repos.root / "config.py", **values), port)
+    """The daemon for ``repos``, ready."""
+    daemon = start_daemon(repos, secret_file, port, **extra)
     daemon.wait_ready()
     return daemon
 
 
 def deliver(daemon: Daemon, sha: str, delivery: str) -> tuple[int, dict[str, Any]]:
-    body, headers = signed(push_payload(sha), delivery=delivery)
-    return http("POST", daemon.url + "/github", body, headers)
+    return deliver_push(daemon.url, sha, delivery)
 
 
 def runs(daemon: Daemon) -> list[dict[str, Any]]:

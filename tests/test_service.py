@@ -24,13 +24,12 @@ import pytest
 from tests.helpers import (
     REPOSITORY,
     SECRET,
-    Daemon,
     Repos,
+    deliver_push,
     free_port,
     git,
     http,
-    push_payload,
-    signed,
+    start_daemon,
     write_config,
 )
 
@@ -89,22 +88,11 @@ def listener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NotifyL
     result.close()
 
 
-def start(repos: Repos, secret_file: Path, env: dict[str, str] | None = None,
-          **extra: object) -> Daemon:
-    port = free_port()
-    values = {"port": port, "repo_path": str(repos.deployed), "secret_file": str(secret_file),
-              "repository": REPOSITORY, "reload": "none", **extra}
-    return Daemon(write_config(repos.root / "config.py", **values), port, env)
-
-
-def deliver(url: str, sha: str, delivery: str = "d-1") -> tuple[int, dict]:
-    body, headers = signed(push_payload(sha), delivery=delivery)
-    return http("POST", url + "/github", body, headers)
 
 
 def test_notifications(repos: Repos, secret_file: Path, listener: NotifyListener) -> None:
     """READY once the port accepts, WATCHDOG at half WATCHDOG_USEC, STATUS, STOPPING."""
-    daemon = start(repos, secret_file, env={"NOTIFY_SOCKET": listener.address,
+    daemon = start_daemon(repos, secret_file, env={"NOTIFY_SOCKET": listener.address,
                                             "WATCHDOG_USEC": "400000"})
     try:
         ready = listener.wait_for("READY", "1")
@@ -119,7 +107,7 @@ def test_notifications(repos: Repos, secret_file: Path, listener: NotifyListener
         assert 0.15 <= gaps[len(gaps) // 2] <= 0.3, gaps  # every 0.2 s: half of 0.4 s
 
         sha = repos.commit()
-        assert deliver(daemon.url, sha)[0] == 200
+        assert deliver_push(daemon.url, sha)[0] == 200
         listener.wait_for("STATUS", contains="last deploy")
         daemon.proc.send_signal(signal.SIGTERM)
         listener.wait_for("STOPPING", "1")
@@ -154,7 +142,7 @@ def test_socket_activation(repos: Repos, secret_file: Path) -> None:
                 assert time.monotonic() < deadline, (repos.root / "activated.log").read_text()
                 time.sleep(0.1)
         sha = repos.commit()
-        status, body = deliver(url, sha)
+        status, body = deliver_push(url, sha)
         assert status == 200 and body["head"] == sha
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", unusable), timeout=1).close()
@@ -166,12 +154,12 @@ def test_socket_activation(repos: Repos, secret_file: Path) -> None:
 
 def test_sigterm_lets_the_running_deploy_finish(repos: Repos, secret_file: Path) -> None:
     """SIGTERM during a 2 s fetch: the delivery gets its 200, exit 0, checkout sound."""
-    daemon = start(repos, secret_file)
+    daemon = start_daemon(repos, secret_file)
     daemon.wait_ready()
     sha = repos.commit()
     repos.slow(2)
     answers: list[tuple[int, dict]] = []
-    sender = threading.Thread(target=lambda: answers.append(deliver(daemon.url, sha)))
+    sender = threading.Thread(target=lambda: answers.append(deliver_push(daemon.url, sha)))
     sender.start()
     deadline = time.monotonic() + 10
     while repos.fetches() == 0 and time.monotonic() < deadline:
@@ -189,7 +177,7 @@ def test_sigterm_lets_the_running_deploy_finish(repos: Repos, secret_file: Path)
 
 def test_sighup_rereads_the_config(repos: Repos, secret_file: Path) -> None:
     """SIGHUP applies a changed config.py; a broken one is logged and the old one kept."""
-    daemon = start(repos, secret_file)
+    daemon = start_daemon(repos, secret_file)
     try:
         daemon.wait_ready()
         config = repos.root / "config.py"
@@ -200,7 +188,7 @@ def test_sighup_rereads_the_config(repos: Repos, secret_file: Path) -> None:
             assert time.monotonic() < deadline, daemon.log()
             time.sleep(0.05)
         assert "configuration re-read" in daemon.log()
-        status, body = deliver(daemon.url, repos.commit())
+        status, body = deliver_push(daemon.url, repos.commit())
         assert status == 403 and "octo-org/site" in body["reason"]
 
         config.write_text(config.read_text() + "pull_stratgy = 'reset'\n")
