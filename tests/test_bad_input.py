@@ -225,7 +225,6 @@ class Case:
     build: Callable[[Ctx], Sent | bytes]
     answers: tuple[tuple[int, str | None], ...]  # (status, reason fragment or BARE)
     deploys: bool = False
-    bug: str = ""  # a known bug: the row is a strict xfail until it is fixed
 
 
 def case(name: str, build: Callable[[Ctx], Sent | bytes], status: int | None,
@@ -639,10 +638,6 @@ CASES: list[Case] = [
 ]
 
 
-MARKED = [pytest.param(row, id=row.name, marks=[
-    pytest.mark.xfail(strict=True, reason="BUG: " + row.bug)] if row.bug else []) for row in CASES]
-
-
 # --- sending and reading -------------------------------------------------------------------
 
 
@@ -720,7 +715,7 @@ def check_answer(answer: Answer, reason: str | None) -> None:
 # --- the table -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("row", MARKED)
+@pytest.mark.parametrize("row", CASES, ids=[row.name for row in CASES])
 def test_bad_input(target: Target, row: Case) -> None:
     """Each row: the expected answers, no deploy (or exactly the deploy), /health still up."""
     repos, daemon = target.repos, target.daemon
@@ -753,7 +748,7 @@ def test_bad_input(target: Target, row: Case) -> None:
 
 def test_case_count_and_doc() -> None:
     """Every row is listed in docs/reliability-input.rst under its test name."""
-    print(f"\n{len(CASES)} bad-input cases ({sum(bool(r.bug) for r in CASES)} known bugs)")
+    print(f"\n{len(CASES)} bad-input cases")
     assert len({row.name for row in CASES}) == len(CASES), "duplicate case names"
     text = DOC.read_text(encoding="utf-8")
     missing = [row.name for row in CASES if f"test_bad_input[{row.name}]" not in text]

@@ -363,12 +363,9 @@ class FFOnlyUntrackedTest(UntrackedCases, FaultTestCase):
         """500 naming the file; the file kept; once moved away the next push deploys."""
         await self.untracked_in_the_way()
 
-    # BUG: git treats ignored files as expendable: merge, rebase and reset --hard all
-    # overwrite an ignored file at a path the push adds, silently (a server-only
-    # settings file listed in .gitignore is replaced by the upstream one).  Fix: before
-    # the update, list `git ls-files --others --ignored --exclude-standard` (and the
-    # untracked ones) that `git diff --name-only --diff-filter=A HEAD <tracking>` adds,
-    # and fail with "untracked working tree files would be overwritten: <paths>".
+    # git treats ignored files as expendable (merge, rebase and reset --hard would all
+    # replace a server-only settings file listed in .gitignore), so deployhook's own
+    # check before the update lists ignored files at the paths the push adds as well.
     @gen_test(timeout=30)
     async def test_ignored_file_in_the_way_is_kept(self) -> None:
         """An ignored file at a path the push adds is local work too: 500, file kept."""
@@ -406,11 +403,9 @@ class RebaseUntrackedTest(UntrackedCases, FaultTestCase):
 class ResetUntrackedTest(UntrackedCases, FaultTestCase):
     settings: ClassVar[dict[str, Any]] = {"pull_strategy": "reset"}
 
-    # BUG: `git reset --hard` overwrites an untracked file at a path the target commit
-    # adds, although the README promises "untracked files stay" under reset.  Fix:
-    # before `reset --hard`, fail when untracked (or ignored) files are at paths that
-    # `git diff --name-only --diff-filter=A HEAD <tracking>` lists, naming them, as the
-    # other strategies do (or move them aside to a named backup and say so).
+    # `git reset --hard` alone would overwrite an untracked file at a path the target
+    # commit adds; deployhook refuses the update before reset runs, as for the other
+    # strategies, so "untracked files stay" (README) holds under reset too.
     @gen_test(timeout=30)
     async def test_untracked_file_in_the_way_is_kept(self) -> None:
         """500 naming the file; the file kept; once moved away the next push deploys."""
@@ -484,10 +479,9 @@ class SymlinkedCheckoutLockTest(FaultTestCase):
             link.symlink_to(self.repos.deployed)
         return super().make_config(repo_path=str(link), **overrides)
 
-    # BUG: repair.holders() compares /proc/*/fd link targets (always the resolved path)
-    # with the unresolved lock path, so a lock held through a symlinked or relative
-    # repo_path is taken as stale and deleted under the running git.  Fix: compare with
-    # os.path.realpath(path) in holders() (or resolve Checkout.path once).
+    # /proc/*/fd link targets are always resolved paths, so repair.holders() compares
+    # them with the lock's realpath; otherwise a lock held through a symlinked (or
+    # relative) repo_path would look stale and be deleted under the running git.
     @gen_test(timeout=30)
     async def test_lock_held_through_a_symlink_is_kept(self) -> None:
         """The same held index.lock, with repo_path a symlink to the checkout: kept, 500."""
@@ -721,10 +715,9 @@ class RebaseForcePushTest(ForcePushCases, FaultTestCase):
 
     settings: ClassVar[dict[str, Any]] = {"pull_strategy": "rebase"}
 
-    # BUG: `git rebase <tracking>` treats the commit the force-push removed upstream
-    # as a local commit and replays it on top of the new history: the dropped commit
-    # is deployed again (or, when it conflicts, every push fails, see below).  Fix:
-    # `git rebase --fork-point <tracking>`: the tracking ref's reflog knows the dropped
+    # A plain `git rebase <tracking>` would take the commit the force-push removed
+    # upstream for a local commit and replay it on the new history; deployhook runs
+    # `git rebase --fork-point <tracking>`, and the tracking ref's reflog shows that
     # commit came from upstream, so only real local commits are replayed.
     @gen_test(timeout=30)
     async def test_force_push_drops_the_removed_commit(self) -> None:
@@ -737,10 +730,8 @@ class RebaseForcePushTest(ForcePushCases, FaultTestCase):
         assert_consistent(deployed, sha)
         assert not (deployed / "post.rst").exists()
 
-    # BUG: the same, when the dropped commit conflicts with the rewrite: 500 "rebase
-    # failed ... CONFLICT" (the rebase is aborted, HEAD stays at the dropped commit),
-    # and every later push fails the same way until someone resets the checkout.
-    # Fixed by the same `--fork-point`.
+    # Without --fork-point the replayed commit would conflict with the rewrite: 500
+    # "rebase failed ... could not apply" on this and every later push.
     @gen_test(timeout=30)
     async def test_conflicting_force_push_deploys(self) -> None:
         """The rewrite changes the dropped commit's file: still 200 at the pushed SHA."""
@@ -842,16 +833,11 @@ class DiskFullTest(FaultTestCase):
         assert (self.checkout / "z-big.bin").stat().st_size == self.BIG
         assert head(self.checkout) == sha2
 
-    # BUG: when the objects fit but the work tree does not, `git merge --ff-only`
-    # fails ("error: unable to write file z-big.bin") after writing part of the new
-    # files: HEAD stays old but app.py is already the new version and a*.txt exist
-    # (the old commit is no longer what is served), no index.lock is left, so repair
-    # does not notice, and after space is freed every push fails with "Your local
-    # changes ... would be overwritten" until someone cleans up by hand.  Fix: when
-    # the merge/reset step fails, undo what it wrote: for each path in `git diff
-    # --name-only HEAD <tracking>` that was clean before the update, `git checkout
-    # HEAD -- path` (or delete it when HEAD lacks it), as repair does for a cut-short
-    # update but without requiring the file to match the target (it may be partial).
+    # When the objects fit but the work tree does not, `git merge --ff-only` fails
+    # ("error: unable to write file z-big.bin") after writing part of the new files
+    # (app.py new, a*.txt created) and leaves no index.lock for repair to notice.
+    # After the failed update deployhook puts every path it may have written that had
+    # no local change back to HEAD's version (deleting new ones), partial files too.
     @gen_test(timeout=60)
     async def test_disk_full_during_checkout(self) -> None:
         """Room for the objects but not the files: 500 naming the file, the old commit
