@@ -1,0 +1,371 @@
+"""The figures: stall, burst, deploy overhead, throughput (wrk), memory, scale.
+
+Every loop here is bounded in time and count and ends by itself.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import statistics
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from fixtures import SECRET, Repos, big_push_body, push_payload, read_head, signed
+from targets import Target, request
+
+WRK_SCRIPT = """\
+wrk.method = "POST"
+wrk.body = io.open("{body}", "rb"):read("*a")
+{headers}
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "JSON {{\\"requests\\": %d, \\"duration_us\\": %d, \\"status_errors\\": %d, "
+    .. "\\"connect_errors\\": %d, \\"read_errors\\": %d, \\"write_errors\\": %d, "
+    .. "\\"timeouts\\": %d, \\"p50_us\\": %d, \\"p99_us\\": %d, \\"max_us\\": %d}}\\n",
+    summary.requests, summary.duration, summary.errors.status, summary.errors.connect,
+    summary.errors.read, summary.errors.write, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+class Poller(threading.Thread):
+    """GETs ``url`` every ``interval`` seconds on a keep-alive connection, noting latencies."""
+
+    def __init__(self, url: str, interval: float = 0.01, limit: float = 60.0) -> None:
+        super().__init__(daemon=True)
+        host, _, rest = url.removeprefix("http://").partition("/")
+        self.host, self.port = host.split(":")[0], int(host.split(":")[1])
+        self.path = "/" + rest
+        self.interval, self.limit = interval, limit
+        self.samples: list[tuple[float, float, int]] = []  # (start, seconds, status)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        conn: http.client.HTTPConnection | None = None
+        end = time.perf_counter() + self.limit  # bounded even if nobody stops it
+        while not self.halt.is_set() and time.perf_counter() < end:
+            start = time.perf_counter()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+                conn.request("GET", self.path)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except OSError:
+                status = 0
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.samples.append((start, time.perf_counter() - start, status))
+            self.halt.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+
+def stall(target: Target, repos: Repos, delay: float = 2.0, idle: float = 1.0) -> dict[str, Any]:
+    """Latency of a cheap GET polled every ~10 ms while one deploy waits ``delay`` s on the
+    remote; the same for ``idle`` seconds before it, as the machine's own noise floor."""
+    before = read_head(repos.deployed) or ""
+    sha = repos.commit("stall.rst")
+    body, headers = signed(push_payload(sha, before), delivery="stall-1")
+    repos.slow(delay)
+    poller = Poller(target.health_url)
+    try:
+        poller.start()
+        time.sleep(0.1)
+        quiet = time.perf_counter()
+        time.sleep(idle)
+        start = time.perf_counter()
+        status, answer, elapsed = request("POST", target.hook_url, body, headers, timeout=60)
+        end = time.perf_counter()
+        time.sleep(0.1)
+    finally:
+        poller.halt.set()
+        poller.join(35)
+        repos.slow(0)
+    during = [s for s in poller.samples if start <= s[0] <= end]
+    latencies = [s[1] for s in during]
+    floor = [s[1] for s in poller.samples if quiet <= s[0] < start]
+    return {
+        "deploy_status": status, "deploy_seconds": round(elapsed, 3),
+        "deployed": read_head(repos.deployed) == sha, "samples": len(during),
+        "failed_polls": sum(1 for s in during if s[2] != 200),
+        "worst_ms": _ms(max(latencies)) if latencies else None,
+        "p99_ms": _ms(percentile(latencies, 99)) if latencies else None,
+        "p50_ms": _ms(percentile(latencies, 50)) if latencies else None,
+        "idle_samples": len(floor),
+        "idle_worst_ms": _ms(max(floor)) if floor else None,
+        "idle_p99_ms": _ms(percentile(floor, 99)) if floor else None,
+        "answer": answer[:300].decode(errors="replace") if status >= 300 or status == 0 else "",
+    }
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def burst(target: Target, repos: Repos, n: int = 30, delay: float = 0.25) -> dict[str, Any]:
+    """``n`` pushes, then their ``n`` deliveries at once; 2xx, last SHA reached, fetches."""
+    before = read_head(repos.pusher) or ""
+    pushes = []
+    for i in range(n):
+        after = repos.commit(f"burst-{i % 5}.rst")
+        pushes.append((before, after))
+        before = after
+    last = pushes[-1][1]
+    bodies = [signed(push_payload(a, b), delivery=f"burst-{i}") for i, (b, a) in
+              enumerate(pushes)]
+    repos.slow(delay)
+    fetches_before = repos.fetches()
+    gate = threading.Barrier(n + 1)
+    results: list[tuple[int, bytes, float]] = [(0, b"", 0.0)] * n
+
+    def deliver(i: int) -> None:
+        try:
+            gate.wait(10)
+        except threading.BrokenBarrierError:
+            return
+        results[i] = request("POST", target.hook_url, *bodies[i], timeout=90)
+
+    threads = [threading.Thread(target=deliver, args=(i,), daemon=True) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    reached: float | None = None
+    try:
+        gate.wait(10)
+        start = time.perf_counter()
+        deadline = start + 120
+        while time.perf_counter() < deadline:
+            if reached is None and read_head(repos.deployed) == last:
+                reached = time.perf_counter() - start
+            answered = not any(t.is_alive() for t in threads)
+            if reached is not None and answered:
+                break
+            if answered and time.perf_counter() - start > 5 + max(r[2] for r in results):
+                break  # all answered long ago and the checkout never got there
+            time.sleep(0.005)
+        all_answered = max(r[2] for r in results)
+    finally:
+        for thread in threads:
+            thread.join(1)
+        repos.slow(0)
+    statuses = Counter(r[0] for r in results)
+    failures = [r[1][:200].decode(errors="replace") for r in results if not 200 <= r[0] < 300]
+    return {
+        "n": n, "remote_delay": delay, "ok_2xx": sum(1 for r in results if 200 <= r[0] < 300),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "reached_last": reached is not None,
+        "seconds_to_last": round(reached, 3) if reached is not None else None,
+        "seconds_all_answered": round(all_answered, 3),
+        "fetches": repos.fetches() - fetches_before,
+        "final_head_is_last": read_head(repos.deployed) == last,
+        "sample_failure": failures[0] if failures else "",
+    }
+
+
+def overhead(target: Target, repos: Repos, reps: int = 7) -> dict[str, Any]:
+    """Delivery-to-updated-checkout time vs. the plain deploy script on an equivalent clone,
+    for ``reps`` submodule bumps each.  One untimed warm-up round first; the order of the
+    two alternates every round.  ``server_ms``: the run time deployhook reports, if any.
+    """
+    delivered: list[float] = []
+    plain: list[float] = []
+    server: list[float] = []
+    problems: list[str] = []
+    for i in range(reps + 1):
+        before = read_head(repos.deployed) or ""
+        sha, sub = repos.commit_submodule()
+        body, headers = signed(push_payload(sha, before), delivery=f"overhead-{i}")
+
+        def deliver(body: bytes = body, headers: dict[str, str] = headers,
+                    sha: str = sha, sub: str = sub, i: int = i) -> float:
+            start = time.perf_counter()
+            status, answer, _ = request("POST", target.hook_url, body, headers, timeout=60)
+            deadline = start + 30
+            while not (read_head(repos.deployed) == sha
+                       and read_head(repos.deployed / "posts") == sub):
+                if time.perf_counter() > deadline:
+                    problems.append(f"round {i}: not deployed ({status}: {answer[:120]!r})")
+                    break
+                time.sleep(0.002)
+            elapsed = time.perf_counter() - start
+            if not 200 <= status < 300:
+                problems.append(f"round {i}: {status}: {answer[:120]!r}")
+            reported = _json(answer).get("duration")
+            if i > 0 and isinstance(reported, (int, float)):
+                server.append(reported)
+            return elapsed
+
+        if i % 2 == 0:
+            p, d = repos.plain_pull(), deliver()
+        else:
+            d, p = deliver(), repos.plain_pull()
+        if i > 0:
+            delivered.append(d)
+            plain.append(p)
+    med_d, med_p = statistics.median(delivered), statistics.median(plain)
+    return {
+        "reps": reps, "median_ms": round(med_d * 1000, 1),
+        "plain_median_ms": round(med_p * 1000, 1), "ratio": round(med_d / med_p, 3),
+        "server_median_ms": round(statistics.median(server) * 1000, 1) if server else None,
+        "delivered_ms": [round(x * 1000, 1) for x in delivered],
+        "plain_ms": [round(x * 1000, 1) for x in plain], "problems": problems[:5],
+    }
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def wrk(target: Target, workdir: Path, body: bytes, headers: dict[str, str], name: str,
+        duration: int = 5, threads: int = 2, connections: int = 16) -> dict[str, Any]:
+    """Run wrk POSTing ``body`` with ``headers`` for ``duration`` seconds; requests per second."""
+    body_file = workdir / f"{name}.body"
+    body_file.write_bytes(body)
+    lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    script = workdir / f"{name}.lua"
+    script.write_text(WRK_SCRIPT.format(body=body_file, headers=lines))
+    proc = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "5s",
+         "-s", str(script), target.hook_url],
+        capture_output=True, text=True, timeout=duration + 30)
+    match = re.search(r"^JSON (\{.*\})$", proc.stdout, re.MULTILINE)
+    if proc.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    stats = json.loads(match.group(1))
+    seconds = stats["duration_us"] / 1e6
+    return {
+        "rps": round(stats["requests"] / seconds, 1), "requests": stats["requests"],
+        "non_2xx": stats["status_errors"],
+        "socket_errors": sum(stats[k] for k in ("connect_errors", "read_errors",
+                                                 "write_errors", "timeouts")),
+        "p50_ms": round(stats["p50_us"] / 1000, 2), "p99_ms": round(stats["p99_us"] / 1000, 2),
+        "max_ms": round(stats["max_us"] / 1000, 2),
+        "duration": duration, "threads": threads, "connections": connections,
+    }
+
+
+def throughput(target: Target, workdir: Path, duration: int = 5) -> dict[str, Any]:
+    """wrk: signed pushes to another branch (verified, then ignored) and bad signatures."""
+    body, headers = signed(push_payload("a" * 40, "b" * 40, ref="refs/heads/feature"),
+                           delivery="wrk-ignored")
+    ignored = wrk(target, workdir, body, headers, f"{target.name}-ignored", duration)
+    bad = dict(headers, **{"X-Hub-Signature-256": "sha256=" + "0" * 64})
+    bad_sig = wrk(target, workdir, body, bad, f"{target.name}-badsig", duration)
+    return {"body_bytes": len(body), "ignored": ignored, "bad_signature": bad_sig}
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several throughput() results as one: median req/s and p99, errors summed."""
+    out: dict[str, Any] = {"body_bytes": rounds[0]["body_bytes"], "rounds": len(rounds)}
+    for kind in ("ignored", "bad_signature"):
+        runs = [r[kind] for r in rounds]
+        out[kind] = {
+            "rps": round(statistics.median(r["rps"] for r in runs), 1),
+            "rps_rounds": [r["rps"] for r in runs],
+            "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
+            "requests": sum(r["requests"] for r in runs),
+            "non_2xx": sum(r["non_2xx"] for r in runs),
+            "socket_errors": sum(r["socket_errors"] for r in runs),
+            **{k: runs[0][k] for k in ("duration", "threads", "connections")},
+        }
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def memory(pid: int) -> dict[str, Any]:
+    """Resident set size (and proportional set size) summed over ``pid``'s process tree."""
+    rss = pss = 0
+    names = []
+    for p in process_tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        rss += int(re.search(r"^VmRSS:\s+(\d+)", status, re.MULTILINE).group(1))  # type: ignore[union-attr]
+        found = re.search(r"^Pss:\s+(\d+)", rollup, re.MULTILINE)
+        pss += int(found.group(1)) if found else 0
+        names.append(re.search(r"^Name:\s+(\S+)", status, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    return {"rss_mb": round(rss / 1024, 1), "pss_mb": round(pss / 1024, 1),
+            "processes": len(names), "names": names}
+
+
+def big_delivery(target: Target, body: bytes, reps: int = 3) -> dict[str, Any]:
+    """POST a signed 25 MB push to another branch (verified, parsed, ignored): round trips."""
+    _, headers = signed(b"", delivery="big")
+    headers["X-Hub-Signature-256"] = signed(body)[1]["X-Hub-Signature-256"]
+    times, statuses = [], []
+    for _ in range(reps):
+        status, _, elapsed = request("POST", target.hook_url, body, headers, timeout=60)
+        times.append(elapsed)
+        statuses.append(status)
+    return {"median_ms": round(statistics.median(times) * 1000, 1), "statuses": statuses,
+            "bytes": len(body)}
+
+
+def scale_in_process(size: int = 25_000_000, reps: int = 3) -> tuple[bytes, dict[str, Any]]:
+    """Verify+parse a ``size``-byte push in this process: deployhook's read_delivery vs the
+    blocking baseline's verify_and_parse.  Returns the body too (for the end-to-end runs)."""
+    from blocking_server import verify_and_parse
+    from tornado.httputil import HTTPHeaders
+
+    from deployhook.delivery import read_delivery
+
+    body = big_push_body(size)
+    _, plain_headers = signed(body, delivery="big")
+    headers = HTTPHeaders(plain_headers)
+    out: dict[str, Any] = {"bytes": len(body)}
+    for name, fn in (
+        ("deployhook_read_delivery", lambda: read_delivery(headers, body, SECRET, 27262976)),
+        ("blocking_verify_and_parse",
+         lambda: verify_and_parse(SECRET, body, plain_headers["X-Hub-Signature-256"])),
+    ):
+        fn()  # warm-up
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        out[name + "_ms"] = round(statistics.median(times) * 1000, 1)
+    return body, out

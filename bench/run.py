@@ -1,0 +1,270 @@
+"""deployhook benchmarks: ``python bench/run.py`` (about 3-4 minutes on 2 cores).
+
+Builds its own fixtures (a bare origin with a submodule, a deployed clone, an
+equivalent plain clone, a pusher clone, fetching through a counting and
+slowable upload-pack wrapper) for each target in turn -- deployhook, the
+blocking baseline (bench/blocking_server.py) and Debian's ``webhook`` -- and
+measures stall, burst, deploy overhead, throughput (wrk), memory and the 25 MB
+scale case.  Prints a table with PASS/MISS per deployhook target and writes
+everything to bench/results.json.  Only 127.0.0.1 is used; every process
+started is killed (its process group) before exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import measure
+from fixtures import isolate_git, make_repos
+from targets import TARGETS, Target, ensure_tools, free_port, kill_all
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+ORDER = ("deployhook", "blocking", "webhook")
+
+
+def machine() -> dict[str, Any]:
+    """nproc, CPU model, memory and tool versions."""
+    import git
+    import tornado
+
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal"))
+
+    def version(*argv: str) -> str:
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "unknown"
+
+    return {
+        "nproc": os.cpu_count(), "cpu": cpu, "mem_gib": round(int(mem) / 1024 ** 2, 1),
+        "kernel": platform.release(), "python": platform.python_version(),
+        "tornado": tornado.version, "gitpython": git.__version__,
+        "git": version("git", "--version"), "webhook": version("webhook", "-version"),
+        "wrk": version("wrk", "-v"),
+    }
+
+
+def bench_all(names: list[str], work: Path, args: argparse.Namespace,
+              big_body: bytes) -> dict[str, Any]:
+    """All figures for every target, each on its own fresh fixtures and process.
+
+    Stall, burst and deploy overhead run one target at a time; the wrk rounds go
+    round-robin over the targets (so a change in the machine's load hits them
+    alike); memory is read last, then the 25 MB delivery is sent.
+    """
+    targets: dict[str, Target] = {}
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for name in names:
+            root = work / name
+            root.mkdir()
+            target = targets[name] = TARGETS[name](make_repos(root), free_port())
+            target.start()
+            out[name] = {"name": name, "label": target.label,
+                         "memory_start": measure.memory(target.pid)}
+        for name, target in targets.items():
+            print(f"[{name}] stall, burst, deploy overhead ...", flush=True)
+            out[name]["stall"] = measure.stall(target, target.repos, args.stall_delay)
+            out[name]["burst"] = measure.burst(target, target.repos, args.burst,
+                                               args.burst_delay)
+            out[name]["overhead"] = measure.overhead(target, target.repos, args.reps)
+        for name, target in targets.items():
+            out[name]["memory_before_load"] = measure.memory(target.pid)
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+        for i in range(args.rounds):
+            for name, target in targets.items():
+                print(f"[{name}] throughput round {i + 1}/{args.rounds} (wrk) ...", flush=True)
+                rounds[name].append(measure.throughput(target, target.repos.root,
+                                                       args.duration))
+        for name, target in targets.items():
+            out[name]["throughput"] = measure.combine(rounds[name])
+            out[name]["memory"] = measure.memory(target.pid)
+            print(f"[{name}] 25 MB delivery ...", flush=True)
+            out[name]["big_delivery"] = measure.big_delivery(target, big_body)
+            out[name]["memory_after_big"] = measure.memory(target.pid)
+            out[name]["alive"] = target.proc is not None and target.proc.poll() is None
+    finally:
+        for target in targets.values():
+            target.stop()
+    return out
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, str]]:
+    """Rows of the summary table (figure, one column per target, target, verdict)."""
+    t = results["targets"]
+    names = [n for n in ORDER if n in t]
+    rows: list[list[str]] = []
+    verdicts: dict[str, str] = {}
+
+    def row(label: str, cell: Any, goal: str = "", ok: bool | None = None,
+            key: str = "") -> None:
+        verdict = "" if ok is None else ("PASS" if ok else "MISS")
+        if key and ok is not None:
+            verdicts[key] = verdict
+        rows.append([label, *[cell(t[n]) for n in names], goal, verdict])
+
+    def get(d: dict[str, Any], *path: str) -> Any:
+        for p in path:
+            d = d.get(p) if isinstance(d, dict) else None  # type: ignore[assignment]
+        return d
+
+    dh = t.get("deployhook", {})
+    worst = get(dh, "stall", "worst_ms")
+    row("stall: worst GET during a 2 s deploy (ms)", lambda r: fmt(get(r, "stall", "worst_ms")),
+        "< 10 ms", worst is not None and worst < 10, "stall")
+    row("stall: p99 GET (ms)", lambda r: fmt(get(r, "stall", "p99_ms")))
+    row("stall: worst / p99 GET, no deploy (noise floor, ms)",
+        lambda r: f"{fmt(get(r, 'stall', 'idle_worst_ms'))} / "
+                  f"{fmt(get(r, 'stall', 'idle_p99_ms'))}")
+    b = get(dh, "burst") or {}
+    row(f"burst: 2xx of {b.get('n', 30)} concurrent deliveries",
+        lambda r: f"{get(r, 'burst', 'ok_2xx')}/{get(r, 'burst', 'n')}",
+        "all", b.get("ok_2xx") == b.get("n"), "burst_2xx")
+    row("burst: checkout reached the last SHA (s)",
+        lambda r: (f"yes, {fmt(get(r, 'burst', 'seconds_to_last'), 2)}"
+                   if get(r, "burst", "reached_last") else "no"),
+        "reached", bool(b.get("reached_last")), "burst_reached")
+    row("burst: all answered (s)", lambda r: fmt(get(r, "burst", "seconds_all_answered"), 2))
+    row("burst: fetches", lambda r: fmt(get(r, "burst", "fetches")), "<= 3",
+        b.get("fetches", 99) <= 3, "burst_fetches")
+    row("deploy: delivery to updated checkout, median (ms)",
+        lambda r: fmt(get(r, "overhead", "median_ms")))
+    row("deploy: run time the server reports, median (ms)",
+        lambda r: fmt(get(r, "overhead", "server_median_ms")))
+    row("deploy: plain pull + submodule update, median (ms)",
+        lambda r: fmt(get(r, "overhead", "plain_median_ms")))
+    ratio = get(dh, "overhead", "ratio")
+    row("deploy overhead (x plain git)", lambda r: fmt(get(r, "overhead", "ratio"), 2) + "x",
+        "<= 1.1x", ratio is not None and ratio <= 1.1, "overhead")
+    ignored = get(dh, "throughput", "ignored", "rps")
+    base = get(t.get("blocking", {}), "throughput", "ignored", "rps")
+    row("throughput: signed, ignored deliveries (req/s)",
+        lambda r: fmt(get(r, "throughput", "ignored", "rps"), 0),
+        ">= 1.5x blocking" + (f" ({fmt(ignored / base, 2)}x)" if ignored and base else ""),
+        bool(ignored and base and ignored >= 1.5 * base), "throughput")
+    row("throughput: bad signature (req/s)",
+        lambda r: fmt(get(r, "throughput", "bad_signature", "rps"), 0))
+    rss = get(dh, "memory", "rss_mb")
+    row("memory: RSS of the process tree after the run (MB)",
+        lambda r: fmt(get(r, "memory", "rss_mb")) + f" ({get(r, 'memory', 'processes')} proc)",
+        "<= 40 MB", rss is not None and rss <= 40, "rss")
+    row("memory: RSS before the wrk runs (MB)",
+        lambda r: fmt(get(r, "memory_before_load", "rss_mb")))
+    row("memory: RSS after a 25 MB delivery (MB)",
+        lambda r: fmt(get(r, "memory_after_big", "rss_mb")))
+    scale = results.get("scale", {})
+    row("scale: verify+parse 25 MB in-process (ms)",
+        lambda r: fmt(scale.get({"deployhook": "deployhook_read_delivery_ms",
+                                 "blocking": "blocking_verify_and_parse_ms"}.get(
+            r["name"], ""))))
+    row("scale: 25 MB delivery round trip (ms)",
+        lambda r: fmt(get(r, "big_delivery", "median_ms")))
+    header = ["figure", *[t[n]["label"] for n in names], "target", "deployhook"]
+    return [header, *rows], verdicts
+
+
+def markdown(rows: list[list[str]]) -> str:
+    """A GitHub/RST-friendly pipe table with aligned columns."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+             for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Run every figure for every target, print the table, write results.json."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--targets", default=",".join(ORDER),
+                        help="comma-separated subset of deployhook,blocking,webhook")
+    parser.add_argument("--duration", type=int, default=5, help="wrk seconds per run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="wrk rounds per target (round-robin; the median is reported)")
+    parser.add_argument("--reps", type=int, default=7, help="deploy-overhead repetitions")
+    parser.add_argument("--burst", type=int, default=30, help="pushes in the burst")
+    parser.add_argument("--burst-delay", type=float, default=0.25,
+                        help="remote delay (s) during the burst")
+    parser.add_argument("--stall-delay", type=float, default=2.0,
+                        help="remote delay (s) during the stall deploy")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile deployhook with py-spy (bench/profiles/)")
+    parser.add_argument("--output", default=str(BENCH / "results.json"))
+    parser.add_argument("--keep", action="store_true", help="keep the fixtures directory")
+    args = parser.parse_args()
+    names = [n for n in args.targets.split(",") if n]
+    unknown = set(names) - set(ORDER)
+    if unknown:
+        parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
+
+    if args.profile and shutil.which("py-spy") is None:
+        parser.error("--profile needs py-spy: python -m pip install py-spy")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    atexit.register(kill_all)
+    ensure_tools()
+    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
+    isolate_git(work)
+    started = time.time()
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "settings": {k: v for k, v in vars(args).items() if k not in ("output", "keep")},
+        "targets": {},
+    }
+    try:
+        print("scale: building a 25 MB push and parsing it in-process ...", flush=True)
+        big_body, results["scale"] = measure.scale_in_process()
+        results["targets"] = bench_all([n for n in ORDER if n in names], work, args,
+                                       big_body)
+        if args.profile:
+            import profiling
+
+            print("[profile] py-spy on deployhook ...", flush=True)
+            results["profile"] = profiling.run(work, BENCH / "profiles", args.duration)
+    finally:
+        kill_all()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"fixtures kept in {work}")
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["seconds"] = round(time.time() - started, 1)
+    rows, verdicts = table(results)
+    results["verdicts"] = verdicts
+    results["table"] = rows
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(markdown(rows))
+    print(f"\nload average before {results['load_before']}, after {results['load_after']}; "
+          f"{results['seconds']} s; written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

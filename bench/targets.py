@@ -1,0 +1,243 @@
+"""The three servers under test, each a process group the benchmark starts and always kills.
+
+- deployhook: ``python -m deployhook serve`` on the fixtures' deployed clone;
+- blocking: ``bench/blocking_server.py`` (pull and submodule update inside the request);
+- webhook: Debian's ``webhook`` (adnanh/webhook) running the usual deploy script.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+from fixtures import REPOSITORY, SECRET, Repos
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+_LIVE: list[subprocess.Popen[bytes]] = []  # every process group started and not yet reaped
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def request(method: str, url: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None,
+            timeout: float = 30.0) -> tuple[int, bytes, float]:
+    """One HTTP request on a fresh connection: (status, body, seconds); status 0 on error."""
+    parts = urlsplit(url)
+    start = time.perf_counter()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request(method, parts.path or "/", body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, data, time.perf_counter() - start
+    except OSError as exc:
+        return 0, str(exc).encode(), time.perf_counter() - start
+    finally:
+        conn.close()
+
+
+def start_group(argv: list[str], log: Path, cwd: Path,
+                env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (so its whole process group can be killed)."""
+    out: IO[bytes] = log.open("ab")
+    try:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+    finally:
+        out.close()
+    _LIVE.append(proc)
+    return proc
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL it after ``grace`` seconds; reap."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:  # stragglers in the group (git children) once the leader is gone
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc in _LIVE:
+        _LIVE.remove(proc)
+
+
+def kill_all() -> None:
+    """Kill every process group this benchmark started that is still alive."""
+    for proc in list(_LIVE):
+        kill_group(proc, grace=3.0)
+
+
+class Target:
+    """A server under test: where to POST deliveries and where to GET cheaply."""
+
+    name = ""
+    label = ""
+
+    def __init__(self, repos: Repos, port: int) -> None:
+        self.repos, self.port = repos, port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = repos.root / f"{self.name}.log"
+        self.secret_file = repos.root / "secret.txt"
+        self.secret_file.write_bytes(SECRET + b"\n")
+        self.secret_file.chmod(0o600)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def hook_url(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def health_url(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """Extra environment for the server process."""
+        return {"PYTHONPATH": str(ROOT)}
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until its cheap GET answers 200."""
+        self.proc = start_group(self.argv(), self.log, self.repos.root, self.env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.proc.returncode}: "
+                                   f"{self.log.read_text(errors='replace')[-2000:]}")
+            if request("GET", self.health_url, timeout=2)[0] == 200:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready in {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            kill_group(self.proc)
+            self.proc = None
+
+
+class Deployhook(Target):
+    """``python -m deployhook serve`` with a config for the fixtures."""
+
+    name, label = "deployhook", "deployhook"
+
+    @property
+    def hook_url(self) -> str:
+        return self.base + "/github"
+
+    @property
+    def health_url(self) -> str:
+        return self.base + "/health"
+
+    def argv(self) -> list[str]:
+        config = self.repos.root / "config.py"
+        values = {
+            "address": "127.0.0.1", "port": self.port, "webhook_path": "/github",
+            "secret_file": str(self.secret_file), "repo_path": str(self.repos.deployed),
+            "repository": REPOSITORY, "reload": "none", "stop_timeout": 5.0,
+            "state_db": str(self.repos.root / "deployhook.sqlite3"),
+        }
+        config.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
+        return [sys.executable, "-m", "deployhook", "serve", "--config", str(config)]
+
+
+class Blocking(Target):
+    """bench/blocking_server.py."""
+
+    name, label = "blocking", "blocking baseline"
+
+    @property
+    def hook_url(self) -> str:
+        return self.base + "/hooks/deploy"
+
+    @property
+    def health_url(self) -> str:
+        return self.base + "/health"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, str(BENCH / "blocking_server.py"), "--port", str(self.port),
+                "--repo", str(self.repos.deployed), "--secret-file", str(self.secret_file)]
+
+
+class Webhook(Target):
+    """Debian's ``webhook`` with a hooks file running the usual deploy script."""
+
+    name, label = "webhook", "webhook (adnanh)"
+
+    @property
+    def hook_url(self) -> str:
+        return self.base + "/hooks/deploy"
+
+    @property
+    def health_url(self) -> str:
+        return self.base + "/"  # answers "OK" without touching any hook
+
+    def argv(self) -> list[str]:
+        hooks = self.repos.root / "hooks.json"
+        hooks.write_text(json.dumps([{
+            "id": "deploy",
+            "execute-command": str(self.repos.script),
+            "command-working-directory": str(self.repos.deployed),
+            "include-command-output-in-response": True,
+            "include-command-output-in-response-on-error": True,
+            "trigger-rule-mismatch-http-response-code": 202,
+            "trigger-rule": {"and": [
+                {"match": {"type": "payload-hmac-sha256", "secret": SECRET.decode(),
+                           "parameter": {"source": "header", "name": "X-Hub-Signature-256"}}},
+                {"match": {"type": "value", "value": "refs/heads/main",
+                           "parameter": {"source": "payload", "name": "ref"}}},
+            ]},
+        }], indent=2))
+        return ["webhook", "-nopanic", "-ip", "127.0.0.1", "-port", str(self.port),
+                "-hooks", str(hooks)]
+
+
+TARGETS: dict[str, type[Target]] = {"deployhook": Deployhook, "blocking": Blocking,
+                                    "webhook": Webhook}
+
+
+def ensure_tools() -> None:
+    """Install Debian's webhook and wrk when missing (apt-get update first)."""
+    missing = [pkg for pkg in ("webhook", "wrk") if not _which(pkg)]
+    if not missing:
+        return
+    print(f"installing {' '.join(missing)} with apt-get ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+
+
+def _which(name: str) -> bool:
+    return any(os.access(os.path.join(d, name), os.X_OK)
+               for d in os.environ.get("PATH", "").split(os.pathsep) if d)
