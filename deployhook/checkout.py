@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
+from git.refs.symbolic import SymbolicReference
 
 from . import postdeploy
 from .delivery import Push
@@ -113,17 +114,25 @@ class Checkout:
             self._repo = None
 
     def current_branch(self) -> str | None:
-        """The checked-out branch, or None when HEAD is detached."""
-        status, out, _ = self._git("symbolic-ref", "--quiet", "--short", "HEAD")
-        return out.strip() if status == 0 else None
+        """The checked-out branch, or None when HEAD is detached (read from .git, no git
+        process)."""
+        head = self.repo.head
+        return None if head.is_detached else head.reference.name
 
     def remote_url(self) -> str | None:
         status, out, _ = self._git("remote", "get-url", self.config.remote)
         return out.strip() if status == 0 else None
 
     def head(self) -> str | None:
-        status, out, _ = self._git("rev-parse", "--verify", "--quiet", "HEAD")
-        return out.strip() if status == 0 else None
+        """HEAD's commit SHA, or None before the first commit."""
+        return self.ref("HEAD")
+
+    def ref(self, name: str) -> str | None:
+        """The SHA ``name`` (a full ref or HEAD) points to, read from .git; None if unset."""
+        try:
+            return SymbolicReference.dereference_recursive(self.repo, name)
+        except ValueError:
+            return None
 
     def probe_remote(self, remote: str, branch: str | None) -> tuple[int, str]:
         """``git ls-remote`` with the network timeout: (exit status, stderr); 2 = no such branch."""
@@ -133,8 +142,10 @@ class Checkout:
                                    cwd=cwd)
         return status, err
 
-    def contains(self, sha: str) -> bool:
-        """True when commit ``sha`` is HEAD or one of its ancestors."""
+    def contains(self, sha: str, head: str | None = None) -> bool:
+        """True when commit ``sha`` is HEAD (``head`` if given) or one of its ancestors."""
+        if sha == (head or self.head()):
+            return True
         return self._git("merge-base", "--is-ancestor", sha, "HEAD")[0] == 0
 
     # -- the deploy ------------------------------------------------------------
@@ -168,7 +179,8 @@ class Checkout:
             before = None if cloned else self.head()
             self._check_branch(branch)
             fetched = False
-            if not pushes or not all(self.contains(p.after) for p in pushes):
+            afters = {p.after for p in pushes}
+            if not afters or not all(self.contains(sha, before) for sha in afters):
                 self._update(branch, before, steps)
                 fetched = True
             after = self.head()
@@ -178,14 +190,15 @@ class Checkout:
         except DeployFailed as exc:
             result = RunResult(False, before, self.head() if self.exists() else None, branch,
                                reason=exc.reason, fetched=True, steps=steps)
-        result.contains = {p.after: self.exists() and self.contains(p.after) for p in pushes}
+        head = self.head() if self.exists() else None
+        result.contains = {sha: head is not None and self.contains(sha, head)
+                           for sha in {p.after for p in pushes}}
         return result
 
     def _repair(self, branch: str, steps: list[Step]) -> None:
         """Clear what a crashed git left (see repair.py); fail if git still holds a lock."""
-        status, tip, _ = self._git("rev-parse", "--verify", "--quiet",
-                                   f"refs/remotes/{self.config.remote}/{branch}")
-        fixed = repair(Path(self.path), self._git, tip.strip() if status == 0 else None)
+        tip = self.ref(f"refs/remotes/{self.config.remote}/{branch}")
+        fixed = repair(Path(self.path), self._git, tip)
         if fixed.held:
             lock, pid = fixed.held[0]
             raise DeployFailed(f"{lock} is held by a running git process (pid {pid}); "
@@ -224,7 +237,7 @@ class Checkout:
         tracking = f"refs/remotes/{remote}/{branch}"
         self._step("fetch", steps, "fetch", "--no-tags", "--recurse-submodules=no", remote,
                    f"+refs/heads/{branch}:{tracking}", network=True)
-        if self.head() != self._git("rev-parse", tracking)[1].strip():
+        if self.head() != self.ref(tracking):
             self._refuse_untracked_in_the_way(tracking, steps)
             dirty = set(self._paths("diff", "--name-only", "-z", "HEAD"))
             try:
@@ -234,7 +247,9 @@ class Checkout:
                 raise
         if self.config.submodules and (Path(self.path) / ".gitmodules").exists():
             try:
-                self._step("submodule sync", steps, "submodule", "sync", "--recursive")
+                if before is None or self._git("diff", "--quiet", before, "HEAD", "--",
+                                               ".gitmodules")[0] != 0:  # URLs may have changed
+                    self._step("submodule sync", steps, "submodule", "sync", "--recursive")
                 self._step("submodule update", steps, "submodule", "update", "--init",
                            "--recursive", network=True)
             except DeployFailed as exc:
@@ -257,8 +272,11 @@ class Checkout:
     def _refuse_untracked_in_the_way(self, tracking: str, steps: list[Step]) -> None:
         """Fail, naming them, when untracked or ignored files sit where the update adds
         files (git would overwrite ignored ones, and ``reset --hard`` untracked ones)."""
-        added = set(self._paths("diff", "--name-only", "-z", "--diff-filter=A", "HEAD", tracking))
-        in_the_way = sorted(added & set(self._paths("ls-files", "--others", "-z")))
+        added = self._paths("diff", "--name-only", "-z", "--diff-filter=A", "HEAD", tracking)
+        if not added:
+            return
+        only = ["--", *[f":(literal){p}" for p in added]] if len(added) <= 500 else []
+        in_the_way = sorted(set(added) & set(self._paths("ls-files", "--others", "-z", *only)))
         if in_the_way:
             raise DeployFailed("update refused: these untracked working tree files would be "
                                f"overwritten: {', '.join(in_the_way[:20])}; move them away",

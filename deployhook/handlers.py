@@ -191,7 +191,7 @@ class WebhookHandler(JSONHandler):
         row, run_id = self.row, body.get("run")
         if row is None:
             record = self.delivery_record()
-            self.hook.record.submit(lambda s: s.log_delivery(record, status, result, reason))
+            self.hook.record.log(record, status, result, reason)
         else:
             self.hook.record.submit(lambda s: s.answer_delivery(row, status, result, reason,
                                                                 run_id))

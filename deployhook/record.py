@@ -4,23 +4,57 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from .store import Store
+from .store import DeliveryRecord, Store
 
 log = logging.getLogger("deployhook.record")
 T = TypeVar("T")
 
 
 class Recorder:
-    """Owns the Store and its thread; ``await run(fn)`` calls ``fn(store)`` there."""
+    """Owns the Store and its thread; ``await run(fn)`` calls ``fn(store)`` there.
+
+    Deliveries answered at once go through :meth:`log`: a bounded queue written
+    in one transaction every ``FLUSH_EVERY`` seconds, so a flood of bad requests
+    costs the IOLoop little and memory stays bounded (the excess is counted and
+    reported, not kept).
+    """
+
+    FLUSH_EVERY = 0.05
+    MAX_QUEUED = 5000
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="deployhook-db")
         self._store: Store | None = None
+        self._queue: list[tuple[DeliveryRecord, float, int, str, str]] = []
+        self._flushing: Future[object] | None = None
+        self.dropped = 0
+
+    def log(self, record: DeliveryRecord, status: int, result: str, reason: str) -> None:
+        """Queue a delivery answered at once; written within ``FLUSH_EVERY`` seconds."""
+        if len(self._queue) >= self.MAX_QUEUED:
+            self.dropped += 1
+            return
+        self._queue.append((record, time.time(), status, result, reason))
+        if len(self._queue) == 1:
+            asyncio.get_running_loop().call_later(self.FLUSH_EVERY, self._flush)
+
+    def _flush(self) -> None:
+        if self._flushing is not None and not self._flushing.done():
+            asyncio.get_running_loop().call_later(self.FLUSH_EVERY, self._flush)
+            return  # the database is behind: let the queue fill (it is bounded)
+        batch, self._queue = self._queue, []
+        if self.dropped:
+            log.warning("the deployment record fell behind: %d deliveries not recorded",
+                        self.dropped)
+            self.dropped = 0
+        if batch:
+            self._flushing = self.submit(lambda s: s.log_deliveries(batch))
 
     def _call(self, fn: Callable[[Store], T]) -> T:
         if self._store is None:
@@ -47,6 +81,9 @@ class Recorder:
 
     def close(self) -> None:
         """Finish queued writes, then close the database."""
+        batch, self._queue = self._queue, []
+        if batch:
+            self.submit(lambda s: s.log_deliveries(batch))
         self.executor.submit(self._close).result()
         self.executor.shutdown(wait=True)
 

@@ -1,19 +1,23 @@
 """The webhook secret: read from its file on demand, never logged or returned.
 
-The file (a few bytes) is read for every delivery, so rotating the secret needs
-no restart and a deleted file is noticed at once.  ``$DEPLOYHOOK_SECRET``
-replaces the file when set.
+The file is checked (one ``stat``) for every delivery and read again when it
+changed, so rotating the secret needs no restart and a deleted file is noticed
+at once.  A file changed in the last two seconds is read every time, since a
+same-size rewrite within one timestamp tick would look unchanged.
+``$DEPLOYHOOK_SECRET`` replaces the file when set.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from .errors import SecretMissing
 
 PLACEHOLDER = b"replace-me"  # how secret.txt.example starts
+SETTLED_NS = 2_000_000_000  # a file unchanged this long is cached until its stat changes
 
 
 class SecretSource:
@@ -22,6 +26,8 @@ class SecretSource:
     def __init__(self, path: str, fixed: bytes | None = None) -> None:
         self.path = path
         self._fixed = fixed
+        self._stamp: tuple[int, int, int, int] | None = None
+        self._value = b""
 
     def __repr__(self) -> str:  # never show the value
         return f"SecretSource({self.path!r})"
@@ -35,8 +41,9 @@ class SecretSource:
         if self._fixed:
             return self._fixed
         try:
-            value = Path(self.path).read_bytes().strip()
+            value = self._read()
         except OSError as exc:
+            self._stamp = None
             reason = "not found" if isinstance(exc, FileNotFoundError) else "not readable"
             raise SecretMissing(f"secret file {self.path} is {reason} on the server") from None
         if not value:
@@ -44,6 +51,16 @@ class SecretSource:
         if value.startswith(PLACEHOLDER):
             raise SecretMissing(f"secret file {self.path} still holds the example placeholder; "
                                 "run 'deployhook init' for a random secret")
+        return value
+
+    def _read(self) -> bytes:
+        st = os.stat(self.path)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if stamp == self._stamp:
+            return self._value
+        value = Path(self.path).read_bytes().strip()
+        settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS
+        self._stamp, self._value = (stamp if settled else None), value
         return value
 
 

@@ -117,15 +117,24 @@ class Store:
              time.time() if received is None else received, int(record.accepted)))
         return int(cur.lastrowid or 0)
 
-    def log_delivery(self, record: DeliveryRecord, status: int, result: str,
-                     reason: str) -> int:
-        """Record a delivery that was answered at once (no deploy); return its row id."""
-        row = self.add_delivery(record)
-        self.answer_delivery(row, status, result, reason)
-        if row % 1000 == 0:  # keep a flood of rejected deliveries from growing the file
-            self.db.execute("DELETE FROM deliveries WHERE accepted=0 AND run_id IS NULL"
-                            " AND id <= ?", (row - REJECTED_KEPT,))
-        return row
+    def log_deliveries(self, answered: Sequence[tuple[DeliveryRecord, float, int, str, str]]
+                       ) -> None:
+        """Record deliveries that were answered at once (no deploy), in one transaction:
+        (record, received, status, result, reason) each."""
+        with self.db:
+            self.db.execute("BEGIN")
+            cur = self.db.executemany(
+                "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher,"
+                " remote_addr, signature, received, accepted, status, result, reason)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(r.delivery_id, r.event, r.ref, r.before, r.after, r.pusher, r.remote_addr,
+                  r.signature, received, int(r.accepted), status, result, reason)
+                 for r, received, status, result, reason in answered])
+            last = self.db.execute("SELECT MAX(id) FROM deliveries").fetchone()[0] or 0
+            if cur.rowcount and last // 1000 != (last - len(answered)) // 1000:
+                # keep a flood of rejected deliveries from growing the file
+                self.db.execute("DELETE FROM deliveries WHERE accepted=0 AND run_id IS NULL"
+                                " AND id <= ?", (last - REJECTED_KEPT,))
 
     def answer_delivery(self, row: int, status: int, result: str, reason: str,
                         run_id: int | None = None) -> None:
