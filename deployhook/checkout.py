@@ -25,7 +25,7 @@ from git.refs.symbolic import SymbolicReference
 
 from . import postdeploy
 from .delivery import Push
-from .repair import repair
+from .repair import repair, undo_partial_update
 from .settings import Config
 from .steps import Step, redact, summary, tail
 
@@ -237,18 +237,19 @@ class Checkout:
         tracking = f"refs/remotes/{remote}/{branch}"
         self._step("fetch", steps, "fetch", "--no-tags", "--recurse-submodules=no", remote,
                    f"+refs/heads/{branch}:{tracking}", network=True)
+        changes: dict[str, str] = {}
         if self.head() != self.ref(tracking):
-            self._refuse_untracked_in_the_way(tracking, steps)
-            dirty = set(self._paths("diff", "--name-only", "-z", "HEAD"))
+            changes = self._changes(tracking)
+            self._refuse_untracked_in_the_way(changes, steps)
+            clean = set(changes) - self._dirty(changes)
             try:
                 self._move_to(tracking, steps)
-            except DeployFailed:
-                self._put_back(tracking, dirty)
+            except DeployFailed:  # a full disk can stop git half-way through the work tree
+                undo_partial_update(Path(self.path), self._git, tracking, clean)
                 raise
         if self.config.submodules and (Path(self.path) / ".gitmodules").exists():
             try:
-                if before is None or self._git("diff", "--quiet", before, "HEAD", "--",
-                                               ".gitmodules")[0] != 0:  # URLs may have changed
+                if before is None or ".gitmodules" in changes:  # URLs may have changed
                     self._step("submodule sync", steps, "submodule", "sync", "--recursive")
                 self._step("submodule update", steps, "submodule", "update", "--init",
                            "--recursive", network=True)
@@ -269,33 +270,29 @@ class Checkout:
         else:
             self._step("reset", steps, "reset", "--hard", tracking)
 
-    def _refuse_untracked_in_the_way(self, tracking: str, steps: list[Step]) -> None:
+    def _changes(self, tracking: str) -> dict[str, str]:
+        """path -> git's status letter (A, M, D, ...) from HEAD to ``tracking``."""
+        fields = self._git("diff", "--name-status", "-z", "--no-renames", "HEAD",
+                           tracking)[1].split("\0")
+        return {path: status for status, path in zip(fields[::2], fields[1::2], strict=False)
+                if path}
+
+    def _dirty(self, paths: Iterable[str]) -> set[str]:
+        """Those of ``paths`` with local changes (against HEAD)."""
+        paths = list(paths)
+        only = ["--", *[f":(literal){p}" for p in paths]] if len(paths) <= 500 else []
+        out = self._git("diff", "--name-only", "-z", "HEAD", *only)[1]
+        return {p for p in out.split("\0") if p}
+
+    def _refuse_untracked_in_the_way(self, changes: dict[str, str], steps: list[Step]) -> None:
         """Fail, naming them, when untracked or ignored files sit where the update adds
         files (git would overwrite ignored ones, and ``reset --hard`` untracked ones)."""
-        added = self._paths("diff", "--name-only", "-z", "--diff-filter=A", "HEAD", tracking)
-        if not added:
-            return
-        only = ["--", *[f":(literal){p}" for p in added]] if len(added) <= 500 else []
-        in_the_way = sorted(set(added) & set(self._paths("ls-files", "--others", "-z", *only)))
+        in_the_way = sorted(path for path, status in changes.items()
+                            if status == "A" and os.path.lexists(Path(self.path, path)))
         if in_the_way:
             raise DeployFailed("update refused: these untracked working tree files would be "
                                f"overwritten: {', '.join(in_the_way[:20])}; move them away",
                                steps)
-
-    def _put_back(self, tracking: str, dirty: set[str]) -> None:
-        """After a failed update, return every path it may have written (and that had no
-        local change) to HEAD's version, so no half-written work tree remains."""
-        for path in self._paths("diff", "--name-only", "-z", "HEAD", tracking):
-            if path in dirty:
-                continue
-            if self._git("cat-file", "-e", f"HEAD:{path}")[0] == 0:
-                self._git("checkout", "HEAD", "--", path)
-            elif not Path(self.path, path).is_dir():  # a new submodule's folder stays
-                Path(self.path, path).unlink(missing_ok=True)
-
-    def _paths(self, *args: str) -> list[str]:
-        """NUL-separated paths from a git command (``-z``)."""
-        return [p for p in self._git(*args)[1].split("\0") if p]
 
     def _guarded(self, name: str, steps: list[Step], args: tuple[str, ...],
                  abort: tuple[str, ...]) -> None:

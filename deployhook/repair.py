@@ -12,6 +12,7 @@ Blocking: call from the git worker's executor.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ def repair(work_tree: Path, git: Git, target: str | None) -> Repair:
     if result.held:
         return result
     if cut_short and target:
-        result.restored = _undo_partial_update(git, target)
+        result.restored = undo_partial_update(work_tree, git, target)
     git_dir = work_tree / ".git"
     if (git_dir / "MERGE_HEAD").exists():
         git("merge", "--abort")
@@ -115,26 +116,60 @@ def repair(work_tree: Path, git: Git, target: str | None) -> Repair:
     return result
 
 
-def _undo_partial_update(git: Git, target: str) -> list[str]:
-    """Restore tracked files equal to ``target``'s version; delete untracked ones that are."""
-    restored = []
-    _, changed, _ = git("diff", "--name-only", "-z", "HEAD")
-    for path in filter(None, changed.split("\0")):
-        if _same_as(git, target, path):
-            git("checkout", "HEAD", "--", path)
-            restored.append(path)
-    _, untracked, _ = git("ls-files", "--others", "--exclude-standard", "-z")
-    for path in filter(None, untracked.split("\0")):
-        if _same_as(git, target, path):
-            git("clean", "-f", "-q", "--", path)
-            restored.append(path)
-    return restored
+def undo_partial_update(work_tree: Path, git: Git, target: str,
+                        clean: set[str] | None = None) -> list[str]:
+    """Put back, as in HEAD, the paths a cut-short update to ``target`` wrote.
+
+    With ``clean`` (the changed paths that had no local change before the update),
+    every one of those that differs from HEAD now is put back, partly written files
+    included.  Without it, only paths whose content is exactly ``target``'s; paths
+    that match neither side are then taken for local work and left alone.
+    Returns the paths put back.
+    """
+    changed = _paths(git, "diff", "--name-only", "-z", "--no-renames", "HEAD", target)
+    if not changed:
+        return []
+    wanted, in_head = _blobs(git, target, changed), _blobs(git, "HEAD", changed)
+    written = []
+    for path in changed:
+        full = work_tree / path
+        if full.is_dir() and not full.is_symlink():
+            continue  # a submodule or folder: git's own business
+        now = _blob_id(full, len(target))
+        if now == wanted.get(path) or (clean is not None and path in clean
+                                       and now != in_head.get(path)):
+            written.append(path)
+    if not written:
+        return []
+    back = [p for p in written if p in in_head]
+    for start in range(0, len(back), 200):
+        git("checkout", "HEAD", "--", *[f":(literal){p}" for p in back[start:start + 200]])
+    for path in written:
+        if path not in in_head:
+            (work_tree / path).unlink(missing_ok=True)
+    return written
 
 
-def _same_as(git: Git, commit: str, path: str) -> bool:
-    """True when the work tree's ``path`` is exactly ``commit``'s version, or both lack it."""
-    in_commit, blob, _ = git("rev-parse", "--verify", "--quiet", f"{commit}:{path}")
-    in_tree, worktree_blob, _ = git("hash-object", "--", path)
-    if in_commit != 0:
-        return in_tree != 0  # deleted by the update, and gone here too
-    return in_tree == 0 and blob.strip() == worktree_blob.strip()
+def _paths(git: Git, *args: str) -> list[str]:
+    return [p for p in git(*args)[1].split("\0") if p]
+
+
+def _blobs(git: Git, commit: str, paths: list[str]) -> dict[str, str]:
+    """path -> blob id in ``commit`` for those of ``paths`` it has."""
+    only = ["--", *[f":(literal){p}" for p in paths]] if len(paths) <= 500 else []
+    blobs = {}
+    for entry in _paths(git, "ls-tree", "-r", "-z", "--full-tree", commit, *only):
+        meta, _, path = entry.partition("\t")
+        blobs[path] = meta.split()[2]
+    return blobs
+
+
+def _blob_id(path: Path, hex_length: int) -> str | None:
+    """The git blob id of a work-tree file or symlink (as ``git hash-object`` without
+    filters), or None when it does not exist."""
+    try:
+        data = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+    except OSError:
+        return None
+    digest = hashlib.sha256 if hex_length == 64 else hashlib.sha1
+    return digest(b"blob %d\0" % len(data) + data).hexdigest()
