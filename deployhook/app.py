@@ -7,6 +7,7 @@ import logging
 import tornado.web
 from tornado.log import access_log
 
+from .handlers import WebhookHandler
 from .hook import DeployHook
 
 
@@ -22,7 +23,7 @@ class NotFoundHandler(tornado.web.RequestHandler):
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Tornado's access log line, with the URI cut short (it comes from anyone)."""
     status = handler.get_status()
-    if status < 400:
+    if status < 400 or isinstance(handler, WebhookHandler):
         return  # deliveries log their own line; health checks and pages need none
     level = logging.ERROR if status >= 500 else logging.WARNING
     request = handler.request
