@@ -1,9 +1,9 @@
 """Benchmark fixtures: real git repositories, signed payloads, an isolated git config.
 
-Self-contained (no import from tests/): a bare origin with a submodule, the
-deployed clone, an equivalent "plain" clone for the plain-git reference, and a
-pusher clone.  Both clones fetch through an upload-pack wrapper that counts
-fetches and can be slowed.
+The same repositories as the tests (tests/helpers.py builds the origin with its
+submodule, the pusher clone and the counting, slowable upload-pack wrapper),
+plus two clones: the deployed one and an equivalent "plain" clone for the
+plain-git reference.  Both fetch through the wrapper.
 """
 
 from __future__ import annotations
@@ -13,10 +13,15 @@ import hmac
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root
+
+from tests.helpers import counting_upload_pack, make_origin
 
 SECRET = b"bench-secret-0123456789abcdef"
 REPOSITORY = "octo-org/blog"
@@ -122,32 +127,8 @@ class Repos:
 
 def make_repos(root: Path) -> Repos:
     """Build the fixtures under ``root`` (which must exist and be empty)."""
-    origin, sub_origin = root / "origin.git", root / "posts.git"
-    for bare in (origin, sub_origin):
-        git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    seed = root / "seed-posts"
-    git(root, "clone", "-q", sub_origin.as_uri(), str(seed))
-    (seed / "index.rst").write_text("Hello\n=====\n")
-    git(seed, "add", ".")
-    git(seed, "commit", "-q", "-m", "first post")
-    git(seed, "push", "-q", "origin", "HEAD:main")
-    pusher = root / "pusher"
-    git(root, "clone", "-q", origin.as_uri(), str(pusher))
-    git(pusher, "checkout", "-q", "-b", "main")
-    (pusher / "app.py").write_text("print('blog')\n")
-    git(pusher, "add", ".")
-    git(pusher, "submodule", "add", "-q", "-b", "main", sub_origin.as_uri(), "posts")
-    git(pusher, "commit", "-q", "-m", "blog with posts")
-    git(pusher, "push", "-q", "-u", "origin", "main")
-    fetch_log, delay_file = root / "fetches.log", root / "delay"
-    wrapper = root / "upload-pack"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f"echo fetch >> '{fetch_log}'\n"
-        f"[ -s '{delay_file}' ] && sleep \"$(cat '{delay_file}')\"\n"
-        'exec git-upload-pack "$@"\n'
-    )
-    wrapper.chmod(0o755)
+    origin, sub_origin, pusher = make_origin(root)
+    wrapper, fetch_log, delay_file = counting_upload_pack(root)
     clones = []
     for name in ("deployed", "plain"):
         clone = root / name

@@ -82,8 +82,9 @@ class Repos:
         self.delay_file.write_text(str(seconds))
 
 
-def make_repos(root: Path) -> Repos:
-    """Build origin.git (with submodule posts -> posts.git), deployed/ and pusher/."""
+def make_origin(root: Path) -> tuple[Path, Path, Path]:
+    """origin.git with a submodule posts -> posts.git, and the pusher clone that made it;
+    returns (origin, sub_origin, pusher)."""
     origin, sub_origin = root / "origin.git", root / "posts.git"
     for bare in (origin, sub_origin):
         git(root, "init", "-q", "--bare", "-b", "main", str(bare))
@@ -101,8 +102,13 @@ def make_repos(root: Path) -> Repos:
     git(pusher, "submodule", "add", "-q", "-b", "main", sub_origin.as_uri(), "posts")
     git(pusher, "commit", "-q", "-m", "blog with posts")
     git(pusher, "push", "-q", "-u", "origin", "main")
-    deployed = root / "deployed"
-    git(root, "clone", "-q", "--recurse-submodules", origin.as_uri(), str(deployed))
+    return origin, sub_origin, pusher
+
+
+def counting_upload_pack(root: Path) -> tuple[Path, Path, Path]:
+    """An upload-pack wrapper that logs each fetch and sleeps as long as the delay file
+    says; returns (wrapper, fetch_log, delay_file).  Use it with
+    ``git config remote.origin.uploadpack WRAPPER``."""
     fetch_log, delay_file = root / "fetches.log", root / "delay"
     wrapper = root / "upload-pack"
     wrapper.write_text(
@@ -112,6 +118,15 @@ def make_repos(root: Path) -> Repos:
         'exec git-upload-pack "$@"\n'
     )
     wrapper.chmod(0o755)
+    return wrapper, fetch_log, delay_file
+
+
+def make_repos(root: Path) -> Repos:
+    """Build origin.git (with submodule posts -> posts.git), deployed/ and pusher/."""
+    origin, sub_origin, pusher = make_origin(root)
+    deployed = root / "deployed"
+    git(root, "clone", "-q", "--recurse-submodules", origin.as_uri(), str(deployed))
+    wrapper, fetch_log, delay_file = counting_upload_pack(root)
     git(deployed, "config", "remote.origin.uploadpack", str(wrapper))
     return Repos(root, origin, sub_origin, deployed, pusher, fetch_log, delay_file)
 
