@@ -134,12 +134,17 @@ class Checkout:
         except ValueError:
             return None
 
-    def probe_remote(self, remote: str, branch: str | None) -> tuple[int, str]:
-        """``git ls-remote`` with the network timeout: (exit status, stderr); 2 = no such branch."""
-        refs = [f"refs/heads/{branch}"] if branch else []
+    def ls_remote(self, *args: str) -> tuple[int, str, str]:
+        """``git ls-remote ARGS`` within the network timeout, from the checkout (or its
+        parent folder before the first clone): (exit status, stdout, stderr)."""
         cwd = None if self.exists() else str(Path(self.path).parent)
-        status, _, err = self._git("ls-remote", "--exit-code", remote, *refs, network=True,
-                                   cwd=cwd)
+        return self._git("ls-remote", *args, network=True, cwd=cwd)
+
+    def probe_remote(self, remote: str, branch: str | None) -> tuple[int, str]:
+        """Whether ``remote`` answers and has ``branch``: (exit status, stderr); 2 = no
+        such branch."""
+        refs = [f"refs/heads/{branch}"] if branch else []
+        status, _, err = self.ls_remote("--exit-code", remote, *refs)
         return status, err
 
     def contains(self, sha: str, head: str | None = None) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 
 import git
 
-from .checkout import Checkout, git_environment, github_repository
+from .checkout import Checkout, github_repository
 from .errors import ConfigError, DeliveryError
 from .hook import resolve_target
 from .secret import SecretSource
@@ -382,18 +382,12 @@ def remote_heads(config: Config, checkout: Checkout, *branches: str) -> RemoteHe
     Raises:
         CommandFailed: git failed (the reason is git's, credentials removed).
     """
-    cloned = checkout.exists()
-    where = config.remote if cloned else (config.repo_url or "")
-    args = ["ls-remote", "--symref", where, "HEAD", *(f"refs/heads/{b}" for b in branches)]
-    runner = git.Git(config.repo_path if cloned else None)
+    where = config.remote if checkout.exists() else (config.repo_url or "")
+    args = ["--symref", where, "HEAD", *(f"refs/heads/{b}" for b in branches)]
     start = time.monotonic()
-    status, out, err = runner.execute(
-        ["git", *args], with_extended_output=True, with_exceptions=False,
-        kill_after_timeout=config.git_timeout, env=git_environment(config.git_timeout),
-        stdout_as_string=True)
-    code = status if isinstance(status, int) else 1
-    step = Step("ls-remote", redact("git " + " ".join(args)), code, time.monotonic() - start,
-                tail(redact(f"{out}\n{err}".strip())))
+    code, out, err = checkout.ls_remote(*args)
+    step = Step("ls-remote", redact("git ls-remote " + " ".join(args)), code,
+                time.monotonic() - start, tail(redact(f"{out}\n{err}".strip())))
     if step.status != 0:
         raise CommandFailed(summary(step), step)
     heads = RemoteHeads()
