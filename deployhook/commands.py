@@ -38,7 +38,7 @@ from .secret import SecretSource
 from .settings import Config
 from .signature import sign
 from .steps import Step, redact, summary, tail
-from .store import SCHEMA_VERSION, Store
+from .store import Store
 
 ZERO = "0" * 40
 USER_AGENT = "GitHub-Hookshot/deployhook-send"
@@ -91,28 +91,7 @@ def _positive(text: str) -> int:
 
 
 # -- reading the record -----------------------------------------------------------------------
-class RecordReader(Store):
-    """The Store's queries over an existing database, opened without creating,
-    migrating or writing anything (``mode=rw`` so SQLite still tidies up its WAL
-    files on close; ``mode=ro`` when the file is not writable for us)."""
-
-    def __init__(self, path: str) -> None:  # deliberately not Store.__init__
-        self.path = path
-        uri = Path(path).resolve().as_uri()
-        try:
-            self.db = sqlite3.connect(uri + "?mode=rw", uri=True, isolation_level=None)
-        except sqlite3.OperationalError:
-            self.db = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA busy_timeout=5000")
-        self.version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
-        if self.version > SCHEMA_VERSION:
-            self.db.close()
-            raise RuntimeError(f"{path} has schema {self.version}, newer than this deployhook "
-                               f"({SCHEMA_VERSION}); upgrade deployhook")
-
-
-def _open_record(config: Config) -> RecordReader | None:
+def _open_record(config: Config) -> Store | None:
     """The record for reading, or None when there is none yet (nothing is created).
 
     Raises:
@@ -122,7 +101,7 @@ def _open_record(config: Config) -> RecordReader | None:
     if not Path(path).is_file():
         return None
     try:
-        reader = RecordReader(path)
+        reader = Store(path, readonly=True)
     except (sqlite3.Error, RuntimeError) as exc:
         raise CommandFailed(f"cannot read the deployment record {path}: {exc}") from None
     if reader.version == 0:  # created, but the daemon has not set it up yet

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .steps import Step
@@ -81,30 +82,46 @@ class DeliveryRecord:
 
 
 class Store:
-    """One SQLite database file.  Not thread-safe: one thread uses it."""
+    """One SQLite database file.  Not thread-safe: one thread uses it.
 
-    def __init__(self, path: str) -> None:
+    ``readonly=True`` opens an existing file for its queries without creating,
+    migrating or writing anything (``mode=rw`` so SQLite still tidies its WAL files
+    on close; ``mode=ro`` when the file is not writable for us); ``version`` then
+    says whether the daemon has set it up yet (0: not yet).
+    """
+
+    def __init__(self, path: str, readonly: bool = False) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        if readonly:
+            uri = Path(path).resolve().as_uri()
+            try:
+                self.db = sqlite3.connect(uri + "?mode=rw", uri=True, isolation_level=None)
+            except sqlite3.OperationalError:
+                self.db = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None)
+        else:
+            self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes
+            self.db.execute("PRAGMA foreign_keys=ON")
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes
-        self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
-        self.migrate()
+        self.version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        if self.version > SCHEMA_VERSION:
+            self.db.close()
+            raise RuntimeError(f"{path} has schema {self.version}, newer than this deployhook "
+                               f"({SCHEMA_VERSION}); upgrade deployhook")
+        if not readonly:
+            self.migrate()
 
     def close(self) -> None:
         self.db.close()
 
     def migrate(self) -> None:
         """Apply every migration newer than the file's ``user_version``, each atomically."""
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path} has schema {version}, newer than this deployhook "
-                               f"({SCHEMA_VERSION}); upgrade deployhook")
-        for target in range(version + 1, SCHEMA_VERSION + 1):
+        for target in range(self.version + 1, SCHEMA_VERSION + 1):
             self.db.executescript(f"BEGIN; {MIGRATIONS[target]}; "
                                   f"PRAGMA user_version={target}; COMMIT;")
+        self.version = SCHEMA_VERSION
 
     # -- deliveries ------------------------------------------------------------------
     def add_delivery(self, record: DeliveryRecord, received: float | None = None) -> int:
