@@ -25,7 +25,7 @@ from git.refs.symbolic import SymbolicReference
 
 from . import postdeploy
 from .delivery import Push
-from .repair import repair, undo_partial_update
+from .repair import only, paths_of, repair, undo_partial_update
 from .settings import Config
 from .steps import Step, redact, summary, tail
 
@@ -285,9 +285,7 @@ class Checkout:
     def _dirty(self, paths: Iterable[str]) -> set[str]:
         """Those of ``paths`` with local changes (against HEAD)."""
         paths = list(paths)
-        only = ["--", *[f":(literal){p}" for p in paths]] if len(paths) <= 500 else []
-        out = self._git("diff", "--name-only", "-z", "HEAD", *only)[1]
-        return {p for p in out.split("\0") if p}
+        return set(paths_of(self._git, "diff", "--name-only", "-z", "HEAD", *only(paths)))
 
     def _refuse_untracked_in_the_way(self, changes: dict[str, str], steps: list[Step]) -> None:
         """Fail, naming them, when untracked or ignored files sit where the update adds

@@ -126,7 +126,7 @@ def undo_partial_update(work_tree: Path, git: Git, target: str,
     that match neither side are then taken for local work and left alone.
     Returns the paths put back.
     """
-    changed = _paths(git, "diff", "--name-only", "-z", "--no-renames", "HEAD", target)
+    changed = paths_of(git, "diff", "--name-only", "-z", "--no-renames", "HEAD", target)
     if not changed:
         return []
     wanted, in_head = _blobs(git, target, changed), _blobs(git, "HEAD", changed)
@@ -150,15 +150,21 @@ def undo_partial_update(work_tree: Path, git: Git, target: str,
     return written
 
 
-def _paths(git: Git, *args: str) -> list[str]:
+def paths_of(git: Git, *args: str) -> list[str]:
+    """The NUL-separated paths a git command prints with ``-z``."""
     return [p for p in git(*args)[1].split("\0") if p]
+
+
+def only(paths: list[str]) -> list[str]:
+    """Pathspec arguments limiting a git command to exactly ``paths`` (none past 500
+    paths, to stay far from the command-line limit: the caller then filters)."""
+    return ["--", *[f":(literal){p}" for p in paths]] if len(paths) <= 500 else []
 
 
 def _blobs(git: Git, commit: str, paths: list[str]) -> dict[str, str]:
     """path -> blob id in ``commit`` for those of ``paths`` it has."""
-    only = ["--", *[f":(literal){p}" for p in paths]] if len(paths) <= 500 else []
     blobs = {}
-    for entry in _paths(git, "ls-tree", "-r", "-z", "--full-tree", commit, *only):
+    for entry in paths_of(git, "ls-tree", "-r", "-z", "--full-tree", commit, *only(paths)):
         meta, _, path = entry.partition("\t")
         blobs[path] = meta.split()[2]
     return blobs
