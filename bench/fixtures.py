@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root
 
+from tests import helpers
 from tests.helpers import counting_upload_pack, make_origin
 
 SECRET = b"bench-secret-0123456789abcdef"
@@ -31,17 +31,8 @@ DEPLOY_SCRIPT = ("#!/bin/sh\n# The usual deploy script.\n"
 
 
 def isolate_git(root: Path) -> None:
-    """Point this process and its children at a throw-away global git config."""
-    config = root / "gitconfig"
-    config.write_text(
-        "[user]\n\tname = Bench Pusher\n\temail = pusher@example.com\n"
-        '[protocol "file"]\n\tallow = always\n[init]\n\tdefaultBranch = main\n'
-        "[advice]\n\tdetachedHead = false\n[pull]\n\tff = only\n"
-    )
-    os.environ["GIT_CONFIG_GLOBAL"] = str(config)
-    os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
-    for name in [n for n in os.environ if n.startswith("DEPLOYHOOK_")]:
-        del os.environ[name]
+    """The tests' throw-away git config, plus ``pull.ff=only`` for the plain script."""
+    helpers.isolate_git(root, "Bench Pusher", "[pull]\n\tff = only\n")
 
 
 def git(cwd: Path | str, *args: str) -> str:

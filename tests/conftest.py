@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SECRET, Repos, make_repos
+from tests.helpers import SECRET, Repos, isolate_git, make_repos
 
 
 @pytest.fixture(autouse=True, scope="session")
 def git_config(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Use a throw-away global git config: an identity, and file:// submodules allowed."""
-    home = tmp_path_factory.mktemp("gitconfig")
-    config = home / "gitconfig"
-    config.write_text(
-        "[user]\n\tname = Test Pusher\n\temail = pusher@example.com\n"
-        "[protocol \"file\"]\n\tallow = always\n[init]\n\tdefaultBranch = main\n"
-        "[advice]\n\tdetachedHead = false\n"
-    )
-    os.environ["GIT_CONFIG_GLOBAL"] = str(config)
-    os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
-    for name in [n for n in os.environ if n.startswith("DEPLOYHOOK_")]:
-        del os.environ[name]
+    isolate_git(tmp_path_factory.mktemp("gitconfig"))
 
 
 @pytest.fixture

@@ -26,6 +26,22 @@ REPOSITORY = "octo-org/blog"
 ZERO = "0" * 40
 
 
+def isolate_git(home: Path, name: str = "Test Pusher", extra: str = "") -> None:
+    """Point this process and its children at a throw-away global git config in
+    ``home`` (an identity, file:// submodules allowed, ``extra`` appended), and drop
+    any DEPLOYHOOK_* settings from the environment."""
+    config = home / "gitconfig"
+    config.write_text(
+        f"[user]\n\tname = {name}\n\temail = pusher@example.com\n"
+        '[protocol "file"]\n\tallow = always\n[init]\n\tdefaultBranch = main\n'
+        "[advice]\n\tdetachedHead = false\n" + extra
+    )
+    os.environ["GIT_CONFIG_GLOBAL"] = str(config)
+    os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
+    for key in [k for k in os.environ if k.startswith("DEPLOYHOOK_")]:
+        del os.environ[key]
+
+
 def git(cwd: Path | str, *args: str, check: bool = True) -> str:
     """Run the real git CLI and return its stdout, stripped."""
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
