@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -223,15 +224,27 @@ def http(method: str, url: str, body: bytes | None = None,
 class Daemon:
     """``python -m deployhook serve`` as a real subprocess, with its log captured."""
 
-    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None,
+                 new_session: bool = False) -> None:
         self.port = port
-        self.log_path = config.parent / f"daemon-{port}.log"
+        self.log_path = config.parent / f"daemon-{port}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "deployhook", "serve", "--config", str(config)],
             stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-            cwd=config.parent,
+            cwd=config.parent, start_new_session=new_session,
         )
+
+    def kill_group(self) -> None:
+        """SIGKILL the daemon and every process it started (git and its children); the
+        daemon must have been started with ``new_session=True``."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._log.close()
+        deadline = time.monotonic() + 10
+        while _group_members(self.proc.pid):
+            assert time.monotonic() < deadline, f"still alive: {_group_members(self.proc.pid)}"
+            time.sleep(0.02)
 
     @property
     def url(self) -> str:
@@ -264,14 +277,28 @@ class Daemon:
         return self.proc.returncode
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group ``pgid``."""
+    members = []
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(proc.name))
+    return members
+
+
 def start_daemon(repos: Repos, secret_file: Path, port: int | None = None,
-                 env: dict[str, str] | None = None, **extra: Any) -> Daemon:
+                 env: dict[str, str] | None = None, new_session: bool = False,
+                 **extra: Any) -> Daemon:
     """Write ``repos.root/config.py`` deploying ``repos.deployed`` (repository
     REPOSITORY, reload "none" unless given) and start the daemon on ``port``."""
     port = port or free_port()
     values = {"port": port, "repo_path": str(repos.deployed), "secret_file": str(secret_file),
               "repository": REPOSITORY, "reload": "none", **extra}
-    return Daemon(write_config(repos.root / "config.py", **values), port, env)
+    return Daemon(write_config(repos.root / "config.py", **values), port, env, new_session)
 
 
 def deliver_push(url: str, sha: str, delivery: str = "d-1") -> tuple[int, dict[str, Any]]:

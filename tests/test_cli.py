@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.helpers import (
-    REPOSITORY,
     SECRET,
     Daemon,
     Repos,
@@ -31,6 +30,7 @@ from tests.helpers import (
     http,
     push_payload,
     signed,
+    start_daemon,
     write_config,
 )
 
@@ -61,8 +61,7 @@ def config_for(repos: Repos, secret_file: Path, **extra: Any) -> Path:
 @pytest.fixture
 def daemon(repos: Repos, secret_file: Path) -> Iterator[Daemon]:
     """The daemon serving ``repos.deployed`` (repository octo-org/blog) on a free port."""
-    port = free_port()
-    proc = Daemon(config_for(repos, secret_file, port=port, repository=REPOSITORY), port)
+    proc = start_daemon(repos, secret_file)
     try:
         proc.wait_ready()
         yield proc

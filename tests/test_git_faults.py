@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -29,7 +28,6 @@ from tornado.testing import gen_test
 from deployhook import Config
 from tests.apptest import HookTestCase
 from tests.helpers import (
-    REPOSITORY,
     Daemon,
     Repos,
     free_port,
@@ -37,7 +35,7 @@ from tests.helpers import (
     http,
     push_payload,
     signed,
-    write_config,
+    start_daemon,
 )
 
 Answer = tuple[int, dict[str, Any]]
@@ -861,46 +859,9 @@ class DiskFullTest(FaultTestCase):
 # -- the daemon is killed ------------------------------------------------------------------
 
 
-class GroupDaemon(Daemon):
-    """A Daemon in its own session, so that its whole process group can be killed."""
-
-    def __init__(self, config: Path, port: int) -> None:
-        self.port = port
-        self.log_path = config.parent / f"daemon-{port}-{time.monotonic_ns()}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deployhook", "serve", "--config", str(config)],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=config.parent,
-            start_new_session=True)
-
-    def kill_group(self) -> None:
-        """SIGKILL the daemon and every process it started (git and its children)."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self._log.close()
-        deadline = time.monotonic() + 10
-        while _group_members(self.proc.pid):
-            assert time.monotonic() < deadline, f"still alive: {_group_members(self.proc.pid)}"
-            time.sleep(0.02)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes in process group ``pgid``."""
-    members = []
-    for proc in Path("/proc").iterdir():
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(proc.name))
-    return members
-
-
-def start_daemon(repos: Repos, secret_file: Path, port: int) -> GroupDaemon:
-    values = {"port": port, "repo_path": str(repos.deployed), "secret_file": str(secret_file),
-              "repository": REPOSITORY, "reload": "none"}
-    daemon = GroupDaemon(write_config(repos.root / "config.py", **values), port)
+def start_group_daemon(repos: Repos, secret_file: Path, port: int) -> Daemon:
+    """A ready daemon in its own session, so that its whole process group can be killed."""
+    daemon = start_daemon(repos, secret_file, port, new_session=True)
     daemon.wait_ready()
     return daemon
 
@@ -945,7 +906,7 @@ def test_killed_group_mid_fetch_is_recovered(repos: Repos, secret_file: Path) ->
     """SIGKILL to the daemon and its git during a fetch: at the next start the run is
     marked interrupted and the push deployed with no new delivery."""
     port = free_port()
-    daemon = start_daemon(repos, secret_file, port)
+    daemon = start_group_daemon(repos, secret_file, port)
     try:
         old = head(repos.deployed)
         sha = repos.commit("post.rst", "lost in a crash\n")
@@ -960,7 +921,7 @@ def test_killed_group_mid_fetch_is_recovered(repos: Repos, secret_file: Path) ->
     assert head(repos.deployed) == old
     repos.slow(0)
 
-    daemon = start_daemon(repos, secret_file, port)
+    daemon = start_group_daemon(repos, secret_file, port)
     try:
         runs = recovered_runs(daemon, sha, repos.deployed)
         assert [(r["id"], r["trigger"], r["outcome"]) for r in runs] == [
@@ -980,7 +941,7 @@ def test_killed_group_mid_merge_is_recovered(repos: Repos, secret_file: Path) ->
     (deployed / ".git" / "info" / "attributes").write_text("*.txt filter=slow\n")
     names = [f"f{i:02}.txt" for i in range(20)]
     port = free_port()
-    daemon = start_daemon(repos, secret_file, port)
+    daemon = start_group_daemon(repos, secret_file, port)
     try:
         old = head(deployed)
         sha = commit_files(repos, {name: f"file {name}\n" for name in names}, "many files")
@@ -997,7 +958,7 @@ def test_killed_group_mid_merge_is_recovered(repos: Repos, secret_file: Path) ->
     assert lock.exists() and 4 <= len(written) < len(names)
     assert head(deployed) == old
 
-    daemon = start_daemon(repos, secret_file, port)
+    daemon = start_group_daemon(repos, secret_file, port)
     try:
         runs = recovered_runs(daemon, sha, deployed)
         assert [(r["id"], r["trigger"], r["outcome"]) for r in runs] == [
