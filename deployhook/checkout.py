@@ -54,7 +54,6 @@ class RunResult:
     head_after: str | None
     branch: str = ""
     reason: str = ""
-    fetched: bool = False
     steps: list[Step] = field(default_factory=list)
     contains: dict[str, bool] = field(default_factory=dict)
     duration: float = 0.0
@@ -176,6 +175,7 @@ class Checkout:
     def _deploy(self, branch: str, pushes: list[Push]) -> RunResult:
         steps: list[Step] = []
         before = None
+        afters = {p.after for p in pushes}
         try:
             cloned = not self.exists()
             if cloned:
@@ -183,21 +183,18 @@ class Checkout:
             self._repair(branch, steps)
             before = None if cloned else self.head()
             self._check_branch(branch)
-            fetched = False
-            afters = {p.after for p in pushes}
             if not afters or not all(self.contains(sha, before) for sha in afters):
                 self._update(branch, before, steps)
-                fetched = True
             after = self.head()
             if after != before and self.config.post_deploy:
                 self._post_deploy(pushes, before, after, steps)
-            result = RunResult(True, before, after, branch, fetched=fetched, steps=steps)
+            result = RunResult(True, before, after, branch, steps=steps)
         except DeployFailed as exc:
             result = RunResult(False, before, self.head() if self.exists() else None, branch,
-                               reason=exc.reason, fetched=True, steps=steps)
+                               reason=exc.reason, steps=steps)
         head = self.head() if self.exists() else None
         result.contains = {sha: head is not None and self.contains(sha, head)
-                           for sha in {p.after for p in pushes}}
+                           for sha in afters}
         return result
 
     def _repair(self, branch: str, steps: list[Step]) -> None:

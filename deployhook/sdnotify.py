@@ -23,10 +23,6 @@ class Notifier:
         self._sock: socket.socket | None = None
         self._reported: set[str] = set()
 
-    @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
     def send(self, *fields: str) -> bool:
         """Send ``fields`` (``KEY=value``) as one datagram; return True when sent."""
         if self.address is None:
