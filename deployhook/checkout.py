@@ -2,8 +2,17 @@
 
 Everything here blocks and must run in the git worker's executor, never on
 the IOLoop.  A failed update leaves the checkout as it was: a merge or rebase
-is aborted, and a failed submodule update moves HEAD back.  Local changes are
-only ever discarded by the ``reset`` strategy.
+is aborted, and whenever HEAD moved before a step failed (git can exit non-zero
+after moving it, a hook can time out, a submodule update can fail), HEAD and the
+work tree are put back with ``git reset --keep``.  Local changes are only ever
+discarded by the ``reset`` strategy.  Every git command (hooks included) is
+killed with its whole process group after ``git_timeout``; the wait for the
+checkout's lock is bounded by ``lock_timeout``.
+
+A run that may move HEAD first writes ``.git/deployhook-unfinished``; only a run
+that ends with everything done (post_deploy included) removes it.  While it is
+there, HEAD is not "deployed": the next run fetches and runs post_deploy again
+even when HEAD already contains the pushed commits.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -25,11 +35,13 @@ from git.refs.symbolic import SymbolicReference
 
 from . import postdeploy
 from .delivery import Push
-from .repair import only, paths_of, repair, undo_partial_update
+from .repair import NO_HOOKS, only, paths_of, repair, undo_partial_update
 from .settings import Config
 from .steps import Step, redact, summary, tail
 
 log = logging.getLogger("deployhook.checkout")
+UNFINISHED = "deployhook-unfinished"  # in .git: the last run that moved HEAD did not finish
+LOCK = "deployhook.lock"  # in .git: flock held for the whole run
 _GITHUB_URL = re.compile(
     r"^(?:https?://(?:[^@/]+@)?github\.com/|(?:ssh://)?git@github\.com[:/])"
     r"(?P<name>[\w.-]+/[\w.-]+?)(?:\.git)?/?$"
@@ -58,10 +70,17 @@ class RunResult:
     contains: dict[str, bool] = field(default_factory=dict)
     duration: float = 0.0
     run_id: int | None = None
+    resumed: bool = False  # finished (post_deploy included) what an earlier run left undone
 
     @property
     def moved(self) -> bool:
         return self.ok and self.head_before != self.head_after
+
+    @property
+    def deployed(self) -> bool:
+        """True when this run deployed something: moved HEAD, or finished the deploy of
+        HEAD that an earlier run left unfinished (its post_deploy failed or it died)."""
+        return self.moved or (self.ok and self.resumed)
 
 
 def git_environment(timeout: float) -> dict[str, str]:
@@ -78,6 +97,65 @@ def git_environment(timeout: float) -> dict[str, str]:
         "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
         "GIT_HTTP_LOW_SPEED_TIME": str(max(1, int(timeout))),
     }
+
+
+def run_bounded(command: list[str], cwd: str, env: dict[str, str], timeout: float,
+                capture_stderr: bool = True) -> tuple[int, str, str]:
+    """Run ``command`` in its own process group; kill the whole group (a hook git runs,
+    an ssh it started) once ``timeout`` seconds have passed, or when we are interrupted.
+
+    Returns (exit status, stdout, stderr) with one trailing newline removed; 124 and
+    "fatal: timed out after Ns" on a timeout.  With ``capture_stderr=False`` stderr goes
+    to ours and comes back as a note.  Raises OSError when git cannot be started.
+    """
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE if capture_stderr else None,
+                            start_new_session=True)
+    try:
+        raw_out, raw_err = proc.communicate(timeout=timeout)
+        out, err, status = _text(raw_out), _text(raw_err), proc.returncode
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = _leftover(proc)
+        status = 124
+        err = (err.rstrip("\n") + "\n" if err else "") + f"fatal: timed out after {timeout:g}s"
+    except BaseException:  # KeyboardInterrupt in ``deployhook deploy``: take git down too
+        _kill_group(proc)
+        raise
+    if not capture_stderr:
+        err = "(progress was shown on the terminal)" + (err[err.find("\nfatal"):]
+                                                        if status == 124 else "")
+    return status, _chomp(out), _chomp(err)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _leftover(proc: subprocess.Popen[bytes]) -> tuple[str, str]:
+    """What a killed process group wrote; gives up after 5 s on pipes that a process
+    outside the group (one that called setsid) still holds open."""
+    try:
+        out, err = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
+        out, err = b"", b""
+    return _text(out), _text(err)
+
+
+def _text(data: bytes | None) -> str:
+    return (data or b"").decode("utf-8", "replace")
+
+
+def _chomp(text: str) -> str:
+    return text[:-1] if text.endswith("\n") else text
 
 
 def github_repository(url: str | None) -> str | None:
@@ -156,9 +234,10 @@ class Checkout:
     def deploy(self, branch: str, pushes: Iterable[Push]) -> RunResult:
         """Bring the checkout to the tip of ``remote/branch`` and run post_deploy.
 
-        Skips the fetch when every push's ``after`` is already in HEAD (with no
-        pushes, it always fetches).  Holds ``.git/deployhook.lock`` (flock), so a
-        ``deployhook deploy`` and the daemon never update the checkout at once.
+        Skips the fetch when every push's ``after`` is already in HEAD and the run
+        that brought HEAD there finished (with no pushes, it always fetches).  Holds
+        ``.git/deployhook.lock`` (flock), so a ``deployhook deploy`` and the daemon
+        never update the checkout at once; waits for it at most ``lock_timeout``.
         Never raises for git failures: they come back as ``RunResult(ok=False)``.
         """
         pushes = list(pushes)
@@ -166,32 +245,73 @@ class Checkout:
         if not self.exists():
             result = self._deploy(branch, pushes)
         else:
-            with open(Path(self.path) / ".git" / "deployhook.lock", "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-                result = self._deploy(branch, pushes)
+            with open(Path(self.path) / ".git" / LOCK, "a") as lock:
+                if self._wait_for(lock):
+                    result = self._deploy(branch, pushes)
+                else:
+                    head = self.head()
+                    result = RunResult(False, head, head, branch, reason=(
+                        f"another deploy holds the checkout's lock ({lock.name}) for more "
+                        f"than {self.config.lock_timeout:g}s"))
+                    result.contains = {p.after: self.contains(p.after, head) for p in pushes}
         result.duration = time.monotonic() - start
         return result
+
+    def _wait_for(self, lock: object) -> bool:
+        """Take the flock on ``lock`` within ``lock_timeout``; False when it stays held."""
+        deadline = time.monotonic() + self.config.lock_timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[call-overload]
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.05)
+
+    def unfinished(self) -> bool:
+        """True when a run moved (or began to move) HEAD and did not finish."""
+        return (Path(self.path) / ".git" / UNFINISHED).exists()
+
+    def _mark_unfinished(self, git_dir: Path, head: str | None) -> None:
+        """Write ``git_dir/deployhook-unfinished`` atomically (it names the HEAD it
+        was written at, for a person reading it)."""
+        tmp = git_dir / (UNFINISHED + ".tmp")
+        tmp.write_text(f"{head or 'none'}\n")
+        os.replace(tmp, git_dir / UNFINISHED)
+
+    def _mark_finished(self) -> None:
+        (Path(self.path) / ".git" / UNFINISHED).unlink(missing_ok=True)
 
     def _deploy(self, branch: str, pushes: list[Push]) -> RunResult:
         steps: list[Step] = []
         before = None
         afters = {p.after for p in pushes}
+        unfinished = False
         try:
             cloned = not self.exists()
             if cloned:
                 self._clone(branch, steps)
             self._repair(branch, steps)
             before = None if cloned else self.head()
+            unfinished = self.unfinished()
             self._check_branch(branch)
-            if not afters or not all(self.contains(sha, before) for sha in afters):
+            if (unfinished or not afters
+                    or not all(self.contains(sha, before) for sha in afters)):
+                if not unfinished:
+                    self._mark_unfinished(Path(self.path) / ".git", before)
                 self._update(branch, before, steps)
             after = self.head()
-            if after != before and self.config.post_deploy:
+            if (after != before or unfinished) and self.config.post_deploy:
                 self._post_deploy(pushes, before, after, steps)
-            result = RunResult(True, before, after, branch, steps=steps)
+            self._mark_finished()
+            result = RunResult(True, before, after, branch, steps=steps,
+                               resumed=unfinished and before is not None)
         except DeployFailed as exc:
-            result = RunResult(False, before, self.head() if self.exists() else None, branch,
-                               reason=exc.reason, steps=steps)
+            now = self.head() if self.exists() else None
+            if now is not None and now == before and not unfinished:
+                self._mark_finished()  # put back as it was: nothing left undone
+            result = RunResult(False, before, now, branch, reason=exc.reason, steps=steps)
         head = self.head() if self.exists() else None
         result.contains = {sha: head is not None and self.contains(sha, head)
                            for sha in afters}
@@ -229,35 +349,58 @@ class Checkout:
             args.append("--recurse-submodules")
         try:
             self._step("clone", steps, *args, "--", url, tmp, network=True, cwd=str(parent))
+            self._mark_unfinished(Path(tmp) / ".git", None)  # until post_deploy has run
             os.rename(tmp, self.path)  # atomic: never a half clone at repo_path
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.close()
 
     def _update(self, branch: str, before: str | None, steps: list[Step]) -> None:
+        """Fetch, move HEAD to the remote branch, update the submodules.  When a step
+        after the fetch fails, the checkout is put back as it was (see ``_put_back``)."""
         remote = self.config.remote
         tracking = f"refs/remotes/{remote}/{branch}"
         self._step("fetch", steps, "fetch", "--no-tags", "--recurse-submodules=no", remote,
                    f"+refs/heads/{branch}:{tracking}", network=True)
         changes: dict[str, str] = {}
-        if self.head() != self.ref(tracking):
+        clean: set[str] = set()
+        moving = self.head() != self.ref(tracking)
+        if moving:
             changes = self._changes(tracking)
             self._refuse_untracked_in_the_way(changes, steps)
             clean = set(changes) - self._dirty(changes)
-            try:
+        try:
+            if moving:
                 self._move_to(tracking, steps)
-            except DeployFailed:  # a full disk can stop git half-way through the work tree
-                undo_partial_update(Path(self.path), self._git, tracking, clean)
-                raise
-        if self.config.submodules and (Path(self.path) / ".gitmodules").exists():
-            try:
+            if self.config.submodules and (Path(self.path) / ".gitmodules").exists():
                 if before is None or ".gitmodules" in changes:  # URLs may have changed
                     self._step("submodule sync", steps, "submodule", "sync", "--recursive")
                 self._step("submodule update", steps, "submodule", "update", "--init",
                            "--recursive", network=True)
-            except DeployFailed as exc:
-                self._restore(before, steps)
-                raise DeployFailed(exc.reason + f"; checkout restored to {before}", steps) from exc
+        except DeployFailed as exc:
+            if before is None:
+                raise
+            moved = self.head() != before
+            self._put_back(before, tracking, clean if moving else None, steps)
+            if not moved and moving:
+                raise
+            where = ("checkout restored to " + before if self.head() == before
+                     else f"could not put HEAD back to {before} (see the restore step)")
+            raise DeployFailed(f"{exc.reason}; {where}", steps) from exc
+
+    def _put_back(self, before: str, tracking: str, clean: set[str] | None,
+                  steps: list[Step]) -> None:
+        """Undo a failed update: clear what a killed git left (stale locks, a merge or
+        rebase in progress), then move HEAD, the work tree and the submodules back to
+        ``before``; when HEAD never moved, put back the files a cut-short update wrote
+        (``clean``: see ``undo_partial_update``; None when no update was tried)."""
+        fixed = repair(Path(self.path), self._git, None)
+        if fixed.report():
+            steps.append(Step("repair", "deployhook repair", 0, 0.0, fixed.report()))
+        if self.head() != before or clean is None:
+            self._restore(before, steps)
+        else:  # a full disk can stop git half-way through the work tree
+            undo_partial_update(Path(self.path), self._git, tracking, clean)
 
     def _move_to(self, tracking: str, steps: list[Step]) -> None:
         """Update HEAD and the work tree to ``tracking`` per ``pull_strategy``."""
@@ -300,18 +443,18 @@ class Checkout:
         try:
             self._step(name, steps, *args, identity=True)
         except DeployFailed:
-            self._git(*abort)
+            self._git(*NO_HOOKS, *abort)
             raise
 
-    def _restore(self, before: str | None, steps: list[Step]) -> None:
-        """Move HEAD back to ``before`` after a failed submodule update."""
-        if before is None:
-            return
+    def _restore(self, before: str, steps: list[Step]) -> None:
+        """Move HEAD and the work tree back to ``before``, keeping local changes
+        (``reset --keep``; ``--hard`` under the reset strategy).  Hooks are off: the
+        hook that made the update fail must not stop its undo."""
         mode = "--hard" if self.config.pull_strategy == "reset" else "--keep"
         try:
-            self._step("restore", steps, "reset", mode, before)
-            self._step("restore submodules", steps, "submodule", "update", "--init",
-                       "--recursive", "--no-fetch")
+            self._step("restore", steps, *NO_HOOKS, "reset", "-q", mode, before)
+            self._step("restore submodules", steps, *NO_HOOKS, "submodule", "update",
+                       "--init", "--recursive", "--no-fetch")
         except DeployFailed:
             pass  # reported in steps; the deploy is already failing
 
@@ -341,12 +484,11 @@ class Checkout:
     # -- running git ---------------------------------------------------------------
     def _step(self, name: str, steps: list[Step], *args: str, network: bool = False,
               identity: bool = False, cwd: str | None = None) -> Step:
-        """Run one git command as a recorded step; raise DeployFailed if it fails."""
+        """Run one git command as a recorded step; raise DeployFailed if it fails (a
+        command killed after ``git_timeout`` fails with "timed out after Ns")."""
         start = time.monotonic()
         status, out, err = self._git(*args, network=network, identity=identity, cwd=cwd)
         elapsed = time.monotonic() - start
-        if network and status != 0 and elapsed >= self.config.git_timeout:
-            err += f"\nfatal: timed out after {self.config.git_timeout:g}s"
         step = Step(name, redact("git " + " ".join(args)), status, elapsed,
                     tail(redact((out + "\n" + err).strip())))
         steps.append(step)
@@ -356,32 +498,23 @@ class Checkout:
 
     def _git(self, *args: str, network: bool = False, identity: bool = False,
              cwd: str | None = None) -> tuple[int, str, str]:
-        """Run git and return (status, stdout, stderr); never raises for exit status."""
+        """Run git and return (status, stdout, stderr); never raises for exit status.
+
+        Every command, local ones and the hooks git runs included, is bounded by
+        ``git_timeout``: then its whole process group is killed and the status is 124
+        with "fatal: timed out after Ns" in stderr.  ``network``: show git's progress
+        on our stderr when ``self.progress`` is set.
+        """
         env = dict(self._env)
         if identity:
             env.update(self._identity())
-        if network and self.progress:
-            return self._git_with_progress(args, env, cwd)
-        runner = git.Git(cwd) if cwd else self.repo.git
-        status, out, err = runner.execute(
-            ["git", *args], with_extended_output=True, with_exceptions=False,
-            kill_after_timeout=self.config.git_timeout if network else None,
-            env=env, stdout_as_string=True,
-        )
-        return status if isinstance(status, int) else 1, str(out), str(err)
-
-    def _git_with_progress(self, args: tuple[str, ...], env: dict[str, str],
-                           cwd: str | None) -> tuple[int, str, str]:
-        """Run a network command with ``--progress`` and its stderr on our terminal."""
-        split = 2 if args[0] == "submodule" else 1
-        command = ["git", *args[:split], "--progress", *args[split:]]
-        try:
-            proc = subprocess.run(command, cwd=cwd or self.path, env={**os.environ, **env},
-                                  stdout=subprocess.PIPE, text=True,
-                                  timeout=self.config.git_timeout)
-        except subprocess.TimeoutExpired:
-            return 124, "", "(progress was shown on the terminal)"
-        return proc.returncode, proc.stdout, "(progress was shown on the terminal)"
+        progress = network and self.progress
+        if progress:
+            split = 2 if args[0] == "submodule" else 1
+            args = (*args[:split], "--progress", *args[split:])
+        return run_bounded(["git", *args], cwd or self.path,
+                           {**os.environ, "LC_ALL": "C", "LANGUAGE": "C", **env},
+                           self.config.git_timeout, capture_stderr=not progress)
 
     def _identity(self) -> dict[str, str]:
         """A committer identity for merge and rebase when the checkout has none."""

@@ -214,7 +214,7 @@ def outcome(push: Push, result: RunResult) -> tuple[int, str, dict[str, Any]]:
         reason = (f"{push.after} is not in {push.ref} after fetching: "
                   "it was force-pushed away or not pushed to this remote")
         return 409, push.delivery_id, {"result": "not deployed", "reason": reason, **body}
-    moved = "deployed" if result.moved else "already deployed"
+    moved = "deployed" if result.deployed else "already deployed"
     return 200, push.delivery_id, {"result": "deployed", "reason": f"{moved} {push.after[:12]}",
                                    **body}
 

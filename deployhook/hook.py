@@ -117,7 +117,7 @@ class DeployHook:
             self.head = result.head_after
         if self.branch is None and result.ok:
             self.branch = result.branch
-        if result.moved:
+        if result.deployed:
             self.reloader.request()
         self.reloader.poke()
 

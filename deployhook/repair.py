@@ -6,7 +6,8 @@ git command then fails.  A lock is removed only when no process holds it open
 that an update was cut short, the files it had already written (those equal to
 the commit being deployed) are put back as they were, so the next update runs
 cleanly; files that match neither side are local work and are left alone.  A
-merge or rebase left in progress is aborted.
+merge or rebase left in progress is aborted.  None of this runs the checkout's
+hooks.
 Blocking: call from the git worker's executor.
 """
 
@@ -20,6 +21,9 @@ from pathlib import Path
 
 Git = Callable[..., tuple[int, str, str]]
 OWN_LOCK = "deployhook.lock"  # our flock file: always there, never stale
+# Undoing never runs the checkout's hooks: the hook that made an update fail (or hang)
+# must not stop its undo.
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
 
 
 @dataclass
@@ -108,10 +112,10 @@ def repair(work_tree: Path, git: Git, target: str | None) -> Repair:
         result.restored = undo_partial_update(work_tree, git, target)
     git_dir = work_tree / ".git"
     if (git_dir / "MERGE_HEAD").exists():
-        git("merge", "--abort")
+        git(*NO_HOOKS, "merge", "--abort")
         result.aborted.append("merge")
     if (git_dir / "rebase-merge").exists() or (git_dir / "rebase-apply").exists():
-        git("rebase", "--abort")
+        git(*NO_HOOKS, "rebase", "--abort")
         result.aborted.append("rebase")
     return result
 
@@ -143,7 +147,8 @@ def undo_partial_update(work_tree: Path, git: Git, target: str,
         return []
     back = [p for p in written if p in in_head]
     for start in range(0, len(back), 200):
-        git("checkout", "HEAD", "--", *[f":(literal){p}" for p in back[start:start + 200]])
+        git(*NO_HOOKS, "checkout", "HEAD", "--",
+            *[f":(literal){p}" for p in back[start:start + 200]])
     for path in written:
         if path not in in_head:
             (work_tree / path).unlink(missing_ok=True)

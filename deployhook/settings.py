@@ -50,6 +50,7 @@ class Config:
     reload: str = "autoreload"
     response_timeout: float = 8.0
     git_timeout: float = 120.0
+    lock_timeout: float = 900.0
     max_body_size: int = 26 * 1024 * 1024
     workers: int = 4
     stop_timeout: float = 60.0
@@ -72,7 +73,8 @@ class Config:
             raise ConfigError(f"webhook_path must start with '/', got {self.webhook_path!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
-        for key in ("response_timeout", "git_timeout", "post_deploy_timeout", "stop_timeout"):
+        for key in ("response_timeout", "git_timeout", "lock_timeout", "post_deploy_timeout",
+                    "stop_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds")
         if min(self.workers, self.max_body_size, self.keep_runs) < 1 or self.keep_days <= 0:
@@ -92,7 +94,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "submodules": (bool,), "pull_strategy": (str,), "repo_url": (str, type(None)),
     "repository": (str, type(None)), "post_deploy": (list, tuple, type(None)),
     "post_deploy_timeout": (int, float), "reload": (str,), "response_timeout": (int, float),
-    "git_timeout": (int, float), "max_body_size": (int,), "workers": (int,),
+    "git_timeout": (int, float), "lock_timeout": (int, float), "max_body_size": (int,),
+    "workers": (int,),
     "stop_timeout": (int, float), "log_level": (str,), "state_db": (str,),
     "keep_runs": (int,), "keep_days": (int, float), "status_user": (str,),
     "status_password_file": (str, type(None)), "allowed_networks": (list, tuple),

@@ -183,14 +183,14 @@ class HookTimeoutCases:
     """A hook git runs during the update sleeps past ``git_timeout``: the run fails with
     a timeout reason, the hook is killed, HEAD is back where it was."""
 
-    hook = "post-merge"
+    git_hook = "post-merge"
 
     @gen_test(timeout=60)
     async def test_slow_hook_is_killed_and_head_put_back(self: Any) -> None:
         deployed = self.repos.deployed
         pid_file = self.tmp / "hook.pid"
-        hook = deployed / ".git" / "hooks" / self.hook
-        script = SLOW_REF_HOOK if self.hook == "reference-transaction" else SLOW_HOOK
+        hook = deployed / ".git" / "hooks" / self.git_hook
+        script = SLOW_REF_HOOK if self.git_hook == "reference-transaction" else SLOW_HOOK
         hook.write_text(script.format(pid=pid_file))
         hook.chmod(0o755)
         old = head(deployed)
@@ -215,12 +215,12 @@ class MergeHookTimeoutTest(HookTimeoutCases, FaultTestCase):
 
 class RebaseHookTimeoutTest(HookTimeoutCases, FaultTestCase):
     settings: ClassVar[dict[str, Any]] = {"git_timeout": 2.0, "pull_strategy": "rebase"}
-    hook = "reference-transaction"
+    git_hook = "reference-transaction"
 
 
 class ResetHookTimeoutTest(HookTimeoutCases, FaultTestCase):
     settings: ClassVar[dict[str, Any]] = {"git_timeout": 2.0, "pull_strategy": "reset"}
-    hook = "reference-transaction"
+    git_hook = "reference-transaction"
 
 
 # -- the wait for the checkout's lock is bounded ------------------------------------------
