@@ -101,8 +101,9 @@ def git_environment(timeout: float) -> dict[str, str]:
 
 def run_bounded(command: list[str], cwd: str, env: dict[str, str], timeout: float,
                 capture_stderr: bool = True) -> tuple[int, str, str]:
-    """Run ``command`` in its own process group; kill the whole group (a hook git runs,
-    an ssh it started) once ``timeout`` seconds have passed, or when we are interrupted.
+    """Run ``command``; kill it with all its descendants (a hook git runs, an ssh it
+    started) once ``timeout`` seconds have passed, or when we are interrupted.  It stays
+    in our process group, so whoever kills our group (Ctrl-C, a supervisor) kills it too.
 
     Returns (exit status, stdout, stderr) with one trailing newline removed; 124 and
     "fatal: timed out after Ns" on a timeout.  With ``capture_stderr=False`` stderr goes
@@ -110,18 +111,18 @@ def run_bounded(command: list[str], cwd: str, env: dict[str, str], timeout: floa
     """
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE if capture_stderr else None,
-                            start_new_session=True)
+                            stderr=subprocess.PIPE if capture_stderr else None)
     try:
         raw_out, raw_err = proc.communicate(timeout=timeout)
         out, err, status = _text(raw_out), _text(raw_err), proc.returncode
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_tree(proc.pid)
         out, err = _leftover(proc)
         status = 124
         err = (err.rstrip("\n") + "\n" if err else "") + f"fatal: timed out after {timeout:g}s"
     except BaseException:  # KeyboardInterrupt in ``deployhook deploy``: take git down too
-        _kill_group(proc)
+        kill_tree(proc.pid)
+        proc.wait()
         raise
     if not capture_stderr:
         err = "(progress was shown on the terminal)" + (err[err.find("\nfatal"):]
@@ -129,16 +130,50 @@ def run_bounded(command: list[str], cwd: str, env: dict[str, str], timeout: floa
     return status, _chomp(out), _chomp(err)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process descended from it.  All of them are stopped
+    first (until no new one appears), so none can fork or be re-parented meanwhile."""
+    stopped: set[int] = set()
+    tree = {pid}
+    while tree - stopped:
+        for member in tree - stopped:
+            _signal(member, signal.SIGSTOP)
+            stopped.add(member)
+        tree = {pid} | _descendants(pid)
+    for member in stopped:
+        _signal(member, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes descended from ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _signal(pid: int, sig: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.kill(pid, sig)
     except ProcessLookupError:
         pass
 
 
 def _leftover(proc: subprocess.Popen[bytes]) -> tuple[str, str]:
-    """What a killed process group wrote; gives up after 5 s on pipes that a process
-    outside the group (one that called setsid) still holds open."""
+    """What a killed process wrote; gives up after 5 s on pipes that a process which
+    escaped the kill (a daemon a hook started) still holds open."""
     try:
         out, err = proc.communicate(timeout=5)
     except subprocess.TimeoutExpired:
