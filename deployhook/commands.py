@@ -251,9 +251,10 @@ def deploy(config: Config, args: argparse.Namespace) -> int:
         if run_id is not None:
             print(f"details: deployhook show {run_id} --config {args.config}")
         return 1
-    if result.moved:
-        print(f"{'deployed' if head else 'cloned'} {branch}: {moved} "
-              f"in {result.duration:.2f}s")
+    if result.deployed:
+        done = "finished the unfinished deploy of" if result.resumed else (
+            "deployed" if head else "cloned")
+        print(f"{done} {branch}: {moved} in {result.duration:.2f}s")
         print(_daemon_note(config))
     else:
         print(f"already up to date: {branch} at {_short(result.head_after, 12)} "
