@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import git
 from git.refs.symbolic import SymbolicReference
@@ -292,12 +293,12 @@ class Checkout:
         result.duration = time.monotonic() - start
         return result
 
-    def _wait_for(self, lock: object) -> bool:
+    def _wait_for(self, lock: TextIO) -> bool:
         """Take the flock on ``lock`` within ``lock_timeout``; False when it stays held."""
         deadline = time.monotonic() + self.config.lock_timeout
         while True:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[call-overload]
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -310,10 +311,19 @@ class Checkout:
 
     def _mark_unfinished(self, git_dir: Path, head: str | None) -> None:
         """Write ``git_dir/deployhook-unfinished`` atomically (it names the HEAD it
-        was written at, for a person reading it)."""
+        was written at, for a person reading it).
+
+        Raises:
+            DeployFailed: it cannot be written (a full disk): HEAD must not move then.
+        """
         tmp = git_dir / (UNFINISHED + ".tmp")
-        tmp.write_text(f"{head or 'none'}\n")
-        os.replace(tmp, git_dir / UNFINISHED)
+        try:
+            tmp.write_text(f"{head or 'none'}\n")
+            os.replace(tmp, git_dir / UNFINISHED)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DeployFailed(f"cannot write {git_dir / UNFINISHED}: {exc.strerror}", []) \
+                from exc
 
     def _mark_finished(self) -> None:
         (Path(self.path) / ".git" / UNFINISHED).unlink(missing_ok=True)
@@ -343,14 +353,23 @@ class Checkout:
             result = RunResult(True, before, after, branch, steps=steps,
                                resumed=unfinished and before is not None)
         except DeployFailed as exc:
-            now = self.head() if self.exists() else None
-            if now is not None and now == before and not unfinished:
-                self._mark_finished()  # put back as it was: nothing left undone
+            now = self._settle(before, unfinished)
             result = RunResult(False, before, now, branch, reason=exc.reason, steps=steps)
+        except BaseException:  # Ctrl-C in ``deployhook deploy``
+            self._settle(before, unfinished)
+            raise
         head = self.head() if self.exists() else None
         result.contains = {sha: head is not None and self.contains(sha, head)
                            for sha in afters}
         return result
+
+    def _settle(self, before: str | None, unfinished: bool) -> str | None:
+        """After a failed run: HEAD now.  When it is back where it was and the run
+        began finished, the checkout is finished again (nothing was left undone)."""
+        now = self.head() if self.exists() else None
+        if now is not None and now == before and not unfinished:
+            self._mark_finished()
+        return now
 
     def _repair(self, branch: str, steps: list[Step]) -> None:
         """Clear what a crashed git left (see repair.py); fail if git still holds a lock."""
