@@ -96,6 +96,14 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def wire_bytes(value: str) -> bytes:
+    """The bytes a header value had on the wire: Tornado decodes headers as latin-1."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape")
+
+
 def make_push(*, forge: str, delivery_id: str, ref: Any, before: Any, after: Any,
               repository: Any, default_branch: Any = None, pusher: Any = None,
               deleted: bool = False) -> Push:

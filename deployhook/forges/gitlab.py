@@ -23,7 +23,7 @@ from typing import Any
 
 from ..errors import MalformedDelivery, SignatureError
 from . import mac
-from .events import Event, Other, Pushes, field, header, make_push
+from .events import Event, Other, Pushes, field, header, make_push, wire_bytes
 
 FORGE = "gitlab"
 TOKEN_HEADER = "X-Gitlab-Token"
@@ -58,7 +58,7 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: bytes,
     token, signature = header(headers, TOKEN_HEADER), header(headers, "webhook-signature")
     if token is None and signature is None:
         raise SignatureError(f"missing {TOKEN_HEADER} header: set a secret token on the webhook")
-    tokens = [mac.token_digest(token.encode())] if token is not None else []
+    tokens = [mac.token_digest(wire_bytes(token))] if token is not None else []
     message = _signed_message(headers, body, required=token is None) if signature else None
     signatures = _signatures(signature) if message is not None and signature else []
     if token is None and not signatures:
@@ -98,7 +98,7 @@ def _signed_message(headers: Mapping[str, str], body: bytes, required: bool) -> 
             raise SignatureError(
                 "webhook-signature needs webhook-id and webhook-timestamp headers")
         return None
-    return f"{webhook_id}.{stamp}.".encode() + body
+    return wire_bytes(f"{webhook_id}.{stamp}.") + body
 
 
 def _signatures(value: str) -> list[bytes]:
@@ -162,7 +162,7 @@ def sign_headers(secret: bytes, body: bytes, event: str = "Push Hook",
                "X-Gitlab-Event-UUID": str(uuid.uuid4()), "Idempotency-Key": delivery_id}
     key = signing_key(secret)
     if key is None:
-        headers[TOKEN_HEADER] = secret.decode("utf-8", "replace")
+        headers[TOKEN_HEADER] = secret.decode("latin-1")
         return headers
     stamp = str(int(time.time() if now is None else now))
     digest = mac.hmac_sha256(key, f"{delivery_id}.{stamp}.".encode() + body)
