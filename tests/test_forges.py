@@ -508,3 +508,12 @@ def test_an_unknown_forge_is_a_programming_error() -> None:
         with pytest.raises(ValueError, match="unknown forge"):
             call()
     assert not issubclass(ValueError, DeliveryError)
+
+
+@pytest.mark.parametrize("kind", [[], {}, None, 3, "named_branch"])
+def test_a_bitbucket_change_of_an_unknown_ref_type_is_400(kind: Any) -> None:
+    """Found by the property tests: a list as ``new.type`` raised TypeError."""
+    payload = fixture("bitbucket/repo-push.json")
+    payload["push"]["changes"][0]["new"]["type"] = kind
+    with pytest.raises(MalformedDelivery):
+        parsed(CASES[5], payload)

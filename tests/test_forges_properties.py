@@ -108,11 +108,14 @@ def set_path(payload: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
     node: Any = payload
     for key in parents:
-        node = node[int(key)] if isinstance(node, list) else node.get(key)
+        if isinstance(node, list):
+            node = node[0] if node and key == "0" else None
+        else:
+            node = node.get(key)
         if not isinstance(node, (dict, list)):
             return
     if isinstance(node, list):
-        if node:
+        if node and last == "0":
             node[0] = value
     else:
         node[last] = value

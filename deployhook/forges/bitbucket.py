@@ -111,8 +111,8 @@ def _cloud_change(change: Any, common: dict[str, Any]) -> Push:
     """One ``push.changes[]`` entry: ``new`` is null for a deletion, ``old`` for a creation."""
     new, old = field(change, "new"), field(change, "old")
     named = new if isinstance(new, dict) else old
-    prefix = _CLOUD_REF_TYPES.get(field(named, "type")) if isinstance(named, dict) else None
-    name = field(named, "name")
+    kind, name = field(named, "type"), field(named, "name")
+    prefix = _CLOUD_REF_TYPES.get(kind) if isinstance(kind, str) else None
     if prefix is None or not isinstance(name, str):
         raise MalformedDelivery("bitbucket change has no branch or tag name")
     return make_push(ref=prefix + name, before=_hash(old), after=_hash(new),
