@@ -250,7 +250,8 @@ def provision(box: Box, wheels: Path) -> None:
         python3 -m venv /opt/deployhook
         /opt/deployhook/bin/pip install --quiet --no-index --find-links /opt/wheels deployhook
         useradd --system --home-dir /var/lib/deployhook --shell /usr/sbin/nologin deployhook
-        install -d -o deployhook -g deployhook /srv/origin.git /srv/pusher /srv/deploy
+        install -d -o deployhook -g deployhook /srv/origin.git /srv/sub.git /srv/pusher \
+            /srv/deploy
     """)
     box.sh("git config --system protocol.file.allow always")
     box.sh("""
