@@ -27,7 +27,8 @@ RELOAD_MODES = ("autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
 # DEPLOYHOOK_* variables that are not settings: the secret itself, and the
 # watchdog tests' fault switch (see server.py).
-NOT_KEYS = (ENV_PREFIX + "SECRET", ENV_PREFIX + "TEST_STALL_FILE")
+SECRET_ENV = ENV_PREFIX + "SECRET"
+NOT_KEYS = (SECRET_ENV, ENV_PREFIX + "TEST_STALL_FILE")
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
         ConfigError: the file is missing or fails to run, a key is unknown, or a
             value has the wrong type or is out of range.
     """
+    own = environ is None
     environ = dict(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
     base = Path.cwd()
@@ -131,8 +133,30 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
         raw = values.get(key, getattr(Config, key))
         if raw is not None:
             values[key] = str((base / Path(raw).expanduser()).resolve())
-    secret = environ.get(ENV_PREFIX + "SECRET")
+    secret = _take_secret() if own else environ.get(SECRET_ENV)
     return Config(**values, secret=secret.strip().encode() if secret else None)
+
+
+_taken: list[str] = []  # $DEPLOYHOOK_SECRET once taken out of os.environ
+
+
+def _take_secret() -> str | None:
+    """``$DEPLOYHOOK_SECRET``, taken out of ``os.environ`` the first time so that no child
+    process (git, post_deploy, ...) inherits it; later calls (SIGHUP) get the same value.
+    It goes back into ``os.environ`` just before an autoreload re-executes the process."""
+    value = os.environ.pop(SECRET_ENV, None)
+    if value is not None:
+        if not _taken:
+            from tornado import autoreload
+
+            autoreload.add_reload_hook(_give_back_secret)
+        _taken[:] = [value]
+    return _taken[0] if _taken else None
+
+
+def _give_back_secret() -> None:
+    if _taken:
+        os.environ[SECRET_ENV] = _taken[0]
 
 
 def _read_file(path: Path) -> dict[str, Any]:
