@@ -287,9 +287,9 @@ def test_ext_and_fd_transports_are_never_used(repos: Repos, tmp_path: Path, case
         result = checkout.deploy("main", [a_push(sha, before)])
     finally:
         checkout.close()
+    assert not pwned.exists(), "the ext:: command ran"
     assert not result.ok
     assert f"transport '{transport}' not allowed" in result.reason, result.reason
-    assert not pwned.exists(), "the ext:: command ran"
     assert repos.head(repos.deployed) == before
     assert not (repos.deployed / "evil" / ".git").exists()
 
