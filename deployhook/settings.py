@@ -112,6 +112,9 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
     Relative ``secret_file`` and ``repo_path`` are taken relative to the config
     file's folder (the current folder when ``path`` is None).
 
+    With ``environ`` None (the process's own), ``$DEPLOYHOOK_SECRET`` is taken out of
+    ``os.environ`` so that no child process inherits it (see :func:`_take_secret`).
+
     Raises:
         ConfigError: the file is missing or fails to run, a key is unknown, or a
             value has the wrong type or is out of range.
