@@ -25,10 +25,9 @@ PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
 CREDENTIAL_NAME = "webhook-secret"  # systemd: LoadCredential=webhook-secret:/path
 RELOAD_MODES = ("autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
-# DEPLOYHOOK_* variables that are not settings: the secret itself, and the
-# watchdog tests' fault switch (see server.py).
+# DEPLOYHOOK_* variables that are not settings: the secret itself.
 SECRET_ENV = ENV_PREFIX + "SECRET"
-NOT_KEYS = (SECRET_ENV, ENV_PREFIX + "TEST_STALL_FILE")
+NOT_KEYS = (SECRET_ENV,)
 
 
 @dataclass(frozen=True)
