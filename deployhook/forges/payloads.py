@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..delivery import ZERO_SHA
@@ -150,7 +150,7 @@ def _check(forge: str) -> None:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(int(seconds), timezone.utc).isoformat()
+    return datetime.fromtimestamp(int(seconds), UTC).isoformat()
 
 
 def _commit_field(commit: dict[str, Any], name: str, default: Any = None) -> Any:
@@ -211,7 +211,8 @@ def _github_commit(commit: dict[str, Any], change: _Change) -> dict[str, Any]:
         "timestamp": commit.get("timestamp") or _iso(change.now),
         "url": f"{change.html}/commit/{sha}",
         "author": _person(commit, "author"), "committer": _person(commit, "committer"),
-        "added": _commit_field(commit, "added", []), "removed": _commit_field(commit, "removed", []),
+        "added": _commit_field(commit, "added", []),
+        "removed": _commit_field(commit, "removed", []),
         "modified": _commit_field(commit, "modified", []),
     }
 
@@ -296,7 +297,7 @@ def _gitea_user(login: str, email: str, forge: str) -> dict[str, Any]:
 def _gitea_repository(change: _Change) -> dict[str, Any]:
     host = HOSTS[change.forge].removeprefix("https://")
     stamp = _iso(change.now)
-    return {
+    repository = {
         "id": stable_id(change.repository),
         "owner": _gitea_user(change.owner, "", change.forge),
         "name": change.name, "full_name": change.repository, "description": "",
@@ -306,6 +307,16 @@ def _gitea_repository(change: _Change) -> dict[str, Any]:
         "forks_count": 0, "watchers_count": 1, "open_issues_count": 0,
         "default_branch": change.default_branch, "created_at": stamp, "updated_at": stamp,
     }
+    if change.forge != "gogs":  # Gitea's api.Repository has more (Forgejo's too)
+        repository.update({
+            "empty": False, "template": False, "parent": None, "mirror": False, "size": 0,
+            "original_url": "", "archived": False, "internal": False, "avatar_url": "",
+            "permissions": {"admin": True, "push": True, "pull": True},
+            "has_issues": True, "has_wiki": True, "has_pull_requests": True,
+            "has_projects": True, "open_pr_counter": 0, "release_counter": 0,
+            "mirror_interval": "", "mirror_updated": "0001-01-01T00:00:00Z",
+            "repo_transfer": None})
+    return repository
 
 
 def _gitea_commit(commit: dict[str, Any], change: _Change) -> dict[str, Any]:
@@ -351,7 +362,7 @@ def _bitbucket(change: _Change) -> dict[str, Any]:
         "actor": actor,
         "repository": {
             "type": "repository", "full_name": change.repository, "name": change.name,
-            "uuid": "{%s}" % uuid.uuid5(uuid.NAMESPACE_URL, change.html),
+            "uuid": f"{{{uuid.uuid5(uuid.NAMESPACE_URL, change.html)}}}",
             "scm": "git", "is_private": True,
             "links": {"self": {"href": api}, "html": {"href": change.html}},
         },
@@ -368,7 +379,7 @@ def _bitbucket(change: _Change) -> dict[str, Any]:
 def _bitbucket_user(nickname: str) -> dict[str, Any]:
     return {"type": "user", "nickname": nickname, "display_name": nickname,
             "account_id": str(stable_id(nickname)),
-            "uuid": "{%s}" % uuid.uuid5(uuid.NAMESPACE_URL, "user " + nickname)}
+            "uuid": f"{{{uuid.uuid5(uuid.NAMESPACE_URL, 'user ' + nickname)}}}"}
 
 
 # -- Bitbucket Data Center ------------------------------------------------------------------------
@@ -382,7 +393,7 @@ def _bitbucket_server(change: _Change) -> dict[str, Any]:
              "links": {"self": [{"href": f"{host}/users/{change.pusher}"}]}}
     kind = "ADD" if change.created else "DELETE" if change.deleted else "UPDATE"
     repo_path = f"projects/{key}/repos/{change.name}"
-    stamp = datetime.fromtimestamp(int(change.now), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S%z")
+    stamp = datetime.fromtimestamp(int(change.now), UTC).strftime("%Y-%m-%dT%H:%M:%S%z")
     return {
         "eventKey": "repo:refs_changed", "date": stamp, "actor": actor,
         "repository": {
