@@ -315,7 +315,12 @@ def _gitea_repository(change: _Change) -> dict[str, Any]:
             "has_issues": True, "has_wiki": True, "has_pull_requests": True,
             "has_projects": True, "open_pr_counter": 0, "release_counter": 0,
             "mirror_interval": "", "mirror_updated": "0001-01-01T00:00:00Z",
-            "repo_transfer": None})
+            "repo_transfer": None, "ignore_whitespace_conflicts": False,
+            "allow_merge_commits": True, "allow_rebase": True, "allow_rebase_explicit": True,
+            "allow_squash_merge": True, "default_merge_style": "merge",
+            "internal_tracker": {"enable_time_tracker": True,
+                                 "allow_only_contributors_to_track_time": True,
+                                 "enable_issue_dependencies": True}})
     return repository
 
 
