@@ -89,14 +89,17 @@ def push_payload(forge: str, *, repository: str, ref: str, before: str, after: s
 
 
 def ping_payload(forge: str, *, repository: str, url: str, default_branch: str,
-                 now: float | None = None) -> dict[str, Any] | None:
+                 now: float | None = None, hook_id: int | None = None,
+                 sender: str | None = None) -> dict[str, Any] | None:
     """The payload of ``forge``'s "test this hook" delivery, or None when it sends a push.
 
     GitHub's ``ping`` (sent when a hook is created) and Data Center's
     ``diagnostics:ping`` ("Test connection") exist; GitLab, Gitea, Forgejo,
     Gogs and Bitbucket Cloud test a hook with a push, so they give None.
     ``url`` is the hook's URL (credentials in it are redacted); ``now`` (Unix
-    seconds, default the clock) dates the payload.
+    seconds, default the clock) dates the payload.  GitHub's ``hook_id`` (what
+    ``X-GitHub-Hook-ID`` says) defaults to one derived from ``url``; ``sender``
+    to the repository's owner.
 
     Raises:
         ValueError: ``forge`` is not a known forge.
@@ -106,7 +109,7 @@ def ping_payload(forge: str, *, repository: str, url: str, default_branch: str,
         return {"test": True}
     if forge != "github":
         return None
-    hook_id = stable_id(f"hook {redact(url)}")
+    hook_id = stable_id(f"hook {redact(url)}") if hook_id is None else hook_id
     api = f"https://api.github.com/repos/{repository}/hooks/{hook_id}"
     now = time.time() if now is None else now
     stamp = _iso(now)
@@ -122,7 +125,7 @@ def ping_payload(forge: str, *, repository: str, url: str, default_branch: str,
             "last_response": {"code": None, "status": "unused", "message": None},
         },
         "repository": _github_repository(repository, default_branch, now),
-        "sender": _github_user(owner),
+        "sender": _github_user(sender or owner),
     }
 
 
