@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -103,7 +104,9 @@ class Foreground:
     """``sh quickstart.sh`` in its own session, its output collected line by line."""
 
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(["sh", "-c", QUICKSTART], cwd=cwd, env=env,
+        # As an interactive shell runs it: fork and exec `sh quickstart.sh` (a `sh -c`
+        # around it would itself die of the Ctrl-C after the daemon exited 0).
+        self.proc = subprocess.Popen(shlex.split(QUICKSTART), cwd=cwd, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         self.lines: list[str] = []
