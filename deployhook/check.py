@@ -101,9 +101,14 @@ def _checked_out(checkout: Checkout, config: Config, branch: str | None,
 
 def _branch_fix(checkout: Checkout, config: Config, branch: str | None, on_remote: bool) -> str:
     """A fix for a checkout on another branch than ``branch`` that works as given:
-    ``git checkout`` only when the branch exists here or on the remote."""
-    if on_remote or (branch and checkout.ref(f"refs/heads/{branch}")):
-        return f"git -C {config.repo_path} checkout {branch}"
+    ``git checkout`` of a branch that exists here, or is fetched first from the remote;
+    otherwise the branches the remote has."""
+    where = f"git -C {config.repo_path}"
+    if branch and (checkout.ref(f"refs/heads/{branch}")
+                   or checkout.ref(f"refs/remotes/{config.remote}/{branch}")):
+        return f"{where} checkout {branch}"
+    if on_remote:
+        return f"{where} fetch {config.remote} {branch}:{branch} && {where} checkout {branch}"
     return _set_branch(checkout, config.remote)
 
 
