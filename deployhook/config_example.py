@@ -52,12 +52,13 @@ state_db = "deployhook.sqlite3"
 keep_runs = 1000
 keep_days = 90.0
 
-# The status page (GET /), /health's details and the JSON API (GET /deployments)
-# show the record only to who logs in (HTTP basic auth) as status_user with the
-# password in status_password_file.  'deployhook init' writes a random one there
-# (mode 0600); read it with 'cat status-password.txt'.
+# The status page (GET /) and the JSON API (GET /deployments) are open on a
+# loopback address and closed (403) on any other, unless a password is set:
+# then they ask for HTTP basic auth as status_user with the password in this file.
+# 'deployhook init' writes a random password (mode 0600) to this file, or to
+# status-password.txt next to this one when it is None.
 status_user = "deployhook"
-status_password_file = "status-password.txt"
+status_password_file = None
 
 # Optional allow-list for the webhook: CIDRs, e.g. GitHub's "hooks" ranges from
 # https://api.github.com/meta.  Empty: any address (the signature still decides).
