@@ -1,14 +1,16 @@
 """Round trips of deployhook.forges.payloads through each forge's signer and parser.
 
-Every built payload is signed with :func:`forges.sign_headers`, verified with
-:func:`forges.verify` and parsed with :func:`forges.parse`: the parsed push must
-give back what went in.  Shape: each built payload has the top-level keys of
-the forge's real delivery in tests/fixtures/ (github/: octokit/webhooks, MIT, see
-its README.md; gitlab/, gitea/, gogs/, bitbucket/, bitbucket-server/: copied
-unchanged from go-playground/webhooks testdata/, commit 02d182ac, MIT licence
+Every built payload (a table of cases, and any change hypothesis draws) is
+signed with :func:`forges.sign_headers`, verified with :func:`forges.verify` and
+parsed with :func:`forges.parse`: the parsed push must give back what went in.
+
+Shape: each built payload has the top-level keys of the forge's real delivery in
+tests/fixtures/ (github/: octokit/webhooks, MIT, see its README.md; gitlab/,
+gitea/, gogs/, bitbucket/, bitbucket-server/: copied unchanged from
+go-playground/webhooks testdata/, commit 02d182ac, MIT licence
 LICENSE.go-playground-webhooks beside them; Forgejo sends Gitea's payload), plus
-only the keys listed in ``NEWER_KEYS`` that newer forge versions send and the
-fixtures predate (GitLab's webhooks.md push example, Gitea's api.PushPayload).
+only the keys in ``NEWER_KEYS`` that newer forge versions send and the fixtures
+predate (GitLab's webhooks.md push example, Gitea's api.PushPayload).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from deployhook import forges
 from deployhook.errors import SignatureError
@@ -31,6 +35,7 @@ ZERO = "0" * 40
 OLD = "95790bf891e76fee5e1747ab589903a6a1f80f22"
 NEW = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
 NOW = 1_764_550_000.0
+BRANCH, TAG = "refs/heads/", "refs/tags/"
 PUSH_FIXTURES = {
     "github": "github/push_payload.json", "gitlab": "gitlab/push-event.json",
     "gitea": "gitea/push-event.json", "forgejo": "gitea/push-event.json",
@@ -223,3 +228,28 @@ def test_payloads_are_deterministic_and_refuse_bad_input() -> None:
         build("github", "main", OLD, NEW)
     with pytest.raises(ValueError, match="unknown forge"):
         payloads.ping_payload("svn", repository="a/b", url="http://x", default_branch="main")
+
+
+names = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-_."), min_size=1,
+                max_size=20).filter(lambda name: ".." not in name and not name.startswith(".")
+                                    and not name.endswith((".", ".lock")))
+shas = st.text(st.sampled_from("0123456789abcdef"), min_size=40, max_size=40)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(forge=st.sampled_from(forges.FORGES), kind=st.sampled_from((BRANCH, TAG)),
+       short=names, before=shas | st.just(ZERO), after=shas | st.just(ZERO),
+       owner=names, name=names)
+def test_any_change_round_trips(forge: str, kind: str, short: str, before: str, after: str,
+                                owner: str, name: str) -> None:
+    assume(before != ZERO or after != ZERO)  # no forge sends a change from nothing to nothing
+    ref, repository = kind + short, f"{owner}/{name}"
+    payload = payloads.push_payload(forge, repository=repository, ref=ref, before=before,
+                                    after=after, pusher="ada", email="ada@example.org",
+                                    default_branch="main", now=NOW)
+    parsed, _ = round_trip(forge, payload, payloads.event_name(forge, ref=ref, after=after))
+    assert isinstance(parsed, Pushes) and parsed.repository == repository
+    push = parsed.for_ref(ref)
+    assert push is not None and push.deleted == (after == ZERO)
+    if not (push.deleted and forge in ("gitea", "forgejo", "gogs")):
+        assert (push.before, push.after) == (before, after)
