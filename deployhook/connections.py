@@ -8,7 +8,8 @@
   frees one (an idle connection, else a reserved descriptor it keeps for this: it
   closes it, accepts and closes the waiting connection, and opens it again), stops
   accepting for a moment instead of spinning, and logs one line per interval.
-- ``body_timeout`` and ``idle_connection_timeout`` come from the configuration.
+- ``body_timeout`` and ``idle_timeout`` (Tornado's ``idle_connection_timeout``) come
+  from the configuration.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import resource
 import socket
 import time
 from collections.abc import Iterable
@@ -33,6 +35,8 @@ log = logging.getLogger("deployhook.connections")
 OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 PAUSE = 0.1  # seconds without accepting after running out of descriptors
 LOG_EVERY = 30.0  # seconds between two "out of file descriptors" lines
+FDS_KEPT = 64  # descriptors kept free of connections: record, git, post_deploy, logs
+MIN_CONNECTIONS = 8
 IDLE, UNVERIFIED, VERIFIED = "idle", "unverified", "verified"
 _EVICTION_ORDER = (IDLE, UNVERIFIED)
 
@@ -154,10 +158,26 @@ def _open_reserve() -> int | None:
         return None
 
 
+def fitting_connections(wanted: int) -> int:
+    """``wanted``, lowered so that connections fit this process's RLIMIT_NOFILE.
+
+    Each connection may hold two descriptors (its socket and a spooled body) and
+    ``FDS_KEPT`` stay free for the record, git and post_deploy.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    fitting = max(MIN_CONNECTIONS, (soft - FDS_KEPT) // 2)
+    if fitting < wanted:
+        log.warning("max_connections=%d does not fit the limit of %d open files; using %d",
+                    wanted, soft, fitting)
+    return min(wanted, fitting)
+
+
 def make_server(app: Application, config: Config) -> LimitedHTTPServer:
     """The daemon's HTTP server, with every limit taken from ``config``."""
     return LimitedHTTPServer(
-        app, max_connections=config.max_connections,
+        app, max_connections=fitting_connections(config.max_connections),
         max_body_size=config.max_body_size * 4,
-        idle_connection_timeout=config.idle_connection_timeout,
+        idle_connection_timeout=config.idle_timeout,
         body_timeout=config.body_timeout)

@@ -63,7 +63,7 @@ class Config:
     log_level: str = "info"
     # What strangers can cost (see connections.py and spool.py).
     max_connections: int = 400
-    idle_connection_timeout: float = 60.0
+    idle_timeout: float = 60.0
     body_timeout: float = 60.0
     unverified_memory: int = 16 * 1024 * 1024
     unverified_disk: int = 1024 * 1024 * 1024
@@ -79,7 +79,7 @@ class Config:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
         for key in ("response_timeout", "git_timeout", "post_deploy_timeout", "stop_timeout",
-                    "idle_connection_timeout", "body_timeout"):
+                    "idle_timeout", "body_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds")
         if min(self.workers, self.max_body_size, self.keep_runs) < 1 or self.keep_days <= 0:
@@ -107,7 +107,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "keep_runs": (int,), "keep_days": (int, float), "status_user": (str,),
     "status_password_file": (str, type(None)), "allowed_networks": (list, tuple),
     "trusted_proxies": (list, tuple), "max_connections": (int,),
-    "idle_connection_timeout": (int, float), "body_timeout": (int, float),
+    "idle_timeout": (int, float), "body_timeout": (int, float),
     "unverified_memory": (int,), "unverified_disk": (int,),
 }
 KEYS = tuple(_TYPES)
