@@ -224,6 +224,8 @@ def test_thousand_idle_connections_under_nofile_1024(tmp_path: Path) -> None:
         assert status == 200, body
         assert spun < 1.0, f"{spun:.2f} s of CPU in 2 s while idle"
         assert daemon.log().count("Traceback") == 0
+        held = len(list(Path(f"/proc/{daemon.proc.pid}/fd").iterdir()))
+        assert held < 500, f"{held} descriptors open: the cap evicted nothing"
     finally:
         for sock in socks:
             sock.close()
