@@ -210,6 +210,7 @@ def run_strangers(args: argparse.Namespace, rounds: int = 3) -> int:
                                "machine": machine(), "stall_5x25mb": [], "strangers_20x26mib": []}
     body = big_push_body(25_000_000)
     try:
+        (work / "deployhook").mkdir()
         target = TARGETS["deployhook"](make_repos(work / "deployhook"), free_port())
         target.start()
         results["memory_start"] = measure.memory(target.pid)

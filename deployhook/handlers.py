@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deployhook.http")
 UNBOUNDED = 1 << 62
+HASH_IN_THREAD = 16 * 1024  # chunks this big are hashed in a thread (hashlib drops the GIL)
 
 
 class JSONHandler(tornado.web.RequestHandler):
@@ -115,11 +116,18 @@ class WebhookHandler(JSONHandler):
         self._check_size(self.body.size + len(chunk))
         if self.too_large:
             return
-        self.verifier.update(chunk)
-        while (room := self.body.add(chunk)) is not None:
-            await room
-            if self._finished or self.verifier is None:
-                return
+        hashing = (asyncio.get_running_loop().run_in_executor(None, self.verifier.update, chunk)
+                   if len(chunk) >= HASH_IN_THREAD else None)
+        if hashing is None:
+            self.verifier.update(chunk)
+        try:
+            while (room := self.body.add(chunk)) is not None:
+                await room
+                if self._finished or self.verifier is None:
+                    return
+        finally:
+            if hashing is not None:
+                await hashing
 
     def _check_size(self, length: int) -> None:
         try:
