@@ -390,7 +390,7 @@ def _concurrently(target: Target, bodies: list[tuple[bytes, dict[str, str]]],
     watcher = threading.Thread(target=watch_memory, daemon=True)
     poller.start()
     watcher.start()
-    time.sleep(0.3)
+    time.sleep(1.0)
     start = time.perf_counter()
     for sender in senders:
         sender.start()
@@ -403,7 +403,9 @@ def _concurrently(target: Target, bodies: list[tuple[bytes, dict[str, str]]],
     watcher.join(5)
     during = [s for s in poller.samples if start <= s[0] <= end]
     latencies = [s[1] for s in during] or [0.0]
+    floor = [s[1] for s in poller.samples if s[0] < start] or [0.0]  # the machine's noise
     return {"statuses": sorted(statuses), "seconds": round(end - start, 2),
+            "idle_worst_ms": _ms(max(floor)), "idle_p50_ms": _ms(percentile(floor, 50)),
             "samples": len(during), "failed_polls": sum(1 for s in during if s[2] != 200),
             "worst_ms": _ms(max(latencies)), "p99_ms": _ms(percentile(latencies, 99)),
             "p50_ms": _ms(percentile(latencies, 50)), "peak_rss_mb": peak["rss_mb"]}
