@@ -4,6 +4,7 @@
 one JSON line: ``{"payload": <essentials>}`` or ``{"status": N, "reason": "..."}``.
 :func:`parse_in_child` runs it with the body's file as stdin and only the few
 fields a deploy needs coming back, so the parent never parses or copies the body.
+One child runs at a time, at a lower priority than the daemon.
 """
 
 from __future__ import annotations
@@ -27,6 +28,22 @@ async def parse_in_child(content_type: str | None, body: IO[bytes]) -> dict[str,
         DeliveryError: the child's answer for a malformed or unsupported body, or a
             500 when the child fails or outlives ``CHILD_TIMEOUT``.
     """
+    async with _one_at_a_time():
+        return await _parse(content_type, body)
+
+
+def _one_at_a_time() -> asyncio.Semaphore:
+    """One child at a time: each may need several times the body's size in memory."""
+    global _SEMAPHORE
+    if _SEMAPHORE is None:
+        _SEMAPHORE = asyncio.Semaphore(1)
+    return _SEMAPHORE
+
+
+_SEMAPHORE: asyncio.Semaphore | None = None
+
+
+async def _parse(content_type: str | None, body: IO[bytes]) -> dict[str, Any]:
     body.flush()
     body.seek(0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYHOOK_")}
@@ -54,6 +71,10 @@ async def parse_in_child(content_type: str | None, body: IO[bytes]) -> dict[str,
 def main() -> int:
     """The child: parse stdin as ``argv[1]``'s content type, print the answer line."""
     content_type = sys.argv[1] if len(sys.argv) > 1 else ""
+    try:
+        os.nice(10)  # the daemon's loop first (refused under the unit's filter: fine)
+    except OSError:
+        pass
     try:
         payload = parse_body(content_type or None, sys.stdin.buffer.read())
         answer: dict[str, Any] = {"payload": essentials(payload)}
