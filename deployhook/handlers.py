@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("deployhook.http")
 UNBOUNDED = 1 << 62
 HASH_IN_THREAD = 16 * 1024  # chunks this big are hashed in a thread (hashlib drops the GIL)
+# as are the writes of spooled bodies (a write may wait on the disk)
 
 
 class JSONHandler(tornado.web.RequestHandler):
@@ -116,18 +117,26 @@ class WebhookHandler(JSONHandler):
         self._check_size(self.body.size + len(chunk))
         if self.too_large:
             return
-        hashing = (asyncio.get_running_loop().run_in_executor(None, self.verifier.update, chunk)
-                   if len(chunk) >= HASH_IN_THREAD else None)
-        if hashing is None:
+        while (room := self.body.add(chunk)) is not None:
+            await room
+            if self._finished or self.verifier is None:
+                return
+        if len(chunk) < HASH_IN_THREAD and self.body.file is None:
             self.verifier.update(chunk)
+            return
         try:
-            while (room := self.body.add(chunk)) is not None:
-                await room
-                if self._finished or self.verifier is None:
-                    return
-        finally:
-            if hashing is not None:
-                await hashing
+            await asyncio.get_running_loop().run_in_executor(None, self._consume, chunk)
+        except OSError as exc:
+            log.error("cannot spool a request body to a temporary file: %s", exc)
+            self.body.release()
+            self.answer_error(DeliveryError("no room on the server to hold the body", 503))
+
+    def _consume(self, chunk: bytes) -> None:
+        """In a thread: hash ``chunk`` (hashlib drops the GIL) and write spooled chunks."""
+        verifier = self.verifier
+        if verifier is not None:
+            verifier.update(chunk)
+        self.body.write_pending()
 
     def _check_size(self, length: int) -> None:
         try:

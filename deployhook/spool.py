@@ -2,7 +2,8 @@
 
 A body is kept in memory while it is small (``IN_MEMORY_MAX``) and the bytes of
 all unverified bodies in memory stay under ``unverified_memory``; beyond either,
-it goes to an unnamed temporary file (counted against ``unverified_disk``).
+it goes to an unnamed temporary file (counted against ``unverified_disk``),
+written by :meth:`Body.write_pending`, which the caller runs off the loop.
 When both budgets are spent, :meth:`Body.add` returns a future that resolves
 when another body gives its share back, so the caller stops reading from that
 connection (Tornado waits for it) instead of holding more.  Strangers thus cost
@@ -63,6 +64,7 @@ class Body:
         self.size = 0
         self._in_memory = 0
         self._on_disk = 0
+        self._unwritten: list[bytes] = []
 
     def add(self, chunk: bytes) -> asyncio.Future[None] | None:
         """Keep ``chunk``; return a future to wait on when no budget has room yet.
@@ -80,12 +82,29 @@ class Body:
                 self.memory.give(self._in_memory)
                 self.disk.used += self._in_memory  # cannot fail the caller: already read
                 self._on_disk, self._in_memory, self.data = self._in_memory, 0, bytearray()
-            self.file.write(chunk)
+            self._unwritten.append(chunk)
             self._on_disk += size
         else:
             return self.disk.room()
         self.size += size
         return None
+
+    def write_pending(self) -> None:
+        """Write the chunks :meth:`add` placed in the file (safe to call from one thread
+        at a time while the loop goes on).
+
+        Raises:
+            OSError: the temporary file cannot be written (a full disk).
+        """
+        pending, self._unwritten = self._unwritten, []
+        file = self.file
+        for chunk in pending:
+            try:
+                if file is None or file.closed:
+                    return
+                file.write(chunk)
+            except ValueError:  # released (closed) by the loop meanwhile: nothing to keep
+                return
 
     def release(self) -> None:
         """Give every byte back to the budgets and drop the body (idempotent)."""
@@ -93,6 +112,7 @@ class Body:
         self.disk.give(self._on_disk)
         self._in_memory = self._on_disk = 0
         self.data = bytearray()
+        self._unwritten = []
         if self.file is not None:
             self.file.close()
             self.file = None
