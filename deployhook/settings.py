@@ -61,6 +61,12 @@ class Config:
     allowed_networks: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "info"
+    # What strangers can cost (see connections.py and spool.py).
+    max_connections: int = 400
+    idle_timeout: float = 60.0
+    body_timeout: float = 60.0
+    unverified_memory: int = 16 * 1024 * 1024
+    unverified_disk: int = 1024 * 1024 * 1024
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
     secret: bytes | None = field(default=None, repr=False)
 
@@ -72,11 +78,15 @@ class Config:
             raise ConfigError(f"webhook_path must start with '/', got {self.webhook_path!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
-        for key in ("response_timeout", "git_timeout", "post_deploy_timeout", "stop_timeout"):
+        for key in ("response_timeout", "git_timeout", "post_deploy_timeout", "stop_timeout",
+                    "idle_timeout", "body_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds")
         if min(self.workers, self.max_body_size, self.keep_runs) < 1 or self.keep_days <= 0:
             raise ConfigError("workers, max_body_size, keep_runs and keep_days must be positive")
+        if min(self.max_connections, self.unverified_memory, self.unverified_disk) < 1:
+            raise ConfigError("max_connections, unverified_memory and unverified_disk "
+                              "must be positive")
         if self.post_deploy is not None and not self.post_deploy:
             raise ConfigError("post_deploy must be a non-empty list of arguments, or None")
         for key in ("allowed_networks", "trusted_proxies"):
@@ -96,7 +106,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "stop_timeout": (int, float), "log_level": (str,), "state_db": (str,),
     "keep_runs": (int,), "keep_days": (int, float), "status_user": (str,),
     "status_password_file": (str, type(None)), "allowed_networks": (list, tuple),
-    "trusted_proxies": (list, tuple),
+    "trusted_proxies": (list, tuple), "max_connections": (int,),
+    "idle_timeout": (int, float), "body_timeout": (int, float),
+    "unverified_memory": (int,), "unverified_disk": (int,),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file")
