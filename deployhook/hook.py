@@ -23,7 +23,7 @@ from .errors import ConfigError
 from .headref import read_head
 from .network import parse_networks
 from .record import Recorder
-from .reload import Reloader
+from .reload import Reloader, reexec
 from .secret import SecretSource
 from .settings import Config
 from .worker import GitWorker
@@ -40,7 +40,7 @@ class DeployHook:
                  on_reexec: Callable[[], None] | None = None) -> None:
         """``on_exit`` / ``on_reexec``: how the ``exit`` / re-executing reloads end this
         process (the daemon drains first); by default the IOLoop stops / the process
-        re-executes at once (see :class:`~deployhook.reload.Reloader`)."""
+        re-executes once this hook is closed (see :class:`~deployhook.reload.Reloader`)."""
         self.config = config
         self.secret = SecretSource(config.secret_file, config.secret)
         self.allowed = parse_networks(config.allowed_networks, "allowed_networks")
@@ -49,8 +49,8 @@ class DeployHook:
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="deployhook-git")
         self.record = Recorder(config.state_db)
         self.worker = GitWorker(self.checkout, self.executor, self._on_result, self.record)
-        self.reloader = Reloader(config.reload, self.busy, on_exit, on_reexec,
-                                 repo_path=config.repo_path)
+        self.reloader = Reloader(config.reload, self.busy, on_exit,
+                                 on_reexec or self._close_and_reexec, repo_path=config.repo_path)
         self.repository: str | None = config.repository
         self.branch: str | None = config.branch
         self.head: str | None = None
@@ -64,6 +64,12 @@ class DeployHook:
         self._generation = 0  # bumped by each deploy result: a slower watch read is stale
         self._watch: PeriodicCallback | None = None
         self._watching: asyncio.Future[None] | None = None
+
+    def _close_and_reexec(self) -> None:
+        """Default ``on_reexec`` (an embedding application): write the record's queue,
+        stop the git executor (nothing runs: the reloader waited), then exec."""
+        self.close(wait=True)
+        reexec()
 
     def busy(self) -> bool:
         """True while a deploy runs or waits, or a webhook response is unsent."""

@@ -11,8 +11,9 @@ cleanly for its supervisor to restart; ``none`` does nothing.
 Re-executing goes through :func:`reexec` (``os.execv`` of the same interpreter
 and command line, so the PID stays).  The daemon passes ``on_reexec`` so it
 drains and closes (the record's pending writes, the git executor) exactly as on
-SIGTERM before it execs; an embedding application without one re-executes at
-once after the hooks of :meth:`Reloader.add_hook`.
+SIGTERM before it execs; a :class:`~deployhook.hook.DeployHook` embedded in
+another application closes itself (record, git executor) and execs.  The hooks
+of :meth:`Reloader.add_hook` run first in both cases.
 """
 
 from __future__ import annotations
@@ -88,8 +89,7 @@ class Reloader:
         self._hooks: list[Callable[[], None]] = []
 
     def add_hook(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` just before an embedding application's process re-executes
-        (without ``on_reexec``; the daemon drains and closes instead)."""
+        """Run ``fn`` when a re-executing reload fires, before ``on_reexec``."""
         self._hooks.append(fn)
 
     def request(self) -> None:
@@ -117,9 +117,6 @@ class Reloader:
             (self._on_exit or IOLoop.current().stop)()
         elif mode == "autoreload":
             log.info("deploy moved HEAD: re-executing the process (%s)", self.mode)
-            if self._on_reexec is not None:
-                self._on_reexec()
-                return
             for fn in self._hooks:
                 fn()
-            reexec()
+            (self._on_reexec or reexec)()

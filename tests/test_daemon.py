@@ -117,6 +117,7 @@ def test_autoreload_reexecutes_after_a_deploy(repos: Repos, secret_file: Path) -
         assert wait_for(reloaded), daemon.log()
         after = daemon.wait_ready()
         assert after["pid"] == before["pid"] and after["head"] == sha
+        assert after["runs"] == 1  # the record's count survives the re-exec
         assert "re-executing" in daemon.log()
         # A delivery for the same commit after the reload: already deployed, no reload loop.
         status, body = deliver(daemon, sha, delivery="d-2")
@@ -275,3 +276,79 @@ def test_reexec_drains_and_writes_the_records_pending_rows(repos: Repos,
     finally:
         held.close()
         assert daemon.stop() == 0
+
+
+def test_default_reload_leaves_the_process_for_another_sites_checkout(
+        repos: Repos, secret_file: Path) -> None:
+    """`reload` unset (``auto``) and a checkout that holds none of the daemon's code: a
+    deploy that moves HEAD leaves the process running, and `deployhook deploy` prints no
+    note about the daemon's code."""
+    daemon = start_daemon(repos, secret_file, reload="auto")
+    try:
+        before = daemon.wait_ready()
+        status, body = deliver(daemon, repos.commit())
+        assert status == 200, body
+        assert wait_for(lambda: "keeps running" in daemon.log()), daemon.log()
+        assert daemon.wait_ready()["started"] == before["started"]
+        repos.commit()
+        deployed = cli("deploy", "--config", "config.py", cwd=repos.root)
+        assert deployed.returncode == 0 and "note:" not in deployed.stdout, deployed.stdout
+    finally:
+        assert daemon.stop() == 0
+
+
+EMBEDDING_APP = """
+import asyncio, sys, time
+import tornado.web
+import deployhook
+
+class Started(tornado.web.RequestHandler):
+    def get(self):
+        self.write({"started": STARTED})
+
+STARTED = time.time()
+
+async def main(path):
+    hook = deployhook.DeployHook(deployhook.load(path))
+    await hook.start()
+    tornado.web.Application([(r"/started", Started), *hook.routes()]).listen(
+        hook.config.port, "127.0.0.1")
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_default_reload_reexecutes_an_app_whose_checkout_holds_its_code(
+        repos: Repos, secret_file: Path) -> None:
+    """`reload` unset (``auto``), the application's script lives in the deployed checkout:
+    a deploy that moves HEAD re-executes it."""
+    port = free_port()
+    script = repos.deployed / "app.py"
+    script.write_text(EMBEDDING_APP)
+    config = write_config(repos.root / "site.py", port=port, repo_path=str(repos.deployed),
+                          secret_file=str(secret_file), repository=REPOSITORY,
+                          state_db=str(repos.root / "site.sqlite3"))
+    log = (repos.root / "app.log").open("wb")
+    proc = subprocess.Popen([sys.executable, str(script), str(config)], cwd=repos.root,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def started() -> float | None:
+        try:
+            return http("GET", url + "/started", timeout=2)[1]["started"]
+        except OSError:
+            return None
+
+    try:
+        assert wait_for(lambda: started() is not None), (repos.root / "app.log").read_text()
+        first = started()
+        status, body = deliver_push(url, repos.commit())
+        assert status == 200, body
+        assert wait_for(lambda: started() not in (None, first)), \
+            (repos.root / "app.log").read_text()
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
