@@ -25,9 +25,8 @@ PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
 CREDENTIAL_NAME = "webhook-secret"  # systemd: LoadCredential=webhook-secret:/path
 RELOAD_MODES = ("auto", "autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
-# DEPLOYHOOK_* variables that are not settings: the secret itself, and the
-# watchdog tests' fault switch (see server.py).
-NOT_KEYS = (ENV_PREFIX + "SECRET", ENV_PREFIX + "TEST_STALL_FILE")
+# DEPLOYHOOK_* variables that are not settings: the secret itself.
+NOT_KEYS = (ENV_PREFIX + "SECRET",)
 
 
 @dataclass(frozen=True)
