@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 
 from tornado.httpserver import HTTPServer
@@ -76,7 +77,12 @@ class Daemon:
         if self.reexec and status == 0:
             self._hand_over(spare)
             log.info("re-executing the process")
-            reload.reexec()
+            try:
+                reload.reexec()
+            except OSError as exc:
+                log.error("cannot re-execute %s: %s; exiting for the supervisor", sys.executable,
+                          exc)
+                return 1
         return status
 
     def _status(self) -> str:
@@ -90,6 +96,11 @@ class Daemon:
 
     def _head_moved(self) -> None:
         self.notifier.status(self._status())
+
+    def _stop(self) -> None:
+        """SIGTERM/SIGINT: stop, even when a re-exec was about to happen."""
+        self.reexec = False
+        self.stopping.set()
 
     def _want_reexec(self) -> None:
         """The reloader's ``on_reexec``: drain and close as on SIGTERM, then exec."""
@@ -112,7 +123,7 @@ class Daemon:
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self._stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reread()))
 
     async def reread(self) -> bool:
