@@ -57,6 +57,8 @@ keep_days = 90.0
 # The status page (GET /) and the JSON API (GET /deployments) are open on a
 # loopback address and closed (403) on any other, unless a password is set:
 # then they ask for HTTP basic auth as status_user with the password in this file.
+# 'deployhook init' writes a random password (mode 0600) to this file, or to
+# status-password.txt next to this one when it is None.
 status_user = "deployhook"
 status_password_file = None
 
