@@ -33,9 +33,11 @@ pull_strategy = "ff-only"
 post_deploy = None
 post_deploy_timeout = 300.0
 
-# After a deploy that moved HEAD: "autoreload" re-executes this process,
-# "exit" ends it cleanly for a supervisor to restart, "none" does nothing.
-reload = "autoreload"
+# After a deploy that moved HEAD: "auto" re-executes this process when the
+# checkout holds its code (deployhook's own, or the script embedding it) and
+# otherwise leaves it alone; "autoreload" always re-executes, "exit" ends it
+# cleanly for a supervisor to restart, "none" does nothing.
+reload = "auto"
 
 response_timeout = 8.0     # answer GitHub within this; later outcomes go to /health
 git_timeout = 120.0        # kill a fetch/clone/submodule update that takes longer

@@ -23,7 +23,7 @@ from .network import parse_networks
 
 PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
 CREDENTIAL_NAME = "webhook-secret"  # systemd: LoadCredential=webhook-secret:/path
-RELOAD_MODES = ("autoreload", "exit", "none")
+RELOAD_MODES = ("auto", "autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
 SECRET_ENV = ENV_PREFIX + "SECRET"
@@ -47,7 +47,7 @@ class Config:
     repository: str | None = None
     post_deploy: tuple[str, ...] | None = None
     post_deploy_timeout: float = 300.0
-    reload: str = "autoreload"
+    reload: str = "auto"
     response_timeout: float = 8.0
     git_timeout: float = 120.0
     max_body_size: int = 26 * 1024 * 1024
