@@ -94,7 +94,12 @@ def test_read_only_folder_fails(repos: Repos, secret_file: Path, which: str) -> 
 
 
 def check_as_nobody(config: Path, home: Path) -> tuple[int, str]:
-    """``deployhook check`` in a forked child running as ``nobody``; (status, output)."""
+    """``deployhook check`` in a forked child running as ``nobody``; (status, output).
+
+    The check runs once as ourselves first, so every module it imports is loaded before
+    the fork: ``nobody`` may not read the interpreter's own library folder."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        cli.main(["check", "--config", str(config)])
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
