@@ -33,9 +33,11 @@ pull_strategy = "ff-only"
 post_deploy = None
 post_deploy_timeout = 300.0
 
-# After a deploy that moved HEAD: "autoreload" re-executes this process,
-# "exit" ends it cleanly for a supervisor to restart, "none" does nothing.
-reload = "autoreload"
+# After a deploy that moved HEAD: "auto" re-executes this process when the
+# checkout holds its code (deployhook's own, or the script embedding it) and
+# otherwise leaves it alone; "autoreload" always re-executes, "exit" ends it
+# cleanly for a supervisor to restart, "none" does nothing.
+reload = "auto"
 
 response_timeout = 8.0     # answer GitHub within this; later outcomes go to /health
 git_timeout = 120.0        # kill any git command (hooks included) that takes longer
@@ -44,6 +46,17 @@ max_body_size = 27262976   # 26 MiB: a little over GitHub's 25 MB cap
 workers = 4                # threads for git work
 stop_timeout = 60.0        # on SIGTERM, wait this long for a running deploy
 log_level = "info"
+
+# What clients without a valid signature can cost.  At max_connections the
+# oldest idle (then unverified) connection is closed to make room.  Bodies are
+# hashed as they arrive; those over 256 KiB, or past unverified_memory bytes in
+# all, wait in temporary files (at most unverified_disk bytes), and large
+# payloads are parsed in a child process.
+max_connections = 400      # lowered at start-up to fit the open-files limit
+idle_timeout = 60.0        # seconds to send a request's headers
+body_timeout = 60.0        # seconds to send a request's body
+unverified_memory = 16777216   # 16 MiB
+unverified_disk = 1073741824   # 1 GiB
 
 # The deployment record (SQLite): every delivery and deploy run, kept for
 # 'deployhook history', /deployments and the status page; replays of a delivery
@@ -56,6 +69,8 @@ keep_days = 90.0
 # The status page (GET /) and the JSON API (GET /deployments) are open on a
 # loopback address and closed (403) on any other, unless a password is set:
 # then they ask for HTTP basic auth as status_user with the password in this file.
+# 'deployhook init' writes a random password (mode 0600) to this file, or to
+# status-password.txt next to this one when it is None.
 status_user = "deployhook"
 status_password_file = None
 

@@ -34,11 +34,13 @@ import git
 from .checkout import Checkout, github_repository
 from .errors import ConfigError, DeliveryError
 from .hook import resolve_target
+from .reload import effective_mode
 from .secret import SecretSource
 from .settings import Config
 from .signature import sign
 from .steps import Step, redact, summary, tail
 from .store import Store
+from .worker import crash_reason
 
 ZERO = "0" * 40
 USER_AGENT = "GitHub-Hookshot/deployhook-send"
@@ -234,6 +236,9 @@ def deploy(config: Config, args: argparse.Namespace) -> int:
             _finish(store, run_id, False, head, checkout.head(), reason, [])
             print(f"\ndeploy FAILED: {reason}")
             return 130
+        except Exception as exc:  # a bug: the run must not stay 'running'
+            _finish(store, run_id, False, head, checkout.head(), crash_reason(exc), [])
+            raise
         _finish(store, run_id, result.ok, result.head_before, result.head_after,
                 result.reason, result.steps)
     finally:
@@ -255,7 +260,9 @@ def deploy(config: Config, args: argparse.Namespace) -> int:
         done = "finished the unfinished deploy of" if result.resumed else (
             "deployed" if head else "cloned")
         print(f"{done} {branch}: {moved} in {result.duration:.2f}s")
-        print(_daemon_note(config))
+        note = _daemon_note(config)
+        if note:
+            print(note)
     else:
         print(f"already up to date: {branch} at {_short(result.head_after, 12)} "
               f"(checked in {result.duration:.2f}s)")
@@ -291,14 +298,18 @@ def _say_if_waiting(checkout: Checkout) -> None:
 
 
 def _daemon_note(config: Config) -> str:
-    """What a running daemon makes of a checkout that moved under it."""
-    if config.reload == "none":
+    """What a running daemon makes of a checkout that moved under it ("" when the
+    checkout is another site's and ``reload = "auto"`` leaves the daemon alone)."""
+    mode = effective_mode(config.reload, config.repo_path)
+    if mode == "none":
+        if config.reload == "auto":
+            return ""  # another site's checkout: the daemon's code is not concerned
         return "note: reload = none: post_deploy (if any) did the restarting"
     health = _health(config)
     if health is None:
         return (f"note: no daemon answers at {_base_url(config)}; "
                 "the next 'deployhook serve' runs the new code")
-    then = ("re-executes itself" if config.reload == "autoreload"
+    then = ("re-executes itself" if mode == "autoreload"
             else "exits for its supervisor to restart it")
     return (f"note: the daemon at {_base_url(config)} (pid {health.get('pid', '?')}) was not "
             f"reloaded and still runs the code it started with; it {then} only after its "

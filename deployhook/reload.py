@@ -3,21 +3,70 @@
 The reload waits until no deploy runs or waits and no webhook response is in
 flight, so it never cuts a response or a deploy short.
 
-Modes: ``autoreload`` re-executes the process with Tornado's autoreload
-machinery (its reload hooks run first); ``exit`` stops the IOLoop so the
-process ends cleanly for its supervisor to restart; ``none`` does nothing.
+Modes: ``auto`` (the default) re-executes when the checkout holds the code this
+process runs (deployhook itself, or the script that embeds it) and otherwise
+does nothing; ``autoreload`` always re-executes; ``exit`` ends the process
+cleanly for its supervisor to restart; ``none`` does nothing.
+
+Re-executing goes through :func:`reexec` (``os.execv`` of the same interpreter
+and command line, so the PID stays).  The daemon passes ``on_reexec`` so it
+drains and closes (the record's pending writes, the git executor) exactly as on
+SIGTERM before it execs; a :class:`~deployhook.hook.DeployHook` embedded in
+another application closes itself (record, git executor) and execs.  The hooks
+of :meth:`Reloader.add_hook` run first in both cases.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import NoReturn
 
-from tornado import autoreload
 from tornado.ioloop import IOLoop
 
 log = logging.getLogger("deployhook.reload")
 GRACE = 0.1  # seconds for the last response bytes to leave the socket
+
+
+def running_code() -> list[Path]:
+    """The files this process runs: the deployhook package and the ``__main__`` script."""
+    paths = [Path(__file__).resolve().parent]
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main:
+        paths.append(Path(main).resolve())
+    return paths
+
+
+def holds_running_code(repo_path: str, code: Iterable[Path] | None = None) -> bool:
+    """True when one of ``code`` (default :func:`running_code`) lies inside ``repo_path``."""
+    root = Path(repo_path).resolve()
+    return any(path.is_relative_to(root) for path in (running_code() if code is None else code))
+
+
+def effective_mode(mode: str, repo_path: str) -> str:
+    """``mode`` with ``auto`` resolved: ``autoreload`` when the checkout at ``repo_path``
+    holds this process's code, else ``none``."""
+    if mode != "auto":
+        return mode
+    return "autoreload" if holds_running_code(repo_path) else "none"
+
+
+def reexec() -> NoReturn:
+    """Replace this process with the same interpreter and command line (``-m`` kept),
+    same PID and environment.
+
+    Raises:
+        OSError: the interpreter cannot be executed (the process goes on).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os.execv(sys.executable, list(sys.orig_argv))
 
 
 class Reloader:
@@ -28,20 +77,27 @@ class Reloader:
         mode: str,
         busy: Callable[[], bool],
         on_exit: Callable[[], None] | None = None,
+        on_reexec: Callable[[], None] | None = None,
+        repo_path: str = ".",
     ) -> None:
         self.mode = mode
+        self.repo_path = repo_path
         self._busy = busy
         self._on_exit = on_exit
+        self._on_reexec = on_reexec
         self.wanted = False
         self._hooks: list[Callable[[], None]] = []
 
     def add_hook(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` just before the process re-executes (``autoreload`` mode only)."""
+        """Run ``fn`` when a re-executing reload fires, before ``on_reexec``."""
         self._hooks.append(fn)
 
     def request(self) -> None:
         """Ask for a reload once everything in flight has finished."""
-        if self.mode == "none":
+        if effective_mode(self.mode, self.repo_path) == "none":
+            if self.mode == "auto":
+                log.info("deploy moved HEAD; reload = auto and %s does not hold this "
+                         "process's code: the process keeps running", self.repo_path)
             return
         self.wanted = True
         self.poke()
@@ -55,11 +111,12 @@ class Reloader:
         if not self.wanted or self._busy():
             return
         self.wanted = False
-        if self.mode == "exit":
+        mode = effective_mode(self.mode, self.repo_path)
+        if mode == "exit":
             log.info("deploy moved HEAD: exiting for the supervisor to restart")
             (self._on_exit or IOLoop.current().stop)()
-            return
-        log.info("deploy moved HEAD: re-executing the process (autoreload)")
-        for fn in self._hooks:
-            fn()
-        autoreload._reload()  # Tornado's own re-exec: runs its reload hooks, keeps -m
+        elif mode == "autoreload":
+            log.info("deploy moved HEAD: re-executing the process (%s)", self.mode)
+            for fn in self._hooks:
+                fn()
+            (self._on_reexec or reexec)()

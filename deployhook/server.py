@@ -1,7 +1,10 @@
 """Run the daemon: listen (or take systemd's socket), notify systemd, handle signals.
 
 - SIGTERM / SIGINT: stop accepting connections, let a running deploy finish
-  (at most ``stop_timeout``), answer its waiting deliveries, exit 0.
+  (at most ``stop_timeout``), answer its waiting deliveries, exit 0.  The handlers
+  are installed before anything else, so a signal at any time takes this path.
+- A re-executing reload drains and closes the same way, then execs itself with
+  the listening sockets handed over (as systemd's socket activation would).
 - SIGHUP: re-read the config file; a bad one is logged and the old one kept.
 - systemd: ``READY=1`` once listening, ``STATUS=`` after each deploy,
   ``WATCHDOG=1`` from the IOLoop, ``STOPPING=1`` and ``RELOADING=1``.
@@ -15,14 +18,16 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
-from . import settings
+from . import reload, settings
 from .app import make_app
 from .checkout import RunResult
+from .connections import make_server
 from .errors import ConfigError
 from .hook import DeployHook
 from .listen import SD_LISTEN_FDS_START, describe, listening_sockets
@@ -40,7 +45,8 @@ class Daemon:
         self.config_path = config_path
         self.notifier = Notifier()
         self.stopping = asyncio.Event()
-        self.hook = DeployHook(config, on_exit=self.stopping.set)
+        self.hook = DeployHook(config, on_exit=self.stopping.set, on_reexec=self._want_reexec)
+        self.reexec = False
         self.sockets: list[socket.socket] = []
         self.where = ""
         # The last deploy's summary survives an autoreload's exec (for STATUS=).
@@ -54,20 +60,30 @@ class Daemon:
             OSError: the address cannot be bound.
         """
         hook, config = self.hook, self.hook.config
+        self._install_signals()  # first: a signal from here on always takes _shutdown
         await hook.start()
         self.sockets = listening_sockets(config.address, config.port)
-        server = HTTPServer(make_app(hook), max_body_size=config.max_body_size * 4,
-                            idle_connection_timeout=60, body_timeout=60)
+        server = make_server(make_app(hook), config)
         server.add_sockets(self.sockets)
         self.where = describe(self.sockets)
         hook.listeners.append(self._deployed)
-        hook.reloader.add_hook(self._before_reexec)
+        hook.head_listeners.append(self._head_moved)
         log.info("listening on http://%s%s", self.where, config.webhook_path)
         self.notifier.ready(self._status())
         watchdog = self._start_watchdog()
-        self._install_signals()
         await self.stopping.wait()
-        return await self._shutdown(server, watchdog)
+        spare = self._keep_sockets() if self.reexec else []
+        status = await self._shutdown(server, watchdog)
+        if self.reexec and status == 0:
+            self._hand_over(spare)
+            log.info("re-executing the process")
+            try:
+                reload.reexec()
+            except OSError as exc:
+                log.error("cannot re-execute %s: %s; exiting for the supervisor", sys.executable,
+                          exc)
+                return 1
+        return status
 
     def _status(self) -> str:
         text = f"listening on {self.where}; HEAD {(self.hook.head or 'none')[:12]}"
@@ -77,6 +93,19 @@ class Daemon:
         outcome = "ok" if result.ok else f"FAILED: {result.reason[:120]}"
         self.last_deploy = f"last deploy {time.strftime('%H:%M:%S')} {outcome}"
         self.notifier.status(self._status())
+
+    def _head_moved(self) -> None:
+        self.notifier.status(self._status())
+
+    def _stop(self) -> None:
+        """SIGTERM/SIGINT: stop, even when a re-exec was about to happen."""
+        self.reexec = False
+        self.stopping.set()
+
+    def _want_reexec(self) -> None:
+        """The reloader's ``on_reexec``: drain and close as on SIGTERM, then exec."""
+        self.reexec = True
+        self.stopping.set()
 
     def _start_watchdog(self) -> PeriodicCallback | None:
         interval = watchdog_interval()
@@ -94,7 +123,7 @@ class Daemon:
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self._stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reread()))
 
     async def reread(self) -> bool:
@@ -111,15 +140,20 @@ class Daemon:
         self.notifier.ready(self._status())
         return True
 
-    def _before_reexec(self) -> None:
-        """Hand the listening sockets to the re-executed process, as systemd would."""
+    def _keep_sockets(self) -> list[int]:
+        """Duplicates of the listening sockets that outlive ``server.stop()``: the kernel
+        keeps queueing connections for the re-executed process, so none is refused."""
+        count = len(self.sockets)
+        return [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, SD_LISTEN_FDS_START + count)
+                for s in self.sockets]  # out of the way of fds 3..3+count
+
+    def _hand_over(self, spare: list[int]) -> None:
+        """Put the kept sockets at fds 3.. with ``$LISTEN_FDS``/``$LISTEN_PID`` for the
+        re-executed process, as systemd would, and keep STATUS's last deploy."""
         self.notifier.watchdog()
-        self.notifier.reloading("re-executing after a deploy")
         if self.last_deploy:
             os.environ[LAST_DEPLOY_ENV] = self.last_deploy
-        count = len(self.sockets)
-        spare = [fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, SD_LISTEN_FDS_START + count)
-                 for s in self.sockets]  # out of the way of fds 3..3+count
+        count = len(spare)
         for offset, fd in enumerate(spare):
             os.dup2(fd, SD_LISTEN_FDS_START + offset, inheritable=True)
             os.close(fd)
@@ -128,8 +162,13 @@ class Daemon:
 
     async def _shutdown(self, server: HTTPServer, watchdog: PeriodicCallback | None) -> int:
         timeout = self.hook.config.stop_timeout
-        log.info("stopping: no new connections; waiting up to %gs for a running deploy", timeout)
-        self.notifier.stopping("stopping: finishing the running deploy")
+        if self.reexec:
+            log.info("re-executing after a deploy: closing the record and the git workers")
+            self.notifier.reloading("re-executing after a deploy")
+        else:
+            log.info("stopping: no new connections; waiting up to %gs for a running deploy",
+                     timeout)
+            self.notifier.stopping("stopping: finishing the running deploy")
         server.stop()
         status = 0
         try:
@@ -142,8 +181,9 @@ class Daemon:
             watchdog.stop()
         await server.close_all_connections()
         self.hook.close(wait=status == 0)
-        self.notifier.close()
-        log.info("stopped")
+        if not self.reexec:
+            self.notifier.close()  # a re-exec still pings the watchdog just before exec
+            log.info("stopped")
         return status
 
     async def _drain(self) -> None:

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import sqlite3
 import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.helpers import (
+    REPOSITORY,
     SECRET,
     Daemon,
     Repos,
     deliver_push,
+    free_port,
     http,
+    push_payload,
+    signed,
     start_daemon,
     write_config,
 )
@@ -109,6 +117,7 @@ def test_autoreload_reexecutes_after_a_deploy(repos: Repos, secret_file: Path) -
         assert wait_for(reloaded), daemon.log()
         after = daemon.wait_ready()
         assert after["pid"] == before["pid"] and after["head"] == sha
+        assert after["runs"] == 1  # the record's count survives the re-exec
         assert "re-executing" in daemon.log()
         # A delivery for the same commit after the reload: already deployed, no reload loop.
         status, body = deliver(daemon, sha, delivery="d-2")
@@ -123,3 +132,223 @@ def test_sigterm_stops_cleanly(repos: Repos, secret_file: Path) -> None:
     assert daemon.stop() == 0
     assert "stopped" in daemon.log()
     assert SECRET.decode() not in daemon.log()
+
+
+# -- issue 10: stop signals at start-up, HEAD moved under the daemon, re-exec ---------------
+
+
+def test_stop_signal_right_after_listening_is_clean(repos: Repos, secret_file: Path) -> None:
+    """SIGINT and SIGTERM sent the moment "listening" is read from the daemon's stderr
+    (10 of each): every run takes the clean shutdown, exits 0 and logs "stopped"."""
+    outcomes = []
+    for sig in [signal.SIGINT, signal.SIGTERM] * 10:
+        config = write_config(repos.root / "config.py", port=free_port(), reload="none",
+                              repo_path=str(repos.deployed), secret_file=str(secret_file),
+                              repository=REPOSITORY)
+        proc = subprocess.Popen([sys.executable, "-m", "deployhook", "serve", "--config",
+                                 str(config)], cwd=repos.root, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert proc.stderr is not None
+        seen = b""
+        for line in proc.stderr:
+            seen += line
+            if b"listening on" in line:
+                proc.send_signal(sig)
+                break
+        seen += proc.stderr.read()
+        code = proc.wait(30)
+        outcomes.append((sig.name, code, b"stopped" in seen, b"Traceback" in seen))
+    bad = [o for o in outcomes if o[1:] != (0, True, False)]
+    assert not bad, f"{len(bad)} of {len(outcomes)} runs not clean: {bad}"
+
+
+class StatusListener:
+    """A datagram socket standing in for systemd's ``$NOTIFY_SOCKET``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "notify.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.sock.settimeout(0.05)
+        self.statuses: list[str] = []
+
+    def status_with(self, text: str, timeout: float) -> bool:
+        """Read datagrams until a STATUS= containing ``text`` came (or ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if any(text in status for status in self.statuses):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            try:
+                fields = self.sock.recv(65536).decode().split("\n")
+            except TimeoutError:
+                continue
+            self.statuses += [f[7:] for f in fields if f.startswith("STATUS=")]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def page(daemon: Daemon) -> str:
+    with urllib.request.urlopen(daemon.url + "/", timeout=10) as response:
+        return response.read().decode()
+
+
+def test_status_after_a_webhook_deploy_names_the_new_head(repos: Repos, secret_file: Path,
+                                                         tmp_path: Path) -> None:
+    """systemd's STATUS= sent after a deploy names the HEAD the deploy moved to."""
+    notify = StatusListener(tmp_path)
+    daemon = start_daemon(repos, secret_file, env={"NOTIFY_SOCKET": str(notify.path)})
+    try:
+        daemon.wait_ready()
+        sha = repos.commit()
+        status, body = deliver(daemon, sha)
+        assert status == 200, body
+        assert notify.status_with("last deploy", 20), notify.statuses
+        after = [s for s in notify.statuses if "last deploy" in s]
+        assert f"HEAD {sha[:12]}" in after[0], after
+    finally:
+        assert daemon.stop() == 0
+        notify.close()
+
+
+def test_a_checkout_moved_by_deployhook_deploy_shows_within_a_second(
+        repos: Repos, secret_file: Path, tmp_path: Path) -> None:
+    """`deployhook deploy` moves HEAD while the daemon runs: within 1 s /health, the
+    status page and STATUS= show the new HEAD, and /health's last deploy and run count
+    are the record's (the CLI's run)."""
+    notify = StatusListener(tmp_path)
+    daemon = start_daemon(repos, secret_file, env={"NOTIFY_SOCKET": str(notify.path)})
+    try:
+        old = daemon.wait_ready()
+        sha = repos.commit()
+        deployed = cli("deploy", "--config", "config.py", cwd=repos.root)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert wait_for(lambda: daemon.wait_ready()["head"] == sha, timeout=1.0), \
+            (old, daemon.wait_ready())
+        health = daemon.wait_ready()
+        assert health["last_deploy"]["head_after"] == sha
+        assert health["last_deploy"]["trigger"] == "cli" and health["runs"] == 1
+        assert wait_for(lambda: sha in page(daemon), timeout=1.0)
+        assert notify.status_with(f"HEAD {sha[:12]}", 1.0), notify.statuses
+    finally:
+        assert daemon.stop() == 0
+        notify.close()
+
+
+def test_reexec_drains_and_writes_the_records_pending_rows(repos: Repos,
+                                                           secret_file: Path) -> None:
+    """A re-executing reload closes the record first, as SIGTERM does: a delivery answered
+    just before it, whose row waits for a locked database, is still recorded."""
+    daemon = start_daemon(repos, secret_file, reload="autoreload")
+    before = daemon.wait_ready()
+    held = socket.create_connection(("127.0.0.1", daemon.port), timeout=20)
+    try:
+        body, headers = signed(push_payload("1" * 40, ref="refs/heads/elsewhere"),
+                               delivery="held-1")
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        held.sendall(f"POST /github HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                     f"Expect: 100-continue\r\n{head}\r\n".encode())
+        assert b"100" in held.recv(100)  # prepare() ran: this answer is in flight
+        status, answer = deliver(daemon, repos.commit())
+        assert status == 200, answer  # the reload waits for the held delivery
+        lock = sqlite3.connect(repos.root / "deployhook.sqlite3", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")  # the held delivery's row must wait for this
+        held.sendall(body)
+        assert b" 202 " in held.recv(4096).split(b"\r\n")[0] + b" "
+        time.sleep(1.0)  # the reload fires meanwhile (0.1 s after the last answer)
+        lock.execute("ROLLBACK")
+        lock.close()
+
+        def reloaded() -> bool:
+            try:
+                return http("GET", daemon.url + "/health", timeout=2)[1]["started"] \
+                    != before["started"]
+            except OSError:
+                return False
+
+        assert wait_for(reloaded), daemon.log()
+        with sqlite3.connect(repos.root / "deployhook.sqlite3") as db:
+            ids = [r[0] for r in db.execute("SELECT delivery_id FROM deliveries")]
+        assert "held-1" in ids, (ids, daemon.log())
+        assert "closing the record" in daemon.log()
+    finally:
+        held.close()
+        assert daemon.stop() == 0
+
+
+def test_default_reload_leaves_the_process_for_another_sites_checkout(
+        repos: Repos, secret_file: Path) -> None:
+    """`reload` unset (``auto``) and a checkout that holds none of the daemon's code: a
+    deploy that moves HEAD leaves the process running, and `deployhook deploy` prints no
+    note about the daemon's code."""
+    daemon = start_daemon(repos, secret_file, reload="auto")
+    try:
+        before = daemon.wait_ready()
+        status, body = deliver(daemon, repos.commit())
+        assert status == 200, body
+        assert wait_for(lambda: "keeps running" in daemon.log()), daemon.log()
+        assert daemon.wait_ready()["started"] == before["started"]
+        repos.commit()
+        deployed = cli("deploy", "--config", "config.py", cwd=repos.root)
+        assert deployed.returncode == 0 and "note:" not in deployed.stdout, deployed.stdout
+    finally:
+        assert daemon.stop() == 0
+
+
+EMBEDDING_APP = """
+import asyncio, sys, time
+import tornado.web
+import deployhook
+
+class Started(tornado.web.RequestHandler):
+    def get(self):
+        self.write({"started": STARTED})
+
+STARTED = time.time()
+
+async def main(path):
+    hook = deployhook.DeployHook(deployhook.load(path))
+    await hook.start()
+    tornado.web.Application([(r"/started", Started), *hook.routes()]).listen(
+        hook.config.port, "127.0.0.1")
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_default_reload_reexecutes_an_app_whose_checkout_holds_its_code(
+        repos: Repos, secret_file: Path) -> None:
+    """`reload` unset (``auto``), the application's script lives in the deployed checkout:
+    a deploy that moves HEAD re-executes it."""
+    port = free_port()
+    script = repos.deployed / "app.py"
+    script.write_text(EMBEDDING_APP)
+    config = write_config(repos.root / "site.py", port=port, repo_path=str(repos.deployed),
+                          secret_file=str(secret_file), repository=REPOSITORY,
+                          state_db=str(repos.root / "site.sqlite3"))
+    log = (repos.root / "app.log").open("wb")
+    proc = subprocess.Popen([sys.executable, str(script), str(config)], cwd=repos.root,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def started() -> float | None:
+        try:
+            return http("GET", url + "/started", timeout=2)[1]["started"]
+        except OSError:
+            return None
+
+    try:
+        assert wait_for(lambda: started() is not None), (repos.root / "app.log").read_text()
+        first = started()
+        status, body = deliver_push(url, repos.commit())
+        assert status == 200, body
+        assert wait_for(lambda: started() not in (None, first)), \
+            (repos.root / "app.log").read_text()
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()

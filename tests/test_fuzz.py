@@ -13,17 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.tools import require_tool
 
 HARNESS = Path(__file__).parent.parent / "fuzz" / "fuzz_delivery.py"
 SEEDS = Path(__file__).parent / "fixtures" / "github"
 RUNS = 200_000
 
 
-@pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
-                    reason="atheris is not installed (pip install atheris): fuzzing skipped")
 def test_fuzz_read_delivery_and_decide(tmp_path: Path) -> None:
     """200 000 executions (at most 20 s) seeded with GitHub's example payloads: no crash."""
+    require_tool(importlib.util.find_spec("atheris"),
+                 "atheris is not installed (pip install atheris): fuzzing skipped")
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     proc = subprocess.run(

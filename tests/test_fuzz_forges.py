@@ -13,17 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.tools import require_tool
 
 HARNESS = Path(__file__).parent.parent / "fuzz" / "fuzz_forges.py"
 FIXTURES = Path(__file__).parent / "fixtures"
 RUNS = 50_000
 
 
-@pytest.mark.skipif(importlib.util.find_spec("atheris") is None,
-                    reason="atheris is not installed (pip install atheris): fuzzing skipped")
 def test_fuzz_every_forge(tmp_path: Path) -> None:
     """50 000 executions (at most 15 s) seeded with every forge's payloads: no crash."""
+    require_tool(importlib.util.find_spec("atheris"),
+                 "atheris is not installed (pip install atheris): fuzzing skipped")
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for path in FIXTURES.glob("*/*.json"):

@@ -37,6 +37,7 @@ from tests.helpers import (
     signed,
     start_daemon,
 )
+from tests.tools import require_tool
 
 Answer = tuple[int, dict[str, Any]]
 LEFTOVERS = ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
@@ -777,8 +778,8 @@ class DiskFullTest(FaultTestCase):
         mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs",
                                 str(self.disk)], capture_output=True, text=True)
         if mount.returncode != 0:
-            self.skipTest(f"cannot mount a tmpfs here ({mount.stderr.strip()}); "
-                          "the disk-full cases need root and mount permission")
+            require_tool(False, f"cannot mount a tmpfs here ({mount.stderr.strip()}); "
+                         "the disk-full cases need root and mount permission")
         self.addCleanup(self._unmount)
         self.checkout = self.disk / "deployed"
         git(self.tmp, "clone", "-q", "--recurse-submodules", self.repos.origin.as_uri(),

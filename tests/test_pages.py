@@ -19,7 +19,6 @@ import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pytest
 from tornado.httpclient import HTTPResponse
 from tornado.testing import gen_test
 
@@ -319,8 +318,6 @@ def deliver_sha(daemon: Daemon, sha: str, delivery: str, pusher: str) -> tuple[i
     return http("POST", daemon.url + "/github", body, headers, timeout=60)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian package "
-                    "'chromium'; .ci/setup-chromium.sh installs it)")
 def test_browser_renders_status_page(repos: Repos, secret_file: Path, tmp_path: Path) -> None:
     """The daemon as a real process, a few pushes (one failing), and headless Chromium:
     the rendered DOM shows the deployed SHA and the last outcome; wide and phone-size

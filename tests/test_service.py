@@ -32,6 +32,7 @@ from tests.helpers import (
     start_daemon,
     write_config,
 )
+from tests.tools import require_tool
 
 ROOT = Path(__file__).parents[1]
 
@@ -119,8 +120,7 @@ def test_notifications(repos: Repos, secret_file: Path, listener: NotifyListener
 def test_socket_activation(repos: Repos, secret_file: Path) -> None:
     """Started by systemd-socket-activate: serves on the passed socket, never binds its own."""
     activate = shutil.which("systemd-socket-activate")
-    if activate is None:
-        pytest.skip("systemd-socket-activate is not installed (Debian package systemd)")
+    require_tool(activate, "systemd-socket-activate is not installed (Debian package systemd)")
     port, unusable = free_port(), free_port()
     config = write_config(repos.root / "config.py", port=unusable, repo_path=str(repos.deployed),
                           secret_file=str(secret_file), repository=REPOSITORY, reload="none")
@@ -212,10 +212,7 @@ def test_shipped_units_verify(tmp_path: Path) -> None:
     the deployhook command installed for these tests; nothing else is changed.
     """
     analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        if os.environ.get("CI"):
-            pytest.fail("systemd-analyze is missing: .ci/run installs Debian's systemd")
-        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+    require_tool(analyze, "systemd-analyze is not installed (Debian package systemd)")
     command = shutil.which("deployhook") or str(Path(sys.executable).parent / "deployhook")
     units = []
     for unit in (ROOT / "contrib" / "systemd").glob("deployhook.*"):

@@ -6,8 +6,9 @@ systemd").  The container shares the host's network, so the test talks to the
 daemon at ``127.0.0.1:<free port>`` from the host.  Inside it, as the README's
 "Running under systemd" says: wheels built on the host from this checkout
 installed into ``/opt/deployhook``, a ``deployhook`` system user, the checkout
-``/srv/deploy`` owned by it, ``/etc/deployhook/config.py`` (``reload`` left at its
-default, ``autoreload``), and the shipped ``contrib/systemd/deployhook.service``
+``/srv/deploy`` owned by it, ``/etc/deployhook/config.py`` (``reload =
+"autoreload"``: /srv/deploy does not hold deployhook's code, so the default
+``auto`` would not re-execute), and the shipped ``contrib/systemd/deployhook.service``
 copied unchanged to ``/etc/systemd/system``.
 
 What differs from a real installation, and why:
@@ -103,7 +104,8 @@ def config_text(port: int, **changes: Any) -> str:
     """config.py as the test installs it, with ``changes`` applied."""
     values: dict[str, Any] = {
         "address": "127.0.0.1", "port": port, "repo_path": "/srv/deploy",
-        "repository": REPOSITORY, "secret_file": "/etc/deployhook/secret.txt", **changes,
+        "repository": REPOSITORY, "secret_file": "/etc/deployhook/secret.txt",
+        "reload": "autoreload", **changes,
     }
     return "".join(f"{key} = {value!r}\n" for key, value in values.items())
 
@@ -372,7 +374,7 @@ def test_signed_push_deploys(box: Box) -> None:
     assert status == 200 and body["result"] == "deployed", f"{body}{box.explain()}"
     assert body["head"] == after
     assert box.head() == after
-    # reload = "autoreload" (the default): the daemon re-executes itself and says READY=1 again.
+    # reload = "autoreload": the daemon re-executes itself and says READY=1 again.
     box.wait_journal("re-executing the process (autoreload)", since)
     box.wait_for("the re-executed daemon to be ready", lambda: (
         (s := box.show())["ActiveState"] == "active" and f"HEAD {after[:12]}" in s["StatusText"]))
@@ -512,7 +514,7 @@ def test_watchdog_restarts_a_hung_daemon(box: Box) -> None:
 
 
 def test_status_text_keeps_last_deploy(box: Box) -> None:
-    """b. After a deploy (default reload: autoreload), StatusText mentions it."""
+    """b. After a deploy (reload = "autoreload"), StatusText mentions it."""
     box.ensure_started()
     before = box.head()
     since = len(box.journal())
