@@ -40,7 +40,8 @@ post_deploy_timeout = 300.0
 reload = "auto"
 
 response_timeout = 8.0     # answer GitHub within this; later outcomes go to /health
-git_timeout = 120.0        # kill a fetch/clone/submodule update that takes longer
+git_timeout = 120.0        # kill any git command (hooks included) that takes longer
+lock_timeout = 900.0       # give up waiting for another deploy of this checkout
 max_body_size = 27262976   # 26 MiB: a little over GitHub's 25 MB cap
 workers = 4                # threads for git work
 stop_timeout = 60.0        # on SIGTERM, wait this long for a running deploy
