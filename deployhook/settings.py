@@ -33,9 +33,8 @@ TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 TARGET_KEYS = ("repo_path", "remote", "branch", "repository", "repo_url", "submodules",
                "pull_strategy", "post_deploy", "post_deploy_timeout", "reload", "secret_file",
                "ssh_key", "forge", "tags", "git_timeout")
-# DEPLOYHOOK_* variables that are not settings: the secret itself, and the
-# watchdog tests' fault switch (see server.py).
-NOT_KEYS = (ENV_PREFIX + "SECRET", ENV_PREFIX + "TEST_STALL_FILE")
+# DEPLOYHOOK_* variables that are not settings: the secret itself.
+NOT_KEYS = (ENV_PREFIX + "SECRET",)
 
 
 @dataclass(frozen=True)
