@@ -23,6 +23,19 @@ repo_url = None            # set to clone into repo_path when it does not exist 
 repository = None          # "owner/name"; None: taken from the remote's GitHub URL
 submodules = True          # git submodule update --init --recursive after each update
 
+# Deploy keys are per repository: a private key for this checkout's remote (ssh only),
+# used alone (IdentitiesOnly).  None: ssh's own keys.
+ssh_key = None
+
+# Which forge sends the deliveries: "github", "gitlab", "gitea", "forgejo", "gogs",
+# "bitbucket" (Cloud) or "bitbucket-server" (Data Center).  None: detected from the
+# delivery's headers.  Pin it so that a delivery shaped like another forge's is refused.
+forge = None
+
+# Deploy tags instead of a branch: e.g. "v*" deploys the newest pushed tag matching the
+# pattern (checked out detached) and ignores branch pushes.  None: deploy the branch.
+tags = None
+
 # How to update: "ff-only" (refuses if local history diverged), "merge",
 # "rebase", or "reset" (the only one that discards local changes).
 pull_strategy = "ff-only"
@@ -80,3 +93,16 @@ status_password_file = None
 # nginx on this machine forwards to deployhook).
 allowed_networks = []
 trusted_proxies = []
+
+# Several sites in one daemon: a dict from a name (a-z, 0-9, '-', '_') to that target's
+# settings.  Each target answers at /hooks/<name>; the keys above about one checkout
+# (repo_path, remote, branch, repository, repo_url, submodules, pull_strategy, ssh_key,
+# forge, tags, post_deploy, post_deploy_timeout, reload, secret_file, git_timeout) are the
+# defaults for every target.  Empty: one target, "default", made of the keys above.
+# targets = {
+#     "blog": {"repo_path": "/srv/blog", "repository": "octo-org/blog", "branch": "main",
+#              "post_deploy": ["make", "html"]},
+#     "docs": {"repo_path": "/srv/docs", "repository": "group/docs", "forge": "gitlab",
+#              "secret_file": "docs.secret"},
+# }
+targets = {}

@@ -27,6 +27,8 @@ from typing import NoReturn
 
 from tornado.ioloop import IOLoop
 
+from . import settings
+
 log = logging.getLogger("deployhook.reload")
 GRACE = 0.1  # seconds for the last response bytes to leave the socket
 
@@ -66,7 +68,7 @@ def reexec() -> NoReturn:
             stream.flush()
         except (AttributeError, OSError, ValueError):
             pass
-    os.execv(sys.executable, list(sys.orig_argv))
+    os.execve(sys.executable, list(sys.orig_argv), settings.reexec_environment())
 
 
 class Reloader:

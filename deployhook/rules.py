@@ -5,10 +5,13 @@ Pure: a :class:`Delivery` and the deploy target's facts in, a decision out.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
 
+from . import forges
 from .delivery import Delivery, Push, parse_push
 from .errors import WrongRepository
+from .forges.events import TAG_PREFIX, Event, Pushes
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,51 @@ def decide(delivery: Delivery, repository: str | None, branch: str | None) -> De
     if push.deleted:
         return Ignore(f"branch {push.branch} was deleted; the checkout is kept as it is")
     return Deploy(push)
+
+
+def decide_event(event: Event, repository: str | None, branch: str | None,
+                 tags: str | None = None) -> Decision:
+    """Classify a verified forge event for one target (any forge).
+
+    The target deploys ``branch`` of ``repository`` (None: any repository; a branch of
+    None means the repository's default branch), or, with ``tags`` (a glob such as
+    ``v*``), the newest pushed tag matching it, ignoring branch pushes.  Of a push that
+    changed several refs (Bitbucket), the change to the deployed branch (or the last
+    matching tag) is taken.
+
+    Raises:
+        WrongRepository: the delivery names another repository (403).
+    """
+    named = event.repository
+    if repository and named is not None and named.lower() != repository.lower():
+        raise WrongRepository(f"this hook deploys {repository}, not {named}")
+    if isinstance(event, forges.Ping):
+        return Ping(event.message)
+    if isinstance(event, forges.Other):
+        return Ignore(event.reason)
+    if tags is not None:
+        return _decide_tags(event, tags)
+    first = event.changes[0]
+    wanted = branch or first.default_branch or "the default branch"
+    push = event.for_branch(wanted)
+    if push is None:
+        refs = ", ".join(event.refs)
+        what = f"{refs} is not a branch" if first.branch is None and len(event.changes) == 1 \
+            else f"push to {refs.removeprefix('refs/heads/')} ignored"
+        return Ignore(f"{what}; only {wanted} is deployed")
+    if push.deleted:
+        return Ignore(f"branch {push.branch} was deleted; the checkout is kept as it is")
+    return Deploy(push)
+
+
+def _decide_tags(event: Pushes, pattern: str) -> Decision:
+    tagged = [p for p in event.changes if p.ref.startswith(TAG_PREFIX)
+              and fnmatch.fnmatchcase(p.ref[len(TAG_PREFIX):], pattern)]
+    live = [p for p in tagged if not p.deleted]
+    if live:
+        return Deploy(live[-1])
+    if tagged:
+        return Ignore(f"tag {tagged[-1].ref[len(TAG_PREFIX):]} was deleted; "
+                      "the checkout is kept as it is")
+    refs = ", ".join(event.refs)
+    return Ignore(f"{refs} is not a tag matching {pattern!r}; only such tags are deployed")

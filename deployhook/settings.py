@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import runpy
 import shlex
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,59 @@ PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
 CREDENTIAL_NAME = "webhook-secret"  # systemd: LoadCredential=webhook-secret:/path
 RELOAD_MODES = ("auto", "autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
+FORGES = ("github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "bitbucket-server")
+DEFAULT_TARGET = "default"  # the one target of a config without ``targets``
+TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Keys about one checkout: allowed inside a target; at the top level they are the defaults.
+TARGET_KEYS = ("repo_path", "remote", "branch", "repository", "repo_url", "submodules",
+               "pull_strategy", "post_deploy", "post_deploy_timeout", "reload", "secret_file",
+               "ssh_key", "forge", "tags", "git_timeout", "lock_timeout")
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
 SECRET_ENV = ENV_PREFIX + "SECRET"
 NOT_KEYS = (SECRET_ENV,)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """The settings of one deployed checkout (a *target*), defaults filled in."""
+
+    name: str = DEFAULT_TARGET
+    repo_path: str = "."
+    remote: str = "origin"
+    branch: str | None = None
+    submodules: bool = True
+    pull_strategy: str = "ff-only"
+    repo_url: str | None = None
+    repository: str | None = None
+    post_deploy: tuple[str, ...] | None = None
+    post_deploy_timeout: float = 300.0
+    reload: str = "auto"
+    secret_file: str = "secret.txt"
+    git_timeout: float = 120.0
+    lock_timeout: float = 900.0
+    ssh_key: str | None = None
+    forge: str | None = None
+    tags: str | None = None
+    secret: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        where = "" if self.name == DEFAULT_TARGET else f" (target {self.name!r})"
+        if not TARGET_NAME.fullmatch(self.name):
+            raise ConfigError(f"target name {self.name!r} must match {TARGET_NAME.pattern}")
+        try:
+            _check_choice("pull_strategy", self.pull_strategy, PULL_STRATEGIES)
+            _check_choice("reload", self.reload, RELOAD_MODES)
+            if self.forge is not None:
+                _check_choice("forge", self.forge, FORGES)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}{where}") from None
+        for key in ("git_timeout", "lock_timeout", "post_deploy_timeout"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be a positive number of seconds{where}")
+        if self.post_deploy is not None and not self.post_deploy:
+            raise ConfigError(f"post_deploy must be a non-empty list of arguments, or None{where}")
+        if self.tags is not None and not self.tags.strip():
+            raise ConfigError(f"tags must be a non-empty pattern such as 'v*', or None{where}")
 
 
 @dataclass(frozen=True)
@@ -68,19 +119,24 @@ class Config:
     body_timeout: float = 60.0
     unverified_memory: int = 16 * 1024 * 1024
     unverified_disk: int = 1024 * 1024 * 1024
+    ssh_key: str | None = None
+    forge: str | None = None
+    tags: str | None = None
+    # name -> that target's settings; empty: one target, ``default``, from the keys above.
+    targets: tuple[TargetConfig, ...] = ()
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
     secret: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        _check_choice("pull_strategy", self.pull_strategy, PULL_STRATEGIES)
-        _check_choice("reload", self.reload, RELOAD_MODES)
         _check_choice("log_level", self.log_level, ("debug", "info", "warning", "error"))
         if not self.webhook_path.startswith("/"):
             raise ConfigError(f"webhook_path must start with '/', got {self.webhook_path!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
-        for key in ("response_timeout", "git_timeout", "lock_timeout", "post_deploy_timeout",
-                    "stop_timeout", "idle_timeout", "body_timeout"):
+        if not self.targets:  # the one target ``default``, from the top-level keys
+            object.__setattr__(self, "targets", (self.default_target(),))
+        _check_targets(self.targets)
+        for key in ("response_timeout", "stop_timeout", "idle_timeout", "body_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds")
         if min(self.workers, self.max_body_size, self.keep_runs) < 1 or self.keep_days <= 0:
@@ -88,13 +144,47 @@ class Config:
         if min(self.max_connections, self.unverified_memory, self.unverified_disk) < 1:
             raise ConfigError("max_connections, unverified_memory and unverified_disk "
                               "must be positive")
-        if self.post_deploy is not None and not self.post_deploy:
-            raise ConfigError("post_deploy must be a non-empty list of arguments, or None")
         for key in ("allowed_networks", "trusted_proxies"):
             try:
                 parse_networks(getattr(self, key), key)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+
+
+    def default_target(self, name: str = DEFAULT_TARGET, **values: Any) -> TargetConfig:
+        """A target named ``name`` with the top-level keys as defaults, ``values`` set."""
+        inherited = {key: getattr(self, key) for key in TARGET_KEYS}
+        return TargetConfig(name=name, **{**inherited, "secret": self.secret, **values})
+
+    def target(self, name: str) -> TargetConfig:
+        """The target called ``name``.
+
+        Raises:
+            KeyError: there is no such target.
+        """
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(target.name for target in self.targets)
+
+
+def _check_targets(targets: tuple[TargetConfig, ...]) -> None:
+    names: set[str] = set()
+    paths: dict[str, str] = {}
+    for target in targets:
+        if not isinstance(target, TargetConfig):
+            raise ConfigError("targets must be a dict from a name to a dict of settings")
+        if target.name in names:
+            raise ConfigError(f"two targets are named {target.name!r}")
+        names.add(target.name)
+        other = paths.setdefault(os.path.normpath(target.repo_path), target.name)
+        if other != target.name:
+            raise ConfigError(f"targets {other!r} and {target.name!r} share repo_path "
+                              f"{target.repo_path}; each target needs its own checkout")
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -111,9 +201,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "trusted_proxies": (list, tuple), "max_connections": (int,),
     "idle_timeout": (int, float), "body_timeout": (int, float),
     "unverified_memory": (int,), "unverified_disk": (int,),
+    "ssh_key": (str, type(None)), "forge": (str, type(None)), "tags": (str, type(None)),
+    "targets": (dict,),
 }
 KEYS = tuple(_TYPES)
-_PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file")
+_PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file", "ssh_key")
 
 
 def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:
@@ -142,15 +234,64 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
         base = config_path.parent
     values.update(_from_environ(environ))
     values = {key: _coerce(key, value) for key, value in values.items()}
+    raw_targets = values.pop("targets", None)
     credentials = environ.get("CREDENTIALS_DIRECTORY")
     if "secret_file" not in values and credentials:
         values["secret_file"] = str(Path(credentials) / CREDENTIAL_NAME)
     for key in _PATH_KEYS:
         raw = values.get(key, getattr(Config, key))
         if raw is not None:
-            values[key] = str((base / Path(raw).expanduser()).resolve())
+            values[key] = _resolve(base, raw)
     secret = _take_secret() if own else environ.get(SECRET_ENV)
-    return Config(**values, secret=secret.strip().encode() if secret else None)
+    config = Config(**values, secret=secret.strip().encode() if secret else None)
+    if raw_targets is None:
+        return config
+    targets = tuple(_target(config, name, settings, base, credentials)
+                    for name, settings in raw_targets.items())
+    return replace(config, targets=targets)
+
+
+def _target(config: Config, name: Any, raw: Any, base: Path,
+            credentials: str | None) -> TargetConfig:
+    """One entry of ``targets``: its keys checked and coerced, paths resolved, and the
+    top-level keys as defaults for the rest.
+
+    Raises:
+        ConfigError: a bad name, a value that is not a dict, an unknown or daemon-wide key,
+            or a bad value; the message names the target and the key.
+    """
+    if not isinstance(name, str) or not TARGET_NAME.fullmatch(name):
+        raise ConfigError(f"target name {name!r} must match {TARGET_NAME.pattern} "
+                          "(lower-case letters, digits, '-' and '_')")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"target {name!r} must be a dict of settings, got "
+                          f"{type(raw).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in KEYS and key not in TARGET_KEYS:
+            raise ConfigError(f"{key!r} in target {name!r} is a daemon-wide setting; "
+                              "set it at the top level of the config")
+        if key not in TARGET_KEYS:
+            raise ConfigError(f"unknown setting {key!r} in target {name!r}; a target may set: "
+                              f"{', '.join(sorted(TARGET_KEYS))}")
+        try:
+            values[key] = _coerce(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"target {name!r}: {exc}") from None
+    for key in set(_PATH_KEYS) & set(values):
+        if values[key] is not None:
+            values[key] = _resolve(base, values[key])
+    if "secret_file" not in values and credentials:  # systemd: a credential per target
+        own = Path(credentials) / f"{CREDENTIAL_NAME}-{name}"
+        if own.exists():
+            values["secret_file"] = str(own)
+    if "secret_file" in values:
+        values["secret"] = None  # its own file, not $DEPLOYHOOK_SECRET
+    return config.default_target(name, **values)
+
+
+def _resolve(base: Path, raw: str) -> str:
+    return str((base / Path(raw).expanduser()).resolve())
 
 
 _taken: list[str] = []  # $DEPLOYHOOK_SECRET once taken out of os.environ
@@ -159,20 +300,20 @@ _taken: list[str] = []  # $DEPLOYHOOK_SECRET once taken out of os.environ
 def _take_secret() -> str | None:
     """``$DEPLOYHOOK_SECRET``, taken out of ``os.environ`` the first time so that no child
     process (git, post_deploy, ...) inherits it; later calls (SIGHUP) get the same value.
-    It goes back into ``os.environ`` just before an autoreload re-executes the process."""
+    A re-executed process gets it back through :func:`reexec_environment`."""
     value = os.environ.pop(SECRET_ENV, None)
     if value is not None:
-        if not _taken:
-            from tornado import autoreload
-
-            autoreload.add_reload_hook(_give_back_secret)
         _taken[:] = [value]
     return _taken[0] if _taken else None
 
 
-def _give_back_secret() -> None:
+def reexec_environment() -> dict[str, str]:
+    """The environment for re-executing this process: ``os.environ`` with
+    ``$DEPLOYHOOK_SECRET`` given back when it was taken out of it."""
+    environ = dict(os.environ)
     if _taken:
-        os.environ[SECRET_ENV] = _taken[0]
+        environ[SECRET_ENV] = _taken[0]
+    return environ
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -216,6 +357,12 @@ def _parse_env(key: str, raw: str) -> Any:
             return False
         raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be true or false, got {raw!r}")
     name = f"{ENV_PREFIX}{key.upper()}"
+    if dict in kinds:
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a JSON object: {exc}") from None
+        return value
     if list in kinds:
         try:
             value = json.loads(raw) if raw.lstrip().startswith("[") else shlex.split(raw)

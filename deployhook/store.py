@@ -26,7 +26,8 @@ from typing import Any
 
 from .steps import Step, redact_recorded
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DEFAULT_TARGET = "default"  # history from before targets is kept under this name
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -72,6 +73,11 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX deliveries_by_id ON deliveries(delivery_id);
     CREATE INDEX deliveries_by_run ON deliveries(run_id);
     """,
+    2: """
+    ALTER TABLE runs ADD COLUMN target TEXT NOT NULL DEFAULT 'default';
+    ALTER TABLE deliveries ADD COLUMN target TEXT NOT NULL DEFAULT 'default';
+    CREATE INDEX runs_by_target ON runs(target, id);
+    """,
 }
 
 
@@ -88,6 +94,7 @@ class DeliveryRecord:
     after: str | None = None
     pusher: str | None = None
     accepted: bool = False
+    target: str = DEFAULT_TARGET
 
 
 class Store:
@@ -138,9 +145,9 @@ class Store:
         """Record an arriving delivery; return its row id."""
         cur = self.db.execute(
             "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher, remote_addr,"
-            " signature, received, accepted) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " signature, received, accepted, target) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (*_texts(record), time.time() if received is None else received,
-             int(record.accepted)))
+             int(record.accepted), record.target))
         return int(cur.lastrowid or 0)
 
     def log_deliveries(self, answered: Sequence[tuple[DeliveryRecord, float, int, str, str]]
@@ -151,9 +158,10 @@ class Store:
             self.db.execute("BEGIN")
             cur = self.db.executemany(
                 "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher,"
-                " remote_addr, signature, received, accepted, status, result, reason)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(*_texts(r), received, int(r.accepted), status, _text(result), _text(reason))
+                " remote_addr, signature, received, accepted, status, result, reason, target)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(*_texts(r), received, int(r.accepted), status, _text(result), _text(reason),
+                  r.target)
                  for r, received, status, result, reason in answered])
             last = self.db.execute("SELECT MAX(id) FROM deliveries").fetchone()[0] or 0
             if cur.rowcount and last // 1000 != (last - len(answered)) // 1000:
@@ -168,34 +176,40 @@ class Store:
                         " run_id=COALESCE(?, run_id) WHERE id=?",
                         (status, _text(result), _text(reason), run_id, row))
 
-    def earlier_deploy(self, delivery_id: str, after: str) -> dict[str, Any] | None:
-        """The newest accepted delivery with this ID and commit, and its run's outcome."""
+    def earlier_deploy(self, delivery_id: str, after: str,
+                       target: str = DEFAULT_TARGET) -> dict[str, Any] | None:
+        """The newest accepted delivery to ``target`` with this ID and commit, and its
+        run's outcome."""
         row = self.db.execute(
             "SELECT d.*, r.outcome AS run_outcome, r.head_after AS run_head, r.id AS run"
             " FROM deliveries d LEFT JOIN runs r ON r.id = d.run_id"
-            " WHERE d.delivery_id=? AND d.after=? AND d.accepted=1 ORDER BY d.id DESC LIMIT 1",
-            (delivery_id, after)).fetchone()
+            " WHERE d.delivery_id=? AND d.after=? AND d.accepted=1 AND d.target=?"
+            " ORDER BY d.id DESC LIMIT 1", (delivery_id, after, target)).fetchone()
         return dict(row) if row else None
 
-    def unfinished_deliveries(self) -> list[dict[str, Any]]:
-        """Accepted deliveries whose deploy never ended well (crash, failure, pending)."""
+    def unfinished_deliveries(self, target: str = DEFAULT_TARGET) -> list[dict[str, Any]]:
+        """Accepted deliveries to ``target`` whose deploy never ended well (crash,
+        failure, pending)."""
         rows = self.db.execute(
             "SELECT d.* FROM deliveries d LEFT JOIN runs r ON r.id = d.run_id"
-            " WHERE d.accepted=1 AND (r.id IS NULL OR r.outcome IN ('running', 'interrupted'))"
+            " WHERE d.accepted=1 AND d.target=?"
+            " AND (r.id IS NULL OR r.outcome IN ('running', 'interrupted'))"
             " AND d.id > COALESCE((SELECT MAX(d2.id) FROM deliveries d2 JOIN runs r2"
-            "   ON r2.id = d2.run_id WHERE r2.outcome = 'ok'), 0)"
-            " ORDER BY d.id").fetchall()
+            "   ON r2.id = d2.run_id WHERE r2.outcome = 'ok' AND d2.target=?), 0)"
+            " ORDER BY d.id", (target, target)).fetchall()
         return [dict(row) for row in rows]
 
     # -- runs --------------------------------------------------------------------------
     def start_run(self, trigger: str, branch: str, head_before: str | None,
-                  delivery_rows: Iterable[int], pushers: Sequence[str] = ()) -> int:
-        """Record a run that is starting, covering ``delivery_rows``; return its id."""
+                  delivery_rows: Iterable[int], pushers: Sequence[str] = (),
+                  target: str = DEFAULT_TARGET) -> int:
+        """Record a run of ``target`` that is starting, covering ``delivery_rows``; return
+        its id."""
         cur = self.db.execute(
-            "INSERT INTO runs (trigger, branch, started, outcome, head_before, pushers)"
-            " VALUES (?,?,?,?,?,?)",
+            "INSERT INTO runs (trigger, branch, started, outcome, head_before, pushers, target)"
+            " VALUES (?,?,?,?,?,?,?)",
             (trigger, _text(branch), time.time(), "running", head_before,
-             _text(", ".join(sorted(set(pushers))))))
+             _text(", ".join(sorted(set(pushers)))), target))
         run_id = int(cur.lastrowid or 0)
         self.db.executemany("UPDATE deliveries SET run_id=? WHERE id=?",
                             [(run_id, row) for row in delivery_rows])
@@ -224,20 +238,32 @@ class Store:
                         (time.time(),))
         return ids
 
-    def runs(self, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
-        """Runs, newest first, with their delivery count."""
+    def runs(self, limit: int = 20, offset: int = 0,
+             target: str | None = None) -> list[dict[str, Any]]:
+        """Runs (of ``target``, or of every target), newest first, with their delivery
+        count."""
         rows = self.db.execute(
             "SELECT r.*, (SELECT COUNT(*) FROM deliveries d WHERE d.run_id = r.id) AS deliveries,"
             " (SELECT s.command FROM steps s WHERE s.run_id = r.id AND s.name = 'post_deploy'"
             " LIMIT 1) AS post_deploy_command"
-            " FROM runs r ORDER BY r.id DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+            " FROM runs r WHERE ? IS NULL OR r.target = ? ORDER BY r.id DESC LIMIT ? OFFSET ?",
+            (target, target, limit, offset)).fetchall()
         runs = [_run(row) for row in rows]
         for run in runs:
             redact_recorded(run, run.pop("post_deploy_command"))
         return runs
 
-    def count_runs(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+    def count_runs(self, target: str | None = None) -> int:
+        """How many runs the record keeps (of ``target``, or of every target)."""
+        return int(self.db.execute("SELECT COUNT(*) FROM runs WHERE ? IS NULL OR target = ?",
+                                   (target, target)).fetchone()[0])
+
+    def last_runs(self) -> dict[str, dict[str, Any]]:
+        """Each target's newest run, by target name."""
+        rows = self.db.execute(
+            "SELECT r.*, 0 AS deliveries FROM runs r WHERE r.id IN"
+            " (SELECT MAX(id) FROM runs GROUP BY target)").fetchall()
+        return {row["target"]: _run(row) for row in rows}
 
     def run(self, run_id: int) -> dict[str, Any] | None:
         """One run with its steps and the deliveries it covered, or None."""
