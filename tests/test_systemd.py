@@ -53,7 +53,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SECRET, free_port, http, push_payload, signed
+from tests.helpers import SECRET, STATUS_PASSWORD, free_port, http, push_payload, signed
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "contrib" / "systemd" / "deployhook.service"
@@ -98,7 +98,8 @@ def config_text(port: int, **changes: Any) -> str:
     """config.py as the test installs it, with ``changes`` applied."""
     values: dict[str, Any] = {
         "address": "127.0.0.1", "port": port, "repo_path": "/srv/deploy",
-        "repository": REPOSITORY, "secret_file": "/etc/deployhook/secret.txt", **changes,
+        "repository": REPOSITORY, "secret_file": "/etc/deployhook/secret.txt",
+        "status_password_file": "/etc/deployhook/status-password.txt", **changes,
     }
     return "".join(f"{key} = {value!r}\n" for key, value in values.items())
 
@@ -244,6 +245,8 @@ def provision(box: Box, wheels: Path) -> None:
         git clone -q file:///srv/origin.git /srv/deploy
     """, user="deployhook")
     box.write("/etc/deployhook/secret.txt", SECRET.decode() + "\n", "0640", "root:deployhook")
+    box.write("/etc/deployhook/status-password.txt", STATUS_PASSWORD + "\n", "0640",
+              "root:deployhook")  # helpers.http() logs in with it
     box.write(CONFIG, config_text(box.port))
     box.write("/etc/systemd/system/deployhook.service", UNIT.read_text())
     box.write(f"{DROPIN_DIR}/test.conf",
