@@ -329,6 +329,10 @@ class RawTemplatesApp(HookTestCase):
     (and its own template_path) still escape what the record holds."""
 
     def get_app(self) -> tornado.web.Application:
+        # As in a fresh process: Tornado caches one template loader per folder for all
+        # applications, so a page rendered earlier in this process would hide the bug.
+        with tornado.web.RequestHandler._template_loader_lock:
+            tornado.web.RequestHandler._template_loaders.clear()
         self.hook = DeployHook(self.make_config())
         self.io_loop.run_sync(self.hook.start)
         return tornado.web.Application(self.hook.routes(), autoescape=None,
