@@ -7,6 +7,7 @@ failure, how to fix it.  The exit status is 0 only when nothing failed.
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 import stat
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ def _checks(config: Config, config_path: str) -> Iterator[Result]:
     yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
     yield from _secret(config)
     yield from _checkout(config)
+    yield from _writable(config)
     yield _bind(config)
 
 
@@ -97,6 +99,54 @@ def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str)
     reason = (err.strip().splitlines() or [f"exit status {status}"])[-1]
     return Result("FAIL", "remote", f"{redact(remote)}: {redact(reason)}",
                   "check the remote's URL and the server's credentials (git never prompts)")
+
+
+def _writable(config: Config) -> Iterator[Result]:
+    """FAIL for a repo_path or state_db folder this process cannot write.
+
+    Uses access(2) as the user running ``check``, inside whatever mount namespace
+    it runs in: run as the service's user with the unit's ``ProtectSystem=`` and
+    ``ReadWritePaths=`` (README.rst, "Running under systemd"), a folder the unit
+    leaves read-only answers EROFS even for root.  Never raises.
+    """
+    user = _user_name()
+    for name, path in (("repo_path", config.repo_path),
+                       ("state_db", os.path.dirname(config.state_db) or ".")):
+        problem = _unwritable(path)
+        if problem:
+            yield Result("FAIL", "writable", f"{name} {path}: {problem} (as user {user})",
+                         f"chown -R {user}: {path} (create it first if missing), and name it "
+                         "in the unit's ReadWritePaths=")
+        else:
+            yield Result("OK", "writable", f"{name} {path} is writable by {user}")
+
+
+def _unwritable(path: str) -> str:
+    """Why ``path`` (or, while missing, the folder it would be created in) is not
+    writable by this process; "" when it is."""
+    target = os.path.abspath(path)
+    while not os.path.exists(target):
+        parent = os.path.dirname(target)
+        if parent == target:
+            break
+        target = parent
+    if not os.path.isdir(target):
+        return f"{target} is not a folder"
+    if os.access(target, os.W_OK | os.X_OK):
+        return ""
+    try:
+        readonly = os.statvfs(target).f_flag & os.ST_RDONLY
+    except OSError:
+        readonly = 0
+    where = "" if target == os.path.abspath(path) else f"missing, and {target} "
+    return where + ("is on a read-only file system" if readonly else "is not writable")
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 def _bind(config: Config) -> Result:

@@ -88,14 +88,7 @@ class Daemon:
         return pinger
 
     def _watchdog_ping(self) -> None:
-        stall = os.environ.get("DEPLOYHOOK_TEST_STALL_FILE")  # test-only fault switch
-        if stall and os.path.exists(stall):
-            try:
-                os.unlink(stall)  # one-shot, so the restarted daemon runs normally
-            except OSError as exc:
-                log.error("cannot remove %s: %s", stall, exc)
-            log.warning("%s found: blocking the IOLoop to test the watchdog", stall)
-            time.sleep(3600)
+        """WATCHDOG=1, from the IOLoop: a blocked loop stops the pings."""
         self.notifier.watchdog()
 
     def _install_signals(self) -> None:

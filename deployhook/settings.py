@@ -27,9 +27,8 @@ PASSWORD_CREDENTIAL = "status-password"  # systemd: LoadCredential=status-passwo
 STATUS_ACCESS = ("password", "loopback")
 RELOAD_MODES = ("autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
-# DEPLOYHOOK_* variables that are not settings: the secret itself, and the
-# watchdog tests' fault switch (see server.py).
-NOT_KEYS = (ENV_PREFIX + "SECRET", ENV_PREFIX + "TEST_STALL_FILE")
+# DEPLOYHOOK_* variables that are not settings: the secret itself.
+NOT_KEYS = (ENV_PREFIX + "SECRET",)
 
 
 @dataclass(frozen=True)

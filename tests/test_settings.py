@@ -647,3 +647,14 @@ def test_create_secret_file_does_not_overwrite(tmp_path: Path) -> None:
     assert create_secret_file(str(path)) is False
     assert path.read_bytes() == b"keep me\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_no_test_only_fault_switch() -> None:
+    """The daemon ships no test-only switch (issue 10, bug 4): the old stall switch
+    DEPLOYHOOK_TEST_STALL_FILE is an unknown setting like any other, and no module
+    reads it; tests/test_systemd.py stalls the daemon from outside (SIGSTOP)."""
+    with pytest.raises(ConfigError) as info:
+        settings.load(None, environ={"DEPLOYHOOK_TEST_STALL_FILE": "/run/stall"})
+    assert "DEPLOYHOOK_TEST_STALL_FILE" in str(info.value)
+    package = Path(settings.__file__).parent
+    assert not [path.name for path in package.glob("*.py") if "STALL" in path.read_text()]

@@ -8,8 +8,8 @@
 #      podman's RLIMIT_NOFILE setting is refused on these machines);
 #   3. the image localhost/debian-systemd, from a root file system tarball
 #      cached outside the checkout, so debootstrap runs once per machine.  The
-#      image and the tarball carry the suite and package list they were built
-#      with; a change to either rebuilds them.
+#      image and the tarball carry the suite and package lists they were built
+#      with; a change to any of them rebuilds them.
 # Run as root (CI does; no standard input is needed).
 #
 # Environment:
@@ -25,7 +25,11 @@ TARBALL="$CACHE/debian-systemd.tar"
 SUITE=bookworm
 # procps: /bin/kill, which the shipped unit's ExecReload= runs (minbase has none).
 PACKAGES=systemd,systemd-sysv,python3,python3-venv,git,dbus,procps
-KEY="$SUITE:$PACKAGES"
+# Installed with apt-get in the new root after debootstrap (debootstrap's
+# one-pass configuration fails on polkitd's postinst):
+# polkitd: lets the deployhook user restart one site unit (contrib/polkit/).
+EXTRA_PACKAGES="polkitd"
+KEY="$SUITE:$PACKAGES+$EXTRA_PACKAGES"
 CONF=/etc/containers/containers.conf
 
 say() { printf 'build-image: %s\n' "$*" >&2; }
@@ -97,6 +101,20 @@ if [ ! -s "$TARBALL" ] || [ "$(cat "$TARBALL.key" 2>/dev/null)" != "$KEY" ]; the
         say "debootstrap failed; full log in $CACHE/debootstrap.log"
         exit 1
     }
+    if [ -n "$EXTRA_PACKAGES" ]; then
+        # policy-rc.d: no service is started in the chroot.
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$rootfs/usr/sbin/policy-rc.d" >/dev/null
+        as_root chmod 0755 "$rootfs/usr/sbin/policy-rc.d"
+        as_root chroot "$rootfs" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends $EXTRA_PACKAGES" \
+            >> "$CACHE/debootstrap.log" 2>&1 || {
+            tail -n 30 "$CACHE/debootstrap.log" >&2
+            say "apt-get install $EXTRA_PACKAGES failed; full log in $CACHE/debootstrap.log"
+            exit 1
+        }
+        as_root rm -f "$rootfs/usr/sbin/policy-rc.d"
+        as_root chroot "$rootfs" apt-get clean
+    fi
     as_root rm -rf "$rootfs/var/cache/apt/archives"/*.deb "$rootfs/var/lib/apt/lists"/*_Packages
     as_root tar -C "$rootfs" -cf "$TARBALL.part" .
     mv "$TARBALL.part" "$TARBALL"

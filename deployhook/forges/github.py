@@ -1,0 +1,96 @@
+"""GitHub: ``X-Hub-Signature-256`` (HMAC-SHA256 of the body), ``X-GitHub-Event``.
+
+SHA-1 (``X-Hub-Signature``) is accepted only when it is the only signature
+sent, as :mod:`deployhook.signature` does.  Push payloads are validated by
+:func:`deployhook.delivery.parse_push`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..delivery import Delivery, parse_push
+from ..errors import MalformedDelivery, SignatureError
+from . import mac
+from .events import Event, Other, Ping, Pushes, field, from_github_push, header
+
+FORGE = "github"
+SHA256_HEADER = "X-Hub-Signature-256"
+SHA1_HEADER = "X-Hub-Signature"
+EVENT_HEADER = "X-GitHub-Event"
+DELIVERY_HEADER = "X-GitHub-Delivery"
+_ALGORITHMS = {SHA256_HEADER: ("sha256", mac.hmac_sha256, 64),
+               SHA1_HEADER: ("sha1", mac.hmac_sha1, 40)}
+
+
+def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: bytes) -> int:
+    """Index of the secret whose HMAC of ``body`` matches the signature header.
+
+    Raises:
+        SignatureError: no signature header (the hook has no secret), a
+            malformed one, or no secret that matches (401).
+    """
+    name = SHA256_HEADER if header(headers, SHA256_HEADER) else SHA1_HEADER
+    value = header(headers, name)
+    if value is None:
+        raise SignatureError(f"missing {SHA256_HEADER} header: set a secret on the webhook")
+    received = parse_signature(name, value)
+    _, digest, _ = _ALGORITHMS[name]
+    index = mac.first_match(secrets, lambda secret: digest(secret, body), [received])
+    if index is None:
+        raise SignatureError(f"{name} does not match the body: check the webhook's secret")
+    return index
+
+
+def parse_signature(name: str, value: str) -> bytes:
+    """The raw digest of ``sha256=<hex>`` (or ``sha1=<hex>`` for ``X-Hub-Signature``).
+
+    Raises:
+        SignatureError: any other form (401).
+    """
+    algorithm, length = _ALGORITHMS[name][0], _ALGORITHMS[name][2]
+    prefix, sep, digest = value.partition("=")
+    received = mac.from_hex(digest, length) if sep and prefix == algorithm else None
+    if received is None:
+        raise SignatureError(
+            f"malformed {name} header: expected '{algorithm}=' and {length} hex digits")
+    return received
+
+
+def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
+    """Classify a verified GitHub delivery: push, ping, or another event.
+
+    Raises:
+        MalformedDelivery: no ``X-GitHub-Event`` header, or a push payload
+            that :func:`deployhook.delivery.parse_push` refuses (400).
+    """
+    event = header(headers, EVENT_HEADER)
+    if event is None:
+        raise MalformedDelivery(f"missing {EVENT_HEADER} header")
+    delivery_id = header(headers, DELIVERY_HEADER) or "-"
+    repository = field(payload, "repository", "full_name")
+    repository = repository if isinstance(repository, str) else None
+    if event == "ping":
+        zen = payload.get("zen")
+        return Ping(FORGE, delivery_id, repository, zen if isinstance(zen, str) else "")
+    if event != "push":
+        return Other(FORGE, delivery_id, repository, event,
+                     f"event '{event}' is not deployed; only push is")
+    push = parse_push(Delivery(event=event, delivery_id=delivery_id, payload=payload))
+    return Pushes(FORGE, delivery_id, push.repository, (from_github_push(push, FORGE),))
+
+
+def sign_headers(secret: bytes, body: bytes, event: str = "push",
+                 delivery_id: str | None = None) -> dict[str, str]:
+    """The headers GitHub sends with ``body`` signed with ``secret``."""
+    delivery_id = delivery_id or str(uuid.uuid4())
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/deployhook",
+        EVENT_HEADER: event,
+        DELIVERY_HEADER: delivery_id,
+        SHA1_HEADER: "sha1=" + mac.hmac_sha1(secret, body).hex(),
+        SHA256_HEADER: "sha256=" + mac.hmac_sha256(secret, body).hex(),
+    }
