@@ -618,3 +618,40 @@ def test_loopback_mode_refuses_nginx_forwarding_for(
                 assert _get(daemon.url + path)[0] == expected, (trusted, path)
         finally:
             daemon.stop()
+
+
+# -- settings ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "environ", "expected"), [
+    ("", {}, "{folder}/status-password.txt"),
+    ("", {"CREDENTIALS_DIRECTORY": "/run/credentials/deployhook.service"},
+     "/run/credentials/deployhook.service/status-password"),
+    ('status_password_file = "pw.txt"\n', {"CREDENTIALS_DIRECTORY": "/run/credentials/x"},
+     "{folder}/pw.txt"),
+    ("", {"CREDENTIALS_DIRECTORY": "/run/credentials/x",
+          "DEPLOYHOOK_STATUS_PASSWORD_FILE": "/p"}, "/p"),
+], ids=["next to config.py", "credential", "file wins", "environment wins"])
+def test_status_password_file(tmp_path: Path, text: str, environ: dict[str, str],
+                              expected: str) -> None:
+    """status_password_file is a path next to config.py by default; under systemd,
+    when set nowhere, the credential ``status-password``."""
+    config = settings.load(_write(tmp_path / "config.py", text), environ=environ)
+    assert config.status_password_file == expected.format(folder=tmp_path.resolve())
+    assert config.status_access == "password" and config.allowed_hosts == ()
+
+
+def test_status_access_is_checked(tmp_path: Path) -> None:
+    from deployhook.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="status_access must be one of password, loopback"):
+        settings.load(_write(tmp_path / "config.py", 'status_access = "open"\n'), environ={})
+    with pytest.raises(ConfigError, match="allowed_hosts must be a list of strings"):
+        settings.load(_write(tmp_path / "config.py", "allowed_hosts = [1]\n"), environ={})
+    config = settings.load(_write(tmp_path / "config.py", ""), environ={
+        "DEPLOYHOOK_STATUS_ACCESS": "loopback", "DEPLOYHOOK_ALLOWED_HOSTS": "a.test b.test"})
+    assert config.status_access == "loopback" and config.allowed_hosts == ("a.test", "b.test")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -20,7 +20,9 @@ What differs from a real installation, and why:
   stays empty, root-owned and 0700; a delivery gets 500 "not readable").  So
   ``config.py`` sets ``secret_file = "/etc/deployhook/secret.txt"`` (root:deployhook,
   0640); with ``secret_file`` set, deployhook does not look at
-  ``$CREDENTIALS_DIRECTORY``.  tests/test_settings.py covers that path.
+  ``$CREDENTIALS_DIRECTORY``.  tests/test_settings.py covers that path.  Likewise
+  ``status_password_file = "/etc/deployhook/status-password.txt"`` (root:deployhook,
+  0640), whose password helpers.http() sends.
 - The image adds Debian's ``procps``: the unit's ``ExecReload=/bin/kill`` needs it,
   and debootstrap's minbase has no ``kill``.
 - The origin is a bare repository at ``/srv/origin.git`` (file://), owned by the
