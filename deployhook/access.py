@@ -8,10 +8,11 @@ Two modes, chosen with ``status_access``:
   reason saying to run ``deployhook init``.
 - ``"loopback"``: open without a password to a request that comes from this machine
   and through no proxy: the direct peer is a loopback address and not in
-  ``trusted_proxies``, no ``X-Forwarded-For``/``Forwarded``/``X-Real-IP`` header is
-  present, and the ``Host`` header names this machine (``localhost``, a loopback IP,
-  or a name in ``allowed_hosts``), so a DNS-rebinding page cannot read it through a
-  browser.  Any other request needs the password as above.
+  ``trusted_proxies``, no header a proxy adds (``X-Forwarded-For``, ``Forwarded``,
+  ``X-Real-IP``, ``Via``, ...) is present, and the ``Host`` header names this
+  machine (``localhost``, a loopback IP, or a name in ``allowed_hosts``), so a
+  DNS-rebinding page cannot read it through a browser.  Any other request needs
+  the password as above.
 
 Behind a bare ``proxy_pass http://127.0.0.1:PORT`` every internet client reaches
 deployhook from 127.0.0.1 with ``Host: 127.0.0.1:PORT``; nothing in the request
@@ -51,7 +52,8 @@ MAX_FAILURES = 10
 WINDOW = 300.0
 MAX_CLIENTS = 4096
 MAX_PASSWORD_BYTES = 4096
-PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "X-Forwarded-Host")
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "X-Forwarded-Host",
+                 "X-Forwarded-Proto", "Via")
 CHALLENGE = 'Basic realm="deployhook", charset="UTF-8"'
 NO_PASSWORD = ("no status password is set: run 'deployhook init' to write one to "
                "status_password_file (or set status_access = \"loopback\")")
@@ -166,7 +168,8 @@ class Access:
         if not self._warned:
             self._warned = True
             log.warning("the status page and /deployments are closed: no password in %s "
-                        "(run 'deployhook init' to write one)", path)
+                        "(run 'deployhook init' to write one)",
+                        path or "status_password_file (not set)")
         return None
 
 

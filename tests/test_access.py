@@ -235,7 +235,8 @@ class LoopbackModeTest(AccessTestCase):
         for headers in ({"Host": "rebind.attacker.example"},
                         {"Host": f"rebind.attacker.example:{port}"},
                         {"X-Forwarded-For": PUBLIC}, {"X-Real-IP": PUBLIC},
-                        {"Forwarded": f"for={PUBLIC}"}, {"X-Forwarded-For": "127.0.0.1"}):
+                        {"Forwarded": f"for={PUBLIC}"}, {"X-Forwarded-For": "127.0.0.1"},
+                        {"Via": "1.1 proxy"}, {"X-Forwarded-Proto": "https"}):
             codes = await self.codes(headers)
             assert codes == dict.fromkeys(RECORD_PATHS, 401), (headers, codes)
         response = await self.get("/deployments/1", {"Host": "rebind.attacker.example"})
