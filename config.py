@@ -55,7 +55,7 @@ keep_days = 90.0
 # The status page (GET /), the JSON API (GET /deployments) and the details of
 # /health show the deployment record: they need HTTP basic auth as status_user
 # with the password in status_password_file ('deployhook init' writes a random
-# one; under systemd, leave that line out and use
+# one, mode 0600; under systemd, leave that line out and use
 # LoadCredential=status-password:/etc/deployhook/status-password.txt).
 # status_access = "loopback" opens them without a password to requests from this
 # machine that came through no proxy; never use it behind a proxy on this

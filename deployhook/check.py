@@ -6,10 +6,13 @@ failure, how to fix it.  The exit status is 0 only when nothing failed.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import pwd
 import socket
 import stat
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,8 +32,9 @@ class Result:
     fix: str = ""
 
     def line(self) -> str:
+        """The printed form; credentials in URLs are removed (a ``repo_url`` with a token)."""
         text = f"{self.level:<4} {self.name:<10} {self.detail}"
-        return text + (f"\n     {'':<10} fix: {self.fix}" if self.fix else "")
+        return redact(text + (f"\n     {'':<10} fix: {self.fix}" if self.fix else ""))
 
 
 def run_checks(config: Config, config_path: str) -> list[Result]:
@@ -76,17 +80,48 @@ def _checkout(config: Config) -> Iterator[Result]:
         yield Result("OK", "checkout", f"{config.repo_path} will be cloned from {config.repo_url}")
         yield _remote(checkout, config, branch, config.repo_url or "")
         return
+    try:
+        yield from _checked_out(checkout, config, branch, repository, head)
+    finally:
+        checkout.close()
+
+
+def _checked_out(checkout: Checkout, config: Config, branch: str | None,
+                 repository: str | None, head: str) -> Iterator[Result]:
+    remote = _remote(checkout, config, branch, config.remote)
     current = checkout.current_branch()
     if current != branch:
         yield Result("FAIL", "branch", f"{config.repo_path} is on {current}, config says {branch}",
-                     f"git -C {config.repo_path} checkout {branch}")
+                     _branch_fix(checkout, config, branch, remote.level == "OK"))
     else:
         yield Result("OK", "checkout", f"{config.repo_path} on {branch} at {head[:12]}")
     yield Result("OK" if repository else "WARN", "repository", repository or
                  "not set and the remote is not on GitHub: any repository is accepted",
                  "" if repository else "set repository = 'owner/name'")
-    yield _remote(checkout, config, branch, config.remote)
-    checkout.close()
+    yield remote
+
+
+def _branch_fix(checkout: Checkout, config: Config, branch: str | None, on_remote: bool) -> str:
+    """A fix for a checkout on another branch than ``branch`` that works as given:
+    ``git checkout`` of a branch that exists here, or is fetched first from the remote;
+    otherwise the branches the remote has."""
+    where = f"git -C {config.repo_path}"
+    if branch and (checkout.ref(f"refs/heads/{branch}")
+                   or checkout.ref(f"refs/remotes/{config.remote}/{branch}")):
+        return f"{where} checkout {branch}"
+    if on_remote:
+        return f"{where} fetch {config.remote} {branch}:{branch} && {where} checkout {branch}"
+    return _set_branch(checkout, config.remote)
+
+
+def _set_branch(checkout: Checkout, remote: str) -> str:
+    """'set branch to one the remote has', naming them when the remote answers."""
+    status, out, _ = checkout.ls_remote("--heads", remote)
+    names = [line.split("refs/heads/", 1)[1] for line in out.splitlines()
+             if status == 0 and "refs/heads/" in line]
+    if not names:
+        return "set branch in the config to a branch the remote has"
+    return f"set branch in the config to one the remote has: {', '.join(sorted(names)[:10])}"
 
 
 def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str) -> Result:
@@ -94,10 +129,12 @@ def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str)
     if status == 0:
         return Result("OK", "remote", f"{remote} is reachable and has {branch or 'a HEAD'}")
     if status == 2:
-        return Result("FAIL", "remote", f"{redact(remote)} has no branch {branch}",
-                      "push the branch, or set branch to one the remote has")
+        fix = _set_branch(checkout, remote)
+        if checkout.exists() and branch and checkout.ref(f"refs/heads/{branch}"):
+            fix = f"git -C {config.repo_path} push {remote} {branch}, or {fix}"
+        return Result("FAIL", "remote", f"{remote} has no branch {branch}", fix)
     reason = (err.strip().splitlines() or [f"exit status {status}"])[-1]
-    return Result("FAIL", "remote", f"{redact(remote)}: {redact(reason)}",
+    return Result("FAIL", "remote", f"{remote}: {reason}",
                   "check the remote's URL and the server's credentials (git never prompts)")
 
 
@@ -158,7 +195,30 @@ def _bind(config: Config) -> Result:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((config.address, config.port))
     except OSError as exc:
+        url = _webhook_url(config)
+        if exc.errno == errno.EADDRINUSE and _deployhook_answers(url):
+            return Result("OK", "listen", f"deployhook is already running: {url} answers")
         return Result("FAIL", "listen", f"cannot bind {config.address}:{config.port}: "
-                      f"{exc.strerror}", "choose a free port, or stop what uses it "
-                      "(is deployhook already running?)")
+                      f"{exc.strerror}", "choose a free port, or stop what uses it")
     return Result("OK", "listen", f"{config.address}:{config.port} can be bound")
+
+
+def local_host(address: str) -> str:
+    """``address`` as a URL's host part on this machine (a wildcard becomes loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(address, address)
+    return f"[{host}]" if ":" in host else host
+
+
+def _webhook_url(config: Config) -> str:
+    return f"http://{local_host(config.address)}:{config.port}{config.webhook_path}"
+
+
+def _deployhook_answers(url: str) -> bool:
+    """True when ``GET url`` gets deployhook's reachability answer (within 5 s)."""
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # this machine
+        with opener.open(url, timeout=5) as answer:
+            body = json.loads(answer.read(4096))
+    except (OSError, ValueError):
+        return False
+    return isinstance(body, dict) and "deployhook is listening" in str(body.get("reason"))

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__, commands, logs, settings
-from .check import Result, run_checks
+from .check import Result, local_host, run_checks
 from .errors import ConfigError
 from .secret import create_secret_file
 from .server import serve
+
+EXAMPLE_CONFIG = Path(__file__).with_name("config_example.py")  # what init writes
+PASSWORD_FILE = "status-password.txt"  # status_password_file's default, next to the config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,13 +27,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"deployhook {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, text in (("serve", "run the webhook daemon"),
-                       ("init", "create the secret file (a fresh random secret) if missing"),
+                       ("init", "create what is missing: a commented config, the webhook secret "
+                                "and the status page's password (random, mode 0600)"),
                        ("check", "check the config, secret, checkout, remote and address")):
         sub = subparsers.add_parser(name, help=text, description=text)
         sub.add_argument("--config", default="config.py",
                          help="the configuration file (default: ./config.py)")
     commands.add_parsers(subparsers)
     args = parser.parse_args(argv)
+    if args.command == "init" and not os.path.lexists(args.config):
+        try:
+            write_config(args.config)
+        except OSError as exc:
+            print(f"deployhook: cannot write {args.config}: {exc.strerror}", file=sys.stderr)
+            return 1
     try:
         config = settings.load(args.config)
     except ConfigError as exc:
@@ -41,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "run", None) is not None:
         return int(args.run(config, args))
     if args.command == "init":
-        return init(config)
+        return init(config, args.config)
     if args.command == "check":
         results = run_checks(config, args.config)
         for result in results:
@@ -55,15 +67,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def init(config: settings.Config) -> int:
-    """Write a fresh random secret to ``secret_file`` unless it exists; say what to do next."""
+def write_config(path: str) -> None:
+    """Write the commented example configuration (every key at its default) to ``path``,
+    which must not exist yet.
+
+    Raises:
+        OSError: the file exists or cannot be written.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+    print(f"deployhook: wrote {os.path.abspath(path)}, every setting commented; "
+          "set repo_path to the checkout to keep in step")
+
+
+def init(config: settings.Config, config_path: str) -> int:
+    """Create what is missing: the secret and the status page's password, random, mode
+    0600; keep what exists.  Says how to add the webhook and how to log in, and prints
+    neither secret (they are in files only their owner can read)."""
     if config.secret is not None:
         print("deployhook: the secret comes from $DEPLOYHOOK_SECRET; no file written")
     elif create_secret_file(config.secret_file):
         print(f"deployhook: wrote a new random secret to {config.secret_file} (mode 0600)")
     else:
         print(f"deployhook: keeping the existing secret in {config.secret_file}")
+    password = config.status_password_file or str(
+        Path(config_path).resolve().parent / PASSWORD_FILE)
+    if create_secret_file(password):
+        print(f"deployhook: wrote a new random status page password to {password} (mode 0600)")
+    else:
+        print(f"deployhook: keeping the existing status page password in {password}")
     print("On GitHub: Settings > Webhooks > Add webhook; Payload URL "
           f"http(s)://<this server>{config.webhook_path}, Content type application/json, "
           f"Secret: the contents of {config.secret_file}.")
+    print(f"Status page: http://{local_host(config.address)}:{config.port}/ (log in as "
+          f"{config.status_user!r} with the password in {password}); "
+          "'deployhook history' reads the record without it.")
     return 0
+

@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -353,3 +355,124 @@ def test_send_lists_local_commits_and_takes_a_branch(repos: Repos, secret_file: 
     assert payload["head_commit"]["added"] == ["feature.rst"]
     assert missing.returncode == 1 and "the remote has no branch 'nope'" in missing.stderr
     assert len(Capture.seen) == 1  # nothing was sent for the missing branch
+
+
+# -- init and check: first use (issue 10 items 8 and 10; issue 9 finding 6) -----------
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "ghp_TOPSECRETTOKEN"
+
+
+def test_init_in_an_empty_folder_writes_a_commented_config(tmp_path: Path) -> None:
+    """No config.py: `init` writes the commented example (not "run 'deployhook init'"),
+    then the secret; a rerun keeps the edited config."""
+    first = cli("init", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    config = tmp_path / "config.py"
+    text = config.read_text()
+    assert text == (ROOT / "config.py").read_text()  # the example the repository ships
+    assert "# " in text and "repo_path" in first.stdout
+    assert "not found" not in first.stdout + first.stderr
+    assert (tmp_path / "secret.txt").is_file()
+    config.write_text(text.replace("port = 8000", "port = 8123"))
+    second = cli("init", cwd=tmp_path)
+    assert second.returncode == 0 and "wrote" not in second.stdout, second.stdout
+    assert "port = 8123" in config.read_text()
+
+
+def test_init_writes_a_status_password_and_says_how_to_log_in(tmp_path: Path) -> None:
+    """A random 0600 password in status-password.txt next to the config; the output
+    names the user and the file, never the password; a rerun keeps it."""
+    write_config(tmp_path / "config.py", port=8123)
+    first = cli("init", "--config", "config.py", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    path = tmp_path / "status-password.txt"
+    password = path.read_text().strip()
+    assert len(password) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert password not in first.stdout + first.stderr
+    assert password != (tmp_path / "secret.txt").read_text().strip()
+    assert "'deployhook'" in first.stdout and str(path) in first.stdout
+    assert "http://127.0.0.1:8123/" in first.stdout
+    second = cli("init", "--config", "config.py", cwd=tmp_path)
+    assert path.read_text().strip() == password and password not in second.stdout
+
+
+def test_init_uses_the_configured_password_file_and_user(tmp_path: Path) -> None:
+    write_config(tmp_path / "config.py", status_user="ops",
+                 status_password_file=str(tmp_path / "pw" / "page.txt"))
+    (tmp_path / "pw").mkdir()
+    result = cli("init", "--config", "config.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "pw" / "page.txt").is_file()
+    assert not (tmp_path / "status-password.txt").exists()
+    assert "'ops'" in result.stdout
+
+
+def check(config: Path) -> tuple[int, str]:
+    result = cli("check", "--config", str(config), cwd=config.parent)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_check_never_shows_repo_urls_credentials(repos: Repos, secret_file: Path) -> None:
+    """A repo_url with a token: neither the "will be cloned" line nor the remote's
+    failure shows it (issue 9, finding 6)."""
+    url = f"https://alice:{TOKEN}@127.0.0.1:9/octo-org/blog.git"
+    status, out = check(config_for(repos, secret_file, repo_path=str(repos.root / "new"),
+                                   repo_url=url, port=free_port()))
+    assert "will be cloned from https://***@127.0.0.1:9/" in out, out
+    assert TOKEN not in out and "alice" not in out, out
+    assert status == 1  # the remote does not answer
+
+
+def fixes(out: str) -> list[str]:
+    """The fixes printed under FAIL lines."""
+    lines = out.splitlines()
+    return [line.split("fix: ", 1)[1] for previous, line in pairwise(lines)
+            if previous.startswith("FAIL") and "fix: " in line]
+
+
+def test_check_suggests_no_checkout_of_a_branch_nobody_has(repos: Repos,
+                                                           secret_file: Path) -> None:
+    """branch = "mastr" (a typo): no `git checkout mastr` (it would fail); the fix names
+    the branches the remote has instead."""
+    status, out = check(config_for(repos, secret_file, branch="mastr", port=free_port()))
+    assert status == 1, out
+    assert "checkout mastr" not in out and "push" not in out, out
+    assert fixes(out) and all("one the remote has: main" in fix for fix in fixes(out)), out
+    mistaken = subprocess.run(["git", "-C", str(repos.deployed), "checkout", "mastr"],
+                              capture_output=True)
+    assert mistaken.returncode != 0  # what the old advice said to run
+
+
+def test_check_suggests_a_checkout_that_works(repos: Repos, secret_file: Path) -> None:
+    """branch = one the remote has: the suggested `git checkout` works as printed, and
+    check passes after it."""
+    git(repos.pusher, "push", "-q", "origin", "HEAD:refs/heads/production")
+    config = config_for(repos, secret_file, branch="production", port=free_port(),
+                        repository="octo-org/blog")
+    status, out = check(config)
+    where = f"git -C {repos.deployed}"
+    assert status == 1 and fixes(out) == [
+        f"{where} fetch origin production:production && {where} checkout production"], out
+    subprocess.run(fixes(out)[0], shell=True, check=True, capture_output=True)
+    assert check(config)[0] == 0
+
+
+def test_check_suggests_pushing_a_local_branch(repos: Repos, secret_file: Path) -> None:
+    """On a local branch the remote lacks: push it (which works), or choose another."""
+    git(repos.deployed, "checkout", "-q", "-b", "staging")
+    status, out = check(config_for(repos, secret_file, port=free_port()))
+    assert status == 1, out
+    (fix,) = fixes(out)
+    assert fix.startswith(f"git -C {repos.deployed} push origin staging, or ") and "main" in fix
+    git(repos.deployed, "push", "-q", "origin", "staging")
+    assert "OK   remote" in check(config_for(repos, secret_file, port=free_port()))[1]
+
+
+def test_check_while_the_daemon_runs(repos: Repos, daemon: Daemon) -> None:
+    """The port is taken by this config's own running deployhook: OK, not a FAIL that
+    tells a newcomer to stop it."""
+    status, out = check(repos.root / "config.py")
+    assert status == 0, out
+    assert "OK   listen     deployhook is already running" in out, out
+    assert "FAIL" not in out, out

@@ -1,0 +1,75 @@
+# deployhook configuration: module-level settings, read when the daemon starts.
+# Every key is optional; the value shown is the default.  An unknown key or a
+# value of the wrong type stops the daemon at start-up with the reason.
+# Relative paths are relative to this file's folder.  Each key can also be set
+# with an environment variable DEPLOYHOOK_<KEY> (e.g. DEPLOYHOOK_PORT=9000),
+# and the secret itself with DEPLOYHOOK_SECRET.  See README.rst.
+
+# Where to listen.  Put a TLS-terminating proxy in front for GitHub.
+address = "127.0.0.1"
+port = 8000
+webhook_path = "/github"
+
+# The webhook secret (the same text as in GitHub's webhook settings).
+# 'deployhook init' writes a fresh random one here.  Under systemd, leave this
+# line out and use LoadCredential=webhook-secret:/etc/deployhook/secret.txt.
+secret_file = "secret.txt"
+
+# The checkout to keep in step.  "." is this folder: deployhook deploys itself.
+repo_path = "."
+remote = "origin"
+branch = None              # None: the checkout's current branch
+repo_url = None            # set to clone into repo_path when it does not exist yet
+repository = None          # "owner/name"; None: taken from the remote's GitHub URL
+submodules = True          # git submodule update --init --recursive after each update
+
+# How to update: "ff-only" (refuses if local history diverged), "merge",
+# "rebase", or "reset" (the only one that discards local changes).
+pull_strategy = "ff-only"
+
+# A command run in the checkout after each update that moved HEAD, as an
+# argument list (no shell), e.g. ["make", "html"].  It gets DEPLOYHOOK_BEFORE,
+# DEPLOYHOOK_AFTER, DEPLOYHOOK_REF, DEPLOYHOOK_HEAD_BEFORE, ... in its environment.
+post_deploy = None
+post_deploy_timeout = 300.0
+
+# After a deploy that moved HEAD: "autoreload" re-executes this process,
+# "exit" ends it cleanly for a supervisor to restart, "none" does nothing.
+reload = "autoreload"
+
+response_timeout = 8.0     # answer GitHub within this; later outcomes go to /health
+git_timeout = 120.0        # kill a fetch/clone/submodule update that takes longer
+max_body_size = 27262976   # 26 MiB: a little over GitHub's 25 MB cap
+workers = 4                # threads for git work
+stop_timeout = 60.0        # on SIGTERM, wait this long for a running deploy
+log_level = "info"
+
+# The deployment record (SQLite): every delivery and deploy run, kept for
+# 'deployhook history', /deployments and the status page; replays of a delivery
+# ID that already deployed are answered from it.  Keep the newest keep_runs runs,
+# none older than keep_days.
+state_db = "deployhook.sqlite3"
+keep_runs = 1000
+keep_days = 90.0
+
+# The status page (GET /), the JSON API (GET /deployments) and the details of
+# /health show the deployment record: they need HTTP basic auth as status_user
+# with the password in status_password_file ('deployhook init' writes a random
+# one, mode 0600; under systemd, leave that line out and use
+# LoadCredential=status-password:/etc/deployhook/status-password.txt).
+# status_access = "loopback" opens them without a password to requests from this
+# machine that came through no proxy; never use it behind a proxy on this
+# machine (a bare proxy_pass makes every internet client look local).
+# allowed_hosts: extra Host names (besides localhost and loopback IPs) that
+# "loopback" accepts, e.g. a name in /etc/hosts pointing at 127.0.0.1.
+status_access = "password"
+status_user = "deployhook"
+status_password_file = "status-password.txt"
+allowed_hosts = []
+
+# Optional allow-list for the webhook: CIDRs, e.g. GitHub's "hooks" ranges from
+# https://api.github.com/meta.  Empty: any address (the signature still decides).
+# X-Forwarded-For is believed only from trusted_proxies (e.g. ["127.0.0.1"] when
+# nginx on this machine forwards to deployhook).
+allowed_networks = []
+trusted_proxies = []
