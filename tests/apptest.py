@@ -14,6 +14,9 @@ from tornado.testing import AsyncHTTPTestCase
 from deployhook import Config, DeployHook, make_app
 from tests.helpers import REPOSITORY, SECRET, STATUS_PASSWORD, make_repos, signed
 
+# The request defaults of a client that logs in to the record (pages, API, /health).
+LOGIN = {"auth_username": "deployhook", "auth_password": STATUS_PASSWORD}
+
 
 class HookTestCase(AsyncHTTPTestCase):
     """Each test gets fresh repositories and a hook deploying ``repos.deployed``."""
@@ -46,8 +49,7 @@ class HookTestCase(AsyncHTTPTestCase):
 
     def get_http_client(self) -> AsyncHTTPClient:
         """A client that logs in with STATUS_PASSWORD (``anonymous()`` does not)."""
-        return AsyncHTTPClient(force_instance=True, defaults={
-            "auth_username": "deployhook", "auth_password": STATUS_PASSWORD})
+        return AsyncHTTPClient(force_instance=True, defaults=LOGIN)
 
     def anonymous(self) -> AsyncHTTPClient:
         """A client without credentials; closed at tearDown."""
