@@ -44,6 +44,17 @@ workers = 4                # threads for git work
 stop_timeout = 60.0        # on SIGTERM, wait this long for a running deploy
 log_level = "info"
 
+# What clients without a valid signature can cost.  At max_connections the
+# oldest idle (then unverified) connection is closed to make room.  Bodies are
+# hashed as they arrive; those over 256 KiB, or past unverified_memory bytes in
+# all, wait in temporary files (at most unverified_disk bytes), and large
+# payloads are parsed in a child process.
+max_connections = 400      # lowered at start-up to fit the open-files limit
+idle_timeout = 60.0        # seconds to send a request's headers
+body_timeout = 60.0        # seconds to send a request's body
+unverified_memory = 16777216   # 16 MiB
+unverified_disk = 1073741824   # 1 GiB
+
 # The deployment record (SQLite): every delivery and deploy run, kept for
 # 'deployhook history', /deployments and the status page; replays of a delivery
 # ID that already deployed are answered from it.  Keep the newest keep_runs runs,

@@ -369,3 +369,59 @@ def scale_in_process(size: int = 25_000_000, reps: int = 3) -> tuple[bytes, dict
             times.append(time.perf_counter() - start)
         out[name + "_ms"] = round(statistics.median(times) * 1000, 1)
     return body, out
+
+
+def _concurrently(target: Target, bodies: list[tuple[bytes, dict[str, str]]],
+                  pid: int | None = None) -> dict[str, Any]:
+    """POST ``bodies`` all at once while polling /health (and ``pid``'s tree's RSS)."""
+    poller = Poller(target.health_url, interval=0.005)
+    statuses: list[int] = []
+    peak = {"rss_mb": 0.0}
+    done = threading.Event()
+
+    def send(body: bytes, headers: dict[str, str]) -> None:
+        statuses.append(request("POST", target.hook_url, body, headers, timeout=120)[0])
+
+    def watch_memory() -> None:
+        while not done.wait(0.05):
+            peak["rss_mb"] = max(peak["rss_mb"], memory(pid)["rss_mb"] if pid else 0.0)
+
+    senders = [threading.Thread(target=send, args=item, daemon=True) for item in bodies]
+    watcher = threading.Thread(target=watch_memory, daemon=True)
+    poller.start()
+    watcher.start()
+    time.sleep(1.0)
+    start = time.perf_counter()
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(180)
+    end = time.perf_counter()
+    done.set()
+    poller.halt.set()
+    poller.join(35)
+    watcher.join(5)
+    during = [s for s in poller.samples if start <= s[0] <= end]
+    latencies = [s[1] for s in during] or [0.0]
+    floor = [s[1] for s in poller.samples if s[0] < start] or [0.0]  # the machine's noise
+    return {"statuses": sorted(statuses), "seconds": round(end - start, 2),
+            "idle_worst_ms": _ms(max(floor)), "idle_p50_ms": _ms(percentile(floor, 50)),
+            "samples": len(during), "failed_polls": sum(1 for s in during if s[2] != 200),
+            "worst_ms": _ms(max(latencies)), "p99_ms": _ms(percentile(latencies, 99)),
+            "p50_ms": _ms(percentile(latencies, 50)), "peak_rss_mb": peak["rss_mb"]}
+
+
+def big_stall(target: Target, body: bytes, n: int = 5) -> dict[str, Any]:
+    """/health latency while ``n`` signed 25 MB deliveries (verified, parsed, ignored:
+    another branch) arrive at once."""
+    _, headers = signed(b"", delivery="big")
+    headers["X-Hub-Signature-256"] = signed(body)[1]["X-Hub-Signature-256"]
+    return _concurrently(target, [(body, dict(headers, **{"X-GitHub-Delivery": f"big-{i}"}))
+                                  for i in range(n)])
+
+
+def strangers(target: Target, n: int = 20, size: int = 26 * 1024 * 1024) -> dict[str, Any]:
+    """/health latency and peak RSS while ``n`` wrongly signed ``size``-byte bodies arrive."""
+    body = b" " * size
+    _, headers = signed(b"{}", delivery="stranger", secret=b"not the secret")
+    return _concurrently(target, [(body, headers)] * n, pid=target.pid)

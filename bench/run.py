@@ -198,6 +198,38 @@ def markdown(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def run_strangers(args: argparse.Namespace, rounds: int = 3) -> int:
+    """The large-body figures only, for deployhook: ``rounds`` of each, all printed."""
+    from fixtures import big_push_body
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    atexit.register(kill_all)
+    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
+    isolate_git(work)
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                               "machine": machine(), "stall_5x25mb": [], "strangers_20x26mib": []}
+    body = big_push_body(25_000_000)
+    try:
+        (work / "deployhook").mkdir()
+        target = TARGETS["deployhook"](make_repos(work / "deployhook"), free_port())
+        target.start()
+        results["memory_start"] = measure.memory(target.pid)
+        for i in range(rounds):
+            print(f"[strangers] round {i + 1}/{rounds} ...", flush=True)
+            results["stall_5x25mb"].append(measure.big_stall(target, body))
+            results["strangers_20x26mib"].append(measure.strangers(target))
+        results["memory_end"] = measure.memory(target.pid)
+        target.stop()
+    finally:
+        kill_all()
+        shutil.rmtree(work, ignore_errors=True)
+    output = BENCH / "strangers.json" if args.output == str(BENCH / "results.json") \
+        else Path(args.output)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1))
+    return 0
+
+
 def main() -> int:
     """Run every figure for every target, print the table, write results.json."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -213,6 +245,9 @@ def main() -> int:
                         help="remote delay (s) during the burst")
     parser.add_argument("--stall-delay", type=float, default=2.0,
                         help="remote delay (s) during the stall deploy")
+    parser.add_argument("--only", choices=["strangers"],
+                        help="strangers: only the large-body figures for deployhook (5 signed "
+                        "25 MB at once; 20 wrongly signed 26 MiB), to bench/strangers.json")
     parser.add_argument("--profile", action="store_true",
                         help="also profile deployhook with py-spy (bench/profiles/)")
     parser.add_argument("--output", default=str(BENCH / "results.json"))
@@ -223,6 +258,8 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
 
+    if args.only == "strangers":
+        return run_strangers(args)
     if args.profile and shutil.which("py-spy") is None:
         parser.error("--profile needs py-spy: python -m pip install py-spy")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -25,7 +25,9 @@ from git.refs.symbolic import SymbolicReference
 
 from . import postdeploy
 from .delivery import Push
+from .errors import SecretMissing
 from .repair import only, paths_of, repair, undo_partial_update
+from .secret import SecretSource
 from .settings import Config
 from .steps import Step, redact, summary, tail
 
@@ -34,6 +36,7 @@ _GITHUB_URL = re.compile(
     r"^(?:https?://(?:[^@/]+@)?github\.com/|(?:ssh://)?git@github\.com[:/])"
     r"(?P<name>[\w.-]+/[\w.-]+?)(?:\.git)?/?$"
 )
+FORBIDDEN_PROTOCOLS = ("protocol.ext.allow", "protocol.fd.allow")  # set to "never"
 
 
 class DeployFailed(Exception):
@@ -65,11 +68,15 @@ class RunResult:
 
 
 def git_environment(timeout: float) -> dict[str, str]:
-    """Environment that keeps git from ever prompting or hanging on a dead peer."""
+    """Environment for every git command: git never prompts or hangs on a dead peer, and
+    never uses the ``ext::`` or ``fd::`` transports whatever the user's git config says
+    (``GIT_CONFIG_*`` is configuration given on the command line: it beats every config
+    file and git passes it on to the commands it runs for submodules).  Settings already
+    given that way in ``$GIT_CONFIG_COUNT`` are kept."""
     ssh = os.environ.get("GIT_SSH_COMMAND") or (
         f"ssh -o BatchMode=yes -o ConnectTimeout={max(1, int(timeout))}"
     )
-    return {
+    env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "",
         "SSH_ASKPASS": "",
@@ -78,6 +85,18 @@ def git_environment(timeout: float) -> dict[str, str]:
         "GIT_HTTP_LOW_SPEED_LIMIT": "1000",
         "GIT_HTTP_LOW_SPEED_TIME": str(max(1, int(timeout))),
     }
+    count = os.environ.get("GIT_CONFIG_COUNT", "0")
+    index = int(count) if count.isdigit() else 0
+    for key in FORBIDDEN_PROTOCOLS:
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = "never"
+        index += 1
+    env["GIT_CONFIG_COUNT"] = str(index)
+    allowed = os.environ.get("GIT_ALLOW_PROTOCOL")  # it would beat the config above
+    if allowed is not None:
+        env["GIT_ALLOW_PROTOCOL"] = ":".join(
+            name for name in allowed.split(":") if name not in ("ext", "fd"))
+    return env
 
 
 def github_repository(url: str | None) -> str | None:
@@ -332,11 +351,19 @@ class Checkout:
         }
         assert self.config.post_deploy is not None
         step = postdeploy.run(self.config.post_deploy, self.path, env,
-                              self.config.post_deploy_timeout)
+                              self.config.post_deploy_timeout, hidden=self._secrets())
         steps.append(step)
         if not step.ok:
             raise DeployFailed(
                 f"updated to {after} but {summary(step)} (exit status {step.status})", steps)
+
+    def _secrets(self) -> list[str]:
+        """The webhook secret, to mask in post_deploy's output (none when unreadable)."""
+        try:
+            return [SecretSource(self.config.secret_file, self.config.secret).get()
+                    .decode("utf-8", "replace")]
+        except SecretMissing:
+            return []
 
     # -- running git ---------------------------------------------------------------
     def _step(self, name: str, steps: list[Step], *args: str, network: bool = False,

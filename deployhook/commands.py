@@ -39,6 +39,7 @@ from .settings import Config
 from .signature import sign
 from .steps import Step, redact, summary, tail
 from .store import Store
+from .worker import crash_reason
 
 ZERO = "0" * 40
 USER_AGENT = "GitHub-Hookshot/deployhook-send"
@@ -234,6 +235,9 @@ def deploy(config: Config, args: argparse.Namespace) -> int:
             _finish(store, run_id, False, head, checkout.head(), reason, [])
             print(f"\ndeploy FAILED: {reason}")
             return 130
+        except Exception as exc:  # a bug: the run must not stay 'running'
+            _finish(store, run_id, False, head, checkout.head(), crash_reason(exc), [])
+            raise
         _finish(store, run_id, result.ok, result.head_before, result.head_after,
                 result.reason, result.steps)
     finally:

@@ -80,15 +80,45 @@ def read_delivery(
     """
     check_size(len(body), max_body_size)
     algorithm = signature.verify(secret, body, headers)
-    event = headers.get("X-GitHub-Event")
-    if not event:
-        raise MalformedDelivery("missing X-GitHub-Event header")
+    event = event_of(headers)
     payload = parse_body(headers.get("Content-Type"), body)
     delivery_id = headers.get("X-GitHub-Delivery") or "-"
     return Delivery(event=event, delivery_id=delivery_id, payload=payload, algorithm=algorithm)
 
 
-def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
+def event_of(headers: Mapping[str, str]) -> str:
+    """The delivery's event name.
+
+    Raises:
+        MalformedDelivery: no ``X-GitHub-Event`` header.
+    """
+    event = headers.get("X-GitHub-Event")
+    if not event:
+        raise MalformedDelivery("missing X-GitHub-Event header")
+    return event
+
+
+def essentials(payload: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``payload`` that deciding and deploying read, nothing else.
+
+    ``ref``, ``before``, ``after``, ``deleted``, ``zen``, ``repository.full_name``,
+    ``repository.default_branch`` and ``pusher.name``, each only when present;
+    values are kept as they are (validation is :func:`parse_push`'s job).
+    """
+    small: dict[str, Any] = {key: payload[key] for key in _TOP_FIELDS if key in payload}
+    for key, fields in _NESTED_FIELDS.items():
+        inner = payload.get(key)
+        if key in payload:
+            small[key] = ({name: inner[name] for name in fields if name in inner}
+                          if isinstance(inner, dict) else inner)
+    return small
+
+
+_TOP_FIELDS = ("ref", "before", "after", "deleted", "zen")
+_NESTED_FIELDS = {"repository": ("full_name", "default_branch"), "pusher": ("name",)}
+
+
+def parse_body(content_type: str | None, body: bytes | bytearray) -> dict[str, Any]:
     """Decode a JSON or form-encoded (``payload=<json>``) body into a dict.
 
     Raises:

@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
+from . import connections, spool
+from .bigparse import parse_in_child
 from .checkout import RunResult
-from .delivery import Push, check_size, read_delivery
+from .delivery import Delivery, Push, check_size, event_of, parse_body
 from .errors import BodyTooLarge, DeliveryError, SecretMissing, SignatureError
 from .network import allowed, client_address
 from .rules import Deploy, Ignore, Ping, decide
+from .signature import Verifier
 from .store import DeliveryRecord
 
 if TYPE_CHECKING:
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deployhook.http")
 UNBOUNDED = 1 << 62
+HASH_IN_THREAD = 16 * 1024  # chunks this big are hashed in a thread (hashlib drops the GIL)
+# as are the writes of spooled bodies (a write may wait on the disk)
 
 
 class JSONHandler(tornado.web.RequestHandler):
@@ -71,7 +76,8 @@ class WebhookHandler(JSONHandler):
     def initialize(self, hook: DeployHook) -> None:
         self.hook = hook
         self.limit = hook.config.max_body_size
-        self.body = bytearray()
+        self.body = spool.Body()
+        self.verifier: Verifier | None = None
         self.too_large = False
         self.counted = False
         self.push: Push | None = None
@@ -99,19 +105,55 @@ class WebhookHandler(JSONHandler):
             # Chunked: let every byte reach data_received, which answers 413 past the
             # limit and so closes the connection; only the limit is ever buffered.
             self.request.connection.set_max_body_size(UNBOUNDED)  # type: ignore[union-attr]
+        if not self._finished:
+            self._start_verifier()
 
-    def data_received(self, chunk: bytes) -> None:
-        if self.too_large or self._finished:
+    def _start_verifier(self) -> None:
+        """Set up the incremental HMAC, or answer now when the request cannot be verified."""
+        connections.mark(self.request, connections.UNVERIFIED)
+        config = self.hook.config
+        spool.MEMORY.limit, spool.DISK.limit = config.unverified_memory, config.unverified_disk
+        try:
+            self.verifier = Verifier([self.hook.secret.get()], self.request.headers)
+        except DeliveryError as exc:
+            self.signature = _signature_result(exc)
+            self.answer_error(exc)
+
+    async def data_received(self, chunk: bytes) -> None:
+        """Hash ``chunk`` for every candidate secret and keep it until the body is verified;
+        wait (so Tornado stops reading) while no budget has room for it."""
+        if self.too_large or self._finished or self.verifier is None:
             return
-        self.body += chunk
-        self._check_size(len(self.body))
+        self._check_size(self.body.size + len(chunk))
+        if self.too_large:
+            return
+        while (room := self.body.add(chunk)) is not None:
+            await room
+            if self._finished or self.verifier is None:
+                return
+        if len(chunk) < HASH_IN_THREAD and self.body.file is None:
+            self.verifier.update(chunk)
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._consume, chunk)
+        except OSError as exc:
+            log.error("cannot spool a request body to a temporary file: %s", exc)
+            self.body.release()
+            self.answer_error(DeliveryError("no room on the server to hold the body", 503))
+
+    def _consume(self, chunk: bytes) -> None:
+        """In a thread: hash ``chunk`` (hashlib drops the GIL) and write spooled chunks."""
+        verifier = self.verifier
+        if verifier is not None:
+            verifier.update(chunk)
+        self.body.write_pending()
 
     def _check_size(self, length: int) -> None:
         try:
             check_size(length, self.limit)
         except DeliveryError as exc:
             self.too_large = True
-            self.body = bytearray()
+            self.body.release()
             self.answer_error(exc)
 
     def on_finish(self) -> None:
@@ -122,6 +164,9 @@ class WebhookHandler(JSONHandler):
         self._release()
 
     def _release(self) -> None:
+        self.verifier = None  # a data_received waiting for room stops there
+        self.body.release()
+        connections.mark(self.request, connections.IDLE)
         if self.counted:
             self.counted = False
             self.hook.in_flight -= 1
@@ -136,15 +181,15 @@ class WebhookHandler(JSONHandler):
             return
         hook = self.hook
         try:
-            secret = hook.secret.get()
-            delivery = read_delivery(self.request.headers, bytes(self.body), secret, self.limit)
+            delivery = await self._read_delivery()
             decision = decide(delivery, hook.repository, hook.branch)
         except DeliveryError as exc:
             self.signature = _signature_result(exc)
             self.answer_error(exc)
             return
+        finally:
+            self.body.release()
         self.signature = "valid"
-        self.body = bytearray()
         if isinstance(decision, Ping):
             self.answer(200, delivery.delivery_id, {"result": "pong", "zen": decision.zen,
                                                     "reason": "ping received"})
@@ -153,6 +198,26 @@ class WebhookHandler(JSONHandler):
                                                     "reason": decision.reason})
         elif isinstance(decision, Deploy):
             await self.deploy(decision.push)
+
+    async def _read_delivery(self) -> Delivery:
+        """Check the signature hashed so far, then parse: a large body in a child process.
+
+        Raises:
+            DeliveryError: wrong signature, no event header, or a malformed body.
+        """
+        assert self.verifier is not None  # prepare() answered otherwise
+        headers, body = self.request.headers, self.body
+        check_size(body.size, self.limit)
+        algorithm = self.verifier.finish()
+        connections.mark(self.request, connections.VERIFIED)
+        event = event_of(headers)
+        content_type = headers.get("Content-Type")
+        if body.file is not None:
+            payload = await parse_in_child(content_type, body.file)
+        else:
+            payload = parse_body(content_type, body.data)
+        return Delivery(event=event, delivery_id=headers.get("X-GitHub-Delivery") or "-",
+                        payload=payload, algorithm=algorithm)
 
     async def deploy(self, push: Push) -> None:
         """Deploy ``push`` (or answer a replayed delivery ID from the record)."""

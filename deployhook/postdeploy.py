@@ -1,20 +1,28 @@
 """Run the user's ``post_deploy`` command: no shell, a timeout, bounded output.
 
 Blocking; call it from the git worker's executor.  The command runs in its own
-process group so that a timeout kills everything it started.
+process group so that a timeout kills everything it started.  What it gets and
+what is kept of it are safe: its environment never holds the webhook secret, the
+values added to it (facts from a delivery) are cleaned of what could stop it from
+starting, and the recorded step shows neither its arguments nor their values.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from .steps import OUTPUT_LIMIT, Step, tail
+from .settings import SECRET_ENV
+from .steps import OUTPUT_LIMIT, Step, hidden_values, mask, shown_command, tail
+
+ENV_VALUE_LIMIT = 16 * 1024  # characters kept of one added variable (Linux allows 128 KiB)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def run(
@@ -23,22 +31,31 @@ def run(
     env: Mapping[str, str],
     timeout: float,
     limit: int = OUTPUT_LIMIT,
+    hidden: Iterable[str] = (),
 ) -> Step:
-    """Run ``args`` in ``cwd`` with ``env`` added to the environment.
+    """Run ``args`` in ``cwd`` with ``env`` added to the environment (each value through
+    :func:`env_value`; ``$DEPLOYHOOK_SECRET`` left out).
 
     Returns a Step whose status is the exit status, 127 when the program cannot
     be started, or -9 after a timeout (the whole process group is killed).
-    Output (stdout and stderr together) is kept to its last ``limit`` bytes.
+    Output (stdout and stderr together) is kept to its last ``limit`` bytes.  The
+    step's command is the program alone (:func:`~deployhook.steps.shown_command`);
+    in its output the arguments' values (:func:`~deployhook.steps.hidden_values`),
+    each of ``hidden`` (say, the webhook secret) and URL credentials are masked.
     """
     start = time.monotonic()
-    command = " ".join(args)
+    command = shown_command(args)
+    secrets = [*hidden_values(args), *hidden]
+    environ = {name: value for name, value in os.environ.items() if name != SECRET_ENV}
+    environ.update((name, env_value(value)) for name, value in env.items())
     try:
         proc = subprocess.Popen(
-            list(args), cwd=cwd, env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+            list(args), cwd=cwd, env=environ, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    except OSError as exc:
-        return Step("post_deploy", command, 127, time.monotonic() - start, str(exc))
+    except (OSError, ValueError) as exc:
+        return Step("post_deploy", command, 127, time.monotonic() - start,
+                    mask(str(exc), secrets))
     chunks: deque[bytes] = deque()
     reader = threading.Thread(target=_drain, args=(proc, chunks, limit), daemon=True)
     reader.start()
@@ -51,7 +68,16 @@ def run(
         note = f"\n[post_deploy timed out after {timeout:g}s; its process group was killed]"
     reader.join(5)
     output = b"".join(chunks).decode("utf-8", "replace")
-    return Step("post_deploy", command, status, time.monotonic() - start, tail(output + note))
+    return Step("post_deploy", command, status, time.monotonic() - start,
+                tail(mask(output, secrets) + note))
+
+
+def env_value(text: str, limit: int = ENV_VALUE_LIMIT) -> str:
+    """``text`` as an environment variable's value that cannot stop a program from
+    starting: control characters (NUL included) removed, what UTF-8 cannot encode (a
+    lone surrogate from JSON) replaced by ``?``, at most ``limit`` characters."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return _CONTROL.sub("", text)[:limit]
 
 
 def _drain(proc: subprocess.Popen[bytes], chunks: deque[bytes], limit: int) -> None:

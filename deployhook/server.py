@@ -23,6 +23,7 @@ from tornado.ioloop import PeriodicCallback
 from . import settings
 from .app import make_app
 from .checkout import RunResult
+from .connections import make_server
 from .errors import ConfigError
 from .hook import DeployHook
 from .listen import SD_LISTEN_FDS_START, describe, listening_sockets
@@ -56,8 +57,7 @@ class Daemon:
         hook, config = self.hook, self.hook.config
         await hook.start()
         self.sockets = listening_sockets(config.address, config.port)
-        server = HTTPServer(make_app(hook), max_body_size=config.max_body_size * 4,
-                            idle_connection_timeout=60, body_timeout=60)
+        server = make_server(make_app(hook), config)
         server.add_sockets(self.sockets)
         self.where = describe(self.sockets)
         hook.listeners.append(self._deployed)

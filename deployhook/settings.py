@@ -28,7 +28,8 @@ STATUS_ACCESS = ("password", "loopback")
 RELOAD_MODES = ("autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
-NOT_KEYS = (ENV_PREFIX + "SECRET",)
+SECRET_ENV = ENV_PREFIX + "SECRET"
+NOT_KEYS = (SECRET_ENV,)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,12 @@ class Config:
     allowed_networks: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "info"
+    # What strangers can cost (see connections.py and spool.py).
+    max_connections: int = 400
+    idle_timeout: float = 60.0
+    body_timeout: float = 60.0
+    unverified_memory: int = 16 * 1024 * 1024
+    unverified_disk: int = 1024 * 1024 * 1024
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
     secret: bytes | None = field(default=None, repr=False)
 
@@ -76,11 +83,15 @@ class Config:
             raise ConfigError(f"webhook_path must start with '/', got {self.webhook_path!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
-        for key in ("response_timeout", "git_timeout", "post_deploy_timeout", "stop_timeout"):
+        for key in ("response_timeout", "git_timeout", "post_deploy_timeout", "stop_timeout",
+                    "idle_timeout", "body_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds")
         if min(self.workers, self.max_body_size, self.keep_runs) < 1 or self.keep_days <= 0:
             raise ConfigError("workers, max_body_size, keep_runs and keep_days must be positive")
+        if min(self.max_connections, self.unverified_memory, self.unverified_disk) < 1:
+            raise ConfigError("max_connections, unverified_memory and unverified_disk "
+                              "must be positive")
         if self.post_deploy is not None and not self.post_deploy:
             raise ConfigError("post_deploy must be a non-empty list of arguments, or None")
         for key in ("allowed_networks", "trusted_proxies"):
@@ -100,7 +111,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "stop_timeout": (int, float), "log_level": (str,), "state_db": (str,),
     "keep_runs": (int,), "keep_days": (int, float), "status_user": (str,),
     "status_password_file": (str, type(None)), "allowed_networks": (list, tuple),
-    "trusted_proxies": (list, tuple), "status_access": (str,), "allowed_hosts": (list, tuple),
+    "trusted_proxies": (list, tuple), "max_connections": (int,),
+    "idle_timeout": (int, float), "body_timeout": (int, float),
+    "unverified_memory": (int,), "unverified_disk": (int,),
+    "status_access": (str,), "allowed_hosts": (list, tuple),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file")
@@ -116,10 +130,14 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
     Relative ``secret_file`` and ``repo_path`` are taken relative to the config
     file's folder (the current folder when ``path`` is None).
 
+    With ``environ`` None (the process's own), ``$DEPLOYHOOK_SECRET`` is taken out of
+    ``os.environ`` so that no child process inherits it (see :func:`_take_secret`).
+
     Raises:
         ConfigError: the file is missing or fails to run, a key is unknown, or a
             value has the wrong type or is out of range.
     """
+    own = environ is None
     environ = dict(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
     base = Path.cwd()
@@ -138,8 +156,30 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
         raw = values.get(key, getattr(Config, key))
         if raw is not None:
             values[key] = str((base / Path(raw).expanduser()).resolve())
-    secret = environ.get(ENV_PREFIX + "SECRET")
+    secret = _take_secret() if own else environ.get(SECRET_ENV)
     return Config(**values, secret=secret.strip().encode() if secret else None)
+
+
+_taken: list[str] = []  # $DEPLOYHOOK_SECRET once taken out of os.environ
+
+
+def _take_secret() -> str | None:
+    """``$DEPLOYHOOK_SECRET``, taken out of ``os.environ`` the first time so that no child
+    process (git, post_deploy, ...) inherits it; later calls (SIGHUP) get the same value.
+    It goes back into ``os.environ`` just before an autoreload re-executes the process."""
+    value = os.environ.pop(SECRET_ENV, None)
+    if value is not None:
+        if not _taken:
+            from tornado import autoreload
+
+            autoreload.add_reload_hook(_give_back_secret)
+        _taken[:] = [value]
+    return _taken[0] if _taken else None
+
+
+def _give_back_secret() -> None:
+    if _taken:
+        os.environ[SECRET_ENV] = _taken[0]
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -4,18 +4,27 @@ Blocking: use it from one thread only (the daemon's single database thread,
 or the CLI).  WAL mode, so ``deployhook history`` can read while the daemon
 writes.  The schema is versioned; :data:`MIGRATIONS` brings any older file up
 to date when it is opened.
+
+The record is private: its file is created mode 0600 (SQLite gives ``-wal`` and
+``-shm`` the database file's mode), and an older file readable by others is made
+0600 when opened for writing.  Text from deliveries is stored as valid UTF-8 (a
+lone surrogate from JSON becomes ``?``).  What is read back for showing (runs and
+their steps) goes through :func:`~deployhook.steps.redact_recorded`, so rows an
+older deployhook wrote unredacted do not leak either.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .steps import Step
+from .steps import Step, redact_recorded
 
 SCHEMA_VERSION = 1
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
@@ -99,6 +108,7 @@ class Store:
             except sqlite3.OperationalError:
                 self.db = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None)
         else:
+            _make_private(path)
             self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL: safe against process crashes
@@ -129,9 +139,8 @@ class Store:
         cur = self.db.execute(
             "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher, remote_addr,"
             " signature, received, accepted) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (record.delivery_id, record.event, record.ref, record.before, record.after,
-             record.pusher, record.remote_addr, record.signature,
-             time.time() if received is None else received, int(record.accepted)))
+            (*_texts(record), time.time() if received is None else received,
+             int(record.accepted)))
         return int(cur.lastrowid or 0)
 
     def log_deliveries(self, answered: Sequence[tuple[DeliveryRecord, float, int, str, str]]
@@ -144,8 +153,7 @@ class Store:
                 "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher,"
                 " remote_addr, signature, received, accepted, status, result, reason)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                [(r.delivery_id, r.event, r.ref, r.before, r.after, r.pusher, r.remote_addr,
-                  r.signature, received, int(r.accepted), status, result, reason)
+                [(*_texts(r), received, int(r.accepted), status, _text(result), _text(reason))
                  for r, received, status, result, reason in answered])
             last = self.db.execute("SELECT MAX(id) FROM deliveries").fetchone()[0] or 0
             if cur.rowcount and last // 1000 != (last - len(answered)) // 1000:
@@ -158,7 +166,7 @@ class Store:
         """Store the HTTP answer a delivery got (and the run that covered it)."""
         self.db.execute("UPDATE deliveries SET status=?, result=?, reason=?,"
                         " run_id=COALESCE(?, run_id) WHERE id=?",
-                        (status, result, reason, run_id, row))
+                        (status, _text(result), _text(reason), run_id, row))
 
     def earlier_deploy(self, delivery_id: str, after: str) -> dict[str, Any] | None:
         """The newest accepted delivery with this ID and commit, and its run's outcome."""
@@ -186,8 +194,8 @@ class Store:
         cur = self.db.execute(
             "INSERT INTO runs (trigger, branch, started, outcome, head_before, pushers)"
             " VALUES (?,?,?,?,?,?)",
-            (trigger, branch, time.time(), "running", head_before,
-             ", ".join(sorted(set(pushers)))))
+            (trigger, _text(branch), time.time(), "running", head_before,
+             _text(", ".join(sorted(set(pushers))))))
         run_id = int(cur.lastrowid or 0)
         self.db.executemany("UPDATE deliveries SET run_id=? WHERE id=?",
                             [(run_id, row) for row in delivery_rows])
@@ -201,10 +209,11 @@ class Store:
             self.db.execute(
                 "UPDATE runs SET finished=?, outcome=?, head_before=COALESCE(?, head_before),"
                 " head_after=?, reason=? WHERE id=?",
-                (time.time(), "ok" if ok else "failed", head_before, head_after, reason, run_id))
+                (time.time(), "ok" if ok else "failed", head_before, head_after, _text(reason),
+                 run_id))
             self.db.executemany(
                 "INSERT INTO steps VALUES (?,?,?,?,?,?,?)",
-                [(run_id, seq, s.name, s.command, s.status, s.duration, s.output)
+                [(run_id, seq, s.name, _text(s.command), s.status, s.duration, _text(s.output))
                  for seq, s in enumerate(steps)])
 
     def interrupt_unfinished(self) -> list[int]:
@@ -218,9 +227,14 @@ class Store:
     def runs(self, limit: int = 20, offset: int = 0) -> list[dict[str, Any]]:
         """Runs, newest first, with their delivery count."""
         rows = self.db.execute(
-            "SELECT r.*, (SELECT COUNT(*) FROM deliveries d WHERE d.run_id = r.id) AS deliveries"
+            "SELECT r.*, (SELECT COUNT(*) FROM deliveries d WHERE d.run_id = r.id) AS deliveries,"
+            " (SELECT s.command FROM steps s WHERE s.run_id = r.id AND s.name = 'post_deploy'"
+            " LIMIT 1) AS post_deploy_command"
             " FROM runs r ORDER BY r.id DESC LIMIT ? OFFSET ?", (limit, offset)).fetchall()
-        return [_run(row) for row in rows]
+        runs = [_run(row) for row in rows]
+        for run in runs:
+            redact_recorded(run, run.pop("post_deploy_command"))
+        return runs
 
     def count_runs(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
@@ -238,7 +252,7 @@ class Store:
         run["deliveries"] = [dict(d) for d in self.db.execute(
             "SELECT delivery_id, event, ref, before, after, pusher, remote_addr, received,"
             " status, result FROM deliveries WHERE run_id=? ORDER BY id", (run_id,))]
-        return run
+        return redact_recorded(run)
 
     def prune(self, keep_runs: int, keep_days: float) -> int:
         """Delete runs beyond the newest ``keep_runs`` or older than ``keep_days`` (and
@@ -256,6 +270,35 @@ class Store:
     def _oldest_run(self) -> float:
         row = self.db.execute("SELECT MIN(started) FROM runs").fetchone()
         return float(row[0]) if row and row[0] is not None else time.time()
+
+
+def _make_private(path: str) -> None:
+    """Create the record file mode 0600 if missing; make an existing one (and its
+    ``-wal``/``-shm``) that others may read 0600 when it is ours."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # SQLite's own open says what is wrong
+    for name in (path, path + "-wal", path + "-shm"):
+        try:
+            st = os.stat(name)
+            if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+                os.chmod(name, stat.S_IMODE(st.st_mode) & 0o600)
+        except OSError:
+            continue
+
+
+def _text(value: str | None) -> str | None:
+    """``value`` as valid UTF-8 (SQLite refuses a lone surrogate): those become ``?``."""
+    return value.encode("utf-8", "replace").decode("utf-8") if value is not None else None
+
+
+def _texts(r: DeliveryRecord) -> tuple[str | None, ...]:
+    return tuple(_text(v) for v in (r.delivery_id, r.event, r.ref, r.before, r.after,
+                                    r.pusher, r.remote_addr, r.signature))
 
 
 def _run(row: sqlite3.Row) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import TypeVar
 from .checkout import Checkout, RunResult
 from .delivery import Push
 from .record import Recorder
+from .steps import redact
 from .store import Store
 
 log = logging.getLogger("deployhook.worker")
@@ -79,23 +80,26 @@ class GitWorker:
             await asyncio.shield(self._task)
 
     async def _drain(self) -> None:
+        """Run the pending batches one after another.  Never raises: whatever goes wrong
+        in a run (a bug included) finishes it as failed and answers its deliveries."""
         while self._pending:
             batch, self._pending = self._pending, []
             self.runs += 1
             try:
                 result = await self._run(batch)
-            except Exception as exc:  # a bug, not a git failure: answer, keep serving
+            except Exception as exc:  # a bug outside the deploy itself: answer, keep serving
                 log.exception("deploy run crashed")
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
-                continue
+                result = RunResult(False, None, None, batch[-1].push.branch or "",
+                                   reason=crash_reason(exc))
             self.last = result
             for request in batch:
                 if not request.future.done():
                     request.future.set_result(result)
             if self.on_result is not None:
-                self.on_result(result)
+                try:
+                    self.on_result(result)
+                except Exception:
+                    log.exception("handling the end of run %s failed", result.run_id or "-")
 
     async def _run(self, batch: list[Request]) -> RunResult:
         pushes = [request.push for request in batch]
@@ -104,7 +108,12 @@ class GitWorker:
         trigger = "webhook" if any(r.trigger == "webhook" for r in batch) else batch[0].trigger
         run_id = await self._record(lambda s: s.start_run(
             trigger, branch, None, rows, [p.pusher for p in pushes]))
-        result = await self.run_in_executor(self.checkout.deploy, branch, pushes)
+        try:
+            result = await self.run_in_executor(self.checkout.deploy, branch, pushes)
+        except Exception as exc:  # a bug, not a git failure (those come back as results)
+            log.exception("deploy run %s crashed", run_id or "-")
+            result = RunResult(False, None, await self._head(), branch,
+                               reason=crash_reason(exc))
         result.run_id = run_id
         if run_id is not None:
             await self._record(lambda s: s.finish_run(
@@ -116,6 +125,21 @@ class GitWorker:
                  result.duration, outcome)
         return result
 
+    async def _head(self) -> str | None:
+        """The checkout's HEAD now, or None when it cannot be read."""
+        try:
+            return await self.run_in_executor(
+                lambda: self.checkout.head() if self.checkout.exists() else None)
+        except Exception as exc:
+            log.error("cannot read HEAD after a crashed run: %s", exc)
+            return None
+
     async def _record(self, fn: Callable[[Store], T]) -> T | None:
         """Write to the record; a failing database is logged and never stops a deploy."""
         return None if self.recorder is None else await self.recorder.try_run(fn)
+
+
+def crash_reason(exc: Exception) -> str:
+    """The reason recorded and answered for a run that an unexpected error ended."""
+    return redact(f"deployhook failed during the deploy ({type(exc).__name__}: {exc}); "
+                  "the daemon's log has the details")[:400]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
 import signal
+import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +24,7 @@ from tests.helpers import (
     http,
     push_payload,
     start_daemon,
+    write_config,
 )
 
 
@@ -124,6 +129,42 @@ def test_sigkill_mid_deploy_is_recovered_on_the_next_start(
         assert status == 200 and body["replayed"] and body["run"] == 2
     finally:
         daemon.stop()
+
+
+def test_record_files_are_private_under_umask_022(repos: Repos, secret_file: Path) -> None:
+    """Under umask 022 the daemon's record, its -wal and -shm are 0600, and so is the
+    record ``deployhook deploy`` creates; a record left readable by others is made
+    0600 when the daemon opens it."""
+    record = repos.root / "deployhook.sqlite3"
+    old_umask = os.umask(0o022)
+    try:
+        daemon = start(repos, secret_file)
+        try:
+            status, body = deliver(daemon, repos.commit(), "private-1")
+            assert status == 200, body
+            files = [record, record.with_name(record.name + "-wal"),
+                     record.with_name(record.name + "-shm")]
+            assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {
+                f.name: "0o600" for f in files}
+        finally:
+            daemon.stop()
+
+        record.chmod(0o644)
+        daemon = start(repos, secret_file, port=daemon.port)
+        daemon.stop()
+        assert stat.S_IMODE(record.stat().st_mode) == 0o600
+
+        cli_record = repos.root / "cli-record.sqlite3"
+        write_config(repos.root / "cli-config.py", repo_path=str(repos.deployed),
+                     secret_file=str(secret_file), state_db=str(cli_record), reload="none")
+        repos.commit()
+        deployed = subprocess.run([sys.executable, "-m", "deployhook", "deploy", "--config",
+                                   str(repos.root / "cli-config.py")],
+                                  capture_output=True, text=True, timeout=120)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert stat.S_IMODE(cli_record.stat().st_mode) == 0o600
+    finally:
+        os.umask(old_umask)
 
 
 def _ignore_errors(fn: Any, *args: Any) -> None:
