@@ -1,70 +1,50 @@
-"""Read-only views of the deployment record: the JSON API and the access rule.
+"""Read-only views of the deployment record: the JSON API, and the one access check.
 
 ``GET /deployments`` lists runs, newest first, a page at a time;
 ``GET /deployments/<id>`` is one run with its steps, output and deliveries.
-The status page (``pages.py``) uses the same access rule: open on a loopback
-address, HTTP basic auth when ``status_password_file`` is set, and otherwise
-closed (403) on a public address.
+Every handler that shows the record (these, the status pages in ``pages.py``,
+any later document of the API) mixes in :class:`RecordAccess`, which asks the
+hook's :class:`~deployhook.access.Access`: the password by default, or open to
+this machine only with ``status_access = "loopback"``.
 """
 
 from __future__ import annotations
 
-import base64
-import hmac
-import ipaddress
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
+from .access import AccessError
 from .handlers import JSONHandler
 
 if TYPE_CHECKING:
     from .hook import DeployHook
 
 MAX_PER_PAGE = 100
-
-
-def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
+MAX_PAGE = 1_000_000
+MAX_DIGITS = 18
 
 
 class RecordAccess:
-    """Mixin: ``check_access()`` enforces the status page and API's access rule."""
+    """Mixin for handlers that show the record: ``prepare()`` runs the access check,
+    and error answers keep the headers it asks for."""
 
     hook: DeployHook
 
+    def prepare(self: Any) -> None:
+        self.check_access()
+
     def check_access(self: Any) -> None:
-        """Raise HTTPError 401/403 unless this request may read the record."""
-        config = self.hook.config
-        if config.status_password_file:
-            if not _authorized(self.request.headers.get("Authorization", ""),
-                               config.status_user, config.status_password_file):
-                self.set_header("WWW-Authenticate", 'Basic realm="deployhook", charset="UTF-8"')
-                raise tornado.web.HTTPError(401, reason="login required")
-        elif not is_loopback(config.address):
-            raise tornado.web.HTTPError(403, reason=(
-                "the status page and API are off on a public address; "
-                "set status_password_file to turn them on"))
+        """Raise :class:`~deployhook.access.AccessError` (401/403/429) unless this
+        request may read the record."""
+        self.hook.access.check(self.request)
 
-
-def _authorized(header: str, user: str, password_file: str) -> bool:
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        given = base64.b64decode(encoded, validate=True)
-        password = Path(password_file).read_bytes().strip()
-    except (ValueError, OSError):
-        return False
-    expected = user.encode() + b":" + password
-    return bool(password) and hmac.compare_digest(given, expected)
+    def write_error(self: Any, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, AccessError):
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        super().write_error(status_code, **kwargs)  # type: ignore[misc]
 
 
 class DeploymentsHandler(RecordAccess, JSONHandler):
@@ -73,12 +53,11 @@ class DeploymentsHandler(RecordAccess, JSONHandler):
     def initialize(self, hook: DeployHook) -> None:
         self.hook = hook
 
-    def prepare(self) -> None:
-        self.check_access()
-
     async def get(self) -> None:
-        page = _positive(self.get_argument("page", "1"), "page")
-        per_page = min(_positive(self.get_argument("per_page", "20"), "per_page"), MAX_PER_PAGE)
+        page = whole(self.get_argument("page", "1"), "page")
+        if page > MAX_PAGE:
+            raise tornado.web.HTTPError(400, reason=f"page must be at most {MAX_PAGE}")
+        per_page = min(whole(self.get_argument("per_page", "20"), "per_page"), MAX_PER_PAGE)
         offset = (page - 1) * per_page
         runs, total = await self.hook.record.run(
             lambda s: (s.runs(per_page, offset), s.count_runs()))
@@ -95,9 +74,6 @@ class DeploymentHandler(RecordAccess, JSONHandler):
     def initialize(self, hook: DeployHook) -> None:
         self.hook = hook
 
-    def prepare(self) -> None:
-        self.check_access()
-
     async def get(self, run_id: str) -> None:
         run = await self.hook.record.run(lambda s: s.run(int(run_id)))
         if run is None:
@@ -105,7 +81,15 @@ class DeploymentHandler(RecordAccess, JSONHandler):
         self.reply(200, run)
 
 
-def _positive(value: str, name: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise tornado.web.HTTPError(400, reason=f"{name} must be a positive whole number")
+def whole(value: str, name: str) -> int:
+    """``value`` as a positive whole number written with ASCII digits (at most 18).
+
+    Raises:
+        tornado.web.HTTPError: 400 naming ``name`` for anything else (``²``, ``-1``,
+            ``0``, ``1e3``, twenty digits).
+    """
+    if not (value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS) \
+            or int(value) < 1:
+        raise tornado.web.HTTPError(400, reason=f"{name} must be a whole number from 1 "
+                                    f"(ASCII digits, at most {MAX_DIGITS})")
     return int(value)

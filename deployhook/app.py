@@ -20,6 +20,15 @@ class NotFoundHandler(tornado.web.RequestHandler):
         self.finish('{"result": "error", "reason": "not found"}\n')
 
 
+class FaviconHandler(tornado.web.RequestHandler):
+    """``GET /favicon.ico``: 204, cacheable for a day, so browsers stop asking and
+    nothing is logged (the pages also point their icon at an empty data: URL)."""
+
+    def get(self) -> None:
+        self.set_status(204)
+        self.set_header("Cache-Control", "public, max-age=86400")
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Tornado's access log line, with the URI cut short (it comes from anyone)."""
     status = handler.get_status()
@@ -33,6 +42,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_app(hook: DeployHook) -> tornado.web.Application:
-    """The daemon's application: the webhook, ``/health``, the record, JSON 404s."""
-    return tornado.web.Application(hook.routes(), default_handler_class=NotFoundHandler,
+    """The daemon's application: the webhook, ``/health``, the record, a quiet
+    ``/favicon.ico``, JSON 404s."""
+    routes = [*hook.routes(), (r"/favicon\.ico", FaviconHandler)]
+    return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
                                    log_function=log_request)

@@ -79,13 +79,20 @@ state_db = "deployhook.sqlite3"
 keep_runs = 1000
 keep_days = 90.0
 
-# The status page (GET /) and the JSON API (GET /deployments) are open on a
-# loopback address and closed (403) on any other, unless a password is set:
-# then they ask for HTTP basic auth as status_user with the password in this file.
-# 'deployhook init' writes a random password (mode 0600) to this file, or to
-# status-password.txt next to this one when it is None.
+# The status page (GET /), the JSON API (GET /deployments) and the details of
+# /health show the deployment record: they need HTTP basic auth as status_user
+# with the password in status_password_file ('deployhook init' writes a random
+# one, mode 0600; under systemd, leave that line out and use
+# LoadCredential=status-password:/etc/deployhook/status-password.txt).
+# status_access = "loopback" opens them without a password to requests from this
+# machine that came through no proxy; never use it behind a proxy on this
+# machine (a bare proxy_pass makes every internet client look local).
+# allowed_hosts: extra Host names (besides localhost and loopback IPs) that
+# "loopback" accepts, e.g. a name in /etc/hosts pointing at 127.0.0.1.
+status_access = "password"
 status_user = "deployhook"
-status_password_file = None
+status_password_file = "status-password.txt"
+allowed_hosts = []
 
 # Optional allow-list for the webhook: CIDRs, e.g. GitHub's "hooks" ranges from
 # https://api.github.com/meta.  Empty: any address (the signature still decides).

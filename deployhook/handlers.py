@@ -50,13 +50,23 @@ class JSONHandler(tornado.web.RequestHandler):
 
 
 class HealthHandler(JSONHandler):
-    """``GET /health``: 200 with the hook's status; never touches git."""
+    """``GET /health``: 200 and whether the daemon is healthy; never touches git.
+
+    Anyone gets ``{"status": ...}`` alone (what a monitor needs); a request the
+    record's access check lets in (the status password, or ``status_access =
+    "loopback"`` from this machine) gets the hook's whole status.  A wrong password
+    counts as a failed login, and while its client is throttled no password is
+    checked: /health is no way around the throttle.
+    """
 
     def initialize(self, hook: DeployHook) -> None:
         self.hook = hook
 
     def get(self) -> None:
-        self.reply(200, self.hook.status())
+        status = self.hook.status()
+        if not self.hook.access.allows(self.request):
+            status = {"status": status["status"]}
+        self.reply(200, status)
 
 
 @tornado.web.stream_request_body

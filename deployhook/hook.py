@@ -17,6 +17,7 @@ from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
+from .access import Access
 from .checkout import Checkout, RunResult, github_repository
 from .delivery import Push
 from .errors import ConfigError
@@ -45,6 +46,7 @@ class DeployHook:
         self.secret = SecretSource(config.secret_file, config.secret)
         self.allowed = parse_networks(config.allowed_networks, "allowed_networks")
         self.trusted = parse_networks(config.trusted_proxies, "trusted_proxies")
+        self.access = Access(self)  # who may read the record (pages, API, /health)
         self.checkout = Checkout(config)
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="deployhook-git")
         self.record = Recorder(config.state_db)

@@ -8,6 +8,8 @@ on the record's thread.  Nothing shown can hold a credential: URLs lose their
 userinfo (:func:`~deployhook.steps.redact`, applied again on display), and the
 secret, the status password, ``post_deploy``'s arguments and the environment are
 never shown.  Links are relative, so the pages also work behind a path prefix.
+Templates come from the package's own loader, which escapes every ``{{ }}``
+whatever ``autoescape`` the application that mounts the pages sets.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import tornado.template
 import tornado.web
 
 from .api import RecordAccess
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
     from .hook import DeployHook
 
 TEMPLATES = str(Path(__file__).parent / "templates")
+# The package's own loader: its pages escape every {{ }} whatever the host
+# application's autoescape, template_path or template_loader settings are.
+LOADER = tornado.template.Loader(TEMPLATES, autoescape="xhtml_escape")
 RUNS_SHOWN = 20
 OUTCOMES = {  # outcome -> (symbol, label); the label is always shown, not colour alone
     "ok": ("\u2713", "ok"),
@@ -95,8 +101,26 @@ def shown_command(step: dict[str, Any]) -> str:
     return command
 
 
-class PageHandler(RecordAccess, tornado.web.RequestHandler):
-    """Base of the status pages: access rule, templates, safe headers, HTML errors."""
+class HTMLHandler(tornado.web.RequestHandler):
+    """Renders the package's templates with its own escaping loader; HTML errors."""
+
+    def render_string(self, template_name: str, **kwargs: Any) -> bytes:
+        """``template_name`` from the package's own :data:`LOADER` (always escaping)."""
+        namespace = self.get_template_namespace()
+        namespace.update(kwargs)
+        return LOADER.load(template_name).generate(**namespace)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """An HTML error page with the short reason (never a traceback)."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = exc.reason if isinstance(exc, tornado.web.HTTPError) and exc.reason else None
+        self.render("error.html", status=status_code, reason=reason or self._reason,
+                    denied=status_code in (401, 403, 429))
+
+
+class PageHandler(RecordAccess, HTMLHandler):
+    """Base of the status pages: the record's access check
+    (:class:`~deployhook.api.RecordAccess`), templates, safe headers, HTML errors."""
 
     def initialize(self, hook: DeployHook) -> None:
         self.hook = hook
@@ -109,9 +133,6 @@ class PageHandler(RecordAccess, tornado.web.RequestHandler):
         self.set_header("X-Frame-Options", "DENY")
         self.set_header("Referrer-Policy", "no-referrer")
 
-    def prepare(self) -> None:
-        self.check_access()
-
     def get_template_path(self) -> str:
         return TEMPLATES
 
@@ -121,15 +142,6 @@ class PageHandler(RecordAccess, tornado.web.RequestHandler):
                          redact=redact, shown_command=shown_command, hook=self.hook,
                          home=self.home(), denied=False)
         return namespace
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """An HTML error page with the short reason (never a traceback)."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        reason = exc.reason if isinstance(exc, tornado.web.HTTPError) and exc.reason else None
-        if status_code == 401:  # send_error() cleared the header check_access() set
-            self.set_header("WWW-Authenticate", 'Basic realm="deployhook", charset="UTF-8"')
-        self.render("error.html", status=status_code, reason=reason or self._reason,
-                    denied=status_code in (401, 403))
 
     def home(self) -> str:
         """The relative link back to the status page."""

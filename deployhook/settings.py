@@ -24,6 +24,8 @@ from .network import parse_networks
 
 PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
 CREDENTIAL_NAME = "webhook-secret"  # systemd: LoadCredential=webhook-secret:/path
+PASSWORD_CREDENTIAL = "status-password"  # systemd: LoadCredential=status-password:/path
+STATUS_ACCESS = ("password", "loopback")
 RELOAD_MODES = ("auto", "autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
 FORGES = ("github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "bitbucket-server")
@@ -109,7 +111,9 @@ class Config:
     keep_runs: int = 1000
     keep_days: float = 90.0
     status_user: str = "deployhook"
-    status_password_file: str | None = None
+    status_password_file: str | None = "status-password.txt"
+    status_access: str = "password"
+    allowed_hosts: tuple[str, ...] = ()
     allowed_networks: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "info"
@@ -128,6 +132,7 @@ class Config:
     secret: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        _check_choice("status_access", self.status_access, STATUS_ACCESS)
         _check_choice("log_level", self.log_level, ("debug", "info", "warning", "error"))
         if not self.webhook_path.startswith("/"):
             raise ConfigError(f"webhook_path must start with '/', got {self.webhook_path!r}")
@@ -203,6 +208,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "unverified_memory": (int,), "unverified_disk": (int,),
     "ssh_key": (str, type(None)), "forge": (str, type(None)), "tags": (str, type(None)),
     "targets": (dict,),
+    "status_access": (str,), "allowed_hosts": (list, tuple),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file", "ssh_key")
@@ -212,7 +218,8 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
     """Read ``path`` (None: defaults only), apply ``DEPLOYHOOK_*`` overrides, validate.
 
     When ``secret_file`` is set nowhere and systemd passed credentials
-    (``$CREDENTIALS_DIRECTORY``), the secret is ``$CREDENTIALS_DIRECTORY/webhook-secret``.
+    (``$CREDENTIALS_DIRECTORY``), the secret is ``$CREDENTIALS_DIRECTORY/webhook-secret``;
+    likewise ``status_password_file`` becomes ``$CREDENTIALS_DIRECTORY/status-password``.
 
     Relative ``secret_file`` and ``repo_path`` are taken relative to the config
     file's folder (the current folder when ``path`` is None).
@@ -238,6 +245,8 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
     credentials = environ.get("CREDENTIALS_DIRECTORY")
     if "secret_file" not in values and credentials:
         values["secret_file"] = str(Path(credentials) / CREDENTIAL_NAME)
+    if "status_password_file" not in values and credentials:
+        values["status_password_file"] = str(Path(credentials) / PASSWORD_CREDENTIAL)
     for key in _PATH_KEYS:
         raw = values.get(key, getattr(Config, key))
         if raw is not None:
@@ -386,7 +395,8 @@ def _coerce(key: str, value: Any) -> Any:
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
         raise ConfigError(f"{key} must be {names}, got {type(value).__name__} {value!r}")
-    if key in ("post_deploy", "allowed_networks", "trusted_proxies") and value is not None:
+    if key in ("post_deploy", "allowed_networks", "trusted_proxies",
+               "allowed_hosts") and value is not None:
         if not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{key} must be a list of strings")
         return tuple(value)

@@ -8,11 +8,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tornado.httpclient import HTTPResponse
+from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.testing import AsyncHTTPTestCase
 
 from deployhook import Config, DeployHook, make_app
-from tests.helpers import REPOSITORY, SECRET, make_repos, signed
+from tests.helpers import REPOSITORY, SECRET, STATUS_PASSWORD, make_repos, signed
+
+# The request defaults of a client that logs in to the record (pages, API, /health).
+LOGIN = {"auth_username": "deployhook", "auth_password": STATUS_PASSWORD}
 
 
 class HookTestCase(AsyncHTTPTestCase):
@@ -25,6 +28,8 @@ class HookTestCase(AsyncHTTPTestCase):
         self.repos = make_repos(self.tmp)
         self.secret_path = self.tmp / "secret.txt"
         self.secret_path.write_bytes(SECRET + b"\n")
+        self.password_path = self.tmp / "status-password.txt"
+        self.password_path.write_text(STATUS_PASSWORD + "\n")
         super().setUp()
 
     def tearDown(self) -> None:
@@ -37,9 +42,20 @@ class HookTestCase(AsyncHTTPTestCase):
             "repo_path": str(self.repos.deployed), "secret_file": str(self.secret_path),
             "repository": REPOSITORY, "reload": "none", "git_timeout": 30.0,
             "state_db": str(self.tmp / "state.sqlite3"),
+            "status_password_file": str(self.password_path),
             **self.settings, **overrides,
         }
         return Config(**values)
+
+    def get_http_client(self) -> AsyncHTTPClient:
+        """A client that logs in with STATUS_PASSWORD (``anonymous()`` does not)."""
+        return AsyncHTTPClient(force_instance=True, defaults=LOGIN)
+
+    def anonymous(self) -> AsyncHTTPClient:
+        """A client without credentials; closed at tearDown."""
+        client = AsyncHTTPClient(force_instance=True)
+        self.addCleanup(client.close)
+        return client
 
     def get_app(self) -> Any:
         self.hook = DeployHook(self.make_config())

@@ -6,6 +6,7 @@ from octokit/webhooks, MIT) and the facts in ../shared/REFERENCE.md.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -25,6 +26,9 @@ FIXTURES = Path(__file__).parent / "fixtures" / "github"
 SECRET = b"It's a Secret to Everybody"
 REPOSITORY = "octo-org/blog"
 ZERO = "0" * 40
+# Every test daemon's status password (Daemon writes it to the default
+# status_password_file, HookTestCase to its own), sent by http() unless told not to.
+STATUS_PASSWORD = "test status password"
 
 
 def isolate_git(home: Path, name: str = "Test Pusher", extra: str = "") -> None:
@@ -210,10 +214,19 @@ def write_config(path: Path, **values: Any) -> Path:
     return path
 
 
+def basic_auth(password: str = STATUS_PASSWORD, user: str = "deployhook") -> dict[str, str]:
+    """The Authorization header of HTTP basic auth as ``user``."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 def http(method: str, url: str, body: bytes | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict[str, Any]]:
-    """A blocking HTTP call from the test process; returns (status, JSON body)."""
-    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+         headers: dict[str, str] | None = None, timeout: float = 30,
+         auth: bool = True) -> tuple[int, dict[str, Any]]:
+    """A blocking HTTP call from the test process; returns (status, JSON body).  It logs
+    in with STATUS_PASSWORD (unless ``auth`` is False or ``headers`` log in otherwise)."""
+    headers = {**(basic_auth() if auth else {}), **(headers or {})}
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -227,6 +240,9 @@ class Daemon:
     def __init__(self, config: Path, port: int, env: dict[str, str] | None = None,
                  new_session: bool = False) -> None:
         self.port = port
+        password = config.parent / "status-password.txt"  # the default status_password_file
+        if not password.exists():
+            password.write_text(STATUS_PASSWORD + "\n")
         self.log_path = config.parent / f"daemon-{port}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(

@@ -19,7 +19,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.testing import gen_test
 
 from deployhook import Config
-from tests.apptest import HookTestCase
+from tests.apptest import LOGIN, HookTestCase
 from tests.helpers import REPOSITORY, ZERO, git, push_payload
 
 Answer = tuple[int, dict[str, Any]]
@@ -238,7 +238,7 @@ class CoalescingTest(DeployTestCase):
 
     def get_http_client(self) -> AsyncHTTPClient:
         # The default client sends at most 10 requests at once; a burst needs more.
-        return AsyncHTTPClient(force_instance=True, max_clients=64)
+        return AsyncHTTPClient(force_instance=True, max_clients=64, defaults=LOGIN)
 
     def push_burst(self, count: int) -> list[str]:
         """Push ``count`` commits, one push each; return their SHAs in order."""

@@ -18,6 +18,7 @@ import struct
 import subprocess
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from tornado.httpclient import HTTPResponse
 from tornado.testing import gen_test
@@ -28,6 +29,7 @@ from tests.apptest import HookTestCase
 from tests.helpers import (
     REPOSITORY,
     SECRET,
+    STATUS_PASSWORD,
     Daemon,
     Repos,
     free_port,
@@ -48,9 +50,11 @@ class PageTestCase(HookTestCase):
 
     async def page(self, path: str = "/", headers: dict[str, str] | None = None,
                    ) -> tuple[int, str, HTTPResponse]:
-        """GET ``path``; return (status, HTML text, response)."""
-        response = await self.http_client.fetch(self.get_url(path), headers=headers or {},
-                                                raise_error=False, request_timeout=60)
+        """GET ``path`` logged in, or with exactly ``headers`` when given; return
+        (status, HTML text, response)."""
+        client = self.http_client if headers is None else self.anonymous()
+        response = await client.fetch(self.get_url(path), headers=headers or {},
+                                      raise_error=False, request_timeout=60)
         assert response.code != 599, response.error
         text = (response.body or b"").decode()
         assert SECRET.decode() not in text
@@ -204,22 +208,9 @@ class SafeDisplayTest(PageTestCase):
         assert "notify \u2026 (arguments not shown)" in html
 
 
-class PublicAddressTest(PageTestCase):
-    """On a public address with no status password, the pages are closed."""
-
-    settings: ClassVar[dict[str, Any]] = {"address": "0.0.0.0"}
-
-    @gen_test(timeout=60)
-    async def test_forbidden(self) -> None:
-        for path in ("/", "/runs/1"):
-            status, html, _ = await self.page(path)
-            assert status == 403, (path, html)
-            assert "status_password_file" in html
-            assert REPOSITORY not in html
-
-
-class PasswordTest(PageTestCase):
-    """With status_password_file: 401 (asking for basic auth) unless the login is right."""
+class LoginTest(PageTestCase):
+    """The pages are private by default: 401 (asking for basic auth as status_user)
+    unless the login is right; nothing of the record shows before."""
 
     settings: ClassVar[dict[str, Any]] = {"address": "0.0.0.0"}
 
@@ -236,10 +227,13 @@ class PasswordTest(PageTestCase):
     @gen_test(timeout=60)
     async def test_basic_auth(self) -> None:
         for headers in ({}, self.basic("deployhook", "wrong"), self.basic("other", PASSWORD)):
-            status, html, response = await self.page("/", headers)
-            assert status == 401, html
-            assert response.headers["WWW-Authenticate"].startswith('Basic realm="deployhook"')
-            assert REPOSITORY not in html and PASSWORD not in html
+            for path in ("/", "/runs/1"):
+                status, html, response = await self.page(path, headers)
+                assert status == 401, html
+                assert response.headers["WWW-Authenticate"].startswith(
+                    'Basic realm="deployhook"')
+                assert REPOSITORY not in html and PASSWORD not in html
+                assert "status_user" in html  # how to log in
         status, html, _ = await self.page("/", self.basic("deployhook", PASSWORD))
         assert status == 200, html
         assert self.repos.head(self.repos.deployed) in html
@@ -327,7 +321,8 @@ def test_browser_renders_status_page(repos: Repos, secret_file: Path, tmp_path: 
     config = write_config(tmp_path / "config.py", port=port, repo_path=str(repos.deployed),
                           secret_file=str(secret_file), repository=REPOSITORY, reload="none",
                           state_db=str(tmp_path / "state.sqlite3"))
-    daemon = Daemon(config, port)
+    daemon = Daemon(config, port)  # private by default: log in with the URL's userinfo
+    url = f"http://deployhook:{quote(STATUS_PASSWORD)}@127.0.0.1:{port}"
     try:
         daemon.wait_ready()
         assert deliver(daemon, repos, "a1b2c3d4-0001", "octocat")[0] == 200
@@ -338,22 +333,24 @@ def test_browser_renders_status_page(repos: Repos, secret_file: Path, tmp_path: 
         assert status == 200, body
         head = body["head"]
 
-        dom = chromium(["--dump-dom", daemon.url + "/"], tmp_path / "profile-dom").stdout
+        denied = chromium(["--dump-dom", daemon.url + "/"], tmp_path / "profile-denied").stdout
+        assert head not in denied  # the login prompt, never the record
+        dom = chromium(["--dump-dom", url + "/"], tmp_path / "profile-dom").stdout
         assert head in dom and head[:7] in dom
         assert re.search(r'id="last-outcome">\u2713 ok<', dom), dom
         assert "\u2717 failed" in dom and "hubot" in dom
-        run_dom = chromium(["--dump-dom", daemon.url + "/runs/3"], tmp_path / "profile-run")
+        run_dom = chromium(["--dump-dom", url + "/runs/3"], tmp_path / "profile-run")
         assert "Run #3" in run_dom.stdout and "<pre>" in run_dom.stdout
 
         shots = {"wide": (1280, 760), "phone": (390, 844)}
         for name, (width, height) in shots.items():
             shot = tmp_path / f"status-{name}.png"
             chromium([f"--screenshot={shot}", f"--window-size={width},{height}",
-                      daemon.url + "/"], tmp_path / f"profile-{name}")
+                      url + "/"], tmp_path / f"profile-{name}")
             assert shot.stat().st_size > 1000
             assert png_size(shot) == (width, height)
         run_shot = tmp_path / "run-phone.png"
-        chromium([f"--screenshot={run_shot}", "--window-size=390,844", daemon.url + "/runs/3"],
+        chromium([f"--screenshot={run_shot}", "--window-size=390,844", url + "/runs/3"],
                  tmp_path / "profile-run-shot")
         assert png_size(run_shot) == (390, 844)
         if os.environ.get("STATUS_PAGE_SHOTS"):  # a folder to keep the screenshots in

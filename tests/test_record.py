@@ -200,19 +200,8 @@ class RetentionTest(HookTestCase):
         return await self.send(b"", headers, method="GET", path=path)
 
 
-class PublicAddressTest(HookTestCase):
-    """Bound to a public address with no password: the record's API is closed."""
-
-    settings: ClassVar[dict[str, Any]] = {"address": "0.0.0.0"}
-
-    @gen_test(timeout=30)
-    async def test_closed_without_a_password(self) -> None:
-        status, body = await self.send(b"", {}, method="GET", path="/deployments")
-        assert status == 403 and "status_password_file" in body["reason"]
-
-
-class PasswordTest(HookTestCase):
-    """status_password_file set: basic auth as status_user."""
+class LoginTest(HookTestCase):
+    """The API is private by default: basic auth as status_user."""
 
     def make_config(self, **overrides: Any) -> Any:
         password = self.tmp / "status-password"
@@ -222,12 +211,31 @@ class PasswordTest(HookTestCase):
 
     @gen_test(timeout=30)
     async def test_basic_auth(self) -> None:
-        response = await self.http_client.fetch(self.get_url("/deployments"),
+        response = await self.anonymous().fetch(self.get_url("/deployments"),
                                                 raise_error=False)
         assert response.code == 401
         assert response.headers["WWW-Authenticate"].startswith('Basic realm="deployhook"')
+        assert b"status_user" in response.body
         for password, expected in (("wrong", 401), ("correct horse", 200)):
             token = base64.b64encode(f"deployhook:{password}".encode()).decode()
-            status, _ = await self.send(b"", {"Authorization": f"Basic {token}"},
-                                        method="GET", path="/deployments")
-            assert status == expected
+            response = await self.anonymous().fetch(
+                self.get_url("/deployments"), headers={"Authorization": f"Basic {token}"},
+                raise_error=False)
+            assert response.code == expected
+
+
+class PagingTest(HookTestCase):
+    """Finding 9: malformed paging is a 400 with a reason (21d5e9e: 500 and a traceback,
+    since str.isdigit() accepts Unicode digits like ² and the size had no bound)."""
+
+    @gen_test(timeout=30)
+    async def test_malformed_paging_is_400(self) -> None:
+        for query in ("page=%C2%B2", "per_page=%C2%B2", "page=99999999999999999999",
+                      "per_page=99999999999999999999", "page=%D9%A3", "page=1000001",
+                      "page=0", "page=-1", "page=1e3", "page=", "per_page=0"):
+            status, body = await self.send(b"", {}, method="GET", path=f"/deployments?{query}")
+            assert status == 400, (query, body)
+            assert body["result"] == "error" and "page" in body["reason"], (query, body)
+        status, body = await self.send(b"", {}, method="GET",
+                                       path="/deployments?page=1000000&per_page=100000")
+        assert status == 200 and body["runs"] == [] and body["per_page"] == 100, body

@@ -33,7 +33,8 @@ def defaults_in(folder: Path, **values: object) -> Config:
     folder = folder.resolve()
     return Config(**{
         "secret_file": str(folder / "secret.txt"), "repo_path": str(folder),
-        "state_db": str(folder / "deployhook.sqlite3"), **values,
+        "state_db": str(folder / "deployhook.sqlite3"),
+        "status_password_file": str(folder / "status-password.txt"), **values,
     })
 
 

@@ -21,7 +21,9 @@ What differs from a real installation, and why:
   stays empty, root-owned and 0700; a delivery gets 500 "not readable").  So
   ``config.py`` sets ``secret_file = "/etc/deployhook/secret.txt"`` (root:deployhook,
   0640); with ``secret_file`` set, deployhook does not look at
-  ``$CREDENTIALS_DIRECTORY``.  tests/test_settings.py covers that path.
+  ``$CREDENTIALS_DIRECTORY``.  tests/test_settings.py covers that path.  Likewise
+  ``status_password_file = "/etc/deployhook/status-password.txt"`` (root:deployhook,
+  0640), whose password helpers.http() sends.
 - The image adds Debian's ``procps``: the unit's ``ExecReload=/bin/kill`` needs it,
   and debootstrap's minbase has no ``kill``.
 - The origin is a bare repository at ``/srv/origin.git`` (file://), owned by the
@@ -58,7 +60,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SECRET, free_port, http, push_payload, signed
+from tests.helpers import SECRET, STATUS_PASSWORD, free_port, http, push_payload, signed
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "contrib" / "systemd" / "deployhook.service"
@@ -105,7 +107,8 @@ def config_text(port: int, **changes: Any) -> str:
     values: dict[str, Any] = {
         "address": "127.0.0.1", "port": port, "repo_path": "/srv/deploy",
         "repository": REPOSITORY, "secret_file": "/etc/deployhook/secret.txt",
-        "reload": "autoreload", **changes,
+        "reload": "autoreload",
+        "status_password_file": "/etc/deployhook/status-password.txt", **changes,
     }
     return "".join(f"{key} = {value!r}\n" for key, value in values.items())
 
@@ -280,6 +283,8 @@ def provision(box: Box, wheels: Path) -> None:
         box.write(f"/etc/systemd/system/{site}.service",
                   "[Service]\nExecStart=/bin/sleep infinity\n")
     box.write("/etc/deployhook/secret.txt", SECRET.decode() + "\n", "0640", "root:deployhook")
+    box.write("/etc/deployhook/status-password.txt", STATUS_PASSWORD + "\n", "0640",
+              "root:deployhook")  # helpers.http() logs in with it
     box.write(CONFIG, config_text(box.port))
     box.write("/etc/systemd/system/deployhook.service", UNIT.read_text())
     box.write(f"{DROPIN_DIR}/test.conf",
