@@ -99,11 +99,12 @@ def event_of(headers: Mapping[str, str]) -> str:
 
 
 def essentials(payload: dict[str, Any]) -> dict[str, Any]:
-    """The part of ``payload`` that deciding and deploying read, nothing else.
+    """The part of ``payload`` that deciding and deploying read, nothing else, for every
+    forge: refs, SHAs, the repository's and project's names, the pusher, and the changed
+    refs of a Bitbucket push without their commit lists.
 
-    ``ref``, ``before``, ``after``, ``deleted``, ``zen``, ``repository.full_name``,
-    ``repository.default_branch`` and ``pusher.name``, each only when present;
-    values are kept as they are (validation is :func:`parse_push`'s job).
+    Each field only when present; values are kept as they are (validation is the
+    parsers' job).
     """
     small: dict[str, Any] = {key: payload[key] for key in _TOP_FIELDS if key in payload}
     for key, fields in _NESTED_FIELDS.items():
@@ -111,11 +112,21 @@ def essentials(payload: dict[str, Any]) -> dict[str, Any]:
         if key in payload:
             small[key] = ({name: inner[name] for name in fields if name in inner}
                           if isinstance(inner, dict) else inner)
+    push = payload.get("push")
+    if isinstance(push, dict) and isinstance(push.get("changes"), list):
+        small["push"] = {"changes": [
+            {k: v for k, v in change.items() if k not in ("commits", "links")}
+            if isinstance(change, dict) else change for change in push["changes"]]}
     return small
 
 
-_TOP_FIELDS = ("ref", "before", "after", "deleted", "zen")
-_NESTED_FIELDS = {"repository": ("full_name", "default_branch"), "pusher": ("name",)}
+# Read by the forges' parsers (deployhook.forges): GitHub, GitLab, Gitea/Forgejo/Gogs,
+# Bitbucket Cloud (push.changes, actor) and Data Center (changes, repository.project).
+_TOP_FIELDS = ("ref", "before", "after", "deleted", "zen", "object_kind", "user_name",
+               "user_username", "ref_type", "changes", "actor")
+_NESTED_FIELDS = {"repository": ("full_name", "default_branch", "slug", "project"),
+                  "pusher": ("name", "login", "username"), "sender": ("login", "username"),
+                  "project": ("path_with_namespace", "default_branch")}
 
 
 def parse_body(content_type: str | None, body: bytes | bytearray) -> dict[str, Any]:

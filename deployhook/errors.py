@@ -42,6 +42,10 @@ class SignatureError(DeliveryError):
     status = 401
 
 
+class Mismatch(SignatureError):
+    """A well-formed signature (or token) that no configured secret produces (401)."""
+
+
 class MalformedDelivery(DeliveryError):
     """The body or a header cannot be parsed into a delivery (400)."""
 

@@ -517,3 +517,37 @@ def test_a_bitbucket_change_of_an_unknown_ref_type_is_400(kind: Any) -> None:
     payload["push"]["changes"][0]["new"]["type"] = kind
     with pytest.raises(MalformedDelivery):
         parsed(CASES[5], payload)
+
+
+# --- bodies hashed as they arrive ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("forge", forges.FORGES)
+@pytest.mark.parametrize("gitlab_secret", [SECRET, WHSEC])
+def test_a_body_hashed_in_chunks_verifies_like_the_bytes(forge: str, gitlab_secret: bytes) -> None:
+    """verify() over a mac.Hashed body fed in chunks (keys from hash_keys) gives the same
+    secret index as over the bytes, and refuses a wrong secret the same way."""
+    secret = gitlab_secret if forge == "gitlab" else SECRET
+    body = json.dumps({"n": list(range(5000))}).encode()
+    headers = forges.sign_headers(forge, secret, body)
+    secrets = [OTHER, secret]
+    hashed = forges.mac.Hashed(forges.hash_keys(forge, secrets, headers))
+    for start in range(0, len(body), 4096):
+        hashed.update(body[start:start + 4096])
+    assert forges.verify(forge, secrets, headers, hashed) == forges.verify(
+        forge, secrets, headers, body) == 1
+    wrong = forges.mac.Hashed(forges.hash_keys(forge, [OTHER], headers))
+    wrong.update(body)
+    with pytest.raises(SignatureError):
+        forges.verify(forge, [OTHER], headers, wrong)
+
+
+@pytest.mark.parametrize("forge", forges.FORGES)
+def test_check_headers_refuses_missing_authentication_before_the_body(forge: str) -> None:
+    headers = forges.sign_headers(forge, SECRET, b"{}")
+    forges.check_headers(forge, headers)  # well formed: the body decides
+    bare = {k: v for k, v in headers.items()
+            if "signature" not in k.lower() and "token" not in k.lower()}
+    with pytest.raises(SignatureError) as info:
+        forges.check_headers(forge, bare)
+    assert info.value.status == 401 and "missing" in info.value.reason

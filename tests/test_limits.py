@@ -81,7 +81,7 @@ def test_verifier_uses_sha1_only_when_alone() -> None:
     (push_payload("a" * 40), {
         "ref": "refs/heads/main", "before": "0" * 40, "after": "a" * 40, "deleted": False,
         "repository": {"full_name": "octo/site", "default_branch": "main"},
-        "pusher": {"name": "octocat"}}),
+        "pusher": {"name": "octocat"}, "sender": {"login": "octocat"}}),
     ({"zen": "Keep it simple.", "hook_id": 1}, {"zen": "Keep it simple."}),
     ({"repository": "not an object", "pusher": None}, {"repository": "not an object",
                                                        "pusher": None}),

@@ -25,6 +25,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from deployhook import forges
+from deployhook.delivery import essentials
 from deployhook.errors import SignatureError
 from deployhook.forges import Ping, Pushes, payloads
 
@@ -253,3 +254,17 @@ def test_any_change_round_trips(forge: str, kind: str, short: str, before: str, 
     assert push is not None and push.deleted == (after == ZERO)
     if not (push.deleted and forge in ("gitea", "forgejo", "gogs")):
         assert (push.before, push.after) == (before, after)
+
+
+@pytest.mark.parametrize("forge", forges.FORGES)
+def test_the_essentials_of_a_payload_parse_like_the_whole(forge: str) -> None:
+    """A large body is parsed in a child that sends back only delivery.essentials(): for
+    every forge that part gives the same event as the whole payload."""
+    for ref in ("refs/heads/main", "refs/tags/v1"):
+        payload = payloads.push_payload(
+            forge, repository="octo-org/blog", ref=ref, before="a" * 40, after="b" * 40,
+            pusher="octocat", email="o@example.com", default_branch="main", now=0)
+        event = payloads.event_name(forge, ref=ref, after="b" * 40)
+        headers = forges.sign_headers(forge, b"s", b"{}", event)
+        assert forges.parse(forge, headers, essentials(payload)) == forges.parse(
+            forge, headers, payload)

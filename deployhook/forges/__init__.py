@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import MalformedDelivery
-from . import bitbucket, gitea, github, gitlab
+from ..errors import MalformedDelivery, Mismatch
+from . import bitbucket, gitea, github, gitlab, mac
 from .events import Event, Other, Ping, Push, Pushes, field, header
 
-__all__ = ["FORGES", "Event", "Other", "Ping", "Push", "Pushes", "detect", "parse",
-           "repository", "sign_headers", "verify"]
+__all__ = ["FORGES", "Event", "Other", "Ping", "Push", "Pushes", "check_headers", "detect",
+           "hash_keys", "parse", "repository", "sign_headers", "verify"]
 
 FORGES = ("github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "bitbucket-server")
 # Forgejo sends Gitea's and Gogs's headers, Gitea sends Gogs's, and all three send
@@ -51,12 +51,41 @@ def detect(headers: Mapping[str, str]) -> str:
     return "github"
 
 
-def verify(forge: str, secrets: Sequence[bytes], headers: Mapping[str, str], body: bytes,
+def hash_keys(forge: str, secrets: Sequence[bytes],
+              headers: Mapping[str, str]) -> list[mac.Key]:
+    """The HMACs to compute while the body arrives, so that :func:`verify` can check
+    a :class:`~deployhook.forges.mac.Hashed` body against ``secrets`` for these headers."""
+    if forge == "gitlab":
+        prefix = gitlab.signed_prefix(headers)
+        keys = [gitlab.signing_key(secret) for secret in secrets]
+        return [("sha256", key, prefix) for key in keys if key is not None and prefix]
+    algorithm = "sha256"
+    if forge == "github" and not header(headers, github.SHA256_HEADER):
+        algorithm = "sha1"
+    return [(algorithm, secret, b"") for secret in secrets]
+
+
+def check_headers(forge: str, headers: Mapping[str, str]) -> None:
+    """Refuse at once a delivery whose authentication headers are missing or malformed,
+    so that a stranger's body need not be read.
+
+    Raises:
+        SignatureError: as :func:`verify` would, for any reason but a wrong secret.
+    """
+    try:
+        verify(forge, [], headers, mac.Hashed(()), now=0)
+    except Mismatch:
+        return
+
+
+def verify(forge: str, secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body,
            *, now: float | None = None) -> int:
     """Index in ``secrets`` of the secret that authenticates the delivery.
 
-    Every secret is checked, always, each in constant time.  ``now`` (Unix
-    seconds, default the clock) judges GitLab signing-token timestamps.
+    Every secret is checked, always, each in constant time.  ``body`` is the raw bytes,
+    or a :class:`~deployhook.forges.mac.Hashed` body hashed as it arrived with the keys
+    of :func:`hash_keys`.  ``now`` (Unix seconds, default the clock) judges GitLab
+    signing-token timestamps.
 
     Raises:
         SignatureError: no authentication although the forge can sign, a

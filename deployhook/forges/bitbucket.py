@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..delivery import ZERO_SHA
-from ..errors import MalformedDelivery, SignatureError
+from ..errors import MalformedDelivery, Mismatch, SignatureError
 from . import mac
 from .events import (
     BRANCH_PREFIX,
@@ -41,7 +41,7 @@ def is_cloud(headers: Mapping[str, str]) -> bool:
     return bool(header(headers, "X-Hook-UUID") or header(headers, "X-Request-UUID"))
 
 
-def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: bytes) -> int:
+def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body) -> int:
     """Index of the secret whose HMAC-SHA256 of ``body`` is ``X-Hub-Signature``.
 
     Raises:
@@ -57,7 +57,7 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: bytes) ->
         raise SignatureError(f"malformed {SIGNATURE_HEADER} header: expected 'sha256=<hex>'")
     index = mac.first_match(secrets, lambda secret: mac.hmac_sha256(secret, body), [received])
     if index is None:
-        raise SignatureError(f"{SIGNATURE_HEADER} does not match the body: check the secret")
+        raise Mismatch(f"{SIGNATURE_HEADER} does not match the body: check the secret")
     return index
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..delivery import ZERO_SHA
-from ..errors import MalformedDelivery, SignatureError
+from ..errors import MalformedDelivery, Mismatch, SignatureError
 from . import mac
 from .events import BRANCH_PREFIX, TAG_PREFIX, Event, Other, Pushes, field, header, make_push
 
@@ -32,7 +32,7 @@ def event_header(forge: str) -> str:
 
 
 def verify(forge: str, secrets: Sequence[bytes], headers: Mapping[str, str],
-           body: bytes) -> int:
+           body: mac.Body) -> int:
     """Index of the secret whose HMAC-SHA256 of ``body`` is ``X-<Forge>-Signature``.
 
     Gitea sends the header empty when the hook has no secret: that counts as missing.
@@ -50,7 +50,7 @@ def verify(forge: str, secrets: Sequence[bytes], headers: Mapping[str, str],
         raise SignatureError(f"malformed {name} header: expected 64 hex digits")
     index = mac.first_match(secrets, lambda secret: mac.hmac_sha256(secret, body), [received])
     if index is None:
-        raise SignatureError(f"{name} does not match the body: check the webhook's secret")
+        raise Mismatch(f"{name} does not match the body: check the webhook's secret")
     return index
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..delivery import Delivery, parse_push
-from ..errors import MalformedDelivery, SignatureError
+from ..errors import MalformedDelivery, Mismatch, SignatureError
 from . import mac
 from .events import Event, Other, Ping, Pushes, field, from_github_push, header
 
@@ -25,7 +25,7 @@ _ALGORITHMS = {SHA256_HEADER: ("sha256", mac.hmac_sha256, 64),
                SHA1_HEADER: ("sha1", mac.hmac_sha1, 40)}
 
 
-def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: bytes) -> int:
+def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body) -> int:
     """Index of the secret whose HMAC of ``body`` matches the signature header.
 
     Raises:
@@ -40,7 +40,7 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: bytes) ->
     _, digest, _ = _ALGORITHMS[name]
     index = mac.first_match(secrets, lambda secret: digest(secret, body), [received])
     if index is None:
-        raise SignatureError(f"{name} does not match the body: check the webhook's secret")
+        raise Mismatch(f"{name} does not match the body: check the webhook's secret")
     return index
 
 

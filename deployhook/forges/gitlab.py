@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import MalformedDelivery, SignatureError
+from ..errors import MalformedDelivery, Mismatch, SignatureError
 from . import mac
 from .events import Event, Other, Pushes, field, header, make_push, wire_bytes
 
@@ -43,7 +43,7 @@ def signing_key(secret: bytes) -> bytes | None:
         return None
 
 
-def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: bytes,
+def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body,
            now: float | None = None) -> int:
     """Index of the secret that authenticates the delivery (token or signature).
 
@@ -69,7 +69,7 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: bytes,
     index = min((i for i in (by_token, by_signature) if i is not None), default=None)
     if index is None:
         what = TOKEN_HEADER if token is not None else "webhook-signature"
-        raise SignatureError(f"{what} does not match: check the webhook's secret token")
+        raise Mismatch(f"{what} does not match: check the webhook's secret token")
     if secrets[index].startswith(SIGNING_PREFIX):
         _check_fresh(header(headers, "webhook-timestamp") or "", now)
     return index
@@ -80,13 +80,14 @@ def _token_digest(secret: bytes) -> bytes | None:
     return None if secret.startswith(SIGNING_PREFIX) else mac.token_digest(secret)
 
 
-def _signature_digest(secret: bytes, message: bytes | None) -> bytes | None:
+def _signature_digest(secret: bytes, message: mac.Body | None) -> bytes | None:
     """The v1 signature a signing token gives ``message``; None for a plain secret."""
     key = signing_key(secret)
     return mac.hmac_sha256(key, message) if key is not None and message is not None else None
 
 
-def _signed_message(headers: Mapping[str, str], body: bytes, required: bool) -> bytes | None:
+def _signed_message(headers: Mapping[str, str], body: mac.Body,
+                    required: bool) -> mac.Body | None:
     """``{webhook-id}.{webhook-timestamp}.{body}``, the bytes a signing token signs.
 
     Raises:
@@ -98,7 +99,16 @@ def _signed_message(headers: Mapping[str, str], body: bytes, required: bool) -> 
             raise SignatureError(
                 "webhook-signature needs webhook-id and webhook-timestamp headers")
         return None
-    return wire_bytes(f"{webhook_id}.{stamp}.") + body
+    return mac.prefixed(signed_prefix(headers) or b"", body)
+
+
+def signed_prefix(headers: Mapping[str, str]) -> bytes | None:
+    """``{webhook-id}.{webhook-timestamp}.``: what a signing token signs before the body;
+    None without those headers."""
+    webhook_id, stamp = header(headers, "webhook-id"), header(headers, "webhook-timestamp")
+    if webhook_id is None or stamp is None:
+        return None
+    return wire_bytes(f"{webhook_id}.{stamp}.")
 
 
 def _signatures(value: str) -> list[bytes]:

@@ -12,19 +12,72 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
+ALGORITHMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
+Key = tuple[str, bytes, bytes]  # (algorithm, HMAC key, bytes signed before the body)
 
 
-def hmac_sha256(secret: bytes, message: bytes) -> bytes:
-    """The raw HMAC-SHA256 of ``message`` keyed with ``secret``."""
-    return hmac.new(secret, message, hashlib.sha256).digest()
+class Hashed:
+    """A body hashed as it arrives: its HMACs under the keys chosen when the headers came
+    (:func:`deployhook.forges.hash_keys`), so that verifying needs no copy of the body.
+
+    Pass it wherever a verify function takes the body: :func:`hmac_sha256` and
+    :func:`hmac_sha1` read its digests instead of hashing bytes.
+    """
+
+    def __init__(self, keys: Iterable[Key]) -> None:
+        self._macs = {key: hmac.new(key[1], key[2], ALGORITHMS[key[0]]) for key in set(keys)}
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        """Feed the next chunk of the body to every MAC."""
+        for mac in self._macs.values():
+            mac.update(chunk)
+
+    def digest(self, algorithm: str, key: bytes, prefix: bytes = b"") -> bytes | None:
+        """The HMAC of the body under ``key`` (after ``prefix``); None when not computed."""
+        mac = self._macs.get((algorithm, key, prefix))
+        return None if mac is None else mac.copy().digest()
 
 
-def hmac_sha1(secret: bytes, message: bytes) -> bytes:
+@dataclass(frozen=True)
+class Prefixed:
+    """A :class:`Hashed` body with ``prefix`` signed before it (GitLab's signing token)."""
+
+    prefix: bytes
+    body: Hashed
+
+
+Body = bytes | bytearray | Hashed | Prefixed
+
+
+def prefixed(prefix: bytes, body: Body) -> Body:
+    """``prefix`` followed by ``body``: bytes joined, or a view of a hashed body."""
+    if isinstance(body, Hashed):
+        return Prefixed(prefix, body)
+    if isinstance(body, Prefixed):
+        return Prefixed(body.prefix + prefix, body.body)
+    return prefix + bytes(body)
+
+
+def hmac_sha256(secret: bytes, message: Body) -> bytes | None:
+    """The raw HMAC-SHA256 of ``message`` keyed with ``secret`` (None: not computed)."""
+    return _hmac("sha256", secret, message)
+
+
+def hmac_sha1(secret: bytes, message: Body) -> bytes | None:
     """The raw HMAC-SHA1 of ``message`` keyed with ``secret`` (GitHub's legacy header)."""
-    return hmac.new(secret, message, hashlib.sha1).digest()
+    return _hmac("sha1", secret, message)
+
+
+def _hmac(algorithm: str, secret: bytes, message: Body) -> bytes | None:
+    if isinstance(message, Hashed):
+        return message.digest(algorithm, secret)
+    if isinstance(message, Prefixed):
+        return message.body.digest(algorithm, secret, message.prefix)
+    return hmac.new(secret, message, ALGORITHMS[algorithm]).digest()
 
 
 def token_digest(token: bytes) -> bytes:
