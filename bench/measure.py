@@ -350,7 +350,7 @@ def scale_in_process(size: int = 25_000_000, reps: int = 3) -> tuple[bytes, dict
     from blocking_server import verify_and_parse
     from tornado.httputil import HTTPHeaders
 
-    from deployhook.delivery import read_delivery
+    from deployhook.forges.delivery import read_delivery
 
     body = big_push_body(size)
     _, plain_headers = signed(body, delivery="big")

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .network import parse_networks
+from deployhook.errors import ConfigError
+from deployhook.network import parse_networks
 
 PULL_STRATEGIES = ("ff-only", "merge", "rebase", "reset")
 CREDENTIAL_NAME = "webhook-secret"  # systemd: LoadCredential=webhook-secret:/path

@@ -31,13 +31,13 @@ except ImportError:  # the harness's function stays importable without atheris
 
 if atheris is not None:
     with atheris.instrument_imports(include=["deployhook"]):
-        from deployhook.delivery import read_delivery
         from deployhook.errors import DeliveryError
-        from deployhook.rules import Deploy, decide
+        from deployhook.forges.delivery import read_delivery
+        from deployhook.service.rules import Deploy, decide
 else:
-    from deployhook.delivery import read_delivery
     from deployhook.errors import DeliveryError
-    from deployhook.rules import Deploy, decide
+    from deployhook.forges.delivery import read_delivery
+    from deployhook.service.rules import Deploy, decide
 
 from tornado.httputil import HTTPHeaders
 

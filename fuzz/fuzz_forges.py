@@ -27,12 +27,12 @@ except ImportError:  # the harness's function stays importable without atheris
 if atheris is not None:
     with atheris.instrument_imports(include=["deployhook"]):
         from deployhook import forges
-        from deployhook.delivery import parse_body
         from deployhook.errors import DeliveryError
+        from deployhook.forges.delivery import parse_body
 else:
     from deployhook import forges
-    from deployhook.delivery import parse_body
     from deployhook.errors import DeliveryError
+    from deployhook.forges.delivery import parse_body
 
 SECRETS = [b"another secret", b"It's a Secret to Everybody"]
 SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployhook.signature import sign
+from deployhook.forges.signature import sign
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
 SECRET = b"It's a Secret to Everybody"

@@ -32,7 +32,8 @@ from tornado.httpclient import HTTPResponse
 from tornado.testing import gen_test
 
 from deployhook import Config, DeployHook, settings
-from deployhook.access import (
+from deployhook.record.store import DeliveryRecord, Store
+from deployhook.web.access import (
     MAX_CLIENTS,
     MAX_FAILURES,
     WINDOW,
@@ -40,7 +41,6 @@ from deployhook.access import (
     credentials_match,
     local_host,
 )
-from deployhook.store import DeliveryRecord, Store
 from tests.apptest import HookTestCase
 from tests.helpers import (
     REPOSITORY,

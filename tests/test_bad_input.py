@@ -33,7 +33,7 @@ from urllib.parse import quote
 import pytest
 from tornado.testing import gen_test
 
-from deployhook.signature import sign
+from deployhook.forges.signature import sign
 from tests.apptest import HookTestCase
 from tests.helpers import (
     REPOSITORY,

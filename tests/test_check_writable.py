@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from deployhook import cli
+from deployhook.cli import main as cli
 from tests.helpers import REPOSITORY, Repos, free_port, write_config
 from tests.tools import require_tool
 

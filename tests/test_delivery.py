@@ -16,15 +16,6 @@ from urllib.parse import quote, urlencode
 import pytest
 from tornado.httputil import HTTPHeaders
 
-from deployhook.delivery import (
-    FORM_TYPE,
-    JSON_TYPE,
-    Delivery,
-    Push,
-    parse_body,
-    parse_push,
-    read_delivery,
-)
 from deployhook.errors import (
     BodyTooLarge,
     DeliveryError,
@@ -33,8 +24,17 @@ from deployhook.errors import (
     UnsupportedMediaType,
     WrongRepository,
 )
-from deployhook.rules import Decision, Deploy, Ignore, Ping, decide
-from deployhook.signature import sign
+from deployhook.forges.delivery import (
+    FORM_TYPE,
+    JSON_TYPE,
+    Delivery,
+    Push,
+    parse_body,
+    parse_push,
+    read_delivery,
+)
+from deployhook.forges.signature import sign
+from deployhook.service.rules import Decision, Deploy, Ignore, Ping, decide
 from tests.helpers import FIXTURES, REPOSITORY, SECRET, ZERO, push_payload, signed
 
 LIMIT = 26 * 1024 * 1024

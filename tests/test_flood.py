@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from deployhook.store import REJECTED_KEPT
+from deployhook.record.store import REJECTED_KEPT
 from tests.helpers import (
     REPOSITORY,
     SECRET,

@@ -31,9 +31,9 @@ import pytest
 from tornado.httputil import HTTPHeaders
 
 from deployhook import forges
-from deployhook.delivery import Push as CorePush
 from deployhook.errors import DeliveryError, MalformedDelivery, SignatureError
 from deployhook.forges import Other, Ping, Pushes
+from deployhook.forges.delivery import Push as CorePush
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = b"It's a Secret to Everybody"

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from deployhook import spool
-from deployhook.delivery import essentials
 from deployhook.errors import SignatureError
+from deployhook.forges.delivery import essentials
+from deployhook.forges.signature import Verifier, sign
 from deployhook.settings import Config
-from deployhook.signature import Verifier, sign
+from deployhook.web import spool
 from tests.helpers import (
     SECRET,
     deliver_push,
@@ -350,7 +350,7 @@ def test_timeouts_reach_the_http_server() -> None:
     """server.py builds its HTTPServer from the settings (not from constants)."""
     from tornado.web import Application
 
-    from deployhook.connections import make_server
+    from deployhook.web.connections import make_server
 
     async def build() -> Any:
         server = make_server(Application(), Config(body_timeout=7.0,

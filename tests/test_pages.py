@@ -23,8 +23,8 @@ from urllib.parse import quote
 from tornado.httpclient import HTTPResponse
 from tornado.testing import gen_test
 
-from deployhook.steps import Step
-from deployhook.store import DeliveryRecord, Store
+from deployhook.git.steps import Step
+from deployhook.record.store import DeliveryRecord, Store
 from tests.apptest import HookTestCase
 from tests.helpers import (
     REPOSITORY,

@@ -25,9 +25,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from deployhook import forges
-from deployhook.delivery import essentials
 from deployhook.errors import SignatureError
 from deployhook.forges import Ping, Pushes, payloads
+from deployhook.forges.delivery import essentials
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SECRET = b"It's a Secret to Everybody"

@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tornado.httputil import HTTPHeaders
 
-from deployhook.delivery import Delivery, parse_push, read_delivery
 from deployhook.errors import DeliveryError, MalformedDelivery, SignatureError
-from deployhook.rules import Deploy, Ignore, Ping, decide
+from deployhook.forges.delivery import Delivery, parse_push, read_delivery
+from deployhook.service.rules import Deploy, Ignore, Ping, decide
 from tests.helpers import REPOSITORY, push_payload
 
 BOUNDED = settings(max_examples=200, deadline=None, database=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from deployhook.store import MIGRATIONS, DeliveryRecord, Store
+from deployhook.record.store import MIGRATIONS, DeliveryRecord, Store
 
 
 def test_a_version_1_record_migrates_and_keeps_its_history_under_default(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deployhook.record import Recorder
-from deployhook.store import DeliveryRecord, Store
+from deployhook.record.recorder import Recorder
+from deployhook.record.store import DeliveryRecord, Store
 
 
 def record(n: int) -> DeliveryRecord:

@@ -14,7 +14,7 @@ import pytest
 
 from deployhook import forges
 from deployhook.errors import WrongRepository
-from deployhook.rules import Deploy, Ignore, Ping, decide_event
+from deployhook.service.rules import Deploy, Ignore, Ping, decide_event
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -24,12 +24,12 @@ from typing import Any
 
 import pytest
 
-from deployhook.checkout import Checkout
-from deployhook.delivery import Push
-from deployhook.postdeploy import ENV_VALUE_LIMIT
-from deployhook.record import Recorder
+from deployhook.forges.delivery import Push
+from deployhook.git.checkout import Checkout
+from deployhook.git.postdeploy import ENV_VALUE_LIMIT
+from deployhook.record.recorder import Recorder
+from deployhook.service.worker import GitWorker
 from deployhook.settings import Config
-from deployhook.worker import GitWorker
 from tests.helpers import (
     REPOSITORY,
     SECRET,

@@ -1,4 +1,4 @@
-"""Table-driven tests of deployhook.signature with precomputed vectors.
+"""Table-driven tests of deployhook.forges.signature with precomputed vectors.
 
 The layout follows adnanh/webhook's Go tests (``checkPayloadSignatureTests``):
 one table of inputs that must verify, one of inputs that must be rejected,
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import pytest
 from tornado.httputil import HTTPHeaders
 
-from deployhook import signature
 from deployhook.errors import SignatureError
+from deployhook.forges import signature
 
 # GitHub's official test vector, from the GitHub docs "Validating webhook deliveries"
 # (https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries,

@@ -4,7 +4,7 @@ Pure functions over headers, bytes and parsed payloads, in the style of
 gidgethub's ``sansio``: no I/O, and every refusal is a
 :class:`~deployhook.errors.DeliveryError` carrying its HTTP status.  The order
 for one request is :func:`detect` (or the forge a target pins), :func:`verify`
-over the raw body, :func:`deployhook.delivery.parse_body`, then :func:`parse`.
+over the raw body, :func:`deployhook.forges.delivery.parse_body`, then :func:`parse`.
 
 Forges: ``github``, ``gitlab``, ``gitea``, ``forgejo``, ``gogs``, ``bitbucket``
 (Cloud) and ``bitbucket-server`` (Data Center).  One module per forge family.
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import MalformedDelivery, Mismatch
-from . import bitbucket, gitea, github, gitlab, mac
-from .events import Event, Other, Ping, Push, Pushes, field, header
+from deployhook.errors import MalformedDelivery, Mismatch
+from deployhook.forges import bitbucket, gitea, github, gitlab, mac
+from deployhook.forges.events import Event, Other, Ping, Push, Pushes, field, header
 
 __all__ = ["FORGES", "Event", "Other", "Ping", "Push", "Pushes", "check_headers", "detect",
            "hash_keys", "parse", "repository", "sign_headers", "verify"]

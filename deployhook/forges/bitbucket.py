@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..delivery import ZERO_SHA
-from ..errors import MalformedDelivery, Mismatch, SignatureError
-from . import mac
-from .events import (
+from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
+from deployhook.forges import mac
+from deployhook.forges.delivery import ZERO_SHA
+from deployhook.forges.events import (
     BRANCH_PREFIX,
     TAG_PREFIX,
     Event,

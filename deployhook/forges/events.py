@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .. import delivery
-from ..delivery import _BAD_REF_CHARS, _SHA, ZERO_SHA
-from ..errors import MalformedDelivery
+from deployhook.errors import MalformedDelivery
+from deployhook.forges import delivery
+from deployhook.forges.delivery import _BAD_REF_CHARS, _SHA, ZERO_SHA
 
 BRANCH_PREFIX = "refs/heads/"
 TAG_PREFIX = "refs/tags/"
@@ -22,7 +22,7 @@ TAG_PREFIX = "refs/tags/"
 
 @dataclass(frozen=True)
 class Push(delivery.Push):
-    """One changed ref: :class:`deployhook.delivery.Push` plus the forge that sent it.
+    """One changed ref: :class:`deployhook.forges.delivery.Push` plus the forge that sent it.
 
     A tag push has ``ref`` ``refs/tags/<name>``; a deleted branch or tag has
     ``deleted`` True (and ``after`` all zeros).
@@ -107,7 +107,7 @@ def wire_bytes(value: str) -> bytes:
 def make_push(*, forge: str, delivery_id: str, ref: Any, before: Any, after: Any,
               repository: Any, default_branch: Any = None, pusher: Any = None,
               deleted: bool = False) -> Push:
-    """Build a :class:`Push` after the checks :func:`deployhook.delivery.parse_push` makes.
+    """Build a :class:`Push` after the checks :func:`deployhook.forges.delivery.parse_push` makes.
 
     ``deleted`` is also implied by an all-zero ``after``.
 
@@ -129,7 +129,7 @@ def make_push(*, forge: str, delivery_id: str, ref: Any, before: Any, after: Any
 
 
 def from_github_push(push: delivery.Push, forge: str) -> Push:
-    """The forge-aware copy of a push parsed by :func:`deployhook.delivery.parse_push`."""
+    """The forge-aware copy of a push parsed by :func:`deployhook.forges.delivery.parse_push`."""
     values = {f.name: getattr(push, f.name) for f in fields(delivery.Push)}
     return Push(**values, forge=forge)
 

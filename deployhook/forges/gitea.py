@@ -16,10 +16,19 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..delivery import ZERO_SHA
-from ..errors import MalformedDelivery, Mismatch, SignatureError
-from . import mac
-from .events import BRANCH_PREFIX, TAG_PREFIX, Event, Other, Pushes, field, header, make_push
+from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
+from deployhook.forges import mac
+from deployhook.forges.delivery import ZERO_SHA
+from deployhook.forges.events import (
+    BRANCH_PREFIX,
+    TAG_PREFIX,
+    Event,
+    Other,
+    Pushes,
+    field,
+    header,
+    make_push,
+)
 
 PREFIXES = {"gitea": "Gitea", "forgejo": "Forgejo", "gogs": "Gogs"}
 # The headers each forge sends, besides its own (deliver.go): Forgejo is a Gitea fork.

@@ -1,8 +1,8 @@
 """GitHub: ``X-Hub-Signature-256`` (HMAC-SHA256 of the body), ``X-GitHub-Event``.
 
 SHA-1 (``X-Hub-Signature``) is accepted only when it is the only signature
-sent, as :mod:`deployhook.signature` does.  Push payloads are validated by
-:func:`deployhook.delivery.parse_push`.
+sent, as :mod:`deployhook.forges.signature` does.  Push payloads are validated by
+:func:`deployhook.forges.delivery.parse_push`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..delivery import Delivery, parse_push
-from ..errors import MalformedDelivery, Mismatch, SignatureError
-from . import mac
-from .events import Event, Other, Ping, Pushes, field, from_github_push, header
+from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
+from deployhook.forges import mac
+from deployhook.forges.delivery import Delivery, parse_push
+from deployhook.forges.events import Event, Other, Ping, Pushes, field, from_github_push, header
 
 FORGE = "github"
 SHA256_HEADER = "X-Hub-Signature-256"
@@ -64,7 +64,7 @@ def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
 
     Raises:
         MalformedDelivery: no ``X-GitHub-Event`` header, or a push payload
-            that :func:`deployhook.delivery.parse_push` refuses (400).
+            that :func:`deployhook.forges.delivery.parse_push` refuses (400).
     """
     event = header(headers, EVENT_HEADER)
     if event is None:

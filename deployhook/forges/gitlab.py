@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import MalformedDelivery, Mismatch, SignatureError
-from . import mac
-from .events import Event, Other, Pushes, field, header, make_push, wire_bytes
+from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
+from deployhook.forges import mac
+from deployhook.forges.events import Event, Other, Pushes, field, header, make_push, wire_bytes
 
 FORGE = "gitlab"
 TOKEN_HEADER = "X-Gitlab-Token"

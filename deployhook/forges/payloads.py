@@ -29,9 +29,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ..delivery import ZERO_SHA
-from ..steps import redact
-from .events import BRANCH_PREFIX, TAG_PREFIX
+from deployhook.forges.delivery import ZERO_SHA
+from deployhook.forges.events import BRANCH_PREFIX, TAG_PREFIX
+from deployhook.git.steps import redact
 
 ZEN = ("Design for failure.", "Keep it logically awesome.", "Speak like a human.",
        "Non-blocking is better than blocking.", "Anything added dilutes everything else.",

@@ -14,7 +14,7 @@ import secrets
 import time
 from pathlib import Path
 
-from .errors import SecretMissing
+from deployhook.errors import SecretMissing
 
 PLACEHOLDER = b"replace-me"  # how secret.txt.example starts
 SETTLED_NS = 2_000_000_000  # a file unchanged this long is cached until its stat changes

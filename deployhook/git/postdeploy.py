@@ -18,8 +18,8 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
-from .settings import SECRET_ENV
-from .steps import OUTPUT_LIMIT, Step, hidden_values, mask, shown_command, tail
+from deployhook.git.steps import OUTPUT_LIMIT, Step, hidden_values, mask, shown_command, tail
+from deployhook.settings import SECRET_ENV
 
 ENV_VALUE_LIMIT = 16 * 1024  # characters kept of one added variable (Linux allows 128 KiB)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -39,8 +39,8 @@ def run(
     Returns a Step whose status is the exit status, 127 when the program cannot
     be started, or -9 after a timeout (the whole process group is killed).
     Output (stdout and stderr together) is kept to its last ``limit`` bytes.  The
-    step's command is the program alone (:func:`~deployhook.steps.shown_command`);
-    in its output the arguments' values (:func:`~deployhook.steps.hidden_values`),
+    step's command is the program alone (:func:`~deployhook.git.steps.shown_command`);
+    in its output the arguments' values (:func:`~deployhook.git.steps.hidden_values`),
     each of ``hidden`` (say, the webhook secret) and URL credentials are masked.
     """
     start = time.monotonic()

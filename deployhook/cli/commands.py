@@ -31,16 +31,16 @@ from typing import Any
 
 import git
 
-from .checkout import Checkout, github_repository
-from .errors import ConfigError, DeliveryError
-from .hook import resolve_target
-from .reload import effective_mode
-from .secret import SecretSource
-from .settings import Config
-from .signature import sign
-from .steps import Step, redact, summary, tail
-from .store import Store
-from .worker import crash_reason
+from deployhook.daemon.reload import effective_mode
+from deployhook.errors import ConfigError, DeliveryError
+from deployhook.forges.signature import sign
+from deployhook.git.checkout import Checkout, github_repository
+from deployhook.git.steps import Step, redact, summary, tail
+from deployhook.record.store import Store
+from deployhook.service.hook import resolve_target
+from deployhook.service.secret import SecretSource
+from deployhook.service.worker import crash_reason
+from deployhook.settings import Config
 
 ZERO = "0" * 40
 USER_AGENT = "GitHub-Hookshot/deployhook-send"

@@ -4,7 +4,7 @@
 ``GET /deployments/<id>`` is one run with its steps, output and deliveries.
 Every handler that shows the record (these, the status pages in ``pages.py``,
 any later document of the API) mixes in :class:`RecordAccess`, which asks the
-hook's :class:`~deployhook.access.Access`: the password by default, or open to
+hook's :class:`~deployhook.web.access.Access`: the password by default, or open to
 this machine only with ``status_access = "loopback"``.
 """
 
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
-from .access import AccessError
-from .handlers import JSONHandler
+from deployhook.web.access import AccessError
+from deployhook.web.handlers import JSONHandler
 
 if TYPE_CHECKING:
-    from .hook import DeployHook
+    from deployhook.service.hook import DeployHook
 
 MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000
@@ -35,7 +35,7 @@ class RecordAccess:
         self.check_access()
 
     def check_access(self: Any) -> None:
-        """Raise :class:`~deployhook.access.AccessError` (401/403/429) unless this
+        """Raise :class:`~deployhook.web.access.AccessError` (401/403/429) unless this
         request may read the record."""
         self.hook.access.check(self.request)
 

@@ -3,9 +3,9 @@
 ``GET <page_path>`` shows the repository, branch, deployed HEAD, whether a deploy
 runs, and the last runs; ``GET <page_path>runs/<id>`` shows one run with each
 step's command and output and the deliveries it covered.  Same access rule as
-the JSON API (:class:`~deployhook.api.RecordAccess`).  Every database call runs
+the JSON API (:class:`~deployhook.web.api.RecordAccess`).  Every database call runs
 on the record's thread.  Nothing shown can hold a credential: URLs lose their
-userinfo (:func:`~deployhook.steps.redact`, applied again on display), and the
+userinfo (:func:`~deployhook.git.steps.redact`, applied again on display), and the
 secret, the status password, ``post_deploy``'s arguments and the environment are
 never shown.  Links are relative, so the pages also work behind a path prefix.
 Templates come from the package's own loader, which escapes every ``{{ }}``
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import tornado.template
 import tornado.web
 
-from .api import RecordAccess
-from .steps import redact
+from deployhook.git.steps import redact
+from deployhook.web.api import RecordAccess
 
 if TYPE_CHECKING:
-    from .hook import DeployHook
+    from deployhook.service.hook import DeployHook
 
 TEMPLATES = str(Path(__file__).parent / "templates")
 # The package's own loader: its pages escape every {{ }} whatever the host
@@ -120,7 +120,7 @@ class HTMLHandler(tornado.web.RequestHandler):
 
 class PageHandler(RecordAccess, HTMLHandler):
     """Base of the status pages: the record's access check
-    (:class:`~deployhook.api.RecordAccess`), templates, safe headers, HTML errors."""
+    (:class:`~deployhook.web.api.RecordAccess`), templates, safe headers, HTML errors."""
 
     def initialize(self, hook: DeployHook) -> None:
         self.hook = hook

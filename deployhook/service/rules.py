@@ -8,10 +8,10 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from . import forges
-from .delivery import Delivery, Push, parse_push
-from .errors import WrongRepository
-from .forges.events import TAG_PREFIX, Event, Pushes
+from deployhook import forges
+from deployhook.errors import WrongRepository
+from deployhook.forges.delivery import Delivery, Push, parse_push
+from deployhook.forges.events import TAG_PREFIX, Event, Pushes
 
 
 @dataclass(frozen=True)

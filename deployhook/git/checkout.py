@@ -34,13 +34,13 @@ from typing import TextIO
 import git
 from git.refs.symbolic import SymbolicReference
 
-from . import postdeploy
-from .delivery import Push
-from .errors import SecretMissing
-from .repair import NO_HOOKS, only, paths_of, repair, undo_partial_update
-from .secret import SecretSource
-from .settings import Config
-from .steps import Step, redact, summary, tail
+from deployhook.errors import SecretMissing
+from deployhook.forges.delivery import Push
+from deployhook.git import postdeploy
+from deployhook.git.repair import NO_HOOKS, only, paths_of, repair, undo_partial_update
+from deployhook.git.steps import Step, redact, summary, tail
+from deployhook.service.secret import SecretSource
+from deployhook.settings import Config
 
 log = logging.getLogger("deployhook.checkout")
 UNFINISHED = "deployhook-unfinished"  # in .git: the last run that moved HEAD did not finish

@@ -16,12 +16,12 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .checkout import Checkout
-from .errors import ConfigError, DeliveryError
-from .hook import resolve_target
-from .secret import SecretSource
-from .settings import Config
-from .steps import redact
+from deployhook.errors import ConfigError, DeliveryError
+from deployhook.git.checkout import Checkout
+from deployhook.git.steps import redact
+from deployhook.service.hook import resolve_target
+from deployhook.service.secret import SecretSource
+from deployhook.settings import Config
 
 
 @dataclass(frozen=True)

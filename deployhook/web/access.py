@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING
 import tornado.httputil
 import tornado.web
 
-from .network import Network, client_address
+from deployhook.network import Network, client_address
 
 if TYPE_CHECKING:
-    from .hook import DeployHook
+    from deployhook.service.hook import DeployHook
 
 log = logging.getLogger("deployhook.access")
 

@@ -29,7 +29,7 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream
 from tornado.web import Application
 
-from .settings import Config
+from deployhook.settings import Config
 
 log = logging.getLogger("deployhook.connections")
 OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)

@@ -1,5 +1,5 @@
 """The ``deployhook`` command: ``serve``, ``init``, ``check``; ``history``, ``show``,
-``deploy`` and ``send`` live in :mod:`deployhook.commands`."""
+``deploy`` and ``send`` live in :mod:`deployhook.cli.commands`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, commands, logs, settings
-from .check import Result, local_host, run_checks
-from .errors import ConfigError
-from .secret import create_secret_file
-from .server import serve
+from deployhook import __version__, settings
+from deployhook.cli import commands
+from deployhook.cli.check import Result, local_host, run_checks
+from deployhook.daemon import logs
+from deployhook.daemon.server import serve
+from deployhook.errors import ConfigError
+from deployhook.service.secret import create_secret_file
 
 EXAMPLE_CONFIG = Path(__file__).with_name("config_example.py")  # what init writes
 PASSWORD_FILE = "status-password.txt"  # status_password_file's default, next to the config

@@ -16,11 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .checkout import Checkout, RunResult
-from .delivery import Push
-from .record import Recorder
-from .steps import redact
-from .store import Store
+from deployhook.forges.delivery import Push
+from deployhook.git.checkout import Checkout, RunResult
+from deployhook.git.steps import redact
+from deployhook.record.recorder import Recorder
+from deployhook.record.store import Store
 
 log = logging.getLogger("deployhook.worker")
 T = TypeVar("T")

@@ -14,7 +14,7 @@ import hmac
 import re
 from collections.abc import Mapping
 
-from .errors import SignatureError
+from deployhook.errors import SignatureError
 
 SHA256_HEADER = "X-Hub-Signature-256"
 SHA1_HEADER = "X-Hub-Signature"

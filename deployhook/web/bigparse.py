@@ -1,6 +1,6 @@
 """Parse a large delivery body in a child process, so ``json.loads`` never holds our GIL.
 
-``python -m deployhook.bigparse CONTENT_TYPE`` reads the body on stdin and prints
+``python -m deployhook.web.bigparse CONTENT_TYPE`` reads the body on stdin and prints
 one JSON line: ``{"payload": <essentials>}`` or ``{"status": N, "reason": "..."}``.
 :func:`parse_in_child` runs it with the body's file as stdin and only the few
 fields a deploy needs coming back, so the parent never parses or copies the body.
@@ -15,8 +15,8 @@ import os
 import sys
 from typing import IO, Any
 
-from .delivery import essentials, parse_body
-from .errors import DeliveryError
+from deployhook.errors import DeliveryError
+from deployhook.forges.delivery import essentials, parse_body
 
 CHILD_TIMEOUT = 60.0  # seconds; a 25 MB body parses in well under one
 
@@ -48,7 +48,7 @@ async def _parse(content_type: str | None, body: IO[bytes]) -> dict[str, Any]:
     body.seek(0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYHOOK_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "deployhook.bigparse", content_type or "",
+        sys.executable, "-m", "deployhook.web.bigparse", content_type or "",
         stdin=body.fileno(), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, env=env)
     try:

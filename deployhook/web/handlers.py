@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
-from . import connections, spool
-from .bigparse import parse_in_child
-from .checkout import RunResult
-from .delivery import Delivery, Push, check_size, event_of, parse_body
-from .errors import BodyTooLarge, DeliveryError, SecretMissing, SignatureError
-from .network import allowed, client_address
-from .rules import Deploy, Ignore, Ping, decide
-from .signature import Verifier
-from .store import DeliveryRecord
+from deployhook.errors import BodyTooLarge, DeliveryError, SecretMissing, SignatureError
+from deployhook.forges.delivery import Delivery, Push, check_size, event_of, parse_body
+from deployhook.forges.signature import Verifier
+from deployhook.git.checkout import RunResult
+from deployhook.network import allowed, client_address
+from deployhook.record.store import DeliveryRecord
+from deployhook.service.rules import Deploy, Ignore, Ping, decide
+from deployhook.web import connections, spool
+from deployhook.web.bigparse import parse_in_child
 
 if TYPE_CHECKING:
-    from .hook import DeployHook
+    from deployhook.service.hook import DeployHook
 
 log = logging.getLogger("deployhook.http")
 UNBOUNDED = 1 << 62

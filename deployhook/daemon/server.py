@@ -24,15 +24,16 @@ import time
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
-from . import reload, settings
-from .app import make_app
-from .checkout import RunResult
-from .connections import make_server
-from .errors import ConfigError
-from .hook import DeployHook
-from .listen import SD_LISTEN_FDS_START, describe, listening_sockets
-from .sdnotify import Notifier, watchdog_interval
-from .settings import Config
+from deployhook import settings
+from deployhook.daemon import reload
+from deployhook.daemon.listen import SD_LISTEN_FDS_START, describe, listening_sockets
+from deployhook.daemon.sdnotify import Notifier, watchdog_interval
+from deployhook.errors import ConfigError
+from deployhook.git.checkout import RunResult
+from deployhook.service.hook import DeployHook
+from deployhook.settings import Config
+from deployhook.web.app import make_app
+from deployhook.web.connections import make_server
 
 log = logging.getLogger("deployhook")
 LAST_DEPLOY_ENV = "_DEPLOYHOOK_LAST_DEPLOY"

@@ -7,8 +7,8 @@ import logging
 import tornado.web
 from tornado.log import access_log
 
-from .handlers import WebhookHandler
-from .hook import DeployHook
+from deployhook.service.hook import DeployHook
+from deployhook.web.handlers import WebhookHandler
 
 
 class NotFoundHandler(tornado.web.RequestHandler):

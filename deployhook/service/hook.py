@@ -17,17 +17,17 @@ from typing import Any
 
 from tornado.ioloop import PeriodicCallback
 
-from .access import Access
-from .checkout import Checkout, RunResult, github_repository
-from .delivery import Push
-from .errors import ConfigError
-from .headref import read_head
-from .network import parse_networks
-from .record import Recorder
-from .reload import Reloader, reexec
-from .secret import SecretSource
-from .settings import Config
-from .worker import GitWorker
+from deployhook.daemon.reload import Reloader, reexec
+from deployhook.errors import ConfigError
+from deployhook.forges.delivery import Push
+from deployhook.git.checkout import Checkout, RunResult, github_repository
+from deployhook.git.headref import read_head
+from deployhook.network import parse_networks
+from deployhook.record.recorder import Recorder
+from deployhook.service.secret import SecretSource
+from deployhook.service.worker import GitWorker
+from deployhook.settings import Config
+from deployhook.web.access import Access
 
 log = logging.getLogger("deployhook")
 RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db")
@@ -41,7 +41,7 @@ class DeployHook:
                  on_reexec: Callable[[], None] | None = None) -> None:
         """``on_exit`` / ``on_reexec``: how the ``exit`` / re-executing reloads end this
         process (the daemon drains first); by default the IOLoop stops / the process
-        re-executes once this hook is closed (see :class:`~deployhook.reload.Reloader`)."""
+        re-executes once this hook is closed (see :class:`~deployhook.daemon.reload.Reloader`)."""
         self.config = config
         self.secret = SecretSource(config.secret_file, config.secret)
         self.allowed = parse_networks(config.allowed_networks, "allowed_networks")
@@ -189,9 +189,9 @@ class DeployHook:
         """URL specs for the webhook (at ``webhook_path``) and, unless None, the health
         check, the deployment record's JSON API and the status page (``page_path``,
         with one page per run at ``<page_path>runs/<id>``)."""
-        from .api import DeploymentHandler, DeploymentsHandler
-        from .handlers import HealthHandler, WebhookHandler
-        from .pages import page_routes
+        from deployhook.web.api import DeploymentHandler, DeploymentsHandler
+        from deployhook.web.handlers import HealthHandler, WebhookHandler
+        from deployhook.web.pages import page_routes
 
         kwargs = {"hook": self}
         specs: list[tuple[str, Any, dict[str, Any]]] = [

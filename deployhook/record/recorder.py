@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from .store import DeliveryRecord, Store
+from deployhook.record.store import DeliveryRecord, Store
 
 log = logging.getLogger("deployhook.record")
 T = TypeVar("T")

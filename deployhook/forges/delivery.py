@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from . import signature
-from .errors import BodyTooLarge, MalformedDelivery, UnsupportedMediaType
+from deployhook.errors import BodyTooLarge, MalformedDelivery, UnsupportedMediaType
+from deployhook.forges import signature
 
 ZERO_SHA = "0" * 40
 _SHA = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})")

@@ -1,0 +1,1 @@
+"""The ``deployhook`` command and its subcommands."""

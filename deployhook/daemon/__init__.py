@@ -1,0 +1,1 @@
+"""The process: listen, signals, systemd notifications, reload, logging."""

@@ -1,0 +1,1 @@
+"""Blocking git work on one checkout: update, repair, post_deploy, steps."""

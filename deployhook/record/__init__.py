@@ -1,0 +1,1 @@
+"""The deployment record: SQLite schema and queries, and the recorder thread."""

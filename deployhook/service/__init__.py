@@ -1,0 +1,1 @@
+"""No Tornado: targets, their workers and secrets, and the delivery policy."""

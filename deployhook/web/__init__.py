@@ -1,0 +1,1 @@
+"""Tornado only: the application, thin handlers, the JSON API and the pages."""
