@@ -13,7 +13,7 @@ import pytest
 
 from deployhook import settings
 from deployhook.errors import ConfigError, SecretMissing
-from deployhook.service.secret import SecretSource, create_secret_file
+from deployhook.secret import SecretSource, create_secret_file
 from deployhook.settings import Config
 
 ROOT = Path(__file__).parents[1]

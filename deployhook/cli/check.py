@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from deployhook.errors import ConfigError, DeliveryError
-from deployhook.git.checkout import Checkout
+from deployhook.git.checkout import Checkout, resolve_target
 from deployhook.git.steps import redact
-from deployhook.service.hook import resolve_target
-from deployhook.service.secret import SecretSource
+from deployhook.secret import SecretSource
 from deployhook.settings import Config
 
 

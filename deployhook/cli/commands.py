@@ -34,11 +34,10 @@ import git
 from deployhook.daemon.reload import effective_mode
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.forges.signature import sign
-from deployhook.git.checkout import Checkout, github_repository
+from deployhook.git.checkout import Checkout, github_repository, resolve_target
 from deployhook.git.steps import Step, redact, summary, tail
 from deployhook.record.store import Store
-from deployhook.service.hook import resolve_target
-from deployhook.service.secret import SecretSource
+from deployhook.secret import SecretSource
 from deployhook.service.worker import crash_reason
 from deployhook.settings import Config
 

@@ -16,7 +16,7 @@ from deployhook.cli.check import Result, local_host, run_checks
 from deployhook.daemon import logs
 from deployhook.daemon.server import serve
 from deployhook.errors import ConfigError
-from deployhook.service.secret import create_secret_file
+from deployhook.secret import create_secret_file
 
 EXAMPLE_CONFIG = Path(__file__).with_name("config_example.py")  # what init writes
 PASSWORD_FILE = "status-password.txt"  # status_password_file's default, next to the config

@@ -34,13 +34,13 @@ from typing import TextIO
 import git
 from git.refs.symbolic import SymbolicReference
 
-from deployhook.errors import SecretMissing
+from deployhook.errors import ConfigError, SecretMissing
 from deployhook.forges.delivery import Push
 from deployhook.git import postdeploy
 from deployhook.git.repair import NO_HOOKS, only, paths_of, repair, undo_partial_update
 from deployhook.git.steps import Step, redact, summary, tail
-from deployhook.service.secret import SecretSource
-from deployhook.settings import Config
+from deployhook.secret import SecretSource
+from deployhook.settings import Config, TargetConfig
 
 log = logging.getLogger("deployhook.checkout")
 UNFINISHED = "deployhook-unfinished"  # in .git: the last run that moved HEAD did not finish
@@ -222,7 +222,7 @@ def github_repository(url: str | None) -> str | None:
 class Checkout:
     """One deployed checkout.  Not thread-safe: the git worker runs one deploy at a time."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: TargetConfig | Config) -> None:
         self.config = config
         self.path = config.repo_path
         self._env = git_environment(config.git_timeout)
@@ -603,3 +603,22 @@ class Checkout:
             return {}
         return {"GIT_AUTHOR_NAME": "deployhook", "GIT_AUTHOR_EMAIL": "deployhook@localhost",
                 "GIT_COMMITTER_NAME": "deployhook", "GIT_COMMITTER_EMAIL": "deployhook@localhost"}
+
+
+def resolve_target(checkout: Checkout, config: TargetConfig | Config
+                   ) -> tuple[str | None, str | None, str | None]:
+    """(branch, repository, HEAD) for ``config``; blocking, run it in the executor.
+
+    Raises:
+        ConfigError: no checkout and no ``repo_url``, or a detached HEAD and no ``branch``.
+    """
+    repository, branch = config.repository, config.branch
+    if not checkout.exists():
+        if not config.repo_url:
+            raise ConfigError(f"repo_path {config.repo_path} is not a git checkout; "
+                              "clone it there or set repo_url")
+        return branch, repository or github_repository(config.repo_url), None
+    branch = branch or checkout.current_branch()
+    if branch is None:
+        raise ConfigError(f"{config.repo_path} has a detached HEAD; set branch in the config")
+    return branch, repository or github_repository(checkout.remote_url()), checkout.head()

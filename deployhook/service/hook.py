@@ -18,13 +18,12 @@ from typing import Any
 from tornado.ioloop import PeriodicCallback
 
 from deployhook.daemon.reload import Reloader, reexec
-from deployhook.errors import ConfigError
 from deployhook.forges.delivery import Push
-from deployhook.git.checkout import Checkout, RunResult, github_repository
+from deployhook.git.checkout import Checkout, RunResult, resolve_target
 from deployhook.git.headref import read_head
 from deployhook.network import parse_networks
 from deployhook.record.recorder import Recorder
-from deployhook.service.secret import SecretSource
+from deployhook.secret import SecretSource
 from deployhook.service.worker import GitWorker
 from deployhook.settings import Config
 from deployhook.web.access import Access
@@ -234,24 +233,6 @@ class DeployHook:
         self.executor.shutdown(wait=wait, cancel_futures=not wait)
         self.record.close()
         self.checkout.close()
-
-
-def resolve_target(checkout: Checkout, config: Config) -> tuple[str | None, str | None, str | None]:
-    """(branch, repository, HEAD) for ``config``; blocking, run it in the executor.
-
-    Raises:
-        ConfigError: no checkout and no ``repo_url``, or a detached HEAD and no ``branch``.
-    """
-    repository, branch = config.repository, config.branch
-    if not checkout.exists():
-        if not config.repo_url:
-            raise ConfigError(f"repo_path {config.repo_path} is not a git checkout; "
-                              "clone it there or set repo_url")
-        return branch, repository or github_repository(config.repo_url), None
-    branch = branch or checkout.current_branch()
-    if branch is None:
-        raise ConfigError(f"{config.repo_path} has a detached HEAD; set branch in the config")
-    return branch, repository or github_repository(checkout.remote_url()), checkout.head()
 
 
 def _last_and_count(store: Any) -> tuple[dict[str, Any] | None, int]:
