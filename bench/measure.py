@@ -425,3 +425,65 @@ def strangers(target: Target, n: int = 20, size: int = 26 * 1024 * 1024) -> dict
     body = b" " * size
     _, headers = signed(b"{}", delivery="stranger", secret=b"not the secret")
     return _concurrently(target, [(body, headers)] * n, pid=target.pid)
+
+
+def startup(target: Target, reps: int = 3) -> dict[str, Any]:
+    """Seconds from starting the process until /health answers 200 (polled every 5 ms),
+    ``reps`` times: the first on a fresh record (cold), the others on the record the
+    previous start left.  The server is left running after the last start, and the RSS
+    of its process tree (and of the daemon alone) is read then."""
+    times = []
+    for i in range(reps):
+        if i:
+            target.stop()
+        start = time.perf_counter()
+        target.start(timeout=60, interval=0.005)
+        times.append(time.perf_counter() - start)
+    own = Path(f"/proc/{target.pid}/status").read_text()
+    found = re.search(r"^VmRSS:\s+(\d+)", own, re.MULTILINE)
+    return {"cold_s": round(times[0], 3), "seconds": [round(t, 3) for t in times],
+            "median_s": round(statistics.median(times), 3),
+            "memory": memory(target.pid),
+            "daemon_rss_mb": round(int(found.group(1)) / 1024, 1) if found else None}
+
+
+def ignored_deliveries(targets: list[Target], workdir: Path, rounds: int = 3,
+                       duration: int = 5) -> dict[str, dict[str, Any]]:
+    """wrk: signed GitHub pushes to a branch no target deploys, POSTed to each server's
+    ``hook_url`` (verified, then ignored), ``rounds`` rounds round-robin over ``targets``;
+    per target the median req/s and every round's."""
+    from deployhook.forges import sign_headers
+
+    out: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+    for i in range(rounds):
+        for target in targets:
+            print(f"[{target.name}] ignored deliveries, round {i + 1}/{rounds} (wrk) ...",
+                  flush=True)
+            repository = f"octo-org/{target.hook_url.rsplit('/', 1)[1]}"
+            payload = push_payload("a" * 40, "b" * 40, ref="refs/heads/feature")
+            payload["repository"].update(full_name=repository,
+                                         name=repository.partition("/")[2])
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            headers = sign_headers("github", SECRET, body, "push", delivery_id="wrk-ignored")
+            runs[target.name].append(wrk(target, workdir, body, headers,
+                                         f"{target.name}-ignored", duration))
+    for name, results in runs.items():
+        out[name] = {"rps": round(statistics.median(r["rps"] for r in results), 1),
+                     "rps_rounds": [r["rps"] for r in results],
+                     "p99_ms": round(statistics.median(r["p99_ms"] for r in results), 2),
+                     "requests": sum(r["requests"] for r in results),
+                     "non_2xx": sum(r["non_2xx"] for r in results),
+                     "socket_errors": sum(r["socket_errors"] for r in results)}
+    return out
+
+
+def health_latency(target: Target, auth: dict[str, str], n: int = 50) -> dict[str, Any]:
+    """Median and worst time of ``n`` authenticated GET /health (every target's entry)."""
+    times, statuses = [], []
+    for _ in range(n):
+        status, _, elapsed = request("GET", target.health_url, headers=auth, timeout=10)
+        times.append(elapsed)
+        statuses.append(status)
+    return {"median_ms": _ms(statistics.median(times)), "worst_ms": _ms(max(times)),
+            "statuses": sorted(set(statuses))}
