@@ -158,3 +158,16 @@ def test_a_replay_of_the_same_delivery_deploys_nothing(site: Site) -> None:
     assert site.runs() == runs, site.context(again)
     assert again.get("replayed") is True, site.context(again)
 
+
+
+def test_a_ping_is_answered_pong_where_the_forge_has_one(site: Site) -> None:
+    """GitHub's ``ping`` and Data Center's ``diagnostics:ping`` ("Test connection") get
+    200 pong and fetch nothing; the other forges test a hook with a push."""
+    payload = payloads.ping_payload(site.forge, repository=site.repository,
+                                    url=site.hook, default_branch="main")
+    if payload is None:
+        pytest.skip(f"{site.forge} tests a hook with a push")
+    fetches, body = site.repos.fetches(), json.dumps(payload).encode()
+    status, answer = site.post(body, sign_headers(site.forge, SITE_SECRET, body, "ping"))
+    assert status == 200 and answer["result"] == "pong", site.context(answer)
+    assert site.repos.fetches() == fetches
