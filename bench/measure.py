@@ -466,10 +466,15 @@ def ignored_deliveries(targets: list[Target], workdir: Path, rounds: int = 3,
                                          name=repository.partition("/")[2])
             body = json.dumps(payload, separators=(",", ":")).encode()
             headers = sign_headers("github", SECRET, body, "push", delivery_id="wrk-ignored")
+            if i == 0:  # what every request of the rounds gets: verified, then ignored
+                status, answer, _ = request("POST", target.hook_url, body, headers)
+                if status != 202:
+                    raise RuntimeError(f"{target.name}: {status} {answer[:300]!r}, not 202")
+                out[target.name] = {"answer": _json(answer)}
             runs[target.name].append(wrk(target, workdir, body, headers,
                                          f"{target.name}-ignored", duration))
     for name, results in runs.items():
-        out[name] = {"rps": round(statistics.median(r["rps"] for r in results), 1),
+        out[name] |= {"rps": round(statistics.median(r["rps"] for r in results), 1),
                      "rps_rounds": [r["rps"] for r in results],
                      "p99_ms": round(statistics.median(r["p99_ms"] for r in results), 2),
                      "requests": sum(r["requests"] for r in results),
@@ -480,10 +485,11 @@ def ignored_deliveries(targets: list[Target], workdir: Path, rounds: int = 3,
 
 def health_latency(target: Target, auth: dict[str, str], n: int = 50) -> dict[str, Any]:
     """Median and worst time of ``n`` authenticated GET /health (every target's entry)."""
-    times, statuses = [], []
+    times, statuses, size, entries = [], [], 0, 0
     for _ in range(n):
-        status, _, elapsed = request("GET", target.health_url, headers=auth, timeout=10)
+        status, body, elapsed = request("GET", target.health_url, headers=auth, timeout=10)
         times.append(elapsed)
         statuses.append(status)
+        size, entries = len(body), len(_json(body).get("targets") or {})
     return {"median_ms": _ms(statistics.median(times)), "worst_ms": _ms(max(times)),
-            "statuses": sorted(set(statuses))}
+            "statuses": sorted(set(statuses)), "bytes": size, "targets": entries}
