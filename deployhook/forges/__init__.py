@@ -60,7 +60,7 @@ def hash_keys(forge: str, secrets: Sequence[bytes],
         keys = [gitlab.signing_key(secret) for secret in secrets]
         return [("sha256", key, prefix) for key in keys if key is not None and prefix]
     algorithm = "sha256"
-    if forge == "github" and not header(headers, github.SHA256_HEADER):
+    if forge == "github" and github.signature_header(headers) == github.SHA1_HEADER:
         algorithm = "sha1"
     return [(algorithm, secret, b"") for secret in secrets]
 

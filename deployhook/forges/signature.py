@@ -43,14 +43,14 @@ def verify(secret: bytes, body: bytes, headers: Mapping[str, str]) -> str:
     value = headers.get(header)
     if value is None:
         raise SignatureError(f"missing {SHA256_HEADER} header: set a secret on the webhook")
-    algorithm, received = _split(header, value)
+    algorithm, received = split_header(header, value)
     expected = sign(secret, body, algorithm).partition("=")[2]
     if not hmac.compare_digest(expected.encode(), received.lower().encode()):
         raise SignatureError(f"{header} does not match the body: check the webhook's secret")
     return algorithm
 
 
-def _split(header: str, value: str) -> tuple[str, str]:
+def split_header(header: str, value: str) -> tuple[str, str]:
     """Split ``algo=hex`` after checking its form; raise SignatureError if malformed."""
     algorithm, sep, digest = value.strip().partition("=")
     wanted = "sha256" if header == SHA256_HEADER else "sha1"
@@ -82,7 +82,7 @@ class Verifier:
         if value is None:
             raise SignatureError(f"missing {SHA256_HEADER} header: set a secret on the webhook")
         self.header = header
-        self.algorithm, received = _split(header, value)
+        self.algorithm, received = split_header(header, value)
         self._received = received.lower().encode()
         digestmod, _ = _ALGORITHMS[self.algorithm]
         self._macs = [hmac.new(secret, digestmod=digestmod) for secret in secrets]
