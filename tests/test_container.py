@@ -1,0 +1,158 @@
+"""The container image, for real with podman (issue 14, "Container").
+
+The image is built FROM a local base (Docker Hub is not reachable here):
+``localhost/deployhook-base`` from tests/container/build-base.sh (.ci/setup-container.sh),
+with deployhook installed from wheels built on this machine (the Dockerfile's
+``wheels`` stage replaced by ``--build-context``).  The container runs as its
+non-root user with real repositories bind-mounted at the same path (the checkout
+owned by that user, as README.rst's "Running in a container" says), the secret
+as a podman secret and its settings as ``DEPLOYHOOK_*`` variables.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import (
+    REPOSITORY,
+    SECRET,
+    Repos,
+    free_port,
+    http,
+    make_repos,
+    push_payload,
+    signed,
+)
+from tests.test_systemd import build_wheels
+from tests.tools import require_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]
+BASE = os.environ.get("DEPLOYHOOK_BASE_IMAGE", "localhost/deployhook-base")
+IMAGE = "localhost/deployhook-test"
+UID = 10001  # the Dockerfile's default deployhook user
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def podman(*args: str, check: bool = True) -> str:
+    """Run podman; return its stdout.  Raises AssertionError when it fails and ``check``."""
+    proc = subprocess.run([*PODMAN, *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args[:3])} failed:\n{proc.stderr[-2000:]}")
+    return proc.stdout.strip()
+
+
+def wait_for(what: str, check: Callable[[], Any], explain: Callable[[], str],
+             timeout: float = 60) -> Any:
+    """Poll ``check`` until it returns something truthy (generous bound, not a timing)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not seen in {timeout}s:\n{explain()}")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Build the Dockerfile FROM the local base, deployhook from freshly built wheels."""
+    require_tool(shutil.which("podman"), "podman is not installed (.ci/setup-container.sh)")
+    require_tool(subprocess.run([*PODMAN, "image", "exists", BASE]).returncode == 0,
+                 f"no base image {BASE}: run .ci/setup-container.sh as root")
+    context = tmp_path_factory.mktemp("wheels")
+    start = time.monotonic()
+    build_wheels(context / "wheels")
+    podman("build", "--network", "host", "--format", "docker", "--build-arg",
+           f"BASE_IMAGE={BASE}", "--build-context", f"wheels={context}", "-t", IMAGE, str(ROOT))
+    print(f"\n[container] wheels and image: {time.monotonic() - start:.1f}s, "
+          f"image size {podman('image', 'inspect', '--format', '{{.Size}}', IMAGE)} bytes")
+    return IMAGE
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Repos]:
+    """Repositories in a folder the container user can enter, the checkout its own."""
+    root = tmp_path / "c"
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)
+    repos = make_repos(root)
+    repos.fetch_log.touch()
+    (root / "gitconfig").write_text('[protocol "file"]\n\tallow = always\n')
+    for path in (repos.deployed, repos.fetch_log):
+        subprocess.run(["chown", "-R", f"{UID}:{UID}", str(path)], check=True)
+    yield repos
+
+
+def head(repo: Path) -> str:
+    """HEAD of a checkout another user owns (git's safe.directory, from the command line)."""
+    return subprocess.run(["git", "-c", "safe.directory=*", "-C", str(repo), "rev-parse",
+                           "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_container_deploys_restarts_on_reload_and_stops_cleanly(image: str, site: Repos) -> None:
+    """A signed push moves the bind-mounted checkout; reload "exit" makes the container
+    exit 0 and podman restart it; the HEALTHCHECK passes; ``podman stop`` exits 0."""
+    name = f"deployhook-test-{uuid.uuid4().hex[:8]}"
+    secret_file = site.root / "secret.in"
+    secret_file.write_bytes(SECRET + b"\n")
+    podman("secret", "create", name, str(secret_file))
+    secret_file.unlink()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    root = str(site.root)
+    start = time.monotonic()
+    try:
+        podman("run", "-d", "--name", name, "--network", "host", "--restart", "always",
+               "-v", f"{root}:{root}", "--secret", f"{name},target=webhook-secret",
+               "-e", f"DEPLOYHOOK_PORT={port}", "-e", f"DEPLOYHOOK_REPO_PATH={site.deployed}",
+               "-e", f"DEPLOYHOOK_REPOSITORY={REPOSITORY}",
+               "-e", f"GIT_CONFIG_GLOBAL={root}/gitconfig", image)
+        def logs() -> str:  # deployhook logs to stderr, which podman logs keeps apart
+            proc = subprocess.run([*PODMAN, "logs", name], capture_output=True, text=True)
+            return proc.stdout + proc.stderr
+
+        assert wait_for("/health", lambda: http("GET", url + "/health", auth=False)[0] == 200,
+                        logs)
+        assert http("GET", url + "/health", auth=False)[1] == {"status": "ok"}
+        assert podman("exec", name, "id", "-u") == str(UID)  # not root
+        podman("healthcheck", "run", name)  # exit status 0: healthy
+
+        after = site.commit("news.rst")
+        body, headers = signed(push_payload(after))
+        status, answer = http("POST", url + "/github", body, headers)
+        assert status in (200, 202), answer
+        wait_for("the checkout at the pushed commit", lambda: head(site.deployed) == after, logs)
+        assert site.fetches() >= 1  # fetched through the bind-mounted origin
+
+        # reload = "exit" (the image's default): exit 0, and the runtime restarts it.
+        wait_for("a restart after the deploy", lambda: int(podman(
+            "inspect", "--format", "{{.RestartCount}}", name)) >= 1, logs)
+        wait_for("/health after the restart",
+                 lambda: http("GET", url + "/health", auth=False)[0] == 200, logs)
+        podman("healthcheck", "run", name)
+
+        podman("stop", "--time", "60", name)
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", name) == "0", logs()
+        text = logs()
+        assert "exiting for the supervisor to restart" in text
+        assert text.count("stopped") >= 2 and "listening on" in text  # logs on stdout/stderr
+        assert SECRET.decode() not in text
+        print(f"\n[container] run, push, restart and stop: {time.monotonic() - start:.1f}s")
+    finally:
+        podman("rm", "-f", name, check=False)
+        podman("secret", "rm", name, check=False)
