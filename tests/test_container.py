@@ -104,6 +104,42 @@ def head(repo: Path) -> str:
                            "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def deploy_restart_and_stop(name: str, url: str, site: Repos,
+                            logs: Callable[[], str]) -> None:
+    """The container ``name`` serving ``url`` runs as its user and is healthy; a signed
+    push moves ``site``'s checkout; reload "exit" ends the process with 0 and the
+    restart policy starts it again; ``podman stop`` (SIGTERM) ends it with 0."""
+    assert podman("exec", name, "id", "-u") == str(UID)  # not root
+    podman("healthcheck", "run", name)  # exit status 0: healthy
+
+    after = site.commit("news.rst")
+    body, headers = signed(push_payload(after))
+    status, answer = http("POST", url + "/github", body, headers)
+    assert status in (200, 202), answer
+    wait_for("the checkout at the pushed commit", lambda: head(site.deployed) == after, logs)
+    assert site.fetches() >= 1  # fetched through the bind-mounted origin
+
+    # reload = "exit" (the image's default): exit 0, and the runtime restarts it.
+    wait_for("a restart after the deploy", lambda: int(podman(
+        "inspect", "--format", "{{.RestartCount}}", name)) >= 1, logs)
+    wait_for("/health after the restart",
+             lambda: http("GET", url + "/health", auth=False)[0] == 200, logs)
+    podman("healthcheck", "run", name)
+
+    podman("stop", "--time", "60", name)
+    assert podman("inspect", "--format", "{{.State.ExitCode}}", name) == "0", logs()
+    text = logs()
+    assert "exiting for the supervisor to restart" in text
+    assert text.count("stopped") >= 2 and "listening on" in text  # logs on stdout/stderr
+    assert SECRET.decode() not in text
+
+
+def container_logs(name: str) -> str:
+    """What the container wrote: deployhook logs to stderr, which podman logs keeps apart."""
+    proc = subprocess.run([*PODMAN, "logs", name], capture_output=True, text=True)
+    return proc.stdout + proc.stderr
+
+
 def test_container_deploys_restarts_on_reload_and_stops_cleanly(image: str, site: Repos) -> None:
     """A signed push moves the bind-mounted checkout; reload "exit" makes the container
     exit 0 and podman restart it; the HEALTHCHECK passes; ``podman stop`` exits 0."""
@@ -122,37 +158,56 @@ def test_container_deploys_restarts_on_reload_and_stops_cleanly(image: str, site
                "-e", f"DEPLOYHOOK_PORT={port}", "-e", f"DEPLOYHOOK_REPO_PATH={site.deployed}",
                "-e", f"DEPLOYHOOK_REPOSITORY={REPOSITORY}",
                "-e", f"GIT_CONFIG_GLOBAL={root}/gitconfig", image)
-        def logs() -> str:  # deployhook logs to stderr, which podman logs keeps apart
-            proc = subprocess.run([*PODMAN, "logs", name], capture_output=True, text=True)
-            return proc.stdout + proc.stderr
+        def logs() -> str:
+            return container_logs(name)
 
         assert wait_for("/health", lambda: http("GET", url + "/health", auth=False)[0] == 200,
                         logs)
         assert http("GET", url + "/health", auth=False)[1] == {"status": "ok"}
-        assert podman("exec", name, "id", "-u") == str(UID)  # not root
-        podman("healthcheck", "run", name)  # exit status 0: healthy
-
-        after = site.commit("news.rst")
-        body, headers = signed(push_payload(after))
-        status, answer = http("POST", url + "/github", body, headers)
-        assert status in (200, 202), answer
-        wait_for("the checkout at the pushed commit", lambda: head(site.deployed) == after, logs)
-        assert site.fetches() >= 1  # fetched through the bind-mounted origin
-
-        # reload = "exit" (the image's default): exit 0, and the runtime restarts it.
-        wait_for("a restart after the deploy", lambda: int(podman(
-            "inspect", "--format", "{{.RestartCount}}", name)) >= 1, logs)
-        wait_for("/health after the restart",
-                 lambda: http("GET", url + "/health", auth=False)[0] == 200, logs)
-        podman("healthcheck", "run", name)
-
-        podman("stop", "--time", "60", name)
-        assert podman("inspect", "--format", "{{.State.ExitCode}}", name) == "0", logs()
-        text = logs()
-        assert "exiting for the supervisor to restart" in text
-        assert text.count("stopped") >= 2 and "listening on" in text  # logs on stdout/stderr
-        assert SECRET.decode() not in text
+        deploy_restart_and_stop(name, url, site, logs)
         print(f"\n[container] run, push, restart and stop: {time.monotonic() - start:.1f}s")
     finally:
         podman("rm", "-f", name, check=False)
         podman("secret", "rm", name, check=False)
+
+
+def test_compose_file_runs_the_image(image: str, site: Repos, tmp_path: Path) -> None:
+    """compose.yaml as shipped, run by podman-compose: the checkout volume, the secrets,
+    the DEPLOYHOOK_* settings, the published port and the restart policy work.  An
+    override file only names the test image and mounts the origin at its own path."""
+    require_tool(shutil.which("podman-compose"), "podman-compose is not installed "
+                 "(.ci/setup-container.sh)")
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "compose.yaml", project)
+    for name, text in (("webhook-secret.txt", SECRET.decode()),
+                       ("status-password.txt", STATUS_PASSWORD)):
+        (project / name).write_text(text + "\n")
+        os.chown(project / name, UID, UID)
+        (project / name).chmod(0o400)
+    root = str(site.root)
+    (project / "test.yaml").write_text(
+        "services:\n  deployhook:\n"
+        f"    image: {image}\n"
+        f"    volumes: ['{root}:{root}']\n"
+        f"    environment:\n      DEPLOYHOOK_REPOSITORY: {REPOSITORY}\n"
+        f"      GIT_CONFIG_GLOBAL: {root}/gitconfig\n")
+    port = free_port()
+    name = f"dhtest{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "DEPLOYHOOK_CHECKOUT": str(site.deployed),
+           "DEPLOYHOOK_HOST_PORT": str(port)}
+    compose = ["podman-compose", "-p", name, "-f", "compose.yaml", "-f", "test.yaml"]
+    container = f"{name}_deployhook_1"
+    try:
+        up = subprocess.run([*compose, "up", "-d", "--no-build"], cwd=project, env=env,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+        url = f"http://127.0.0.1:{port}"
+        wait_for("/health", lambda: http("GET", url + "/health", auth=False)[0] == 200,
+                 lambda: container_logs(container))
+        assert http("GET", url + "/deployments")[0] == 200  # the status-password secret
+        deploy_restart_and_stop(container, url, site, lambda: container_logs(container))
+    finally:
+        subprocess.run([*compose, "down", "-v"], cwd=project, env=env, capture_output=True,
+                       stdin=subprocess.DEVNULL)
+        podman("network", "rm", "-f", f"{name}_default", check=False)
