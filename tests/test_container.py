@@ -25,6 +25,7 @@ import pytest
 from tests.helpers import (
     REPOSITORY,
     SECRET,
+    STATUS_PASSWORD,
     Repos,
     free_port,
     http,
