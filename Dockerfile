@@ -15,7 +15,6 @@ WORKDIR /src
 COPY setup.py pyproject.toml README.rst ./
 COPY deployhook ./deployhook
 RUN python3 -m venv /tmp/build \
- && /tmp/build/bin/pip install --no-cache-dir --quiet --upgrade pip \
  && /tmp/build/bin/pip wheel --no-cache-dir --quiet . -w /wheels
 
 # 2. A virtual environment with deployhook installed from those wheels only.
