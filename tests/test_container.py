@@ -78,8 +78,13 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> str:
     context = tmp_path_factory.mktemp("wheels")
     start = time.monotonic()
     build_wheels(context / "wheels")
-    podman("build", "--network", "host", "--format", "docker", "--build-arg",
-           f"BASE_IMAGE={BASE}", "--build-context", f"wheels={context}", "-t", IMAGE, str(ROOT))
+    old = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False)
+    # --layers=false: the wheels differ at each run, so cached stages would only pile up.
+    podman("build", "--layers=false", "--network", "host", "--format", "docker",
+           "--build-arg", f"BASE_IMAGE={BASE}", "--build-context", f"wheels={context}",
+           "-t", IMAGE, str(ROOT))
+    if old and old != podman("image", "inspect", "--format", "{{.Id}}", IMAGE):
+        podman("rmi", old, check=False)  # the previous run's image, unless in use
     print(f"\n[container] wheels and image: {time.monotonic() - start:.1f}s, "
           f"image size {podman('image', 'inspect', '--format', '{{.Size}}', IMAGE)} bytes")
     return IMAGE
