@@ -173,7 +173,7 @@ def test_container_deploys_restarts_on_reload_and_stops_cleanly(image: str, site
         deploy_restart_and_stop(name, url, site, logs)
         print(f"\n[container] run, push, restart and stop: {time.monotonic() - start:.1f}s")
     finally:
-        podman("rm", "-f", name, check=False)
+        podman("rm", "-f", "-v", name, check=False)  # -v: its anonymous state volume
         podman("secret", "rm", name, check=False)
 
 
