@@ -11,6 +11,7 @@ as a podman secret and its settings as ``DEPLOYHOOK_*`` variables.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -116,6 +117,7 @@ def deploy_restart_and_stop(name: str, url: str, site: Repos,
     push moves ``site``'s checkout; reload "exit" ends the process with 0 and the
     restart policy starts it again; ``podman stop`` (SIGTERM) ends it with 0."""
     assert podman("exec", name, "id", "-u") == str(UID)  # not root
+    assert podman("exec", name, "cat", "/proc/1/comm") == "tini"  # reaps, forwards signals
     podman("healthcheck", "run", name)  # exit status 0: healthy
 
     after = site.commit("news.rst")
@@ -164,9 +166,7 @@ def test_container_deploys_restarts_on_reload_and_stops_cleanly(image: str, site
                "-e", f"DEPLOYHOOK_PORT={port}", "-e", f"DEPLOYHOOK_REPO_PATH={site.deployed}",
                "-e", f"DEPLOYHOOK_REPOSITORY={REPOSITORY}",
                "-e", f"GIT_CONFIG_GLOBAL={root}/gitconfig", image)
-        def logs() -> str:
-            return container_logs(name)
-
+        logs = functools.partial(container_logs, name)
         assert wait_for("/health", lambda: http("GET", url + "/health", auth=False)[0] == 200,
                         logs)
         assert http("GET", url + "/health", auth=False)[1] == {"status": "ok"}
