@@ -200,8 +200,8 @@ def test_compose_file_runs_the_image(image: str, site: Repos, tmp_path: Path) ->
         f"      GIT_CONFIG_GLOBAL: {root}/gitconfig\n")
     port = free_port()
     name = f"dhtest{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "DEPLOYHOOK_CHECKOUT": str(site.deployed),
-           "DEPLOYHOOK_HOST_PORT": str(port)}
+    env = {**os.environ, "DH_CHECKOUT": str(site.deployed),
+           "DH_HOST_PORT": str(port)}
     compose = ["podman-compose", "-p", name, "-f", "compose.yaml", "-f", "test.yaml"]
     container = f"{name}_deployhook_1"
     try:
