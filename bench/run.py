@@ -264,6 +264,7 @@ def run_targets(args: argparse.Namespace) -> int:
             results[daemon.name] = {"targets": len(daemon.clones), "hook": daemon.hook_url,
                                     "startup": measure.startup(daemon, args.starts)}
             results[daemon.name]["health"] = measure.health_latency(daemon, auth)
+            results[daemon.name]["idle_cpu"] = measure.idle_cpu(daemon)
         ignored = measure.ignored_deliveries(daemons, work, args.rounds, args.duration)
         for daemon in daemons:
             results[daemon.name]["ignored"] = ignored[daemon.name]
@@ -311,6 +312,12 @@ def targets_table(results: dict[str, Any], names: list[str]) -> list[list[str]]:
     rows.append(["ignored signed deliveries at /hooks/<name> (req/s, median)",
                  *[f"{r['ignored']['rps']:,.0f}" for r in (one, many)],
                  f"within 10% ({ratio:.2f}x)", verdict(ratio >= 0.9)])
+    cpu = [r["ignored"]["cpu_ms_per_request"] for r in (one, many)]
+    rows.append(["daemon CPU per ignored delivery (ms, median)",
+                 *[f"{c:.3f}" for c in cpu], f"within 10% ({cpu[1] / cpu[0]:.2f}x)"
+                 if cpu[0] else "", verdict(cpu[1] <= 1.1 * cpu[0])])
+    rows.append(["daemon CPU while idle (% of a core)",
+                 *[f"{r['idle_cpu']['percent_of_a_core']:.1f}" for r in (one, many)], "", ""])
     rows.append(["  rounds (req/s)", *[", ".join(f"{x:,.0f}" for x in r["ignored"]["rps_rounds"])
                                        for r in (one, many)], "", ""])
     rows.append(["  p99 (ms), non-2xx", *[f"{r['ignored']['p99_ms']}, {r['ignored']['non_2xx']}"
