@@ -8,6 +8,9 @@ measures stall, burst, deploy overhead, throughput (wrk), memory and the 25 MB
 scale case.  Prints a table with PASS/MISS per deployhook target and writes
 everything to bench/results.json.  Only 127.0.0.1 is used; every process
 started is killed (its process group) before exit.
+
+``--only strangers`` measures large bodies only; ``--only targets`` one daemon with
+100 targets against one with a single target (bench/targets.json).
 """
 
 from __future__ import annotations
