@@ -10,7 +10,9 @@ left (every test pushes its own new commit), so the order of tests does not matt
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,18 +23,24 @@ import pytest
 from deployhook.forges import payloads, sign_headers
 from tests.helpers import ZERO, Daemon, Repos, git, http, make_repos, start_targets
 
-# forge, the repository as that forge names it, whether the target pins ``forge``.
-FORGE_TABLE = [
-    ("github", "octo-org/blog", False),
-    ("gitlab", "group/sub/blog", True),
-    ("gitea", "octo-org/blog", False),
-    ("forgejo", "octo-org/blog", False),
-    ("gogs", "octo-org/blog", True),
-    ("bitbucket", "octo-org/blog", False),
-    ("bitbucket-server", "PROJ/blog", True),
-]
 SITE_SECRET = b"site secret for every forge 0123"
 WRONG_SECRET = b"not the site's secret at all 987"
+# GitLab's signing token (Standard Webhooks): a whsec_ key signs instead of a token.
+SIGNING_SECRET = b"whsec_" + base64.b64encode(b"gitlab signing key 0123456789abc")
+WRONG_SIGNING_SECRET = b"whsec_" + base64.b64encode(b"another signing key 0123456789a")
+# id, forge, the repository as that forge names it, whether the target pins ``forge``,
+# the target's secret and a wrong one of the same kind.
+FORGE_TABLE = [
+    ("github", "github", "octo-org/blog", False, SITE_SECRET, WRONG_SECRET),
+    ("gitlab", "gitlab", "group/sub/blog", True, SITE_SECRET, WRONG_SECRET),
+    ("gitlab-signing-token", "gitlab", "group/sub/blog", False, SIGNING_SECRET,
+     WRONG_SIGNING_SECRET),
+    ("gitea", "gitea", "octo-org/blog", False, SITE_SECRET, WRONG_SECRET),
+    ("forgejo", "forgejo", "octo-org/blog", False, SITE_SECRET, WRONG_SECRET),
+    ("gogs", "gogs", "octo-org/blog", True, SITE_SECRET, WRONG_SECRET),
+    ("bitbucket", "bitbucket", "octo-org/blog", False, SITE_SECRET, WRONG_SECRET),
+    ("bitbucket-server", "bitbucket-server", "PROJ/blog", True, SITE_SECRET, WRONG_SECRET),
+]
 
 
 @dataclass
@@ -43,6 +51,8 @@ class Site:
     repository: str
     repos: Repos
     daemon: Daemon
+    secret: bytes
+    wrong: bytes
 
     @property
     def hook(self) -> str:
@@ -58,16 +68,16 @@ class Site:
         return health["targets"]["site"]["runs"]
 
     def delivery(self, *, after: str, before: str = ZERO, ref: str = "refs/heads/main",
-                 secret: bytes = SITE_SECRET,
-                 delivery_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+                 secret: bytes | None = None, delivery_id: str | None = None,
+                 now: float | None = None) -> tuple[bytes, dict[str, str]]:
         """The body and headers this forge sends when ``ref`` moves to ``after``."""
         payload = payloads.push_payload(
             self.forge, repository=self.repository, ref=ref, before=before, after=after,
             pusher="octocat", email="octocat@example.com", default_branch="main")
         body = json.dumps(payload).encode()
         event = payloads.event_name(self.forge, ref=ref, after=after)
-        headers = sign_headers(self.forge, secret, body, event,
-                               delivery_id=delivery_id or str(uuid.uuid4()))
+        headers = sign_headers(self.forge, self.secret if secret is None else secret, body,
+                               event, delivery_id=delivery_id or str(uuid.uuid4()), now=now)
         return body, headers
 
     def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -82,11 +92,11 @@ class Site:
 @pytest.fixture(scope="module", params=FORGE_TABLE, ids=[row[0] for row in FORGE_TABLE])
 def site(request: pytest.FixtureRequest,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    forge, repository, pin = request.param
-    root = tmp_path_factory.mktemp(forge)
+    name, forge, repository, pin, site_secret, wrong = request.param
+    root = tmp_path_factory.mktemp(name)
     repos = make_repos(root)
     secret = root / "site.secret"
-    secret.write_bytes(SITE_SECRET + b"\n")
+    secret.write_bytes(site_secret + b"\n")
     target: dict[str, Any] = {"repo_path": str(repos.deployed), "repository": repository,
                               "secret_file": str(secret)}
     if pin:
@@ -94,7 +104,7 @@ def site(request: pytest.FixtureRequest,
     daemon = start_targets(root, {"site": target})
     try:
         daemon.wait_ready()
-        yield Site(forge, repository, repos, daemon)
+        yield Site(forge, repository, repos, daemon, site_secret, wrong)
     finally:
         daemon.stop()
 
@@ -111,7 +121,7 @@ def test_a_push_deploys(site: Site) -> None:
 def test_a_wrong_secret_gets_401(site: Site) -> None:
     before, fetches, runs = site.head(), site.repos.fetches(), site.runs()
     sha = site.repos.commit()
-    status, answer = site.post(*site.delivery(before=before, after=sha, secret=WRONG_SECRET))
+    status, answer = site.post(*site.delivery(before=before, after=sha, secret=site.wrong))
     assert status == 401, site.context(answer)
     assert site.head() == before and site.repos.fetches() == fetches
     assert site.runs() == runs
@@ -168,6 +178,19 @@ def test_a_ping_is_answered_pong_where_the_forge_has_one(site: Site) -> None:
     if payload is None:
         pytest.skip(f"{site.forge} tests a hook with a push")
     fetches, body = site.repos.fetches(), json.dumps(payload).encode()
-    status, answer = site.post(body, sign_headers(site.forge, SITE_SECRET, body, "ping"))
+    status, answer = site.post(body, sign_headers(site.forge, site.secret, body, "ping"))
     assert status == 200 and answer["result"] == "pong", site.context(answer)
     assert site.repos.fetches() == fetches
+
+
+def test_a_stale_signed_timestamp_gets_401(site: Site) -> None:
+    """GitLab's signing token signs a timestamp: one an hour old is refused, however
+    well signed."""
+    if not site.secret.startswith(b"whsec_"):
+        pytest.skip("only GitLab's signing token signs a timestamp")
+    before, fetches = site.head(), site.repos.fetches()
+    sha = site.repos.commit()
+    status, answer = site.post(*site.delivery(before=before, after=sha,
+                                              now=time.time() - 3600))
+    assert status == 401, site.context(answer)
+    assert site.head() == before and site.repos.fetches() == fetches
