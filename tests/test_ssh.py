@@ -261,7 +261,8 @@ def test_check_finds_an_unknown_host_key_and_its_fix_works(ssh_repos: Repos, ssh
                     f"{shlex.quote(str(sshd.known_hosts))}")
     assert "ssh-keygen -lf -" in fix
     assert _line(first.stdout, "ssh_key").startswith("OK")
-    assert _line(first.stdout, "remote").startswith("FAIL")  # ssh refused the unknown host
+    remote = _line(first.stdout, "remote")
+    assert remote.startswith("FAIL") and "Host key verification failed" in remote, remote
 
     subprocess.run(["sh", "-c", scan], check=True, capture_output=True, timeout=30)
     second = _check(ssh_repos, secret, ssh_key=str(sshd.deploy_key))
@@ -280,7 +281,8 @@ def test_check_refuses_a_deploy_key_open_to_others(ssh_repos: Repos, sshd: Sshd,
     line = _line(result.stdout, "ssh_key")
     assert line.startswith("FAIL") and "mode 0644" in line and "ssh refuses" in line
     assert f"fix: chmod 600 {shlex.quote(str(sshd.deploy_key))}" in line
-    assert _line(result.stdout, "remote").startswith("FAIL")  # indeed: ssh ignored it
+    remote = _line(result.stdout, "remote")  # indeed: ssh ignored the key
+    assert remote.startswith("FAIL") and "bad permissions" in remote, remote
     missing = _check(ssh_repos, secret, ssh_key=str(tmp_path / "no-such-key"))
     assert _line(missing.stdout, "ssh_key").startswith("FAIL")
     assert "No such file" in _line(missing.stdout, "ssh_key")

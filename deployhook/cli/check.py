@@ -137,7 +137,9 @@ def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str)
         if checkout.exists() and branch and checkout.ref(f"refs/heads/{branch}"):
             fix = f"git -C {config.repo_path} push {remote} {branch}, or {fix}"
         return Result("FAIL", "remote", f"{remote} has no branch {branch}", fix)
-    reason = (err.strip().splitlines() or [f"exit status {status}"])[-1]
+    lines = err.strip().splitlines()
+    ssh_said = [line for line in lines if any(e in line for e in _SSH_ERRORS)]
+    reason = (ssh_said[:1] or lines[-1:] or [f"exit status {status}"])[0]  # not git's coda
     return Result("FAIL", "remote", f"{remote}: {reason}",
                   "check the remote's URL and the server's credentials (git never prompts)")
 
@@ -236,6 +238,10 @@ def _ssh_settings(config: Config, remote: SshRemote) -> dict[str, str]:
             pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
             return {key.lower(): value for key, value in pairs}
     return {}
+
+
+_SSH_ERRORS = ("Host key verification failed", "Permission denied", "ssh: ", "Load key",
+               "no such identity", "Connection refused", "Connection timed out")
 
 
 def _writable(config: Config) -> Iterator[Result]:
