@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from deployhook.cli.check import run_checks
 from deployhook.forges.delivery import Push
 from deployhook.git.checkout import Checkout, RunResult, resolve_target
 from deployhook.settings import Config
@@ -82,6 +83,7 @@ def test_annotated_tag_deploys_its_commit(repos: Repos) -> None:
     assert detached_at(repos) == commit
     again = deploy_tag(checkout(repos), "v1.0", tag_object)
     assert again.ok and not again.moved and again.steps == []
+    assert again.contains == {tag_object: True}
 
 
 def test_no_tag_given_deploys_the_newest_matching_remote_tag(repos: Repos) -> None:
@@ -209,3 +211,14 @@ def test_resolve_target_accepts_a_detached_head_in_tags_mode(repos: Repos) -> No
     assert resolve_target(co, config) == (None, "octo-org/blog", Repos.head(repos.deployed))
     with pytest.raises(Exception, match="detached HEAD"):
         resolve_target(co, Config(repo_path=str(repos.deployed)))
+
+
+def test_check_accepts_a_detached_checkout_in_tags_mode(repos: Repos, tmp_path: Path) -> None:
+    v1 = (repos.commit("k.txt"), tag(repos, "v1"))[1]
+    assert deploy_tag(checkout(repos), "v1", v1).ok
+    config = Config(repo_path=str(repos.deployed), tags=TAGS, repository="octo-org/blog",
+                    secret_file=str(tmp_path / "secret.txt"), port=0)
+    results = {r.name: r for r in run_checks(config, str(tmp_path / "config.py"))}
+    assert results["checkout"].level == "OK", results["checkout"]
+    assert "(detached); deploys the newest tag matching 'v*'" in results["checkout"].detail
+    assert "branch" not in results

@@ -93,7 +93,11 @@ def _checked_out(checkout: Checkout, config: Config, branch: str | None,
                  repository: str | None, head: str) -> Iterator[Result]:
     remote = _remote(checkout, config, branch, config.remote)
     current = checkout.current_branch()
-    if current != branch:
+    if config.tags is not None:
+        yield Result("OK", "checkout", f"{config.repo_path} at {head[:12]} "
+                     f"({'detached' if current is None else 'on ' + current}); deploys the "
+                     f"newest tag matching {config.tags!r}")
+    elif current != branch:
         yield Result("FAIL", "branch", f"{config.repo_path} is on {current}, config says {branch}",
                      _branch_fix(checkout, config, branch, remote.level == "OK"))
     else:
