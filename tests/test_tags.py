@@ -3,16 +3,30 @@ checked out detached; branch pushes change nothing.  Real git repositories."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from deployhook import forges
 from deployhook.cli.check import run_checks
+from deployhook.forges import payloads
 from deployhook.forges.delivery import Push
 from deployhook.git.checkout import Checkout, RunResult, resolve_target
 from deployhook.settings import Config
-from tests.helpers import ZERO, Repos, git
+from tests.helpers import (
+    REPOSITORY,
+    SECRET,
+    ZERO,
+    Daemon,
+    Repos,
+    free_port,
+    git,
+    http,
+    write_config,
+)
 
 TAGS = "v*"
 
@@ -222,3 +236,57 @@ def test_check_accepts_a_detached_checkout_in_tags_mode(repos: Repos, tmp_path: 
     assert results["checkout"].level == "OK", results["checkout"]
     assert "(detached); deploys the newest tag matching 'v*'" in results["checkout"].detail
     assert "branch" not in results
+
+
+# -- end to end: a real daemon with a tags target -------------------------------------------
+
+def _deliver(daemon: Daemon, ref: str, after: str, number: int) -> tuple[int, dict[str, Any]]:
+    """POST a signed GitHub push of ``ref`` to /hooks/site."""
+    payload = payloads.push_payload(
+        "github", repository=REPOSITORY, ref=ref, before=ZERO, after=after, pusher="octocat",
+        email="octocat@example.com", default_branch="main")
+    body = json.dumps(payload).encode()
+    headers = {**forges.sign_headers("github", SECRET, body, "tag" if "/tags/" in ref
+                                     else "push", delivery_id=f"d-{number}"),
+               "Content-Type": "application/json"}
+    return http("POST", daemon.url + "/hooks/site", body, headers)
+
+
+def test_daemon_deploys_pushed_tags_and_ignores_the_rest(repos: Repos, secret_file: Path
+                                                         ) -> None:
+    pytest.importorskip("deployhook.service.target",
+                        reason="needs the per-target core (/hooks/<name>)")
+    marker = repos.root / "post_deploy.log"
+    script = (f"import os; open({str(marker)!r}, 'a')"
+              ".write(os.environ['DEPLOYHOOK_TAG'] + '\\n')")
+    port = free_port()
+    config = write_config(
+        repos.root / "config.py", port=port, secret_file=str(secret_file),
+        targets={"site": {"repo_path": str(repos.deployed), "repository": REPOSITORY,
+                          "tags": TAGS, "reload": "none",
+                          "post_deploy": [sys.executable, "-c", script]}})
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_ready()
+        start = Repos.head(repos.deployed)
+        v1_commit = repos.commit("site.txt", "one\n")
+        status, answer = _deliver(daemon, "refs/tags/v1", tag(repos, "v1", annotated=True), 1)
+        assert status == 200, answer
+        assert detached_at(repos) == v1_commit
+
+        branch_sha = repos.commit("site.txt", "unreleased\n")  # a branch push: ignored
+        status, answer = _deliver(daemon, "refs/heads/main", branch_sha, 2)
+        assert status == 202 and answer["result"] == "ignored", answer
+        status, answer = _deliver(daemon, "refs/tags/nightly", tag(repos, "nightly"), 3)
+        assert status == 202 and answer["result"] == "ignored", answer
+        assert detached_at(repos) == v1_commit
+
+        v2_commit = repos.commit("site.txt", "two\n")
+        status, answer = _deliver(daemon, "refs/tags/v2", tag(repos, "v2"), 4)
+        assert status == 200, answer
+        assert detached_at(repos) == v2_commit != start
+        assert (repos.deployed / "site.txt").read_text() == "two\n"
+        assert marker.read_text() == "v1\nv2\n"
+    finally:
+        daemon.stop()
+    assert "Traceback" not in daemon.log(), daemon.log()
