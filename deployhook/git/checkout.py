@@ -13,6 +13,10 @@ A run that may move HEAD first writes ``.git/deployhook-unfinished``; only a run
 that ends with everything done (post_deploy included) removes it.  While it is
 there, HEAD is not "deployed": the next run fetches and runs post_deploy again
 even when HEAD already contains the pushed commits.
+
+In tags mode (``tags`` set) a run deploys one tag: only that tag is fetched and its
+commit checked out as a detached HEAD, with the same guards.  With ``ssh_key`` every
+git command offers ssh that key only (``GIT_SSH_COMMAND``, see ``ssh.py``).
 """
 
 from __future__ import annotations
@@ -709,15 +713,15 @@ def resolve_target(checkout: Checkout, config: TargetConfig | Config
         ConfigError: no checkout and no ``repo_url``, or a detached HEAD and no ``branch``
             (and no ``tags``).
     """
-    repository, branch = config.repository, config.branch
-    if config.tags is not None:
-        branch = None  # tags mode: HEAD is detached at a tag, no branch is deployed
+    tagged = config.tags is not None  # HEAD is detached at a tag: no branch is deployed
+    repository, branch = config.repository, None if tagged else config.branch
     if not checkout.exists():
         if not config.repo_url:
             raise ConfigError(f"repo_path {config.repo_path} is not a git checkout; "
                               "clone it there or set repo_url")
         return branch, repository or github_repository(config.repo_url), None
-    branch = branch or (None if config.tags is not None else checkout.current_branch())
-    if branch is None and config.tags is None:
+    if not tagged:
+        branch = branch or checkout.current_branch()
+    if branch is None and not tagged:
         raise ConfigError(f"{config.repo_path} has a detached HEAD; set branch in the config")
     return branch, repository or github_repository(checkout.remote_url()), checkout.head()
