@@ -4,6 +4,7 @@ checked out detached; branch pushes change nothing.  Real git repositories."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -290,3 +291,18 @@ def test_daemon_deploys_pushed_tags_and_ignores_the_rest(repos: Repos, secret_fi
     finally:
         daemon.stop()
     assert "Traceback" not in daemon.log(), daemon.log()
+
+
+def test_cli_deploy_in_tags_mode_deploys_the_newest_matching_tag(repos: Repos,
+                                                                  secret_file: Path) -> None:
+    commit = repos.commit("cli.txt", "released\n")
+    tag(repos, "v1.2.0", annotated=True)
+    repos.commit("cli.txt", "unreleased\n")  # on main, not tagged
+    config = write_config(repos.root / "config.py", repo_path=str(repos.deployed),
+                          secret_file=str(secret_file), tags=TAGS, port=free_port())
+    result = subprocess.run([sys.executable, "-m", "deployhook", "deploy", "--config",
+                             str(config)], capture_output=True, text=True, timeout=120,
+                            cwd=repos.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert detached_at(repos) == commit
+    assert (repos.deployed / "cli.txt").read_text() == "released\n"
