@@ -31,13 +31,13 @@ from typing import Any
 
 import git
 
-from deployhook.daemon.reload import effective_mode
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.forges.signature import sign
 from deployhook.git.checkout import Checkout, github_repository, resolve_target
 from deployhook.git.steps import Step, redact, summary, tail
 from deployhook.record.store import Store
 from deployhook.secret import SecretSource
+from deployhook.service.reload import effective_mode
 from deployhook.service.worker import crash_reason
 from deployhook.settings import Config
 
