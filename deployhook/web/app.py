@@ -16,7 +16,7 @@ from deployhook.service.hub import Hub
 from deployhook.web.access import Access
 from deployhook.web.api import DeploymentHandler, DeploymentsHandler
 from deployhook.web.apidocs import DocsAssetHandler, DocsHandler, OpenAPIHandler
-from deployhook.web.handlers import HealthHandler, WebhookHandler
+from deployhook.web.handlers import HealthHandler, JSONHandler, WebhookHandler
 from deployhook.web.metrics import Metrics, MetricsHandler
 from deployhook.web.pages import page_routes
 
@@ -34,7 +34,7 @@ class NotFoundHandler(tornado.web.RequestHandler):
         self.finish('{"result": "error", "reason": "not found"}\n')
 
 
-class FaviconHandler(tornado.web.RequestHandler):
+class FaviconHandler(JSONHandler):
     """``GET /favicon.ico``: 204, cacheable for a day, so browsers stop asking and
     nothing is logged (the pages also point their icon at an empty data: URL)."""
 
