@@ -7,20 +7,28 @@ import json
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from deployhook.web.apidocs import DOCUMENT
 from tests.helpers import (
+    REPOSITORY,
     STATUS_PASSWORD,
+    Daemon,
     Repos,
     basic_auth,
     deliver_push,
+    free_port,
     http,
     start_daemon,
+    write_config,
 )
+from tests.test_pages import CHROMIUM, chromium
+from tests.tools import require_tool
 
 ST_EXAMPLES = 20  # examples per operation and phase: the whole run stays well under 60 s
 
@@ -86,6 +94,26 @@ def test_docs_page_comes_from_this_server_only(repos: Repos, secret_file: Path) 
         assert fetch(running.url + "/docs/nothing.js")[0] == 404
     finally:
         running.stop()
+
+
+def test_browser_renders_the_api_page(repos: Repos, secret_file: Path, tmp_path: Path) -> None:
+    """Headless Chromium opens /docs with the login in the URL: Swagger UI, loaded from
+    the daemon under its Content-Security-Policy, shows every path of the document."""
+    require_tool(CHROMIUM, "chromium is not installed")
+    port = free_port()
+    config = write_config(tmp_path / "config.py", port=port, repo_path=str(repos.deployed),
+                          secret_file=str(secret_file), repository=REPOSITORY, reload="none")
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_ready()
+        url = f"http://deployhook:{quote(STATUS_PASSWORD)}@127.0.0.1:{port}/docs"
+        dom = chromium(["--virtual-time-budget=15000", "--dump-dom", url],
+                       tmp_path / "profile").stdout
+        assert "Failed to load API definition" not in dom, dom[-3000:]
+        shown = set(re.findall(r'data-path="([^"]*)"', dom))
+        assert shown == set(json.loads(DOCUMENT.read_text())["paths"]), dom[-3000:]
+    finally:
+        daemon.stop()
 
 
 def test_an_unlisted_method_answers_405_with_allow(repos: Repos, secret_file: Path) -> None:
