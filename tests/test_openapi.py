@@ -133,6 +133,18 @@ def test_an_unlisted_method_answers_405_with_allow(repos: Repos, secret_file: Pa
         running.stop()
 
 
+def test_get_of_an_unknown_target_is_404(repos: Repos, secret_file: Path) -> None:
+    """The reachability check tells a wrong webhook URL (it answered 200 for any name)."""
+    running = start_daemon(repos, secret_file)
+    try:
+        running.wait_ready()
+        status, body = http("GET", running.url + "/hooks/no-such-target", auth=False)
+        assert status == 404 and "no such target" in body["reason"]
+        assert http("GET", running.url + "/hooks/default", auth=False)[0] == 200
+    finally:
+        running.stop()
+
+
 def test_schemathesis_finds_no_failure_on_any_endpoint(
         repos: Repos, secret_file: Path, tmp_path: Path) -> None:
     """Every operation of the served document, every check, against a live daemon with a
