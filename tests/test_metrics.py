@@ -11,14 +11,18 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import (
+    REPOSITORY,
     Daemon,
     Repos,
     basic_auth,
     deliver_push,
+    free_port,
+    git,
     http,
     push_payload,
     signed,
     start_daemon,
+    write_config,
 )
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -71,6 +75,45 @@ def test_a_push_moves_the_delivery_and_run_counters(repos: Repos, secret_file: P
     assert value(after, "deployhook_runs_waiting", target="default") == 0
     labels = {dict(key[1]).get("target") for key in after}
     assert labels <= {None, "default", "-"}
+
+
+def test_each_target_has_its_runs_and_outcomes(repos: Repos, secret_file: Path) -> None:
+    """Two targets: a deploy of one and a failed run of the other (origin gone) land in
+    their own series; the served OpenAPI document names both targets."""
+    docs = repos.root / "docs-checkout"
+    git(repos.root, "clone", "-q", "--recurse-submodules", str(repos.origin), str(docs))
+    port = free_port()
+    config = write_config(
+        repos.root / "config.py", port=port, secret_file=str(secret_file),
+        targets={"site": {"repo_path": str(repos.deployed), "repository": REPOSITORY},
+                 "docs": {"repo_path": str(docs), "repository": REPOSITORY}}, reload="none")
+    daemon = Daemon(config, port)
+    try:
+        daemon.wait_ready()
+        sha = repos.commit()
+        body, headers = signed(push_payload(sha), delivery="m-1")
+        assert http("POST", daemon.url + "/hooks/site", body, headers)[0] == 200
+        gone = repos.origin.with_name("origin-gone.git")
+        repos.origin.rename(gone)
+        try:
+            body, headers = signed(push_payload(sha), delivery="m-2")
+            assert http("POST", daemon.url + "/hooks/docs", body, headers)[0] == 500
+        finally:
+            gone.rename(repos.origin)
+        samples = scrape(daemon)
+        status, doc = http("GET", daemon.url + "/openapi.json")
+    finally:
+        daemon.stop()
+    assert value(samples, "deployhook_runs_total", target="site", outcome="ok") == 1
+    assert value(samples, "deployhook_runs_total", target="docs", outcome="failed") == 1
+    assert value(samples, "deployhook_runs_total", target="docs", outcome="ok") == 0
+    assert value(samples, "deployhook_deliveries_total", target="docs", forge="github",
+                 event="push", status="500") == 1
+    assert value(samples, "deployhook_last_success_timestamp_seconds", target="site") > 0
+    assert ("deployhook_last_success_timestamp_seconds",
+            frozenset({("target", "docs")})) not in samples
+    target = doc["paths"]["/hooks/{target}"]["parameters"][0]["schema"]
+    assert status == 200 and target["enum"] == ["site", "docs"]
 
 
 def test_metrics_need_the_api_login(repos: Repos, secret_file: Path) -> None:
