@@ -20,7 +20,7 @@ from deployhook.errors import ConfigError, DeliveryError
 from deployhook.git.checkout import Checkout, resolve_target
 from deployhook.git.steps import redact
 from deployhook.secret import SecretSource
-from deployhook.settings import Config
+from deployhook.settings import Config, TargetConfig
 
 
 @dataclass(frozen=True)
@@ -36,20 +36,39 @@ class Result:
         return redact(text + (f"\n     {'':<10} fix: {self.fix}" if self.fix else ""))
 
 
+@dataclass(frozen=True)
+class Heading(Result):
+    """The line that starts one target's checks (with several targets)."""
+
+    def line(self) -> str:
+        return redact(f"== target {self.name}: {self.detail}")
+
+
 def run_checks(config: Config, config_path: str) -> list[Result]:
-    """Run every check for ``config``; blocking (git and a bind attempt)."""
+    """Run every check for ``config`` (each target's secret, checkout, remote and
+    repo_path, then the record's folder and the address); blocking (git and a bind
+    attempt)."""
     return list(_checks(config, config_path))
 
 
 def _checks(config: Config, config_path: str) -> Iterator[Result]:
     yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
-    yield from _secret(config)
-    yield from _checkout(config)
-    yield from _writable(config)
+    for target in config.targets:
+        if len(config.targets) > 1:
+            yield Heading("", target.name, target.repo_path)
+        yield from _target_checks(target)
+    yield _writable_path("state_db", os.path.dirname(config.state_db) or ".")
     yield _bind(config)
 
 
-def _secret(config: Config) -> Iterator[Result]:
+def _target_checks(target: TargetConfig) -> Iterator[Result]:
+    """The checks of one target: its secret, checkout, remote and repo_path."""
+    yield from _secret(target)
+    yield from _checkout(target)
+    yield _writable_path("repo_path", target.repo_path)
+
+
+def _secret(config: TargetConfig) -> Iterator[Result]:
     source = SecretSource(config.secret_file, config.secret)
     try:
         source.get()
@@ -67,7 +86,7 @@ def _secret(config: Config) -> Iterator[Result]:
                      f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {config.secret_file}")
 
 
-def _checkout(config: Config) -> Iterator[Result]:
+def _checkout(config: TargetConfig) -> Iterator[Result]:
     checkout = Checkout(config)
     try:
         branch, repository, head = resolve_target(checkout, config)
@@ -85,7 +104,7 @@ def _checkout(config: Config) -> Iterator[Result]:
         checkout.close()
 
 
-def _checked_out(checkout: Checkout, config: Config, branch: str | None,
+def _checked_out(checkout: Checkout, config: TargetConfig, branch: str | None,
                  repository: str | None, head: str) -> Iterator[Result]:
     remote = _remote(checkout, config, branch, config.remote)
     current = checkout.current_branch()
@@ -100,7 +119,8 @@ def _checked_out(checkout: Checkout, config: Config, branch: str | None,
     yield remote
 
 
-def _branch_fix(checkout: Checkout, config: Config, branch: str | None, on_remote: bool) -> str:
+def _branch_fix(checkout: Checkout, config: TargetConfig, branch: str | None,
+                on_remote: bool) -> str:
     """A fix for a checkout on another branch than ``branch`` that works as given:
     ``git checkout`` of a branch that exists here, or is fetched first from the remote;
     otherwise the branches the remote has."""
@@ -123,7 +143,7 @@ def _set_branch(checkout: Checkout, remote: str) -> str:
     return f"set branch in the config to one the remote has: {', '.join(sorted(names)[:10])}"
 
 
-def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str) -> Result:
+def _remote(checkout: Checkout, config: TargetConfig, branch: str | None, remote: str) -> Result:
     status, err = checkout.probe_remote(remote, branch)
     if status == 0:
         return Result("OK", "remote", f"{remote} is reachable and has {branch or 'a HEAD'}")
@@ -137,7 +157,7 @@ def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str)
                   "check the remote's URL and the server's credentials (git never prompts)")
 
 
-def _writable(config: Config) -> Iterator[Result]:
+def _writable_path(name: str, path: str) -> Result:
     """FAIL for a repo_path or state_db folder this process cannot write.
 
     Uses access(2) as the user running ``check``, inside whatever mount namespace
@@ -146,15 +166,12 @@ def _writable(config: Config) -> Iterator[Result]:
     leaves read-only answers EROFS even for root.  Never raises.
     """
     user = _user_name()
-    for name, path in (("repo_path", config.repo_path),
-                       ("state_db", os.path.dirname(config.state_db) or ".")):
-        problem = _unwritable(path)
-        if problem:
-            yield Result("FAIL", "writable", f"{name} {path}: {problem} (as user {user})",
-                         f"chown -R {user}: {path} (create it first if missing), and name it "
-                         "in the unit's ReadWritePaths=")
-        else:
-            yield Result("OK", "writable", f"{name} {path} is writable by {user}")
+    problem = _unwritable(path)
+    if problem:
+        return Result("FAIL", "writable", f"{name} {path}: {problem} (as user {user})",
+                      f"chown -R {user}: {path} (create it first if missing), and name it "
+                      "in the unit's ReadWritePaths=")
+    return Result("OK", "writable", f"{name} {path} is writable by {user}")
 
 
 def _unwritable(path: str) -> str:

@@ -1,5 +1,6 @@
-"""The ``deployhook`` command: ``serve``, ``init``, ``check``; ``history``, ``show``,
-``deploy`` and ``send`` live in :mod:`deployhook.cli.commands`."""
+"""The ``deployhook`` command: ``serve``, ``init``, ``check``; ``history`` and ``show``
+live in :mod:`deployhook.cli.history`, ``deploy`` in :mod:`deployhook.cli.deploy`,
+``send`` in :mod:`deployhook.cli.send`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deployhook import __version__, settings
-from deployhook.cli import commands
+from deployhook.cli import deploy, history, send
 from deployhook.cli.check import Result, local_host, run_checks
 from deployhook.daemon import logs
 from deployhook.daemon.server import serve
@@ -31,11 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, text in (("serve", "run the webhook daemon"),
                        ("init", "create what is missing: a commented config, the webhook secret "
                                 "and the status page's password (random, mode 0600)"),
-                       ("check", "check the config, secret, checkout, remote and address")):
+                       ("check", "check the config, and each target's secret, checkout and "
+                                 "remote, and the address")):
         sub = subparsers.add_parser(name, help=text, description=text)
         sub.add_argument("--config", default="config.py",
                          help="the configuration file (default: ./config.py)")
-    commands.add_parsers(subparsers)
+    history.add_parsers(subparsers)
+    deploy.add_parser(subparsers)
+    send.add_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "init" and not os.path.lexists(args.config):
         try:
