@@ -91,7 +91,7 @@ def _read(store: Store, config: Config, args: argparse.Namespace
     recorded = tuple(store.last_runs())
     target = choose_target(config, args.target, required=False, known=recorded)
     name = target.name if args.target is not None and target else None  # None: every one
-    several = name is None and (len(config.targets) > 1 or len(recorded) > 1)
+    several = name is None and len({*config.target_names, *recorded}) > 1
     return store.runs(args.limit, target=name), store.count_runs(name), several
 
 
