@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +136,29 @@ def test_history_keeps_a_target_the_config_no_longer_names(site: Site) -> None:
     assert history.stdout.splitlines()[0].split()[:2] == ["id", "target"]  # docs and default
     old = run(site, "history", "--target", "docs")
     assert old.returncode == 0 and old.stdout.splitlines()[1].split()[0] == "1"
+
+
+def test_ctrl_c_in_deploy_records_the_run_as_interrupted(site: Site) -> None:
+    """Ctrl-C during the fetch: exit 130 with the CLI's message, HEAD unchanged, and
+    the run (of that target) recorded as failed, "interrupted by the user (Ctrl-C)"."""
+    head = site.blog.head(site.blog.deployed)
+    site.blog.commit()
+    site.blog.slow(60)
+    proc = subprocess.Popen([sys.executable, "-m", "deployhook", "deploy", "--target", "blog",
+                             "--config", "config.py"], cwd=site.root, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while site.blog.fetches() < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "(run 1)" in out and "deploy FAILED: interrupted by the user (Ctrl-C)" in out
+    assert "Traceback" not in err
+    assert site.blog.head(site.blog.deployed) == head
+    [run_] = json.loads(run(site, "history", "--json").stdout)["runs"]
+    assert (run_["target"], run_["trigger"], run_["outcome"]) == ("blog", "cli", "failed")
+    assert run_["reason"] == "interrupted by the user (Ctrl-C)" and run_["head_after"] == head
 
 
 def test_check_checks_every_target(site: Site) -> None:
