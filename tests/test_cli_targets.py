@@ -27,7 +27,7 @@ import tornado.web
 from deployhook import forges
 from deployhook.errors import DeliveryError
 from deployhook.forges.delivery import parse_body
-from tests.helpers import SECRET, Repos, free_port, make_repos, write_config
+from tests.helpers import SECRET, Daemon, Repos, free_port, make_repos, write_config
 from tests.test_cli import WRONG_SECRET, cli
 
 DOCS_SECRET = b"the docs target's own secret"
@@ -291,3 +291,63 @@ def test_send_ping_of_a_forge_with_ping(
                  "--url", f"{url}/hooks/blog")
     assert result.returncode == 0, result.stdout + result.stderr
     assert isinstance(seen[-1]["event"], forges.Ping) and seen[-1]["forge"] == forge
+
+
+# -- send --forge to a real daemon at /hooks/<target> ------------------------------------------
+
+@pytest.fixture
+def two_target_daemon(site: Site) -> Iterator[Daemon]:
+    """The daemon serving blog and docs (docs pins forge gitlab) on a free port."""
+    config = site.config()
+    proc = Daemon(config, _config_port(config))
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
+    assert SECRET.decode() not in proc.log() and DOCS_SECRET.decode() not in proc.log()
+
+
+def _config_port(config: Path) -> int:
+    return int(next(line.split("=", 1)[1] for line in config.read_text().splitlines()
+                    if line.startswith("port =")))
+
+
+@pytest.mark.parametrize("forge", forges.FORGES)
+def test_send_each_forge_to_the_daemon_deploys_that_target_only(
+        site: Site, two_target_daemon: Daemon, forge: str) -> None:
+    """`send --forge F --target blog` to the running daemon (its default URL,
+    /hooks/blog): blog deploys the pushed commit, docs is untouched; the run and its
+    delivery are recorded under blog; a wrong secret is answered 401."""
+    docs_head = site.docs.head(site.docs.deployed)
+    site.docs.commit()  # pushed, but no delivery for docs
+    sha = site.blog.commit()
+    result = run(site, "send", "--event", "push", "--target", "blog", "--forge", forge)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/hooks/blog: refs/heads/main" in result.stdout
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    assert answer["result"] == "deployed" and answer["after"] == sha, answer
+    assert site.blog.head(site.blog.deployed) == sha
+    assert site.docs.head(site.docs.deployed) == docs_head
+    shown = json.loads(run(site, "show", str(answer["run"]), "--json").stdout)
+    assert shown["target"] == "blog" and shown["deliveries"][0]["after"] == sha
+    wrong = cli("send", "--event", "push", "--target", "blog", "--forge", forge,
+                "--config", "config.py", cwd=site.root, env={"DEPLOYHOOK_SECRET": WRONG_SECRET})
+    assert wrong.returncode == 1 and "HTTP 401" in wrong.stdout, wrong.stdout
+
+
+def test_send_to_the_daemon_with_the_docs_secret_and_forge(
+        site: Site, two_target_daemon: Daemon) -> None:
+    """docs: its own secret file (first line) and its pinned forge, gitlab; the same
+    delivery sent to /hooks/blog is refused (blog's secret differs)."""
+    sha = site.docs.commit()
+    result = run(site, "send", "--event", "push", "--target", "docs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "sending gitlab push delivery" in result.stdout
+    assert site.docs.head(site.docs.deployed) == sha
+    ping = run(site, "send", "--event", "ping", "--target", "docs", "--forge",
+               "bitbucket-server")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    crossed = run(site, "send", "--event", "push", "--target", "docs", "--url",
+                  f"{two_target_daemon.url}/hooks/blog")
+    assert crossed.returncode == 1 and "HTTP 401" in crossed.stdout, crossed.stdout
