@@ -27,7 +27,7 @@ import tornado.web
 from deployhook import forges
 from deployhook.errors import DeliveryError
 from deployhook.forges.delivery import parse_body
-from tests.helpers import SECRET, Daemon, Repos, free_port, make_repos, write_config
+from tests.helpers import SECRET, Daemon, Repos, free_port, git, make_repos, write_config
 from tests.test_cli import WRONG_SECRET, cli
 
 DOCS_SECRET = b"the docs target's own secret"
@@ -273,6 +273,29 @@ def test_send_defaults_to_the_targets_forge_and_own_url(
     assert f"to {url}/hooks/docs" in result.stdout
     assert seen[-1]["forge"] == "gitlab" and seen[-1]["target"] == "docs"
     assert seen[-1]["headers"]["X-Gitlab-Event"] == "Push Hook"
+
+
+@pytest.mark.parametrize("forge", ["github", "gitlab", "gitea", "bitbucket-server"])
+def test_send_tag_pushes_the_remotes_tag(
+        site: Site, fake_daemon: tuple[str, list[dict[str, Any]]], forge: str) -> None:
+    """--tag sends the creation of a tag the remote has (GitLab: a Tag Push Hook); a tag
+    the remote lacks is a clear error and sends nothing."""
+    url, seen = fake_daemon
+    site.blog.commit()
+    git(site.blog.pusher, "tag", "-a", "-m", "release", "v1.0")
+    git(site.blog.pusher, "push", "-q", "origin", "v1.0")
+    tag_object = git(site.blog.pusher, "rev-parse", "v1.0")
+    result = run(site, "send", "--event", "push", "--target", "blog", "--forge", forge,
+                 "--tag", "v1.0", "--url", f"{url}/hooks/blog")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [push] = seen[-1]["event"].changes
+    assert (push.ref, push.before, push.after) == ("refs/tags/v1.0", "0" * 40, tag_object)
+    if forge == "gitlab":
+        assert seen[-1]["headers"]["X-Gitlab-Event"] == "Tag Push Hook"
+    missing = run(site, "send", "--event", "push", "--target", "blog", "--forge", forge,
+                  "--tag", "v9", "--url", f"{url}/hooks/blog")
+    assert missing.returncode == 1 and "the remote has no tag 'v9'" in missing.stderr
+    assert len(seen) == 1
 
 
 @pytest.mark.parametrize("forge", ["gitlab", "gitea", "forgejo", "gogs", "bitbucket"])

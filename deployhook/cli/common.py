@@ -107,21 +107,25 @@ def open_record(config: Config) -> Store | None:
 # -- the remote -------------------------------------------------------------------------------
 @dataclass
 class RemoteHeads:
-    """What ``git ls-remote --symref`` says: branch tips and the default branch."""
+    """What ``git ls-remote --symref`` says: branch and tag tips and the default branch."""
 
     branches: dict[str, str] = field(default_factory=dict)
     default_branch: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
-def remote_heads(target: TargetConfig, checkout: Checkout, *branches: str) -> RemoteHeads:
+def remote_heads(target: TargetConfig, checkout: Checkout, *branches: str,
+                 tags: tuple[str, ...] = ()) -> RemoteHeads:
     """Ask the remote (the checkout's ``remote``, or ``repo_url`` before a first clone)
-    for its default branch and the tips of ``branches``; blocking, within ``git_timeout``.
+    for its default branch and the tips of ``branches`` and ``tags``; blocking, within
+    ``git_timeout``.
 
     Raises:
         CommandFailed: git failed (the reason is git's, credentials removed).
     """
     where = target.remote if checkout.exists() else (target.repo_url or "")
-    args = ["--symref", where, "HEAD", *(f"refs/heads/{b}" for b in branches)]
+    args = ["--symref", where, "HEAD", *(f"refs/heads/{b}" for b in branches),
+            *(f"refs/tags/{t}" for t in tags)]
     start = time.monotonic()
     code, out, err = checkout.ls_remote(*args)
     step = Step("ls-remote", redact("git ls-remote " + " ".join(args)), code,
@@ -135,6 +139,8 @@ def remote_heads(target: TargetConfig, checkout: Checkout, *branches: str) -> Re
             heads.default_branch = name[len("ref: refs/heads/"):]
         elif ref.startswith("refs/heads/"):
             heads.branches[ref[len("refs/heads/"):]] = name
+        elif ref.startswith("refs/tags/") and not ref.endswith("^{}"):
+            heads.tags[ref[len("refs/tags/"):]] = name
     return heads
 
 

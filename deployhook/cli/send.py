@@ -24,6 +24,7 @@ import git
 
 from deployhook.cli.common import (
     CommandFailed,
+    RemoteHeads,
     add_command,
     base_url,
     choose_target,
@@ -53,7 +54,10 @@ def add_parser(commands: Any) -> None:
                           "setting, else github)")
     sub.add_argument("--url", help="where to POST (default: http://<address>:<port>"
                                    "/hooks/<target>)")
-    sub.add_argument("--branch", help="the pushed branch (default: the deployed branch)")
+    pushed = sub.add_mutually_exclusive_group()
+    pushed.add_argument("--branch", help="the pushed branch (default: the deployed branch)")
+    pushed.add_argument("--tag", help="push this tag (as the remote has it) instead of a "
+                                      "branch, for a target that deploys tags")
 
 
 def send(config: Config, args: argparse.Namespace) -> int:
@@ -67,7 +71,7 @@ def send(config: Config, args: argparse.Namespace) -> int:
         url = args.url or f"{base_url(config)}/hooks/{target.name}"
         secret = _secret(target)
         if args.event == "push":
-            payload, event, summary_line = _push(target, forge, args.branch)
+            payload, event, summary_line = _push(target, forge, args.branch, args.tag)
         else:
             payload, event, summary_line = _ping(target, forge, url), "ping", "ping"
     except CommandFailed as exc:
@@ -162,38 +166,56 @@ def _secret(target: TargetConfig) -> bytes:
     return next((line.strip() for line in value.splitlines() if line.strip()), value)
 
 
-def _push(target: TargetConfig, forge: str, branch: str | None
+def _push(target: TargetConfig, forge: str, branch: str | None, tag: str | None = None
           ) -> tuple[dict[str, Any], str, str]:
     """(payload, event, summary) of a push of the remote's current tip of ``branch``
-    (default: the deployed branch) as ``forge`` sends it.
+    (default: the deployed branch), or of the creation of its tag ``tag``, as ``forge``
+    sends it.
 
     Raises:
-        CommandFailed: the remote cannot be asked, or has no such branch.
+        CommandFailed: the remote cannot be asked, or has no such branch or tag.
         ConfigError: no checkout and no repo_url, or a detached HEAD and no branch.
     """
     checkout = Checkout(target)
     try:
         target_branch, repository, head = resolve_target(checkout, target)
         branch = branch or target_branch
-        heads = remote_heads(target, checkout, *([branch] if branch else []))
-        branch = branch or heads.default_branch
-        if not branch:
-            raise CommandFailed("the remote names no default branch; use --branch")
-        after = heads.branches.get(branch)
-        if after is None:
-            raise CommandFailed(f"the remote has no branch {branch!r}")
-        before = head or ZERO
+        heads = remote_heads(target, checkout, *([branch] if branch and not tag else []),
+                             tags=(tag,) if tag else ())
+        ref, before, after = _pushed_ref(heads, branch, tag, head)
         full_name = _full_name(target, checkout, repository)
-        commits = _commits(checkout, before, after) if head else []
+        commits = _commits(checkout, before, after) if head and not tag else []
     finally:
         checkout.close()
-    ref = f"refs/heads/{branch}"
     payload = payloads.push_payload(
         forge, repository=full_name, ref=ref, before=before, after=after, pusher=user(),
-        email=_email(target), default_branch=heads.default_branch or branch, commits=commits)
+        email=_email(target), default_branch=heads.default_branch or branch or "main",
+        commits=commits)
     event = payloads.event_name(forge, ref=ref, after=after)
     return payload, event, (f"{ref} {short(before, 12)} -> {short(after, 12)} of "
                             f"{full_name} by {user()}")
+
+
+def _pushed_ref(heads: RemoteHeads, branch: str | None, tag: str | None, head: str | None
+                ) -> tuple[str, str, str]:
+    """(ref, before, after) of the push to send: a new tag, or the branch moving from
+    the checkout's HEAD to the remote's tip.
+
+    Raises:
+        CommandFailed: the remote has no such branch or tag.
+    """
+    if tag:
+        after = heads.tags.get(tag)
+        if after is None:
+            raise CommandFailed(f"the remote has no tag {tag!r}")
+        return f"refs/tags/{tag}", ZERO, after
+    branch = branch or heads.default_branch
+    if not branch:
+        raise CommandFailed("the remote names no default branch; use --branch")
+    after = heads.branches.get(branch)
+    if after is None:
+        raise CommandFailed(f"the remote has no branch {branch!r}")
+    return f"refs/heads/{branch}", head or ZERO, after
 
 
 def _ping(target: TargetConfig, forge: str, url: str) -> dict[str, Any]:
