@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -374,3 +375,22 @@ def test_send_to_the_daemon_with_the_docs_secret_and_forge(
     crossed = run(site, "send", "--event", "push", "--target", "docs", "--url",
                   f"{two_target_daemon.url}/hooks/blog")
     assert crossed.returncode == 1 and "HTTP 401" in crossed.stdout, crossed.stdout
+
+
+def test_init_writes_each_targets_secret_and_names_its_url(tmp_path: Path) -> None:
+    """Two targets, docs with its own secret_file: init writes both files (0600), never
+    prints them, and names each target's /hooks/<name> URL; a rerun keeps them."""
+    write_config(tmp_path / "config.py", targets={
+        "blog": {"repo_path": str(tmp_path / "blog")},
+        "docs": {"repo_path": str(tmp_path / "docs"), "secret_file": "docs.secret"}})
+    first = cli("init", "--config", "config.py", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    secrets = [(tmp_path / name).read_text().strip() for name in ("secret.txt", "docs.secret")]
+    assert all(len(secret) >= 32 for secret in secrets) and secrets[0] != secrets[1]
+    assert stat.S_IMODE((tmp_path / "docs.secret").stat().st_mode) == 0o600
+    assert not any(secret in first.stdout + first.stderr for secret in secrets)
+    assert f"secret (target docs) to {tmp_path / 'docs.secret'}" in first.stdout
+    assert "/hooks/blog" in first.stdout and "/hooks/docs" in first.stdout
+    second = cli("init", "--config", "config.py", cwd=tmp_path)
+    assert "wrote a new random secret" not in second.stdout
+    assert [(tmp_path / n).read_text().strip() for n in ("secret.txt", "docs.secret")] == secrets
