@@ -1,6 +1,6 @@
 """deployhook: keep a server's git checkout in step with GitHub pushes."""
 
-from deployhook.service.hook import DeployHook
+from deployhook.embed import DeployHook
 from deployhook.settings import Config, load
 from deployhook.web.app import make_app
 

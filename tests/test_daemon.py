@@ -17,6 +17,7 @@ from tests.helpers import (
     SECRET,
     Daemon,
     Repos,
+    basic_auth,
     deliver_push,
     free_port,
     http,
@@ -191,7 +192,8 @@ class StatusListener:
 
 
 def page(daemon: Daemon) -> str:
-    with urllib.request.urlopen(daemon.url + "/", timeout=10) as response:
+    request = urllib.request.Request(daemon.url + "/", headers=basic_auth())
+    with urllib.request.urlopen(request, timeout=10) as response:
         return response.read().decode()
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import deployhook
-from deployhook.daemon.reload import GRACE, Reloader, effective_mode, holds_running_code
+from deployhook.service.reload import GRACE, Reloader, effective_mode, holds_running_code
 
 
 class Busy:

@@ -26,11 +26,11 @@ from deployhook.cli.common import (
     short,
     user,
 )
-from deployhook.daemon.reload import effective_mode
 from deployhook.errors import ConfigError
 from deployhook.git.checkout import Checkout, RunResult, resolve_target
 from deployhook.git.steps import Step, redact
 from deployhook.record.store import Store
+from deployhook.service.reload import effective_mode
 from deployhook.service.runs import run_deploy
 from deployhook.settings import Config, TargetConfig
 

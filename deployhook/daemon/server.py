@@ -25,12 +25,13 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from deployhook import settings
-from deployhook.daemon import reload
 from deployhook.daemon.listen import SD_LISTEN_FDS_START, describe, listening_sockets
 from deployhook.daemon.sdnotify import Notifier, watchdog_interval
+from deployhook.embed import DeployHook
 from deployhook.errors import ConfigError
 from deployhook.git.checkout import RunResult
-from deployhook.service.hook import DeployHook
+from deployhook.service import reload
+from deployhook.service.target import Target
 from deployhook.settings import Config
 from deployhook.web.app import make_app
 from deployhook.web.connections import make_server
@@ -87,15 +88,22 @@ class Daemon:
         return status
 
     def _status(self) -> str:
-        text = f"listening on {self.where}; HEAD {(self.hook.head or 'none')[:12]}"
+        targets = self.hook.targets.values()
+        if self.hook.single is not None:
+            heads = f"HEAD {(self.hook.single.head or 'none')[:12]}"
+        else:
+            heads = f"{len(targets)} targets, HEAD " + ", ".join(
+                f"{t.name} {(t.head or 'none')[:12]}" for t in list(targets)[:5])
+        text = f"listening on {self.where}; {heads}"
         return text + (f"; {self.last_deploy}" if self.last_deploy else "")
 
-    def _deployed(self, result: RunResult) -> None:
+    def _deployed(self, target: Target, result: RunResult) -> None:
         outcome = "ok" if result.ok else f"FAILED: {result.reason[:120]}"
-        self.last_deploy = f"last deploy {time.strftime('%H:%M:%S')} {outcome}"
+        which = "" if self.hook.single is not None else f" of {target.name}"
+        self.last_deploy = f"last deploy{which} {time.strftime('%H:%M:%S')} {outcome}"
         self.notifier.status(self._status())
 
-    def _head_moved(self) -> None:
+    def _head_moved(self, target: Target) -> None:
         self.notifier.status(self._status())
 
     def _stop(self) -> None:
@@ -188,7 +196,7 @@ class Daemon:
         return status
 
     async def _drain(self) -> None:
-        await self.hook.worker.idle()
+        await self.hook.idle()
         while self.hook.in_flight:
             await asyncio.sleep(0.02)
 

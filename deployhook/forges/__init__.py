@@ -60,7 +60,7 @@ def hash_keys(forge: str, secrets: Sequence[bytes],
         keys = [gitlab.signing_key(secret) for secret in secrets]
         return [("sha256", key, prefix) for key in keys if key is not None and prefix]
     algorithm = "sha256"
-    if forge == "github" and not header(headers, github.SHA256_HEADER):
+    if forge == "github" and github.signature_header(headers) == github.SHA1_HEADER:
         algorithm = "sha1"
     return [(algorithm, secret, b"") for secret in secrets]
 
@@ -161,3 +161,22 @@ def sign_headers(forge: str, secret: bytes, body: bytes, event: str = "push", *,
     if forge in (bitbucket.CLOUD, bitbucket.SERVER):
         return bitbucket.sign_headers(forge, secret, body, native, delivery_id)
     raise ValueError(f"unknown forge {forge!r}")
+
+
+_LABELS = {  # forge -> (event header, delivery id headers, first present wins)
+    "github": ("X-GitHub-Event", ("X-GitHub-Delivery",)),
+    "gitlab": ("X-Gitlab-Event", ("Idempotency-Key", "webhook-id")),
+    "gitea": ("X-Gitea-Event", ("X-Gitea-Delivery",)),
+    "forgejo": ("X-Forgejo-Event", ("X-Forgejo-Delivery",)),
+    "gogs": ("X-Gogs-Event", ("X-Gogs-Delivery",)),
+    "bitbucket": ("X-Event-Key", ("X-Request-UUID",)),
+    "bitbucket-server": ("X-Event-Key", ("X-Request-Id",)),
+}
+
+
+def labels(forge: str, headers: Mapping[str, str]) -> tuple[str, str]:
+    """(delivery id, event name) as the forge's headers give them, ``-`` where absent:
+    for the log and the record, before or without verifying (never trusted)."""
+    event_header, id_headers = _LABELS.get(forge, _LABELS["github"])
+    delivery_id = next((v for v in map(lambda h: header(headers, h), id_headers) if v), "-")
+    return delivery_id, header(headers, event_header) or "-"

@@ -15,6 +15,7 @@ from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
 from deployhook.forges import mac
 from deployhook.forges.delivery import Delivery, parse_push
 from deployhook.forges.events import Event, Other, Ping, Pushes, field, from_github_push, header
+from deployhook.forges.signature import split_header
 
 FORGE = "github"
 SHA256_HEADER = "X-Hub-Signature-256"
@@ -32,8 +33,8 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body)
         SignatureError: no signature header (the hook has no secret), a
             malformed one, or no secret that matches (401).
     """
-    name = SHA256_HEADER if header(headers, SHA256_HEADER) else SHA1_HEADER
-    value = header(headers, name)
+    name = signature_header(headers)
+    value = _present(headers, name)
     if value is None:
         raise SignatureError(f"missing {SHA256_HEADER} header: set a secret on the webhook")
     received = parse_signature(name, value)
@@ -44,19 +45,28 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body)
     return index
 
 
+def signature_header(headers: Mapping[str, str]) -> str:
+    """The header to check: ``X-Hub-Signature-256`` whenever it is sent (even empty),
+    else the SHA-1 ``X-Hub-Signature``."""
+    return SHA256_HEADER if _present(headers, SHA256_HEADER) is not None else SHA1_HEADER
+
+
+def _present(headers: Mapping[str, str], name: str) -> str | None:
+    """Header ``name`` as sent (an empty value included), in any spelling; None if absent."""
+    value = headers.get(name)
+    if value is None:
+        lower = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lower), None)
+    return value if isinstance(value, str) else None
+
+
 def parse_signature(name: str, value: str) -> bytes:
     """The raw digest of ``sha256=<hex>`` (or ``sha1=<hex>`` for ``X-Hub-Signature``).
 
     Raises:
-        SignatureError: any other form (401).
+        SignatureError: any other form (401), as :func:`signature.split_header` says.
     """
-    algorithm, length = _ALGORITHMS[name][0], _ALGORITHMS[name][2]
-    prefix, sep, digest = value.partition("=")
-    received = mac.from_hex(digest, length) if sep and prefix == algorithm else None
-    if received is None:
-        raise SignatureError(
-            f"malformed {name} header: expected '{algorithm}=' and {length} hex digits")
-    return received
+    return bytes.fromhex(split_header(name, value)[1])
 
 
 def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:

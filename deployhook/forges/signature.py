@@ -43,14 +43,14 @@ def verify(secret: bytes, body: bytes, headers: Mapping[str, str]) -> str:
     value = headers.get(header)
     if value is None:
         raise SignatureError(f"missing {SHA256_HEADER} header: set a secret on the webhook")
-    algorithm, received = _split(header, value)
+    algorithm, received = split_header(header, value)
     expected = sign(secret, body, algorithm).partition("=")[2]
     if not hmac.compare_digest(expected.encode(), received.lower().encode()):
         raise SignatureError(f"{header} does not match the body: check the webhook's secret")
     return algorithm
 
 
-def _split(header: str, value: str) -> tuple[str, str]:
+def split_header(header: str, value: str) -> tuple[str, str]:
     """Split ``algo=hex`` after checking its form; raise SignatureError if malformed."""
     algorithm, sep, digest = value.strip().partition("=")
     wanted = "sha256" if header == SHA256_HEADER else "sha1"
@@ -62,48 +62,3 @@ def _split(header: str, value: str) -> tuple[str, str]:
             f"malformed {header} header: expected {length} hex digits after '{wanted}='"
         )
     return algorithm, digest
-
-
-class Verifier:
-    """Checks a delivery's signature while its body arrives, one chunk at a time.
-
-    Built from the headers (which name the algorithm and the received digest) and
-    every candidate secret; :meth:`update` feeds each chunk to one HMAC per secret,
-    so no copy of the whole body is ever needed to verify it.
-
-    Raises (from the constructor):
-        SignatureError: no signature header or a malformed one, so a stranger's
-            body need not be read at all.
-    """
-
-    def __init__(self, secrets: list[bytes], headers: Mapping[str, str]) -> None:
-        header = SHA256_HEADER if headers.get(SHA256_HEADER) is not None else SHA1_HEADER
-        value = headers.get(header)
-        if value is None:
-            raise SignatureError(f"missing {SHA256_HEADER} header: set a secret on the webhook")
-        self.header = header
-        self.algorithm, received = _split(header, value)
-        self._received = received.lower().encode()
-        digestmod, _ = _ALGORITHMS[self.algorithm]
-        self._macs = [hmac.new(secret, digestmod=digestmod) for secret in secrets]
-
-    def update(self, chunk: bytes | memoryview) -> None:
-        """Feed the next chunk of the body to every candidate's MAC."""
-        for mac in self._macs:
-            mac.update(chunk)
-
-    def finish(self) -> str:
-        """Return the algorithm if any secret's MAC matches the received digest.
-
-        Every candidate is compared (in constant time), whichever matched.
-
-        Raises:
-            SignatureError: no secret matches (the message never shows a MAC).
-        """
-        matched = False
-        for mac in self._macs:
-            matched |= hmac.compare_digest(mac.hexdigest().encode(), self._received)
-        if not matched:
-            raise SignatureError(
-                f"{self.header} does not match the body: check the webhook's secret")
-        return self.algorithm

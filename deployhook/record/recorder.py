@@ -73,6 +73,16 @@ class Recorder:
             log.error("cannot use the deployment record: %s", exc)
             return None
 
+    def call(self, fn: Callable[[Store], T]) -> T | None:
+        """From another thread (never the IOLoop's, never the record's own): run
+        ``fn(store)`` on the record's thread and wait for it; a failing database is
+        logged and gives None."""
+        try:
+            return self.executor.submit(self._call, fn).result()
+        except Exception as exc:
+            log.error("cannot use the deployment record: %s", exc)
+            return None
+
     def submit(self, fn: Callable[[Store], object]) -> Future[object]:
         """Queue ``fn(store)`` without waiting; failures are logged."""
         future = self.executor.submit(self._call, fn)

@@ -259,11 +259,16 @@ class Store:
                                    (target, target)).fetchone()[0])
 
     def last_runs(self) -> dict[str, dict[str, Any]]:
-        """Each target's newest run, by target name."""
+        """Each target's newest finished run, by target name."""
         rows = self.db.execute(
             "SELECT r.*, 0 AS deliveries FROM runs r WHERE r.id IN"
-            " (SELECT MAX(id) FROM runs GROUP BY target)").fetchall()
+            " (SELECT MAX(id) FROM runs WHERE outcome != 'running' GROUP BY target)").fetchall()
         return {row["target"]: _run(row) for row in rows}
+
+    def run_counts(self) -> dict[str, int]:
+        """How many runs the record keeps of each target."""
+        return {row[0]: int(row[1]) for row in
+                self.db.execute("SELECT target, COUNT(*) FROM runs GROUP BY target")}
 
     def run(self, run_id: int) -> dict[str, Any] | None:
         """One run with its steps and the deliveries it covered, or None."""

@@ -30,8 +30,9 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
     :meth:`Checkout.deploy`), record how it ended; return the result with its
     ``run_id`` (None when it was not recorded).
 
-    Whatever ends the deploy unexpectedly (a bug, Ctrl-C in the CLI) still finishes
-    the run in the record as failed, with HEAD as it is left, and is raised again.
+    A bug that ends the deploy unexpectedly is logged with its traceback and comes
+    back as a failed result with HEAD as it was left; Ctrl-C in the CLI (or any other
+    BaseException) still finishes the run in the record as failed and is raised again.
     """
     pushers = list(pushers) or [p.pusher for p in pushes]
     before = _head(checkout)
@@ -39,12 +40,14 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
                                           target=target))
     try:
         result = checkout.deploy(branch, list(pushes))
-    except BaseException as exc:
-        reason = ("interrupted by the user (Ctrl-C)" if isinstance(exc, KeyboardInterrupt)
-                  else crash_reason(exc))
+    except Exception as exc:
+        log.exception("deploy run %s of %s crashed", run_id or "-", target)
+        result = RunResult(False, before, _head(checkout), branch, reason=crash_reason(exc))
+    except BaseException:
         if run_id is not None:
             after = _head(checkout)
-            record(lambda s: s.finish_run(run_id, False, before, after, reason, []))
+            record(lambda s: s.finish_run(run_id, False, before, after,
+                                          "interrupted by the user (Ctrl-C)", []))
         raise
     result.run_id = run_id
     if run_id is not None:

@@ -10,6 +10,7 @@ written to the deployment record when a Recorder is given.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +19,9 @@ from typing import TypeVar
 
 from deployhook.forges.delivery import Push
 from deployhook.git.checkout import Checkout, RunResult
-from deployhook.git.steps import redact
 from deployhook.record.recorder import Recorder
-from deployhook.record.store import Store
+from deployhook.record.store import DEFAULT_TARGET, Store
+from deployhook.service.runs import crash_reason, run_deploy
 
 log = logging.getLogger("deployhook.worker")
 T = TypeVar("T")
@@ -38,7 +39,12 @@ class Request:
 
 
 class GitWorker:
-    """Owns the executor and serialises the deploys of one checkout."""
+    """Serialises and coalesces the deploys of one target's checkout.
+
+    Its runs execute in the shared ``executor``; ``gate`` (shared by every target)
+    bounds how many targets deploy at once.  A failing or slow target only ever
+    holds one place in the gate.
+    """
 
     def __init__(
         self,
@@ -46,11 +52,15 @@ class GitWorker:
         executor: ThreadPoolExecutor,
         on_result: Callable[[RunResult], None] | None = None,
         recorder: Recorder | None = None,
+        target: str = DEFAULT_TARGET,
+        gate: asyncio.Semaphore | None = None,
     ) -> None:
         self.checkout = checkout
         self.executor = executor
         self.on_result = on_result
         self.recorder = recorder
+        self.target = target
+        self.gate = gate
         self.last: RunResult | None = None
         self.runs = 0
         self._pending: list[Request] = []
@@ -83,63 +93,47 @@ class GitWorker:
         """Run the pending batches one after another.  Never raises: whatever goes wrong
         in a run (a bug included) finishes it as failed and answers its deliveries."""
         while self._pending:
-            batch, self._pending = self._pending, []
-            self.runs += 1
+            if self.gate is not None:
+                async with self.gate:
+                    await self._next()
+            else:
+                await self._next()
+
+    async def _next(self) -> None:
+        batch, self._pending = self._pending, []
+        self.runs += 1
+        try:
+            result = await self._run(batch)
+        except Exception as exc:  # a bug outside the deploy itself: answer, keep serving
+            log.exception("deploy run of %s crashed", self.target)
+            result = RunResult(False, None, None, batch[-1].push.branch or "",
+                               reason=crash_reason(exc))
+        self.last = result
+        for request in batch:
+            if not request.future.done():
+                request.future.set_result(result)
+        if self.on_result is not None:
             try:
-                result = await self._run(batch)
-            except Exception as exc:  # a bug outside the deploy itself: answer, keep serving
-                log.exception("deploy run crashed")
-                result = RunResult(False, None, None, batch[-1].push.branch or "",
-                                   reason=crash_reason(exc))
-            self.last = result
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_result(result)
-            if self.on_result is not None:
-                try:
-                    self.on_result(result)
-                except Exception:
-                    log.exception("handling the end of run %s failed", result.run_id or "-")
+                self.on_result(result)
+            except Exception:
+                log.exception("handling the end of run %s failed", result.run_id or "-")
 
     async def _run(self, batch: list[Request]) -> RunResult:
         pushes = [request.push for request in batch]
-        branch = pushes[-1].branch or ""
+        last = pushes[-1]
+        branch = last.branch or (last.ref if last.ref.startswith("refs/tags/") else "")
         rows = [r.row for r in batch if r.row is not None]
         trigger = "webhook" if any(r.trigger == "webhook" for r in batch) else batch[0].trigger
-        run_id = await self._record(lambda s: s.start_run(
-            trigger, branch, None, rows, [p.pusher for p in pushes]))
-        try:
-            result = await self.run_in_executor(self.checkout.deploy, branch, pushes)
-        except Exception as exc:  # a bug, not a git failure (those come back as results)
-            log.exception("deploy run %s crashed", run_id or "-")
-            result = RunResult(False, None, await self._head(), branch,
-                               reason=crash_reason(exc))
-        result.run_id = run_id
-        if run_id is not None:
-            await self._record(lambda s: s.finish_run(
-                run_id, result.ok, result.head_before, result.head_after, result.reason,
-                result.steps))
+        result = await self.run_in_executor(functools.partial(
+            run_deploy, self.checkout, self._record, target=self.target, trigger=trigger,
+            branch=branch, pushes=pushes, rows=rows))
         outcome = "ok" if result.ok else f"FAILED: {result.reason}"
-        log.info("run %s: %d deliveries, %s -> %s in %.2fs: %s", run_id or "-", len(batch),
-                 (result.head_before or "none")[:12], (result.head_after or "none")[:12],
-                 result.duration, outcome)
+        log.info("%s run %s: %d deliveries, %s -> %s in %.2fs: %s", self.target,
+                 result.run_id or "-", len(batch), (result.head_before or "none")[:12],
+                 (result.head_after or "none")[:12], result.duration, outcome)
         return result
 
-    async def _head(self) -> str | None:
-        """The checkout's HEAD now, or None when it cannot be read."""
-        try:
-            return await self.run_in_executor(
-                lambda: self.checkout.head() if self.checkout.exists() else None)
-        except Exception as exc:
-            log.error("cannot read HEAD after a crashed run: %s", exc)
-            return None
-
-    async def _record(self, fn: Callable[[Store], T]) -> T | None:
-        """Write to the record; a failing database is logged and never stops a deploy."""
-        return None if self.recorder is None else await self.recorder.try_run(fn)
-
-
-def crash_reason(exc: Exception) -> str:
-    """The reason recorded and answered for a run that an unexpected error ended."""
-    return redact(f"deployhook failed during the deploy ({type(exc).__name__}: {exc}); "
-                  "the daemon's log has the details")[:400]
+    def _record(self, fn: Callable[[Store], T]) -> T | None:
+        """From a git thread: write to the record and wait; a failing database is logged
+        and never stops a deploy."""
+        return None if self.recorder is None else self.recorder.call(fn)

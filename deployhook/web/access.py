@@ -44,7 +44,7 @@ import tornado.web
 from deployhook.network import Network, client_address
 
 if TYPE_CHECKING:
-    from deployhook.service.hook import DeployHook
+    from deployhook.service.hub import Hub
 
 log = logging.getLogger("deployhook.access")
 
@@ -99,7 +99,7 @@ class Throttle:
 class Access:
     """The access rule of one DeployHook (its settings are read at each request)."""
 
-    def __init__(self, hook: DeployHook) -> None:
+    def __init__(self, hook: Hub) -> None:
         self.hook = hook
         self.throttle = Throttle()
         self._warned = False

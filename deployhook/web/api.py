@@ -18,7 +18,8 @@ from deployhook.web.access import AccessError
 from deployhook.web.handlers import JSONHandler
 
 if TYPE_CHECKING:
-    from deployhook.service.hook import DeployHook
+    from deployhook.service.hub import Hub
+    from deployhook.web.access import Access
 
 MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000
@@ -29,7 +30,7 @@ class RecordAccess:
     """Mixin for handlers that show the record: ``prepare()`` runs the access check,
     and error answers keep the headers it asks for."""
 
-    hook: DeployHook
+    access: Access
 
     def prepare(self: Any) -> None:
         self.check_access()
@@ -37,7 +38,7 @@ class RecordAccess:
     def check_access(self: Any) -> None:
         """Raise :class:`~deployhook.web.access.AccessError` (401/403/429) unless this
         request may read the record."""
-        self.hook.access.check(self.request)
+        self.access.check(self.request)
 
     def write_error(self: Any, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -48,10 +49,11 @@ class RecordAccess:
 
 
 class DeploymentsHandler(RecordAccess, JSONHandler):
-    """``GET /deployments?page=N&per_page=M``: runs, newest first."""
+    """``GET /deployments?page=N&per_page=M[&target=NAME]``: runs (of one target, or of
+    every target), newest first."""
 
-    def initialize(self, hook: DeployHook) -> None:
-        self.hook = hook
+    def initialize(self, hub: Hub, access: Access) -> None:
+        self.hub, self.access = hub, access
 
     async def get(self) -> None:
         page = whole(self.get_argument("page", "1"), "page")
@@ -59,23 +61,27 @@ class DeploymentsHandler(RecordAccess, JSONHandler):
             raise tornado.web.HTTPError(400, reason=f"page must be at most {MAX_PAGE}")
         per_page = min(whole(self.get_argument("per_page", "20"), "per_page"), MAX_PER_PAGE)
         offset = (page - 1) * per_page
-        runs, total = await self.hook.record.run(
-            lambda s: (s.runs(per_page, offset), s.count_runs()))
+        target = self.get_argument("target", None)
+        if target is not None and target not in self.hub.targets:
+            raise tornado.web.HTTPError(400, reason="target must be the name of a target")
+        runs, total = await self.hub.record.run(
+            lambda s: (s.runs(per_page, offset, target), s.count_runs(target)))
         more = offset + per_page < total
+        also = f"&target={target}" if target is not None else ""
         self.reply(200, {
             "runs": runs, "page": page, "per_page": per_page, "total": total,
-            "next": f"/deployments?page={page + 1}&per_page={per_page}" if more else None,
+            "next": f"/deployments?page={page + 1}&per_page={per_page}{also}" if more else None,
         })
 
 
 class DeploymentHandler(RecordAccess, JSONHandler):
     """``GET /deployments/<id>``: one run with its steps and deliveries."""
 
-    def initialize(self, hook: DeployHook) -> None:
-        self.hook = hook
+    def initialize(self, hub: Hub, access: Access) -> None:
+        self.hub, self.access = hub, access
 
     async def get(self, run_id: str) -> None:
-        run = await self.hook.record.run(lambda s: s.run(int(run_id)))
+        run = await self.hub.record.run(lambda s: s.run(int(run_id)))
         if run is None:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id}")
         self.reply(200, run)

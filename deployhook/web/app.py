@@ -1,14 +1,26 @@
-"""``make_app()``: the standalone Tornado application around one DeployHook."""
+"""``make_app()`` and ``routes()``: the Tornado side of a :class:`~deployhook.service.hub.Hub`.
+
+Every target answers at ``/hooks/<name>``; ``webhook_path`` routes by repository.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import tornado.web
 from tornado.log import access_log
 
-from deployhook.service.hook import DeployHook
-from deployhook.web.handlers import WebhookHandler
+from deployhook.service.deliveries import Deliveries
+from deployhook.service.hub import Hub
+from deployhook.web.access import Access
+from deployhook.web.api import DeploymentHandler, DeploymentsHandler
+from deployhook.web.handlers import HealthHandler, WebhookHandler
+from deployhook.web.pages import page_routes
+
+HOOKS_PATH = "/hooks"
+TARGET_NAME = "([a-z0-9][a-z0-9_-]{0,63})"
+Spec = tuple[str, Any, dict[str, Any]]
 
 
 class NotFoundHandler(tornado.web.RequestHandler):
@@ -41,9 +53,31 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
                    1000.0 * request.request_time())
 
 
-def make_app(hook: DeployHook) -> tornado.web.Application:
-    """The daemon's application: the webhook, ``/health``, the record, a quiet
+def routes(hub: Hub, health_path: str | None = "/health",
+           record_path: str | None = "/deployments", page_path: str | None = "/",
+           hooks_path: str = HOOKS_PATH) -> list[Spec]:
+    """URL specs for the webhook (``<hooks_path>/<target>`` for each target, and
+    ``webhook_path`` routing by repository) and, unless None, the health check, the
+    record's JSON API and the status page (``page_path``, with ``runs/<id>`` and
+    ``targets/<name>`` below it)."""
+    access, deliveries = Access(hub), Deliveries(hub)
+    hook = {"hub": hub, "deliveries": deliveries}
+    view = {"hub": hub, "access": access}
+    specs: list[Spec] = [(hub.config.webhook_path, WebhookHandler, {**hook, "routed": True}),
+                         (f"{hooks_path}/{TARGET_NAME}", WebhookHandler, hook)]
+    if health_path:
+        specs.append((health_path, HealthHandler, view))
+    if record_path:
+        specs += [(record_path, DeploymentsHandler, view),
+                  (record_path + r"/([0-9]{1,18})", DeploymentHandler, view)]
+    if page_path:
+        specs += page_routes(hub, access, page_path)
+    return specs
+
+
+def make_app(hub: Hub) -> tornado.web.Application:
+    """The daemon's application: the webhooks, ``/health``, the record, a quiet
     ``/favicon.ico``, JSON 404s."""
-    routes = [*hook.routes(), (r"/favicon\.ico", FaviconHandler)]
-    return tornado.web.Application(routes, default_handler_class=NotFoundHandler,
+    specs = [*routes(hub), (r"/favicon\.ico", FaviconHandler)]
+    return tornado.web.Application(specs, default_handler_class=NotFoundHandler,
                                    log_function=log_request)

@@ -174,10 +174,13 @@ def fitting_connections(wanted: int) -> int:
     return min(wanted, fitting)
 
 
+READ_CHUNK = 256 * 1024  # bytes read per callback: a 25 MB body is 100 callbacks, not 400
+
+
 def make_server(app: Application, config: Config) -> LimitedHTTPServer:
     """The daemon's HTTP server, with every limit taken from ``config``."""
     return LimitedHTTPServer(
         app, max_connections=fitting_connections(config.max_connections),
         max_body_size=config.max_body_size * 4,
         idle_connection_timeout=config.idle_timeout,
-        body_timeout=config.body_timeout)
+        body_timeout=config.body_timeout, chunk_size=READ_CHUNK)

@@ -1,7 +1,8 @@
-"""Tornado handlers: a thin adapter from HTTP to the pure delivery functions.
+"""Tornado handlers: stream, verify and parse a delivery, then write the answer the
+delivery service gives; ``/health``.
 
-Every answer is a small JSON object with ``result`` and ``reason``; that body
-is what users read in GitHub's "Recent Deliveries".
+Every answer is a small JSON object with ``result`` and ``reason``; that body is
+what users read in their forge's "recent deliveries" view.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
+from deployhook import forges
 from deployhook.errors import BodyTooLarge, DeliveryError, SecretMissing, SignatureError
-from deployhook.forges.delivery import Delivery, Push, check_size, event_of, parse_body
-from deployhook.forges.signature import Verifier
-from deployhook.git.checkout import RunResult
+from deployhook.forges import mac
+from deployhook.forges.delivery import check_size, parse_body
 from deployhook.network import allowed, client_address
-from deployhook.record.store import DeliveryRecord
-from deployhook.service.rules import Deploy, Ignore, Ping, decide
+from deployhook.service.deliveries import Answer, Deliveries, Facts, combine
+from deployhook.service.hub import Hub
+from deployhook.service.rules import decide_event
+from deployhook.service.target import Target
 from deployhook.web import connections, spool
 from deployhook.web.bigparse import parse_in_child
 
 if TYPE_CHECKING:
-    from deployhook.service.hook import DeployHook
+    from deployhook.web.access import Access
 
 log = logging.getLogger("deployhook.http")
 UNBOUNDED = 1 << 62
@@ -59,44 +62,59 @@ class HealthHandler(JSONHandler):
     checked: /health is no way around the throttle.
     """
 
-    def initialize(self, hook: DeployHook) -> None:
-        self.hook = hook
+    def initialize(self, hub: Hub, access: Access) -> None:
+        self.hub, self.access = hub, access
 
     def get(self) -> None:
-        status = self.hook.status()
-        if not self.hook.access.allows(self.request):
+        status = self.hub.status()
+        if not self.access.allows(self.request):
             status = {"status": status["status"]}
         self.reply(200, status)
 
 
 @tornado.web.stream_request_body
 class WebhookHandler(JSONHandler):
-    """``POST`` a GitHub delivery to deploy; ``GET`` answers 200 (reachability check)."""
+    """``POST`` a delivery of any forge; ``GET`` answers 200 (reachability check).
 
-    def initialize(self, hook: DeployHook) -> None:
-        self.hook = hook
-        self.limit = hook.config.max_body_size
+    At ``/hooks/<name>`` the delivery is for that target; at ``webhook_path`` it goes to
+    every target whose secret verifies it and whose repository it names.  The body is
+    hashed as it arrives and parsed only once verified; what happens next is the
+    :class:`~deployhook.service.deliveries.Deliveries` service's business.
+    """
+
+    def initialize(self, hub: Hub, deliveries: Deliveries, routed: bool = False) -> None:
+        """``routed``: this is ``webhook_path``, routing by repository (else the URL names
+        the target)."""
+        self.hub, self.deliveries, self.routed = hub, deliveries, routed
+        self.limit = hub.config.max_body_size
         self.body = spool.Body()
-        self.verifier: Verifier | None = None
+        self.hashed: mac.Hashed | None = None
         self.too_large = False
         self.counted = False
-        self.push: Push | None = None
-        self.row: int | None = None
+        self.forge = "github"
+        self.candidates: list[tuple[bytes, list[Target]]] = []
         self.signature = "unchecked"
         self.client = self.request.remote_ip or "unknown"
+        self.target: Target | None = None
 
     def prepare(self) -> None:
         if self.request.method != "POST":
             return
-        self.hook.in_flight += 1  # a reload waits until this answer has been sent
+        self.hub.in_flight += 1  # a reload waits until this answer has been sent
         self.counted = True
-        hook = self.hook
+        hub = self.hub
         client = client_address(self.request.remote_ip, self.request.headers.get(
-            "X-Forwarded-For"), hook.trusted)
+            "X-Forwarded-For"), hub.trusted)
         self.client = str(client) if client is not None else "unknown"
-        if not allowed(client, hook.allowed):
-            self.answer_error(DeliveryError(
-                f"address {self.client} is not in allowed_networks", status=403))
+        if not self.routed:
+            self.target = hub.targets.get(self.path_args[0]) if self.path_args else None
+            if self.target is None:
+                self.refuse(DeliveryError("no such target: the URL is /hooks/<target name>",
+                                          status=404))
+                return
+        if not allowed(client, hub.allowed):
+            self.refuse(DeliveryError(f"address {self.client} is not in allowed_networks",
+                                      status=403))
             return
         length = self.request.headers.get("Content-Length", "")
         if length.isascii() and length.isdigit() and len(length) <= 18:
@@ -106,46 +124,58 @@ class WebhookHandler(JSONHandler):
             # limit and so closes the connection; only the limit is ever buffered.
             self.request.connection.set_max_body_size(UNBOUNDED)  # type: ignore[union-attr]
         if not self._finished:
-            self._start_verifier()
+            self._start_hashing()
 
-    def _start_verifier(self) -> None:
-        """Set up the incremental HMAC, or answer now when the request cannot be verified."""
+    def _start_hashing(self) -> None:
+        """Choose the forge and the candidate secrets, and set up the incremental HMACs;
+        answer now when the request cannot be verified at all."""
         connections.mark(self.request, connections.UNVERIFIED)
-        config = self.hook.config
+        config, headers = self.hub.config, self.request.headers
         spool.MEMORY.limit, spool.DISK.limit = config.unverified_memory, config.unverified_disk
+        pinned = self.target.config.forge if self.target is not None else None
+        self.forge = pinned or forges.detect(headers)
+        if self.target is not None:
+            targets = [self.target]
+        else:  # webhook_path: every target that does not pin another forge
+            targets = [t for t in self.hub.targets.values()
+                       if t.config.forge in (None, self.forge)]
         try:
-            self.verifier = Verifier([self.hook.secret.get()], self.request.headers)
+            forges.check_headers(self.forge, headers)
+            self.candidates = self.hub.secrets(targets)
         except DeliveryError as exc:
             self.signature = _signature_result(exc)
-            self.answer_error(exc)
+            self.refuse(exc)
+            return
+        secrets = [secret for secret, _ in self.candidates]
+        self.hashed = mac.Hashed(forges.hash_keys(self.forge, secrets, headers))
 
     async def data_received(self, chunk: bytes) -> None:
         """Hash ``chunk`` for every candidate secret and keep it until the body is verified;
         wait (so Tornado stops reading) while no budget has room for it."""
-        if self.too_large or self._finished or self.verifier is None:
+        if self.too_large or self._finished or self.hashed is None:
             return
         self._check_size(self.body.size + len(chunk))
         if self.too_large:
             return
         while (room := self.body.add(chunk)) is not None:
             await room
-            if self._finished or self.verifier is None:
+            if self._finished or self.hashed is None:
                 return
         if len(chunk) < HASH_IN_THREAD and self.body.file is None:
-            self.verifier.update(chunk)
+            self.hashed.update(chunk)
             return
         try:
             await asyncio.get_running_loop().run_in_executor(None, self._consume, chunk)
         except OSError as exc:
             log.error("cannot spool a request body to a temporary file: %s", exc)
             self.body.release()
-            self.answer_error(DeliveryError("no room on the server to hold the body", 503))
+            self.refuse(DeliveryError("no room on the server to hold the body", 503))
 
     def _consume(self, chunk: bytes) -> None:
         """In a thread: hash ``chunk`` (hashlib drops the GIL) and write spooled chunks."""
-        verifier = self.verifier
-        if verifier is not None:
-            verifier.update(chunk)
+        hashed = self.hashed
+        if hashed is not None:
+            hashed.update(chunk)
         self.body.write_pending()
 
     def _check_size(self, length: int) -> None:
@@ -154,7 +184,7 @@ class WebhookHandler(JSONHandler):
         except DeliveryError as exc:
             self.too_large = True
             self.body.release()
-            self.answer_error(exc)
+            self.refuse(exc)
 
     def on_finish(self) -> None:
         self._release()
@@ -164,156 +194,92 @@ class WebhookHandler(JSONHandler):
         self._release()
 
     def _release(self) -> None:
-        self.verifier = None  # a data_received waiting for room stops there
+        self.hashed = None  # a data_received waiting for room stops there
         self.body.release()
         connections.mark(self.request, connections.IDLE)
         if self.counted:
             self.counted = False
-            self.hook.in_flight -= 1
-            self.hook.reloader.poke()
+            self.hub.answered()
 
-    def get(self) -> None:
+    def get(self, *_: str) -> None:
         self.reply(200, {"result": "ok", "reason": "deployhook is listening; "
-                         "GitHub delivers webhooks here with POST"})
+                         "forges deliver webhooks here with POST"})
 
-    async def post(self) -> None:
+    async def post(self, *_: str) -> None:
         if self._finished:
             return
-        hook = self.hook
         try:
-            delivery = await self._read_delivery()
-            decision = decide(delivery, hook.repository, hook.branch)
+            event, targets = await self._verified_event()
         except DeliveryError as exc:
             self.signature = _signature_result(exc)
-            self.answer_error(exc)
+            self.refuse(exc)
             return
         finally:
             self.body.release()
-        self.signature = "valid"
-        if isinstance(decision, Ping):
-            self.answer(200, delivery.delivery_id, {"result": "pong", "zen": decision.zen,
-                                                    "reason": "ping received"})
-        elif isinstance(decision, Ignore):
-            self.answer(202, delivery.delivery_id, {"result": "ignored",
-                                                    "reason": decision.reason})
-        elif isinstance(decision, Deploy):
-            await self.deploy(decision.push)
+        facts = self._facts(event.delivery_id)
+        try:
+            answer = await self._answer(event, targets, facts)
+        except DeliveryError as exc:  # a wrong repository (403)
+            answer = self.deliveries.refuse(exc, facts, self.target.name if self.target else "")
+        self.reply(answer.status, answer.body)
 
-    async def _read_delivery(self) -> Delivery:
-        """Check the signature hashed so far, then parse: a large body in a child process.
+    async def _verified_event(self) -> tuple[forges.Event, list[Target]]:
+        """Verify what was hashed, then parse (a large body in a child process); the event
+        and the targets whose secret verified it.
 
         Raises:
             DeliveryError: wrong signature, no event header, or a malformed body.
         """
-        assert self.verifier is not None  # prepare() answered otherwise
+        assert self.hashed is not None  # prepare() answered otherwise
         headers, body = self.request.headers, self.body
         check_size(body.size, self.limit)
-        algorithm = self.verifier.finish()
+        secrets = [secret for secret, _ in self.candidates]
+        index = forges.verify(self.forge, secrets, headers, self.hashed)
+        self.signature = "valid"
         connections.mark(self.request, connections.VERIFIED)
-        event = event_of(headers)
         content_type = headers.get("Content-Type")
         if body.file is not None:
             payload = await parse_in_child(content_type, body.file)
         else:
             payload = parse_body(content_type, body.data)
-        return Delivery(event=event, delivery_id=headers.get("X-GitHub-Delivery") or "-",
-                        payload=payload, algorithm=algorithm)
+        return forges.parse(self.forge, headers, payload), self.candidates[index][1]
 
-    async def deploy(self, push: Push) -> None:
-        """Deploy ``push`` (or answer a replayed delivery ID from the record)."""
-        self.push = push
-        record = self.hook.record
-        if push.delivery_id != "-":
-            earlier = await record.try_run(lambda s: s.earlier_deploy(push.delivery_id, push.after))
-            if earlier is not None and earlier["run_outcome"] == "ok":
-                self.answer(*replayed(push, earlier))
-                return
-        accepted = self.delivery_record(accepted=True)
-        self.row = await record.try_run(lambda s: s.add_delivery(accepted))
-        future = self.hook.worker.submit(push, self.row)
-        try:
-            result = await asyncio.wait_for(asyncio.shield(future),
-                                            self.hook.config.response_timeout)
-        except TimeoutError:
-            future.add_done_callback(lambda f: _log_late(push, f))
-            self.answer(202, push.delivery_id, {
-                "result": "deploying", "after": push.after, "see": "/deployments",
-                "reason": "the deploy is still running; its outcome will be at /deployments "
-                          "and /health",
-            })
-            return
-        self.answer(*outcome(push, result))
+    async def _answer(self, event: forges.Event, targets: list[Target],
+                      facts: Facts) -> Answer:
+        """Each target's answer, combined when several targets took the delivery.
 
-    def delivery_record(self, accepted: bool = False) -> DeliveryRecord:
-        """This request as the record keeps it."""
-        push, headers = self.push, self.request.headers
-        return DeliveryRecord(
-            delivery_id=headers.get("X-GitHub-Delivery", "-")[:100],
-            event=headers.get("X-GitHub-Event", "-")[:100], remote_addr=self.client,
-            signature=self.signature, ref=push.ref if push else None,
-            before=push.before if push else None, after=push.after if push else None,
-            pusher=push.pusher if push else None, accepted=accepted)
+        Raises:
+            WrongRepository: the one target (``/hooks/<name>``, or the only target) deploys
+                another repository (403).
+        """
+        if self.target is not None or len(self.hub.targets) == 1:
+            target = targets[0]
+            decision = decide_event(event, target.repository, target.branch, target.config.tags)
+            return await self.deliveries.handle(target, decision, facts)
+        named = (event.repository or "").lower()
+        chosen = [t for t in targets if not t.repository or not named
+                  or t.repository.lower() == named]
+        if not chosen:
+            return self.deliveries.handle_ignored(
+                f"no target deploys {event.repository or 'this repository'}", facts)
+        answers = await asyncio.gather(*(self.deliveries.handle(
+            t, decide_event(event, t.repository, t.branch, t.config.tags), facts)
+            for t in chosen))
+        return combine({t.name: a for t, a in zip(chosen, answers, strict=True)})
 
-    def answer(self, status: int, delivery_id: str, body: dict[str, Any]) -> None:
-        """Send ``body``, record it, and log one line: delivery, event, ref, SHAs, outcome."""
-        ref = self.push.ref if self.push else "-"
-        shas = f"{self.push.before[:12]}..{self.push.after[:12]}" if self.push else "-"
-        result, reason = str(body.get("result")), str(body.get("reason", ""))
-        log.log(logging.WARNING if status >= 400 else logging.INFO,
-                "delivery %s from %s event=%s ref=%s %s -> %d %s: %s", delivery_id[:100],
-                self.client, self.request.headers.get("X-GitHub-Event", "-")[:100], ref,
-                shas, status, result, reason)
-        row, run_id = self.row, body.get("run")
-        if row is None:
-            record = self.delivery_record()
-            self.hook.record.log(record, status, result, reason)
-        else:
-            self.hook.record.submit(lambda s: s.answer_delivery(row, status, result, reason,
-                                                                run_id))
-        self.reply(status, body)
+    def _facts(self, delivery_id: str | None = None) -> Facts:
+        labelled_id, event = forges.labels(self.forge, self.request.headers)
+        return Facts(delivery_id=delivery_id or labelled_id, event=event, client=self.client,
+                     forge=self.forge, signature=self.signature)
 
-    def answer_error(self, exc: DeliveryError) -> None:
-        delivery_id = self.request.headers.get("X-GitHub-Delivery", "-")
-        self.answer(exc.status, delivery_id, {"result": "rejected", "reason": exc.reason})
-
-
-def outcome(push: Push, result: RunResult) -> tuple[int, str, dict[str, Any]]:
-    """The status and body answering ``push`` once ``result``'s run has ended."""
-    body: dict[str, Any] = {
-        "before": push.before, "after": push.after, "head": result.head_after,
-        "duration": round(result.duration, 3), "run": result.run_id,
-    }
-    if not result.ok:
-        return 500, push.delivery_id, {"result": "failed", "reason": result.reason, **body}
-    if not result.contains.get(push.after):
-        reason = (f"{push.after} is not in {push.ref} after fetching: "
-                  "it was force-pushed away or not pushed to this remote")
-        return 409, push.delivery_id, {"result": "not deployed", "reason": reason, **body}
-    moved = "deployed" if result.deployed else "already deployed"
-    return 200, push.delivery_id, {"result": "deployed", "reason": f"{moved} {push.after[:12]}",
-                                   **body}
-
-
-def replayed(push: Push, earlier: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
-    """The answer to a delivery ID whose earlier deploy succeeded: its outcome, no new deploy."""
-    status = earlier["status"] if earlier["status"] not in (None, 202) else 200
-    reason = (f"delivery {push.delivery_id} was already handled by run {earlier['run']}"
-              f" ({earlier['reason'] or 'deployed'}); not deployed again")
-    return status, push.delivery_id, {
-        "result": earlier["result"] if status != 200 else "deployed", "reason": reason,
-        "run": earlier["run"], "head": earlier["run_head"], "after": push.after,
-        "replayed": True}
+    def refuse(self, exc: DeliveryError) -> None:
+        """Answer (and record) a delivery refused before any target decided."""
+        target = self.target.name if self.target is not None else ""
+        answer = self.deliveries.refuse(exc, self._facts(), target)
+        self.reply(answer.status, answer.body)
 
 
 def _signature_result(exc: DeliveryError) -> str:
     if isinstance(exc, SignatureError):
         return "invalid"
     return "unchecked" if isinstance(exc, (BodyTooLarge, SecretMissing)) else "valid"
-
-
-def _log_late(push: Push, future: asyncio.Future[RunResult]) -> None:
-    if future.cancelled() or future.exception() is not None:
-        return
-    status, delivery_id, body = outcome(push, future.result())
-    log.info("delivery %s (answered 202 earlier) -> %d %s: %s", delivery_id, status,
-             body["result"], body["reason"])

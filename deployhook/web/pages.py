@@ -25,7 +25,9 @@ from deployhook.git.steps import redact
 from deployhook.web.api import RecordAccess
 
 if TYPE_CHECKING:
-    from deployhook.service.hook import DeployHook
+    from deployhook.service.hub import Hub
+    from deployhook.service.target import Target
+    from deployhook.web.access import Access
 
 TEMPLATES = str(Path(__file__).parent / "templates")
 # The package's own loader: its pages escape every {{ }} whatever the host
@@ -42,12 +44,14 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
-def page_routes(hook: DeployHook, page_path: str = "/") -> list[tuple[str, Any, dict[str, Any]]]:
-    """URL specs for the status page at ``page_path`` and its run pages below it."""
+def page_routes(hub: Hub, access: Access,
+                page_path: str = "/") -> list[tuple[str, Any, dict[str, Any]]]:
+    """URL specs for the status page at ``page_path``, its run pages and target pages."""
     base = page_path if page_path.endswith("/") else page_path + "/"
-    kwargs: dict[str, Any] = {"hook": hook}
+    kwargs: dict[str, Any] = {"hub": hub, "access": access}
     specs: list[tuple[str, Any, dict[str, Any]]] = [
-        (base, StatusPage, kwargs), (base + r"runs/([0-9]{1,18})", RunPage, kwargs)]
+        (base, StatusPage, kwargs), (base + r"runs/([0-9]{1,18})", RunPage, kwargs),
+        (base + r"targets/([a-z0-9][a-z0-9_-]{0,63})", TargetPage, kwargs)]
     if base != "/":
         specs.append((base.rstrip("/"), tornado.web.RedirectHandler, {"url": base}))
     return specs
@@ -122,8 +126,8 @@ class PageHandler(RecordAccess, HTMLHandler):
     """Base of the status pages: the record's access check
     (:class:`~deployhook.web.api.RecordAccess`), templates, safe headers, HTML errors."""
 
-    def initialize(self, hook: DeployHook) -> None:
-        self.hook = hook
+    def initialize(self, hub: Hub, access: Access) -> None:
+        self.hub, self.access = hub, access
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -139,7 +143,7 @@ class PageHandler(RecordAccess, HTMLHandler):
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
         namespace.update(short=short, when=when, iso=iso, duration=duration, outcome=outcome,
-                         redact=redact, shown_command=shown_command, hook=self.hook,
+                         redact=redact, shown_command=shown_command, hub=self.hub,
                          home=self.home(), denied=False)
         return namespace
 
@@ -149,18 +153,43 @@ class PageHandler(RecordAccess, HTMLHandler):
 
 
 class StatusPage(PageHandler):
-    """``GET /``: the deployed checkout and the last runs."""
+    """``GET /``: with one target, its checkout and last runs; with several, every target
+    with its HEAD and last run, and the last runs of all of them."""
 
     async def get(self) -> None:
-        runs, total = await self.hook.record.run(
+        if self.hub.single is not None:
+            await render_target(self, self.hub.single, None)
+            return
+        runs, total = await self.hub.record.run(
             lambda s: (s.runs(RUNS_SHOWN), s.count_runs()))
-        config = self.hook.config
-        deploying = self.hook.worker.busy or any(r["outcome"] == "running" for r in runs)
-        self.render("status.html", runs=runs, total=total, deploying=deploying,
-                    repository=self.hook.repository, branch=self.hook.branch,
-                    head=self.hook.head, checkout=config.repo_path, remote=config.remote,
-                    repo_url=redact(config.repo_url) if config.repo_url else None,
-                    last=runs[0] if runs else None)
+        self.render("targets.html", targets=list(self.hub.targets.values()), runs=runs,
+                    total=total, deploying=any(t.worker.busy for t in self.hub.targets.values()))
+
+
+class TargetPage(PageHandler):
+    """``GET /targets/<name>``: one target's checkout and last runs."""
+
+    def home(self) -> str:
+        return "../"
+
+    async def get(self, name: str) -> None:
+        target = self.hub.targets.get(name)
+        if target is None:
+            raise tornado.web.HTTPError(404, reason=f"no target {name}")
+        await render_target(self, target, name)
+
+
+async def render_target(page: PageHandler, target: Target, only: str | None) -> None:
+    """Render ``status.html`` for ``target`` (its runs only when ``only`` names it)."""
+    runs, total = await page.hub.record.run(
+        lambda s: (s.runs(RUNS_SHOWN, 0, only), s.count_runs(only)))
+    config = target.config
+    deploying = target.worker.busy or any(r["outcome"] == "running" for r in runs)
+    page.render("status.html", runs=runs, total=total, deploying=deploying,
+                repository=target.repository, branch=target.branch, head=target.head,
+                checkout=config.repo_path, remote=config.remote, name=target.name,
+                repo_url=redact(config.repo_url) if config.repo_url else None,
+                last=runs[0] if runs else None)
 
 
 class RunPage(PageHandler):
@@ -171,7 +200,7 @@ class RunPage(PageHandler):
 
     async def get(self, run_id: str) -> None:
         number = int(run_id)
-        run = await self.hook.record.run(lambda s: s.run(number))
+        run = await self.hub.record.run(lambda s: s.run(number))
         if run is None:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id} in the record")
         self.render("run.html", run=run)

@@ -87,21 +87,29 @@ class Reloader:
         self._busy = busy
         self._on_exit = on_exit
         self._on_reexec = on_reexec
-        self.wanted = False
+        self.wanted = ""  # the reload asked for and not done yet: "exit" or "autoreload"
+        self._asked_as = mode
         self._hooks: list[Callable[[], None]] = []
 
     def add_hook(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` when a re-executing reload fires, before ``on_reexec``."""
         self._hooks.append(fn)
 
-    def request(self) -> None:
-        """Ask for a reload once everything in flight has finished."""
-        if effective_mode(self.mode, self.repo_path) == "none":
-            if self.mode == "auto":
+    def request(self, mode: str | None = None, repo_path: str | None = None) -> None:
+        """Ask for a reload once everything in flight has finished.  ``mode`` and
+        ``repo_path``, when given, are those of the target whose deploy asks (each target
+        has its own ``reload``: under ``auto`` only the one holding this process's code
+        re-executes it); otherwise the reloader's own."""
+        mode, repo_path = mode or self.mode, repo_path or self.repo_path
+        effective = effective_mode(mode, repo_path)
+        if effective == "none":
+            if mode == "auto":
                 log.info("deploy moved HEAD; reload = auto and %s does not hold this "
-                         "process's code: the process keeps running", self.repo_path)
+                         "process's code: the process keeps running", repo_path)
             return
-        self.wanted = True
+        if self.wanted != "autoreload":  # a re-exec asked for wins over an exit
+            self.wanted = effective
+        self._asked_as = mode
         self.poke()
 
     def poke(self) -> None:
@@ -112,13 +120,12 @@ class Reloader:
     def _fire(self) -> None:
         if not self.wanted or self._busy():
             return
-        self.wanted = False
-        mode = effective_mode(self.mode, self.repo_path)
+        mode, self.wanted = self.wanted, ""
         if mode == "exit":
             log.info("deploy moved HEAD: exiting for the supervisor to restart")
             (self._on_exit or IOLoop.current().stop)()
         elif mode == "autoreload":
-            log.info("deploy moved HEAD: re-executing the process (%s)", self.mode)
+            log.info("deploy moved HEAD: re-executing the process (%s)", self._asked_as)
             for fn in self._hooks:
                 fn()
             (self._on_reexec or reexec)()

@@ -1,0 +1,80 @@
+"""The embedding API: mount deployhook in your own Tornado application.
+
+``DeployHook(config)`` is a :class:`~deployhook.service.hub.Hub` (every target of
+the config) that also reloads the process after a deploy as each target's
+``reload`` says, and builds its URL specs with :meth:`DeployHook.routes`::
+
+    hook = deployhook.DeployHook(deployhook.load("deployhook.py"))
+    await hook.start()
+    app = tornado.web.Application([(r"/", Home), *hook.routes()])
+
+With a single target, ``hook.worker``, ``hook.head``, ``hook.repository`` and
+``hook.branch`` are that target's, as before targets existed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from deployhook.git.checkout import RunResult
+from deployhook.service.hub import Hub
+from deployhook.service.reload import Reloader, reexec
+from deployhook.service.target import Target
+from deployhook.service.worker import GitWorker
+from deployhook.settings import Config
+from deployhook.web.app import routes
+
+
+class DeployHook(Hub):
+    """A hub that reloads after deploys and mounts in any Tornado application."""
+
+    def __init__(self, config: Config, on_exit: Callable[[], None] | None = None,
+                 on_reexec: Callable[[], None] | None = None) -> None:
+        """``on_exit`` / ``on_reexec``: how the ``exit`` / re-executing reloads end this
+        process (the daemon drains first); by default the IOLoop stops / the process
+        closes this hook and re-executes (see :class:`~deployhook.service.reload.Reloader`)."""
+        super().__init__(config)
+        first = config.targets[0]
+        self.reloader = Reloader(first.reload, self.busy, on_exit,
+                                 on_reexec or self._close_and_reexec, repo_path=first.repo_path)
+        self.listeners.append(self._reload_after)
+        self.idle_listeners.append(self.reloader.poke)
+
+    def _reload_after(self, target: Target, result: RunResult) -> None:
+        if result.deployed:
+            self.reloader.request(target.config.reload, target.config.repo_path)
+
+    def _close_and_reexec(self) -> None:
+        """Default ``on_reexec`` (an embedding application): write the record's queue,
+        stop the git executor (nothing runs: the reloader waited), then exec."""
+        self.close(wait=True)
+        reexec()
+
+    def routes(self, health_path: str | None = "/health",
+               record_path: str | None = "/deployments",
+               page_path: str | None = "/") -> list[tuple[str, Any, dict[str, Any]]]:
+        """URL specs: the webhooks (``webhook_path`` and ``/hooks/<target>``) and, unless
+        None, the health check, the record's JSON API and the status page."""
+        return routes(self, health_path, record_path, page_path)
+
+    def _only(self) -> Target:
+        if self.single is None:
+            raise AttributeError("this config has several targets: use hook.targets[name]")
+        return self.single
+
+    @property
+    def worker(self) -> GitWorker:
+        return self._only().worker
+
+    @property
+    def head(self) -> str | None:
+        return self._only().head
+
+    @property
+    def repository(self) -> str | None:
+        return self._only().repository
+
+    @property
+    def branch(self) -> str | None:
+        return self._only().branch

@@ -1,0 +1,199 @@
+"""What a verified delivery gets: the replay policy, the record, the answer.
+
+No Tornado: the web handler streams and verifies the body, asks :mod:`rules` for a
+decision per target, then calls :meth:`Deliveries.handle` and writes the
+:class:`Answer` it gets.  :meth:`Deliveries.refuse` records and logs a delivery
+refused before any target decided (a wrong signature, a malformed body).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployhook.errors import DeliveryError
+from deployhook.forges.delivery import Push
+from deployhook.git.checkout import RunResult
+from deployhook.record.store import DeliveryRecord
+from deployhook.service.hub import Hub
+from deployhook.service.rules import Decision, Deploy, Ignore, Ping
+from deployhook.service.target import Target
+
+log = logging.getLogger("deployhook.http")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is known of a request before any target decided on it."""
+
+    delivery_id: str
+    event: str
+    client: str
+    forge: str = "github"
+    signature: str = "unchecked"  # valid, invalid, unchecked
+
+
+@dataclass
+class Answer:
+    """The HTTP answer to one delivery for one target (or for no target)."""
+
+    status: int
+    body: dict[str, Any]
+    push: Push | None = field(default=None, repr=False)
+
+
+class Deliveries:
+    """The delivery policy over a :class:`Hub`'s targets."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    async def handle(self, target: Target, decision: Decision, facts: Facts) -> Answer:
+        """Answer ``decision`` for ``target``: pong, ignored, or the deploy's outcome
+        (waiting at most ``response_timeout``); recorded and logged."""
+        if isinstance(decision, Ping):
+            answer = Answer(200, {"result": "pong", "zen": decision.zen,
+                                  "reason": "ping received"})
+        elif isinstance(decision, Ignore):
+            answer = Answer(202, {"result": "ignored", "reason": decision.reason})
+        else:
+            assert isinstance(decision, Deploy)
+            return await self._deploy(target, decision.push, facts)
+        self._log(target.name, facts, answer)
+        self.hub.record.log(self._delivery(target.name, facts, None), answer.status,
+                            answer.body["result"], answer.body["reason"])
+        return answer
+
+    def handle_ignored(self, reason: str, facts: Facts) -> Answer:
+        """Answer (202, recorded, logged) a verified delivery that no target takes."""
+        answer = Answer(202, {"result": "ignored", "reason": reason})
+        self._log("-", facts, answer)
+        self.hub.record.log(self._delivery("", facts, None), 202, "ignored", reason)
+        return answer
+
+    def refuse(self, exc: DeliveryError, facts: Facts, target: str = "") -> Answer:
+        """Record, log and answer a delivery refused before any target decided."""
+        answer = Answer(exc.status, {"result": "rejected", "reason": exc.reason})
+        self._log(target or "-", facts, answer)
+        self.hub.record.log(self._delivery(target, facts, None), answer.status, "rejected",
+                            exc.reason)
+        return answer
+
+    async def _deploy(self, target: Target, push: Push, facts: Facts) -> Answer:
+        """Deploy ``push`` on ``target`` (or answer a replayed delivery from the record)."""
+        record = self.hub.record
+        if push.delivery_id != "-":
+            earlier = await record.try_run(
+                lambda s: s.earlier_deploy(push.delivery_id, push.after, target.name))
+            if earlier is not None and earlier["run_outcome"] == "ok":
+                answer = replayed(push, earlier)
+                self._answered(target.name, facts, answer, None)
+                return answer
+        accepted = self._delivery(target.name, facts, push, accepted=True)
+        row = await record.try_run(lambda s: s.add_delivery(accepted))
+        future = target.worker.submit(push, row)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(future),
+                                            self.hub.config.response_timeout)
+        except TimeoutError:
+            future.add_done_callback(lambda f: _log_late(target.name, push, f))
+            answer = Answer(202, {
+                "result": "deploying", "after": push.after, "see": "/deployments",
+                "reason": "the deploy is still running; its outcome will be at /deployments "
+                          "and /health"}, push)
+        else:
+            answer = outcome(push, result)
+        self._answered(target.name, facts, answer, row)
+        return answer
+
+    def _answered(self, target: str, facts: Facts, answer: Answer, row: int | None) -> None:
+        """Log an accepted delivery's answer and store it on its row (or as a new one)."""
+        self._log(target, facts, answer)
+        status, result = answer.status, str(answer.body["result"])
+        reason, run_id = str(answer.body.get("reason", "")), answer.body.get("run")
+        if row is None:
+            self.hub.record.log(self._delivery(target, facts, answer.push), status, result,
+                                reason)
+        else:
+            self.hub.record.submit(lambda s: s.answer_delivery(row, status, result, reason,
+                                                               run_id))
+
+    @staticmethod
+    def _delivery(target: str, facts: Facts, push: Push | None,
+                  accepted: bool = False) -> DeliveryRecord:
+        """A request as the record keeps it."""
+        return DeliveryRecord(
+            delivery_id=facts.delivery_id[:100], event=facts.event[:100],
+            remote_addr=facts.client, signature=facts.signature,
+            ref=push.ref if push else None, before=push.before if push else None,
+            after=push.after if push else None, pusher=push.pusher if push else None,
+            accepted=accepted, target=target)
+
+    @staticmethod
+    def _log(target: str, facts: Facts, answer: Answer) -> None:
+        """One line per delivery and target: who, what, and the answer."""
+        push = answer.push
+        ref = push.ref if push else "-"
+        shas = f"{push.before[:12]}..{push.after[:12]}" if push else "-"
+        log.log(logging.WARNING if answer.status >= 400 else logging.INFO,
+                "delivery %s from %s to %s forge=%s event=%s ref=%s %s -> %d %s: %s",
+                facts.delivery_id[:100], facts.client, target, facts.forge,
+                facts.event[:100], ref, shas, answer.status, answer.body.get("result"),
+                answer.body.get("reason", ""))
+
+
+def outcome(push: Push, result: RunResult) -> Answer:
+    """The answer to ``push`` once ``result``'s run has ended."""
+    body: dict[str, Any] = {
+        "before": push.before, "after": push.after, "head": result.head_after,
+        "duration": round(result.duration, 3), "run": result.run_id,
+    }
+    if not result.ok:
+        return Answer(500, {"result": "failed", "reason": result.reason, **body}, push)
+    if not result.contains.get(push.after):
+        reason = (f"{push.after} is not in {push.ref} after fetching: "
+                  "it was force-pushed away or not pushed to this remote")
+        return Answer(409, {"result": "not deployed", "reason": reason, **body}, push)
+    moved = "deployed" if result.deployed else "already deployed"
+    return Answer(200, {"result": "deployed", "reason": f"{moved} {push.after[:12]}", **body},
+                  push)
+
+
+def replayed(push: Push, earlier: dict[str, Any]) -> Answer:
+    """The answer to a delivery ID whose earlier deploy succeeded: its outcome, no new deploy."""
+    status = earlier["status"] if earlier["status"] not in (None, 202) else 200
+    reason = (f"delivery {push.delivery_id} was already handled by run {earlier['run']}"
+              f" ({earlier['reason'] or 'deployed'}); not deployed again")
+    return Answer(status, {
+        "result": earlier["result"] if status != 200 else "deployed", "reason": reason,
+        "run": earlier["run"], "head": earlier["run_head"], "after": push.after,
+        "replayed": True}, push)
+
+
+def combine(answers: dict[str, Answer]) -> Answer:
+    """One answer for a delivery that went to several targets: the worst status, every
+    target's answer under ``targets``."""
+    worst = max(answers.values(), key=lambda a: _severity(a.status))
+    reason = "; ".join(f"{name}: {a.body.get('reason', '')}" for name, a in answers.items())
+    return Answer(worst.status, {
+        "result": worst.body.get("result"), "reason": reason,
+        "targets": {name: {"status": a.status, **a.body} for name, a in answers.items()}})
+
+
+def _severity(status: int) -> int:
+    """How bad an answer is: a failure, a refusal, accepted for later, done."""
+    if status >= 500:
+        return 4
+    if status >= 400:
+        return 3
+    return 1 if status == 202 else 0
+
+
+def _log_late(target: str, push: Push, future: asyncio.Future[RunResult]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    answer = outcome(push, future.result())
+    log.info("delivery %s to %s (answered 202 earlier) -> %d %s: %s", push.delivery_id,
+             target, answer.status, answer.body["result"], answer.body["reason"])

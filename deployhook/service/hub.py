@@ -1,0 +1,227 @@
+"""The hub: every target of one daemon and what they share.
+
+The record (one SQLite file, one thread), the git executor, the bound on how many
+targets deploy at once (``workers``), the allow-list, and the count of webhook
+answers still in flight.  No Tornado: the web layer builds routes from
+:attr:`Hub.targets`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tornado.ioloop import PeriodicCallback
+
+from deployhook.errors import ConfigError, DeliveryError
+from deployhook.git.checkout import Checkout, RunResult, resolve_target
+from deployhook.git.headref import read_head
+from deployhook.network import parse_networks
+from deployhook.record.recorder import Recorder
+from deployhook.record.store import Store
+from deployhook.secret import SecretSource
+from deployhook.service.target import Target, recorded_summary
+from deployhook.settings import Config
+
+log = logging.getLogger("deployhook")
+RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db")
+WATCH_EVERY = 0.25  # seconds between reads of the checkouts' HEADs and the record
+
+
+class Hub:
+    """Every target by name, in config order; create it, ``await start()``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.allowed = parse_networks(config.allowed_networks, "allowed_networks")
+        self.trusted = parse_networks(config.trusted_proxies, "trusted_proxies")
+        self.record = Recorder(config.state_db)
+        self.executor = ThreadPoolExecutor(config.workers + 2,
+                                           thread_name_prefix="deployhook-git")
+        self.gate = asyncio.Semaphore(config.workers)
+        self.targets: dict[str, Target] = {
+            target.name: self._target(target) for target in config.targets}
+        self.started = time.time()
+        self.in_flight = 0  # webhook answers not sent yet
+        # Called with (target, result) after each run, with a target whose HEAD moved
+        # without a deploy of ours, and whenever a run or an answer ends.
+        self.listeners: list[Callable[[Target, RunResult], None]] = []
+        self.head_listeners: list[Callable[[Target], None]] = []
+        self.idle_listeners: list[Callable[[], None]] = []
+        self._watch: PeriodicCallback | None = None
+        self._watching: asyncio.Future[None] | None = None
+
+    def _target(self, config: Any) -> Target:
+        return Target(config, self.executor, self.record, self.gate, self._result)
+
+    @property
+    def single(self) -> Target | None:
+        """The one target of a config without ``targets`` (or with exactly one)."""
+        return next(iter(self.targets.values())) if len(self.targets) == 1 else None
+
+    def busy(self) -> bool:
+        """True while a deploy runs or waits, or a webhook answer is unsent."""
+        return self.in_flight > 0 or any(t.worker.busy for t in self.targets.values())
+
+    def answered(self) -> None:
+        """A webhook answer has been sent (or its connection closed)."""
+        self.in_flight -= 1
+        self._idle()
+
+    def _idle(self) -> None:
+        for listener in self.idle_listeners:
+            listener()
+
+    async def start(self) -> None:
+        """Mark runs a dead process left running as interrupted, resolve every target (in
+        parallel), redeploy what was accepted and never finished, start watching.
+
+        Raises:
+            ConfigError: a target cannot be resolved (the message names it).
+        """
+        keep_runs, keep_days = self.config.keep_runs, self.config.keep_days
+        interrupted = await self.record.try_run(lambda s: s.interrupt_unfinished())
+        await self.record.try_run(lambda s: s.prune(keep_runs, keep_days))
+        if interrupted:
+            log.warning("runs %s were interrupted by the end of the last process",
+                        ", ".join(map(str, interrupted)))
+        results = await asyncio.gather(*(t.start() for t in self.targets.values()),
+                                       return_exceptions=True)
+        for target, result in zip(self.targets.values(), results, strict=True):
+            if isinstance(result, ConfigError) and len(self.targets) > 1:
+                raise ConfigError(f"target {target.name!r}: {result}")
+            if isinstance(result, BaseException):
+                raise result
+        await self.refresh()
+        self._watch = PeriodicCallback(self._tick, WATCH_EVERY * 1000)
+        self._watch.start()
+
+    def _tick(self) -> None:
+        if self._watching is None or self._watching.done():
+            self._watching = asyncio.ensure_future(self.refresh())
+
+    async def refresh(self) -> None:
+        """Re-read every target's HEAD from its files and its last run and run count from
+        the record (both off the IOLoop, one job each for all targets).  Never raises."""
+        targets = list(self.targets.values())
+        generations = [t.generation for t in targets]
+        loop = asyncio.get_running_loop()
+        paths = [t.config.repo_path for t in targets]
+        heads = await loop.run_in_executor(self.executor, _read_heads, paths)
+        try:
+            last, counts = await self.record.run(_summaries)
+        except Exception as exc:  # reported where the record is written
+            log.debug("cannot read the deployment record: %s", exc)
+            last, counts = None, None
+        for target, head, generation in zip(targets, heads, generations, strict=True):
+            recorded = None if counts is None or last is None else (
+                last.get(target.name), counts.get(target.name, 0))
+            if target.refreshed(head, recorded, generation):
+                for listener in self.head_listeners:
+                    listener(target)
+
+    def _result(self, target: Target, result: RunResult) -> None:
+        keep_runs, keep_days = self.config.keep_runs, self.config.keep_days
+        self.record.submit(lambda s: s.prune(keep_runs, keep_days))
+        for listener in self.listeners:
+            listener(target, result)
+        self._idle()
+
+    def secrets(self, targets: list[Target]) -> list[tuple[bytes, list[Target]]]:
+        """The distinct secrets of ``targets``, each with the targets it belongs to.
+
+        Raises:
+            DeliveryError: no target's secret can be read (500, naming the files).
+        """
+        found: dict[bytes, list[Target]] = {}
+        missing: list[DeliveryError] = []
+        for target in targets:
+            try:
+                found.setdefault(target.secret.get(), []).append(target)
+            except DeliveryError as exc:
+                missing.append(exc)
+        if not found and missing:
+            raise missing[0]
+        return list(found.items())
+
+    async def reconfigure(self, config: Config) -> None:
+        """Switch every target to its settings in ``config`` once no deploy runs.  Adding
+        or removing targets and ``RESTART_KEYS`` take effect at the next restart.
+
+        Raises:
+            ConfigError: a target cannot be resolved; the old config stays.
+        """
+        loop = asyncio.get_running_loop()
+        kept = [t for t in config.targets if t.name in self.targets]
+        resolved = {}
+        for target in kept:
+            checkout = Checkout(target)
+            try:
+                resolved[target.name] = (checkout, await loop.run_in_executor(
+                    self.executor, resolve_target, checkout, target))
+            except ConfigError as exc:
+                raise ConfigError(f"target {target.name!r}: {exc}") from None
+        fixed = [key for key in RESTART_KEYS if getattr(config, key) != getattr(self.config, key)]
+        if {t.name for t in config.targets} != set(self.targets):
+            fixed.append("targets (added or removed)")
+        if fixed:
+            log.warning("%s changed: takes effect at the next restart", ", ".join(fixed))
+        for target in self.targets.values():
+            await target.worker.idle()
+        for settings in kept:
+            target = self.targets[settings.name]
+            checkout, (branch, repository, head) = resolved[settings.name]
+            target.checkout.close()
+            target.config, target.checkout, target.worker.checkout = settings, checkout, checkout
+            target.secret = SecretSource(settings.secret_file, settings.secret)
+            target.branch, target.repository, target.head = branch, repository, head
+        self.config = config
+        self.allowed = parse_networks(config.allowed_networks, "allowed_networks")
+        self.trusted = parse_networks(config.trusted_proxies, "trusted_proxies")
+
+    def status(self) -> dict[str, Any]:
+        """``/health`` with the password: every target, and with one target its fields
+        at the top level too (as before targets existed)."""
+        targets = {name: target.status() for name, target in self.targets.items()}
+        body: dict[str, Any] = {"status": "ok"}
+        if self.single is not None:
+            body.update(targets[self.single.name])
+        body.update({"targets": targets, "pid": os.getpid(), "started": self.started})
+        return body
+
+    async def idle(self) -> None:
+        """Return once no target deploys or waits."""
+        for target in list(self.targets.values()):
+            await target.worker.idle()
+
+    def close(self, wait: bool = True) -> None:
+        """Stop watching and the executor (by default waiting for a running git command);
+        close the checkouts and the record."""
+        if self._watch is not None:
+            self._watch.stop()
+        self.executor.shutdown(wait=wait, cancel_futures=not wait)
+        self.record.close()
+        for target in self.targets.values():
+            target.close()
+
+
+def _read_heads(paths: list[str]) -> list[str | None]:
+    """Each checkout's HEAD read from its files (no git process); None where unreadable."""
+    heads = []
+    for path in paths:
+        try:
+            heads.append(read_head(path))
+        except Exception:  # a half-written file, a removed checkout: keep the last value
+            heads.append(None)
+    return heads
+
+
+def _summaries(store: Store) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """Each target's newest finished run (as in ``last_deploy``) and its run count."""
+    last = {name: recorded_summary(run) for name, run in store.last_runs().items()}
+    return last, store.run_counts()

@@ -1,0 +1,152 @@
+"""A target: one deployed checkout with its settings, secrets, checkout and worker.
+
+No Tornado and no routes: the web layer asks the :class:`~deployhook.service.hub.Hub`
+for targets.  Everything blocking runs in the shared git executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from deployhook.forges.delivery import Push
+from deployhook.git.checkout import Checkout, RunResult, resolve_target
+from deployhook.record.recorder import Recorder
+from deployhook.secret import SecretSource
+from deployhook.service.worker import GitWorker
+from deployhook.settings import TargetConfig
+
+log = logging.getLogger("deployhook")
+
+
+class Target:
+    """One checkout kept in step with one repository's branch (or tags).
+
+    ``repository``, ``branch`` and ``head`` are resolved by :meth:`start`; ``head``
+    and ``last_run`` follow every deploy, and the hub's periodic refresh, so they
+    say what the checkout and the record say, whoever deployed.
+    """
+
+    def __init__(self, config: TargetConfig, executor: ThreadPoolExecutor, record: Recorder,
+                 gate: asyncio.Semaphore | None = None,
+                 on_result: Callable[[Target, RunResult], None] | None = None) -> None:
+        self.name = config.name
+        self.config = config
+        self.secret = SecretSource(config.secret_file, config.secret)
+        self.checkout = Checkout(config)
+        self.record = record
+        self._on_result = on_result
+        self.worker = GitWorker(self.checkout, executor, self._result, record, self.name, gate)
+        self.repository: str | None = config.repository
+        self.branch: str | None = config.branch
+        self.head: str | None = None
+        self.last_run: dict[str, Any] | None = None  # the record's newest finished run
+        self.run_count: int | None = None  # its runs in the record (None: not read yet)
+        self.generation = 0  # bumped by each deploy result: a slower refresh is stale
+
+    def __repr__(self) -> str:
+        return f"Target({self.name!r}, {self.config.repo_path!r})"
+
+    async def start(self) -> None:
+        """Resolve the deployed branch, the repository and HEAD (in the executor), then
+        redeploy what an earlier process accepted and never finished.
+
+        Raises:
+            ConfigError: ``repo_path`` is no checkout and ``repo_url`` is unset, or the
+                checkout's HEAD is detached and neither ``branch`` nor ``tags`` is set.
+        """
+        resolved = await self.worker.run_in_executor(resolve_target, self.checkout, self.config)
+        self.branch, self.repository, self.head = resolved
+        what = f"tags {self.config.tags}" if self.config.tags else (
+            self.branch or "the default branch")
+        log.info("%s: deploying %s of %s in %s (HEAD %s)", self.name, what,
+                 self.repository or "any repository", self.config.repo_path,
+                 (self.head or "none")[:12])
+        if not self.repository:
+            log.warning("%s: repository is not set and the remote's URL does not name it: "
+                        "deliveries for any repository signed with its secret are accepted",
+                        self.name)
+        await self.recover()
+
+    async def recover(self) -> None:
+        """Redeploy the accepted deliveries of this target that no run finished (a crash,
+        a kill), so that no accepted push is lost."""
+        unfinished = await self.record.try_run(lambda s: s.unfinished_deliveries(self.name))
+        pushes = [(row["id"], recorded_push(row)) for row in unfinished or ()
+                  if row["ref"] and row["after"]]
+        for row, push in pushes:
+            if self.config.tags or self.branch is None or push.branch == self.branch:
+                self.worker.submit(push, row, trigger="recovery")
+        if pushes:
+            log.warning("%s: redeploying %d accepted deliveries that never finished",
+                        self.name, len(pushes))
+
+    def _result(self, result: RunResult) -> None:
+        self.generation += 1
+        if result.head_after:
+            self.head = result.head_after
+        self.last_run = result_summary(result)
+        if self.run_count is not None and result.run_id is not None:
+            self.run_count += 1  # until the next refresh reads the record (after pruning)
+        if self.branch is None and result.ok and not self.config.tags:
+            self.branch = result.branch
+        if self._on_result is not None:
+            self._on_result(self, result)
+
+    def refreshed(self, head: str | None, recorded: tuple[dict[str, Any] | None, int] | None,
+                  generation: int) -> bool:
+        """Take what a refresh read (HEAD from the files, the last run and the run count
+        from the record) unless a deploy ended or runs meanwhile; True when HEAD moved
+        without a deploy of ours (``deployhook deploy``, a person)."""
+        if generation != self.generation or self.worker.busy:
+            return False
+        if recorded is not None:
+            self.last_run, self.run_count = recorded
+        if head is None or head == self.head:
+            return False
+        log.info("%s: HEAD moved outside the daemon: %s -> %s", self.name,
+                 (self.head or "none")[:12], head[:12])
+        self.head = head
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """This target for ``/health`` (no secrets, no credentials, no paths)."""
+        last = self.last_run
+        if last is None and self.worker.last is not None:
+            last = result_summary(self.worker.last)
+        return {
+            "repository": self.repository,
+            "branch": self.branch,
+            "tags": self.config.tags,
+            "head": self.head,
+            "deploying": self.worker.busy,
+            "runs": self.worker.runs if self.run_count is None else self.run_count,
+            "last_deploy": last,
+        }
+
+    def close(self) -> None:
+        self.checkout.close()
+
+
+def result_summary(result: RunResult) -> dict[str, Any]:
+    """A deploy result of this process as in /health's ``last_deploy``."""
+    return {"ok": result.ok, "run": result.run_id, "trigger": None,
+            "head_before": result.head_before, "head_after": result.head_after,
+            "duration": round(result.duration, 3), "reason": result.reason}
+
+
+def recorded_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """A recorded run as in /health's ``last_deploy``."""
+    return {"ok": run["outcome"] == "ok", "run": run["id"], "trigger": run["trigger"],
+            "head_before": run["head_before"], "head_after": run["head_after"],
+            "duration": run["duration"], "reason": run["reason"]}
+
+
+def recorded_push(row: dict[str, Any]) -> Push:
+    """The Push a recorded delivery row stands for."""
+    return Push(ref=row["ref"], before=row["before"] or "", after=row["after"], deleted=False,
+                repository="", default_branch=None, pusher=row["pusher"] or "unknown",
+                delivery_id=row["delivery_id"])
