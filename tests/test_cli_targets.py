@@ -43,7 +43,7 @@ class Site:
     docs: Repos
 
     def config(self, **extra: Any) -> Path:
-        (self.root / "docs-secret.txt").write_bytes(b"\n" + DOCS_SECRET + b"\nnext-secret\n")
+        (self.root / "docs-secret.txt").write_bytes(b"\n" + DOCS_SECRET + b"\n")
         targets = {
             "blog": {"repo_path": str(self.blog.deployed), "repository": "octo-org/blog",
                      "reload": "none"},
@@ -237,7 +237,7 @@ def fake_daemon(site: Site) -> Iterator[tuple[str, list[dict[str, Any]]]]:
 def test_send_push_of_each_forge_verifies_and_parses(
         site: Site, fake_daemon: tuple[str, list[dict[str, Any]]], forge: str) -> None:
     """The push `send --forge F` sends is detected as F, verified with the target's
-    secret (docs: the first line of its own file) and parsed as that push."""
+    secret (docs: its own file) and parsed as that push."""
     url, seen = fake_daemon
     for name, repos, repository in (("blog", site.blog, "octo-org/blog"),
                                     ("docs", site.docs, "group/docs")):
@@ -362,16 +362,21 @@ def test_send_each_forge_to_the_daemon_deploys_that_target_only(
 
 def test_send_to_the_daemon_with_the_docs_secret_and_forge(
         site: Site, two_target_daemon: Daemon) -> None:
-    """docs: its own secret file (first line) and its pinned forge, gitlab; the same
-    delivery sent to /hooks/blog is refused (blog's secret differs)."""
+    """docs: its own secret file and its pinned forge, gitlab (another forge's delivery
+    is refused, and send says why); docs' delivery sent to /hooks/blog is refused (blog's
+    secret differs)."""
     sha = site.docs.commit()
     result = run(site, "send", "--event", "push", "--target", "docs")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "sending gitlab push delivery" in result.stdout
     assert site.docs.head(site.docs.deployed) == sha
-    ping = run(site, "send", "--event", "ping", "--target", "docs", "--forge",
+    ping = run(site, "send", "--event", "ping", "--target", "blog", "--forge",
                "bitbucket-server")
     assert ping.returncode == 0, ping.stdout + ping.stderr
+    pinned = run(site, "send", "--event", "ping", "--target", "docs", "--forge",
+                 "bitbucket-server")  # docs pins gitlab: the daemon refuses other forges
+    assert pinned.returncode == 1 and "HTTP 401" in pinned.stdout, pinned.stdout
+    assert "target docs sets forge = 'gitlab'" in pinned.stderr
     crossed = run(site, "send", "--event", "push", "--target", "docs", "--url",
                   f"{two_target_daemon.url}/hooks/blog")
     assert crossed.returncode == 1 and "HTTP 401" in crossed.stdout, crossed.stdout

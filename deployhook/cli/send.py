@@ -1,8 +1,8 @@
 """``deployhook send``: sign and POST a realistic delivery of any forge to the daemon.
 
 The payload comes from :mod:`deployhook.forges.payloads` and the headers from
-:func:`deployhook.forges.sign_headers`, with the target's secret (the first line
-of its secret file, or ``$DEPLOYHOOK_SECRET``), so a user can test a setup without
+:func:`deployhook.forges.sign_headers`, with the target's secret (its secret file,
+or ``$DEPLOYHOOK_SECRET``, as the daemon reads them), so a user can test a setup without
 the forge.  The default URL is the target's own, ``/hooks/<target>``.  The secret
 is never printed.
 """
@@ -89,6 +89,10 @@ def send(config: Config, args: argparse.Namespace) -> int:
     if forge == "github":
         headers.update(_github_extras(url, payload))
     shown = redact(url)
+    if target.forge not in (None, forge) and not args.url:
+        print(f"deployhook: note: target {target.name} sets forge = {target.forge!r}, so the "
+              f"daemon checks this {forge} delivery as {target.forge}'s and refuses it",
+              file=sys.stderr)
     print(f"deployhook: sending {forge} {args.event} delivery {delivery} to {shown}: "
           f"{summary_line}", flush=True)
     return _deliver(config, args, url, body, headers)
@@ -156,14 +160,13 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float
 
 
 def _secret(target: TargetConfig) -> bytes:
-    """The target's secret: the first non-empty line of its secret file, or
-    ``$DEPLOYHOOK_SECRET``.
+    """The target's secret, read as the daemon reads it: its secret file (surrounding
+    whitespace removed), or ``$DEPLOYHOOK_SECRET``.
 
     Raises:
         SecretMissing: no file, an unreadable or empty one.
     """
-    value = SecretSource(target.secret_file, target.secret).get()
-    return next((line.strip() for line in value.splitlines() if line.strip()), value)
+    return SecretSource(target.secret_file, target.secret).get()
 
 
 def _push(target: TargetConfig, forge: str, branch: str | None, tag: str | None = None
