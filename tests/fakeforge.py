@@ -103,7 +103,7 @@ class FakeForge:
         class Handler(tornado.web.RequestHandler):
             async def post(self, path: str) -> None:
                 header, value = AUTH[forge.forge]
-                seen = Seen("POST", "/" + path, json.loads(self.request.body or b"{}"),
+                seen = Seen("POST", self.request.path, json.loads(self.request.body or b"{}"),
                             self.request.headers.get(header) == value)
                 forge.requests.append(seen)
                 if not seen.authorized:

@@ -139,7 +139,7 @@ def test_a_failed_deploy_reports_failure(repos: Repos, secret_file: Path,
         assert status == 500, answer
         seen = github.wait_for(2)
         assert [r.body["state"] for r in seen] == ["pending", "failure"]
-        assert "post_deploy" in seen[1].body["description"] or seen[1].body["description"]
+        assert seen[1].body["description"].startswith("deploy to site failed: ")
         assert seen[1].path == f"/repos/{REPOSITORY}/statuses/{sha}"
     finally:
         daemon.stop()
