@@ -300,16 +300,18 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
         if raw is not None:
             values[key] = _resolve(base, raw)
     secret = _take_secret() if own else environ.get(SECRET_ENV)
+    # With targets, a top-level ``report`` is only their default: each target's forge decides.
+    report = values.pop("report", None) if raw_targets is not None else None
     config = Config(**values, secret=secret.strip().encode() if secret else None)
     if raw_targets is None:
         return config
-    targets = tuple(_target(config, name, settings, base, credentials)
+    targets = tuple(_target(config, name, settings, base, credentials, report)
                     for name, settings in raw_targets.items())
-    return replace(config, targets=targets)
+    return replace(config, report=report, targets=targets)
 
 
 def _target(config: Config, name: Any, raw: Any, base: Path,
-            credentials: str | None) -> TargetConfig:
+            credentials: str | None, report: str | None = None) -> TargetConfig:
     """One entry of ``targets``: its keys checked and coerced, paths resolved, and the
     top-level keys as defaults for the rest.
 
@@ -345,6 +347,7 @@ def _target(config: Config, name: Any, raw: Any, base: Path,
     own_token = Path(credentials or ".") / f"{REPORT_CREDENTIAL}-{name}"
     if "report_token_file" not in values and credentials and own_token.exists():
         values["report_token_file"] = str(own_token)
+    values.setdefault("report", report)
     if "secret_file" in values:
         values["secret"] = None  # its own file, not $DEPLOYHOOK_SECRET
     return config.default_target(name, **values)

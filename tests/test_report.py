@@ -3,14 +3,19 @@ to a fake forge API (tests/fakeforge.py) after real deploys."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tornado.httpclient import HTTPRequest, HTTPResponse
+from tornado.httputil import HTTPHeaders
 
 from deployhook import forges
 from deployhook.errors import ConfigError
@@ -211,7 +216,6 @@ def test_a_refused_report_is_recorded_in_the_run_and_changes_no_answer(
 
 
 def wait_for_report_step(daemon: Daemon, run_id: int) -> list[dict[str, Any]]:
-    import time
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         steps = http("GET", daemon.url + f"/deployments/{run_id}")[1]["steps"]
@@ -305,3 +309,76 @@ def test_public_apis_by_default() -> None:
     assert urls["forgejo"].startswith("https://codeberg.org/api/v1/repos/")
     assert urls["bitbucket"].startswith("https://api.bitbucket.org/2.0/repositories/")
 
+
+
+def test_a_top_level_report_is_the_default_of_targets_with_their_own_forge(
+        tmp_path: Path) -> None:
+    config = write_config(tmp_path / "config.py", report="status", targets={
+        "blog": {"repo_path": "blog", "forge": "github"},
+        "docs": {"repo_path": "docs", "forge": "gitlab", "report": None}})
+    loaded = load(config, {})
+    assert (loaded.target("blog").report, loaded.target("docs").report) == ("status", None)
+
+
+def test_systemd_credential_report_token_without_targets(tmp_path: Path) -> None:
+    credentials = tmp_path / "creds"
+    credentials.mkdir()
+    (credentials / "report-token").write_text(TOKEN)
+    config = write_config(tmp_path / "config.py", forge="gitea", report="status")
+    loaded = load(config, {"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert loaded.targets[0].report_token_file == str(credentials / "report-token")
+
+
+def response(code: int, headers: dict[str, str]) -> HTTPResponse:
+    return HTTPResponse(HTTPRequest("http://forge.invalid/"), code,
+                        headers=HTTPHeaders(headers), buffer=io.BytesIO(b"{}"))
+
+
+@pytest.mark.parametrize(("code", "headers", "wait"), [
+    (403, {"Retry-After": "7"}, 7.0),
+    (429, {"Retry-After": "2"}, 2.0),
+    (429, {}, 1.5),
+    (500, {}, 1.5),
+    (502, {}, 1.5),
+    (599, {}, 1.5),
+    (403, {}, None),  # a token without the permission: trying again cannot help
+    (401, {}, None),
+    (404, {}, None),
+    (422, {}, None),
+])
+def test_which_answers_are_tried_again(code: int, headers: dict[str, str],
+                                       wait: float | None) -> None:
+    assert reporter.retry_after(response(code, headers), 1.5) == wait
+
+
+def test_github_rate_limit_reset_is_waited_for() -> None:
+    reset = time.time() + 30
+    wait = reporter.retry_after(response(403, {"X-RateLimit-Remaining": "0",
+                                               "X-RateLimit-Reset": f"{reset:.0f}"}), 1.0)
+    assert wait is not None and 29 <= wait <= 32
+
+
+def test_retries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against the fake forge over real HTTP: a forge that keeps failing gets TRIES calls,
+    then the forge's reason (without the token) comes back as a ReportError."""
+    monkeypatch.setattr(reporter, "BACKOFF", 0.01)
+    fake = FakeForge("github").start()
+    fake.answer("/statuses/", *[Answer(500, {"message": f"boom {TOKEN}"})] * 10)
+    status = Status(REPOSITORY, "a" * 40, SUCCESS, CONTEXT, "ok")
+    call = reporter.status_call("github", fake.url, TOKEN, status)
+    try:
+        with pytest.raises(reporter.ReportError) as caught:
+            asyncio.run(reporter.Reporter(_NoHub()).send(call, TOKEN))
+    finally:
+        fake.stop()
+    assert len(fake.requests) == reporter.TRIES
+    assert caught.value.status == 500 and "boom ***" in caught.value.reason
+    assert TOKEN not in str(caught.value)
+
+
+class _NoHub:
+    """What Reporter needs of a hub, for calling :meth:`Reporter.send` alone."""
+
+    def __init__(self) -> None:
+        self.start_listeners: list[Any] = []
+        self.listeners: list[Any] = []

@@ -33,8 +33,7 @@ def deployment(api: str | None, token: str, status: Status, environment: str) ->
     """The call that creates a Deployment of ``status.sha`` to ``environment``; its answer's
     ``id`` is what :func:`deployment_status` needs."""
     body = {"ref": status.sha, "environment": environment, "required_contexts": [],
-            "auto_merge": False, "description": status.short,
-            "production_environment": True}
+            "auto_merge": False, "description": status.short}
     return Call("POST", f"{api or API}/repos/{status.repository}/deployments", body,
                 headers(token))
 
