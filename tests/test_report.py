@@ -382,3 +382,26 @@ class _NoHub:
     def __init__(self) -> None:
         self.start_listeners: list[Any] = []
         self.listeners: list[Any] = []
+
+
+def test_a_stopping_daemon_lets_the_forge_hear_the_end_of_the_run(
+        repos: Repos, secret_file: Path, github: FakeForge) -> None:
+    release = threading.Event()
+    github.answer("/statuses/", Answer(201, hold=release))
+    daemon = start(repos, secret_file, github)
+    try:
+        sha = repos.commit("site.txt", "stopping\n")
+        status, answer = deliver(daemon, "github", sha)
+        assert status == 200, answer
+        daemon.proc.terminate()
+        deadline = time.monotonic() + 30
+        while "stopping: no new connections" not in daemon.log():
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
+        release.set()  # the daemon is stopping: "pending" is answered only now
+        assert daemon.proc.wait(60) == 0
+        assert [(r.status, r.body["state"]) for r in github.requests] == [
+            (201, "pending"), (201, "success")]
+    finally:
+        release.set()
+        daemon.stop()

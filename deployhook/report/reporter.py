@@ -34,6 +34,7 @@ TRIES = 5
 MAX_WAIT = 180.0  # seconds of waiting between the tries of one call, at most
 BACKOFF = 1.0  # the first wait; doubled after each try
 REQUEST_TIMEOUT = 20.0
+SETTLE = 10.0  # seconds a stopping or re-executing daemon waits for calls under way
 
 
 class ReportError(Exception):
@@ -69,6 +70,16 @@ class Reporter:
         self.tasks: set[asyncio.Future[None]] = set()
         hub.start_listeners.append(self.started)
         hub.listeners.append(self.finished)
+
+    async def settle(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the calls under way (before the process
+        exits or re-executes); return how many are still unsent."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=timeout)
+        if self.tasks:
+            log.warning("%d reports to the forge were not sent before exiting",
+                        len(self.tasks))
+        return len(self.tasks)
 
     # -- the hub's callbacks (on the IOLoop; they only start tasks) ---------------------
     def started(self, target: Any, pushes: list[Push]) -> None:
