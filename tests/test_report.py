@@ -405,3 +405,18 @@ def test_a_stopping_daemon_lets_the_forge_hear_the_end_of_the_run(
     finally:
         release.set()
         daemon.stop()
+
+
+def test_a_step_is_added_to_a_finished_run(tmp_path: Path) -> None:
+    from deployhook.git.steps import Step
+    from deployhook.record.store import Store
+
+    store = Store(str(tmp_path / "record.sqlite3"))
+    run_id = store.start_run("webhook", "main", None, [], ["octocat"], target="site")
+    store.finish_run(run_id, True, None, "b" * 40, "", [Step("fetch", "git fetch", 0, 0.1, "")])
+    assert store.add_step(run_id, Step("report", "POST https://x/", 422, 0.0, "too long"))
+    assert [(s["seq"], s["name"], s["status"]) for s in store.run(run_id)["steps"]] == [
+        (0, "fetch", 0), (1, "report", 422)]
+    assert store.run(run_id)["outcome"] == "ok"
+    assert not store.add_step(run_id + 1, Step("report", "POST https://x/", 1, 0.0, ""))
+    store.close()

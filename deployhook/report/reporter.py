@@ -100,8 +100,13 @@ class Reporter:
     def _spawn(self, coro: Any) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reporting to the forge crashed", exc_info=task.exception())
 
     # -- the calls ---------------------------------------------------------------------
     async def _start(self, job: Job) -> None:
@@ -141,9 +146,12 @@ class Reporter:
                               "the target's repository is unknown: set repository")
         if config.report == "deployment":
             if job.deployment is None:
-                answer = await self.send(github.deployment(config.api_url, token, status,
-                                                           job.target), token)
-                job.deployment = int(answer["id"])
+                call = github.deployment(config.api_url, token, status, job.target)
+                answer = await self.send(call, token)
+                if not isinstance(answer.get("id"), int):
+                    raise ReportError(call, 0, f"no deployment id in GitHub's answer: "
+                                      f"{_hide(str(answer), token)[:200]}")
+                job.deployment = answer["id"]
             await self.send(github.deployment_status(config.api_url, token, status,
                                                      job.deployment), token)
             return
@@ -161,7 +169,8 @@ class Reporter:
         for attempt in range(TRIES):
             response = await client.fetch(HTTPRequest(
                 call.url, call.method, call.headers, call.encoded(),
-                request_timeout=REQUEST_TIMEOUT, connect_timeout=REQUEST_TIMEOUT),
+                request_timeout=REQUEST_TIMEOUT, connect_timeout=REQUEST_TIMEOUT,
+                follow_redirects=False),  # the token goes to api_url's host only
                 raise_error=False)
             if 200 <= response.code < 300:
                 return _json(response)
