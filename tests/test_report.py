@@ -420,3 +420,21 @@ def test_a_step_is_added_to_a_finished_run(tmp_path: Path) -> None:
     assert store.run(run_id)["outcome"] == "ok"
     assert not store.add_step(run_id + 1, Step("report", "POST https://x/", 1, 0.0, ""))
     store.close()
+
+
+def test_check_reports_each_targets_token_file_without_showing_it(tmp_path: Path) -> None:
+    from deployhook.cli.check import report_tokens
+
+    token = tmp_path / "blog.token"
+    token.write_text(TOKEN)
+    token.chmod(0o644)
+    config = load(write_config(tmp_path / "config.py", targets={
+        "blog": {"repo_path": "blog", "forge": "github", "report": "status",
+                 "report_token_file": str(token)},
+        "docs": {"repo_path": "docs", "forge": "gitlab", "report": "status",
+                 "report_token_file": "missing.token"}}), {})
+    lines = [r.line() for r in report_tokens(config)]
+    assert lines[0].startswith("OK   report     blog: status to github")
+    assert lines[1].startswith("WARN report") and "chmod 600" in lines[1]
+    assert lines[2].startswith("FAIL report     docs: cannot read the token")
+    assert TOKEN not in "\n".join(lines)

@@ -22,6 +22,7 @@ from deployhook.errors import ConfigError, DeliveryError
 from deployhook.git.checkout import Checkout, git_environment, resolve_target, run_bounded
 from deployhook.git.ssh import SshRemote, ssh_remote
 from deployhook.git.steps import redact
+from deployhook.report.reporter import ReportError, read_token
 from deployhook.secret import SecretSource
 from deployhook.settings import Config
 
@@ -47,6 +48,7 @@ def run_checks(config: Config, config_path: str) -> list[Result]:
 def _checks(config: Config, config_path: str) -> Iterator[Result]:
     yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
     yield from _secret(config)
+    yield from report_tokens(config)
     yield from _checkout(config)
     yield from _writable(config)
     yield _bind(config)
@@ -68,6 +70,28 @@ def _secret(config: Config) -> Iterator[Result]:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         yield Result("WARN", "secret", f"{config.secret_file} is readable by others "
                      f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {config.secret_file}")
+
+
+def report_tokens(config: Config) -> Iterator[Result]:
+    """For each target with ``report`` set: its token file is readable, not empty and
+    private (never showing the token)."""
+    for target in config.targets:
+        if target.report is None:
+            continue
+        try:
+            read_token(target.report_token_file)
+        except ReportError as exc:
+            yield Result("FAIL", "report", f"{target.name}: {exc.reason}",
+                         "write a forge API token into report_token_file (see README: "
+                         "Reporting to the forge)")
+            continue
+        path = str(target.report_token_file)
+        yield Result("OK", "report", f"{target.name}: {target.report} to {target.forge}, "
+                     f"token in {path}")
+        mode = os.stat(path).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            yield Result("WARN", "report", f"{path} is readable by others "
+                         f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {path}")
 
 
 def _checkout(config: Config) -> Iterator[Result]:
