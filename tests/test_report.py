@@ -423,7 +423,7 @@ def test_a_step_is_added_to_a_finished_run(tmp_path: Path) -> None:
 
 
 def test_check_reports_each_targets_token_file_without_showing_it(tmp_path: Path) -> None:
-    from deployhook.cli.check import report_tokens
+    from deployhook.cli.check import report_token
 
     token = tmp_path / "blog.token"
     token.write_text(TOKEN)
@@ -432,9 +432,10 @@ def test_check_reports_each_targets_token_file_without_showing_it(tmp_path: Path
         "blog": {"repo_path": "blog", "forge": "github", "report": "status",
                  "report_token_file": str(token)},
         "docs": {"repo_path": "docs", "forge": "gitlab", "report": "status",
-                 "report_token_file": "missing.token"}}), {})
-    lines = [r.line() for r in report_tokens(config)]
-    assert lines[0].startswith("OK   report     blog: status to github")
+                 "report_token_file": "missing.token"},
+        "site": {"repo_path": "site"}}), {})
+    lines = [r.line() for target in config.targets for r in report_token(target)]
+    assert lines[0].startswith("OK   report     status to github")
     assert lines[1].startswith("WARN report") and "chmod 600" in lines[1]
-    assert lines[2].startswith("FAIL report     docs: cannot read the token")
-    assert TOKEN not in "\n".join(lines)
+    assert lines[2].startswith("FAIL report     cannot read the token")
+    assert len(lines) == 3 and TOKEN not in "\n".join(lines)

@@ -24,7 +24,7 @@ from deployhook.git.ssh import SshRemote, ssh_remote
 from deployhook.git.steps import redact
 from deployhook.report.reporter import ReportError, read_token
 from deployhook.secret import SecretSource
-from deployhook.settings import Config
+from deployhook.settings import Config, TargetConfig
 
 
 @dataclass(frozen=True)
@@ -40,21 +40,41 @@ class Result:
         return redact(text + (f"\n     {'':<10} fix: {self.fix}" if self.fix else ""))
 
 
+@dataclass(frozen=True)
+class Heading(Result):
+    """The line that starts one target's checks (with several targets)."""
+
+    def line(self) -> str:
+        return redact(f"== target {self.name}: {self.detail}")
+
+
 def run_checks(config: Config, config_path: str) -> list[Result]:
-    """Run every check for ``config``; blocking (git and a bind attempt)."""
+    """Run every check for ``config`` (each target's secret, checkout, remote and
+    repo_path, then the record's folder and the address); blocking (git and a bind
+    attempt)."""
     return list(_checks(config, config_path))
 
 
 def _checks(config: Config, config_path: str) -> Iterator[Result]:
     yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
-    yield from _secret(config)
-    yield from report_tokens(config)
-    yield from _checkout(config)
-    yield from _writable(config)
+    for target in config.targets:
+        if len(config.targets) > 1:
+            yield Heading("", target.name, target.repo_path)
+        yield from _target_checks(target)
+    yield _writable_path("state_db", os.path.dirname(config.state_db) or ".")
     yield _bind(config)
 
 
-def _secret(config: Config) -> Iterator[Result]:
+def _target_checks(target: TargetConfig) -> Iterator[Result]:
+    """The checks of one target: its secret, report token, checkout, remote and
+    repo_path."""
+    yield from _secret(target)
+    yield from report_token(target)
+    yield from _checkout(target)
+    yield _writable_path("repo_path", target.repo_path)
+
+
+def _secret(config: TargetConfig) -> Iterator[Result]:
     source = SecretSource(config.secret_file, config.secret)
     try:
         source.get()
@@ -72,29 +92,26 @@ def _secret(config: Config) -> Iterator[Result]:
                      f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {config.secret_file}")
 
 
-def report_tokens(config: Config) -> Iterator[Result]:
-    """For each target with ``report`` set: its token file is readable, not empty and
-    private (never showing the token)."""
-    for target in config.targets:
-        if target.report is None:
-            continue
-        try:
-            read_token(target.report_token_file)
-        except ReportError as exc:
-            yield Result("FAIL", "report", f"{target.name}: {exc.reason}",
-                         "write a forge API token into report_token_file (see README: "
-                         "Reporting to the forge)")
-            continue
-        path = str(target.report_token_file)
-        yield Result("OK", "report", f"{target.name}: {target.report} to {target.forge}, "
-                     f"token in {path}")
-        mode = os.stat(path).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            yield Result("WARN", "report", f"{path} is readable by others "
-                         f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {path}")
+def report_token(target: TargetConfig) -> Iterator[Result]:
+    """With ``report`` set: the token file is readable, not empty and private (never
+    showing the token)."""
+    if target.report is None:
+        return
+    try:
+        read_token(target.report_token_file)
+    except ReportError as exc:
+        yield Result("FAIL", "report", exc.reason, "write a forge API token into "
+                     "report_token_file (see README: Reporting to the forge)")
+        return
+    path = str(target.report_token_file)
+    yield Result("OK", "report", f"{target.report} to {target.forge}, token in {path}")
+    mode = os.stat(path).st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        yield Result("WARN", "report", f"{path} is readable by others "
+                     f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {path}")
 
 
-def _checkout(config: Config) -> Iterator[Result]:
+def _checkout(config: TargetConfig) -> Iterator[Result]:
     checkout = Checkout(config)
     try:
         branch, repository, head = resolve_target(checkout, config)
@@ -113,7 +130,7 @@ def _checkout(config: Config) -> Iterator[Result]:
         checkout.close()
 
 
-def _checked_out(checkout: Checkout, config: Config, branch: str | None,
+def _checked_out(checkout: Checkout, config: TargetConfig, branch: str | None,
                  repository: str | None, head: str) -> Iterator[Result]:
     remote = _remote(checkout, config, branch, config.remote)
     current = checkout.current_branch()
@@ -133,7 +150,8 @@ def _checked_out(checkout: Checkout, config: Config, branch: str | None,
     yield remote
 
 
-def _branch_fix(checkout: Checkout, config: Config, branch: str | None, on_remote: bool) -> str:
+def _branch_fix(checkout: Checkout, config: TargetConfig, branch: str | None,
+                on_remote: bool) -> str:
     """A fix for a checkout on another branch than ``branch`` that works as given:
     ``git checkout`` of a branch that exists here, or is fetched first from the remote;
     otherwise the branches the remote has."""
@@ -156,7 +174,7 @@ def _set_branch(checkout: Checkout, remote: str) -> str:
     return f"set branch in the config to one the remote has: {', '.join(sorted(names)[:10])}"
 
 
-def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str) -> Result:
+def _remote(checkout: Checkout, config: TargetConfig, branch: str | None, remote: str) -> Result:
     status, err = checkout.probe_remote(remote, branch)
     if status == 0:
         return Result("OK", "remote", f"{remote} is reachable and has {branch or 'a HEAD'}")
@@ -172,7 +190,7 @@ def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str)
                   "check the remote's URL and the server's credentials (git never prompts)")
 
 
-def _ssh(config: Config, url: str | None) -> Iterator[Result]:
+def _ssh(config: TargetConfig, url: str | None) -> Iterator[Result]:
     """For an ssh remote: the ``ssh_key`` file is usable, and the host key is known
     (ssh in batch mode refuses an unknown host).  Never raises."""
     remote = ssh_remote(url)
@@ -215,7 +233,7 @@ def _ssh_key(key: str) -> Result:
     return Result("OK", "ssh_key", f"{key} is readable by {user} only")
 
 
-def _host_key(config: Config, remote: SshRemote) -> Result:
+def _host_key(config: TargetConfig, remote: SshRemote) -> Result:
     """Whether the remote's host key is in a known_hosts file ssh reads, as ssh's own
     configuration (``ssh -G``, with the options of the ``GIT_SSH_COMMAND`` git uses)
     says: which host name, port, key alias and files."""
@@ -250,7 +268,7 @@ def _host_key(config: Config, remote: SshRemote) -> Result:
                   f"{', '.join(files) or 'no known_hosts file'}): ssh refuses to connect", fix)
 
 
-def _ssh_settings(config: Config, remote: SshRemote) -> dict[str, str]:
+def _ssh_settings(config: TargetConfig, remote: SshRemote) -> dict[str, str]:
     """``ssh -G``'s effective settings for ``remote`` (lower-case key -> value), from
     the ssh command git runs (an operator's ``GIT_SSH_COMMAND`` included), else plain
     ``ssh``; empty when neither answers."""
@@ -272,7 +290,7 @@ _SSH_ERRORS = ("Host key verification failed", "Permission denied", "ssh: ", "Lo
                "no such identity", "Connection refused", "Connection timed out")
 
 
-def _writable(config: Config) -> Iterator[Result]:
+def _writable_path(name: str, path: str) -> Result:
     """FAIL for a repo_path or state_db folder this process cannot write.
 
     Uses access(2) as the user running ``check``, inside whatever mount namespace
@@ -281,15 +299,12 @@ def _writable(config: Config) -> Iterator[Result]:
     leaves read-only answers EROFS even for root.  Never raises.
     """
     user = _user_name()
-    for name, path in (("repo_path", config.repo_path),
-                       ("state_db", os.path.dirname(config.state_db) or ".")):
-        problem = _unwritable(path)
-        if problem:
-            yield Result("FAIL", "writable", f"{name} {path}: {problem} (as user {user})",
-                         f"chown -R {user}: {path} (create it first if missing), and name it "
-                         "in the unit's ReadWritePaths=")
-        else:
-            yield Result("OK", "writable", f"{name} {path} is writable by {user}")
+    problem = _unwritable(path)
+    if problem:
+        return Result("FAIL", "writable", f"{name} {path}: {problem} (as user {user})",
+                      f"chown -R {user}: {path} (create it first if missing), and name it "
+                      "in the unit's ReadWritePaths=")
+    return Result("OK", "writable", f"{name} {path} is writable by {user}")
 
 
 def _unwritable(path: str) -> str:
