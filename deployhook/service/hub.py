@@ -31,7 +31,9 @@ from deployhook.settings import Config
 
 log = logging.getLogger("deployhook")
 RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db")
-WATCH_EVERY = 0.25  # seconds between reads of the checkouts' HEADs and the record
+WATCH_EVERY = 0.25  # seconds between refreshes; each target's HEAD is read once a second
+HEAD_ROUNDS = 4  # refreshes in which every target's HEAD is read once (a quarter each)
+RECORD_EVERY = 20  # refreshes between reads of the record when nobody else wrote to it
 
 
 class Hub:
@@ -58,6 +60,8 @@ class Hub:
         self.idle_listeners: list[Callable[[], None]] = []
         self._watch: PeriodicCallback | None = None
         self._watching: asyncio.Future[None] | None = None
+        self._ticks = 0
+        self._data_version: int | None = None
 
     def _target(self, config: Any) -> Target:
         return Target(config, self.executor, self.record, self.gate, self._result, self._start)
@@ -110,24 +114,39 @@ class Hub:
 
     def _tick(self) -> None:
         if self._watching is None or self._watching.done():
-            self._watching = asyncio.ensure_future(self.refresh())
+            self._watching = asyncio.ensure_future(self.refresh(everything=False))
 
-    async def refresh(self) -> None:
-        """Re-read every target's HEAD from its files and its last run and run count from
-        the record (both off the IOLoop, one job each for all targets).  Never raises."""
+    async def refresh(self, everything: bool = True) -> None:
+        """Re-read targets' HEADs from their files and their last runs and run counts from
+        the record, off the IOLoop, so that what the daemon reports is what the checkouts
+        and the record say, whoever deployed.  Each call after the first reads a quarter
+        of the HEADs (every one, with up to four targets) and reads the record only when
+        another process wrote to it, a HEAD moved, or every ``RECORD_EVERY`` calls.
+        Never raises."""
         targets = list(self.targets.values())
+        if not everything and len(targets) > HEAD_ROUNDS:
+            share = -(-len(targets) // HEAD_ROUNDS)
+            start = (self._ticks % HEAD_ROUNDS) * share
+            targets = targets[start:start + share]
+        self._ticks += 1
         generations = [t.generation for t in targets]
-        loop = asyncio.get_running_loop()
         paths = [t.config.repo_path for t in targets]
-        heads = await loop.run_in_executor(self.executor, _read_heads, paths)
+        heads = await asyncio.get_running_loop().run_in_executor(
+            self.executor, _read_heads, paths)
+        moved = any(h is not None and h != t.head for t, h in zip(targets, heads, strict=True))
+        force = everything or moved or self._ticks % RECORD_EVERY == 0
         try:
-            last, counts = await self.record.run(_summaries)
+            version, summaries = await self.record.run(
+                lambda s: _summaries(s, None if force else self._data_version))
+            self._data_version = version
         except Exception as exc:  # reported where the record is written
             log.debug("cannot read the deployment record: %s", exc)
-            last, counts = None, None
+            summaries = None
         for target, head, generation in zip(targets, heads, generations, strict=True):
-            recorded = None if counts is None or last is None else (
-                last.get(target.name), counts.get(target.name, 0))
+            recorded = None if summaries is None else (
+                summaries[0].get(target.name), summaries[1].get(target.name, 0))
+            if summaries is not None and target.name in summaries[2]:
+                head = None  # another process is deploying it: its HEAD is not final yet
             if target.refreshed(head, recorded, generation):
                 for listener in self.head_listeners:
                     listener(target)
@@ -228,7 +247,15 @@ def _read_heads(paths: list[str]) -> list[str | None]:
     return heads
 
 
-def _summaries(store: Store) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """Each target's newest finished run (as in ``last_deploy``) and its run count."""
+Summaries = tuple[dict[str, dict[str, Any]], dict[str, int], set[str]]
+
+
+def _summaries(store: Store, unless: int | None) -> tuple[int, Summaries | None]:
+    """The record's data version, and each target's newest finished run (as in
+    ``last_deploy``), run count, and the targets with a run going on, unless the data
+    version is still ``unless``."""
+    version = store.data_version()
+    if version == unless:
+        return version, None
     last = {name: recorded_summary(run) for name, run in store.last_runs().items()}
-    return last, store.run_counts()
+    return version, (last, store.run_counts(), store.running_targets())
