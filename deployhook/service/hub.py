@@ -19,6 +19,7 @@ from typing import Any
 from tornado.ioloop import PeriodicCallback
 
 from deployhook.errors import ConfigError, DeliveryError
+from deployhook.git import releases
 from deployhook.git.checkout import Checkout, RunResult, resolve_target
 from deployhook.git.headref import read_head
 from deployhook.network import parse_networks
@@ -111,7 +112,7 @@ class Hub:
         targets = list(self.targets.values())
         generations = [t.generation for t in targets]
         loop = asyncio.get_running_loop()
-        paths = [t.config.repo_path for t in targets]
+        paths = [releases.head_path(t.config) for t in targets]
         heads = await loop.run_in_executor(self.executor, _read_heads, paths)
         try:
             last, counts = await self.record.run(_summaries)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from deployhook.forges.delivery import Push
+from deployhook.git import releases
 from deployhook.git.checkout import Checkout, RunResult, resolve_target
 from deployhook.record.recorder import Recorder
 from deployhook.secret import SecretSource
@@ -60,6 +61,9 @@ class Target:
         """
         resolved = await self.worker.run_in_executor(resolve_target, self.checkout, self.config)
         self.branch, self.repository, self.head = resolved
+        if releases.enabled(self.config):  # the live release, not the store; no half-built
+            await self.worker.run_in_executor(releases.clean_partial, self.config)
+            self.head = await self.worker.run_in_executor(releases.live_sha, self.config)
         what = f"tags {self.config.tags}" if self.config.tags else (
             self.branch or "the default branch")
         log.info("%s: deploying %s of %s in %s (HEAD %s)", self.name, what,
