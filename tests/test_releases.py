@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +21,7 @@ from deployhook.git.checkout import Checkout
 from deployhook.record.store import Store
 from deployhook.service.runs import run_deploy
 from deployhook.settings import TargetConfig
-from tests.helpers import Repos, deliver_push, git, http, start_daemon
+from tests.helpers import Repos, basic_auth, deliver_push, git, http, start_daemon
 
 
 def target(repos: Repos, **values: Any) -> TargetConfig:
@@ -315,8 +316,18 @@ def test_sigkill_during_a_build_keeps_the_old_release_and_deploys_after_restart(
         assert "removed the half-built release" in daemon.log()
         status, health = http("GET", daemon.url + "/health")
         assert status == 200 and health["head"] == sha
+        page = _page(daemon.url + "/")  # the status page lists the releases, live marked
+        live_name = os.readlink(site / "current").split("/")[-1]
+        assert f"<strong>{live_name}</strong> <span class=\"badge ok\">live</span>" in page
+        assert old.split("/")[-1] in page
     finally:
         daemon.stop()
+
+
+def _page(url: str) -> str:
+    request = urllib.request.Request(url, headers=basic_auth())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
 
 
 def _quietly(fn: Any, *args: Any) -> None:
