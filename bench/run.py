@@ -230,6 +230,24 @@ def run_strangers(args: argparse.Namespace, rounds: int = 3) -> int:
     return 0
 
 
+def run_releases(args: argparse.Namespace) -> int:
+    """Deploy time in releases mode against in-place, and disk per release."""
+    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
+    isolate_git(work)
+    try:
+        (work / "releases").mkdir()
+        figures = measure.releases(make_repos(work / "releases"), args.reps)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+               "releases": figures}
+    output = BENCH / "releases.json" if args.output == str(BENCH / "results.json") \
+        else Path(args.output)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
 def main() -> int:
     """Run every figure for every target, print the table, write results.json."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -245,9 +263,11 @@ def main() -> int:
                         help="remote delay (s) during the burst")
     parser.add_argument("--stall-delay", type=float, default=2.0,
                         help="remote delay (s) during the stall deploy")
-    parser.add_argument("--only", choices=["strangers"],
+    parser.add_argument("--only", choices=["strangers", "releases"],
                         help="strangers: only the large-body figures for deployhook (5 signed "
-                        "25 MB at once; 20 wrongly signed 26 MiB), to bench/strangers.json")
+                        "25 MB at once; 20 wrongly signed 26 MiB), to bench/strangers.json; "
+                        "releases: deploy time in releases mode against in-place and disk "
+                        "per release, to bench/releases.json")
     parser.add_argument("--profile", action="store_true",
                         help="also profile deployhook with py-spy (bench/profiles/)")
     parser.add_argument("--output", default=str(BENCH / "results.json"))
@@ -260,6 +280,8 @@ def main() -> int:
 
     if args.only == "strangers":
         return run_strangers(args)
+    if args.only == "releases":
+        return run_releases(args)
     if args.profile and shutil.which("py-spy") is None:
         parser.error("--profile needs py-spy: python -m pip install py-spy")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

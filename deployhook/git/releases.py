@@ -298,6 +298,7 @@ def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
     config = checkout.config
     cwd = str(path.parent)
     store._step("release clone", steps, "clone", "--shared", "--no-checkout", "--quiet",
+                "--template=",  # no sample hooks: a release costs its files, little more
                 "--", str(Path(store.path).resolve()), str(path), cwd=cwd)
     here = str(path)
     store._step("release checkout", steps, "-c", "advice.detachedHead=false", "checkout",
@@ -308,7 +309,8 @@ def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
     if config.submodules and (path / ".gitmodules").exists():
         store._git("config", "submodule.alternateLocation", "superproject", cwd=here)
         store._git("config", "submodule.alternateErrorStrategy", "info", cwd=here)
-        store._step("release submodules", steps, "submodule", "update", "--init",
+        store._step("release submodules", steps, "-c", "init.templateDir=", "submodule",
+                    "update", "--init",
                     "--recursive", network=True, cwd=here)
     _link_shared(config, path, steps)
 
