@@ -53,10 +53,13 @@ class DeployHook(Hub):
 
     def routes(self, health_path: str | None = "/health",
                record_path: str | None = "/deployments",
-               page_path: str | None = "/") -> list[tuple[str, Any, dict[str, Any]]]:
+               page_path: str | None = "/", **paths: str | None,
+               ) -> list[tuple[str, Any, dict[str, Any]]]:
         """URL specs: the webhooks (``webhook_path`` and ``/hooks/<target>``) and, unless
-        None, the health check, the record's JSON API and the status page."""
-        return routes(self, health_path, record_path, page_path)
+        None, the health check, the record's JSON API, the status page, and (``paths``:
+        ``api_path``, ``docs_path``, ``metrics_path``) the OpenAPI document, its page
+        and the metrics."""
+        return routes(self, health_path, record_path, page_path, **paths)  # type: ignore[arg-type]
 
     def _only(self) -> Target:
         if self.single is None:

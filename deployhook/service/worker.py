@@ -71,6 +71,11 @@ class GitWorker:
         """True while a deploy runs or deliveries wait for one."""
         return bool(self._pending) or (self._task is not None and not self._task.done())
 
+    @property
+    def waiting(self) -> int:
+        """How many accepted pushes wait for the next run."""
+        return len(self._pending)
+
     def submit(self, push: Push, row: int | None = None,
                trigger: str = "webhook") -> asyncio.Future[RunResult]:
         """Queue ``push``; the future resolves with the run that covered it."""

@@ -49,7 +49,19 @@ class JSONHandler(tornado.web.RequestHandler):
         reason = exc.reason if isinstance(exc, tornado.web.HTTPError) and exc.reason else None
         if status_code == 401:  # send_error() cleared the header set before raising
             self.set_header("WWW-Authenticate", 'Basic realm="deployhook", charset="UTF-8"')
+        set_allow(self, status_code)
         self.reply(status_code, {"result": "error", "reason": reason or self._reason})
+
+
+def set_allow(handler: tornado.web.RequestHandler, status_code: int) -> None:
+    """On a 405, the ``Allow`` header RFC 9110 requires: the methods ``handler``'s class
+    implements (``GET, POST``)."""
+    if status_code != 405:
+        return
+    base = tornado.web.RequestHandler
+    handler.set_header("Allow", ", ".join(
+        method for method in handler.SUPPORTED_METHODS
+        if getattr(type(handler), method.lower(), None) is not getattr(base, method.lower())))
 
 
 class HealthHandler(JSONHandler):
@@ -201,7 +213,10 @@ class WebhookHandler(JSONHandler):
             self.counted = False
             self.hub.answered()
 
-    def get(self, *_: str) -> None:
+    def get(self, *names: str) -> None:
+        if names and names[0] not in self.hub.targets:
+            raise tornado.web.HTTPError(404, reason="no such target: the URL is "
+                                        "/hooks/<target name>")
         self.reply(200, {"result": "ok", "reason": "deployhook is listening; "
                          "forges deliver webhooks here with POST"})
 
