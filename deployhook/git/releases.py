@@ -39,7 +39,7 @@ from pathlib import Path
 
 from deployhook.forges.delivery import Push
 from deployhook.git import postdeploy
-from deployhook.git.checkout import Checkout, DeployFailed, RunResult
+from deployhook.git.checkout import Checkout, DeployFailed, RunResult, resolve_target
 from deployhook.git.steps import Step, redact, summary, tail
 from deployhook.settings import Config, TargetConfig
 
@@ -146,6 +146,22 @@ def locked(config: TargetConfig | Config) -> Iterator[bool]:
                     return
                 time.sleep(0.05)
         yield True
+
+
+def resolve(checkout: Checkout, config: TargetConfig | Config
+            ) -> tuple[str | None, str | None, str | None]:
+    """:func:`~deployhook.git.checkout.resolve_target`, and in releases mode: the
+    half-built releases removed (:func:`clean_partial`) and HEAD the live release's
+    commit (None before the first switch).  Blocking.
+
+    Raises:
+        ConfigError: as ``resolve_target``.
+    """
+    branch, repository, head = resolve_target(checkout, config)
+    if enabled(config):
+        clean_partial(config)
+        head = live_sha(config)
+    return branch, repository, head
 
 
 def clean_partial(config: TargetConfig | Config) -> list[str]:

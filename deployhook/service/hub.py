@@ -20,7 +20,7 @@ from tornado.ioloop import PeriodicCallback
 
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.git import releases
-from deployhook.git.checkout import Checkout, RunResult, resolve_target
+from deployhook.git.checkout import Checkout, RunResult
 from deployhook.git.headref import read_head
 from deployhook.network import parse_networks
 from deployhook.record.recorder import Recorder
@@ -164,7 +164,7 @@ class Hub:
             checkout = Checkout(target)
             try:
                 resolved[target.name] = (checkout, await loop.run_in_executor(
-                    self.executor, resolve_target, checkout, target))
+                    self.executor, releases.resolve, checkout, target))
             except ConfigError as exc:
                 raise ConfigError(f"target {target.name!r}: {exc}") from None
         fixed = [key for key in RESTART_KEYS if getattr(config, key) != getattr(self.config, key)]

@@ -14,7 +14,7 @@ from typing import Any
 
 from deployhook.forges.delivery import Push
 from deployhook.git import releases
-from deployhook.git.checkout import Checkout, RunResult, resolve_target
+from deployhook.git.checkout import Checkout, RunResult
 from deployhook.record.recorder import Recorder
 from deployhook.secret import SecretSource
 from deployhook.service.worker import GitWorker
@@ -59,11 +59,9 @@ class Target:
             ConfigError: ``repo_path`` is no checkout and ``repo_url`` is unset, or the
                 checkout's HEAD is detached and neither ``branch`` nor ``tags`` is set.
         """
-        resolved = await self.worker.run_in_executor(resolve_target, self.checkout, self.config)
+        resolved = await self.worker.run_in_executor(releases.resolve, self.checkout,
+                                                     self.config)
         self.branch, self.repository, self.head = resolved
-        if releases.enabled(self.config):  # the live release, not the store; no half-built
-            await self.worker.run_in_executor(releases.clean_partial, self.config)
-            self.head = await self.worker.run_in_executor(releases.live_sha, self.config)
         what = f"tags {self.config.tags}" if self.config.tags else (
             self.branch or "the default branch")
         log.info("%s: deploying %s of %s in %s (HEAD %s)", self.name, what,
