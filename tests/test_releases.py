@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from deployhook.cli.main import main
+from deployhook.errors import ConfigError
 from deployhook.git import releases
 from deployhook.git.checkout import Checkout
 from deployhook.record.store import Store
 from deployhook.service.runs import run_deploy
-from deployhook.settings import TargetConfig
+from deployhook.settings import TargetConfig, load
 from tests.helpers import Repos, basic_auth, deliver_push, git, http, start_daemon
 
 
@@ -228,6 +229,33 @@ def test_a_failure_answers_500_and_leaves_the_previous_release_live(
     finally:
         _Health.status = 500
         daemon.stop()
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"deploy_mode": "releases", "releases_path": None}, "needs releases_path"),
+    ({"deploy_mode": "atomic"}, "deploy_mode must be one of in-place, releases"),
+    ({"shared_paths": ("../etc",)}, "shared_paths entries must be relative"),
+    ({"shared_paths": ("/srv/x",)}, "shared_paths entries must be relative"),
+    ({"keep_releases": 1}, "keep_releases must be at least 2"),
+    ({"activate": ()}, "activate must be a non-empty list"),
+    ({"health_timeout": 0.0}, "health_timeout must be a positive"),
+])
+def test_bad_release_settings_are_refused(values: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        TargetConfig(**{"releases_path": "/srv/site", **values})
+
+
+def test_release_settings_load_from_a_target(tmp_path: Path) -> None:
+    """The keys are per target, releases_path resolved against the config's folder."""
+    path = tmp_path / "config.py"
+    path.write_text("targets = {'site': {'repo_path': 'repo', 'deploy_mode': 'releases', "
+                    "'releases_path': 'site', 'shared_paths': ['uploads', '.env'], "
+                    "'activate': ['true'], 'health_url': 'http://127.0.0.1/h', "
+                    "'keep_releases': 3}}\n")
+    site = load(path, environ={}).target("site")
+    assert (site.deploy_mode, site.releases_path, site.shared_paths, site.activate,
+            site.keep_releases, site.health_timeout) == (
+        "releases", str(tmp_path / "site"), ("uploads", ".env"), ("true",), 3, 10.0)
 
 
 def cli(repos: Repos, *args: str) -> int:

@@ -177,6 +177,8 @@ def clean_partial(config: TargetConfig | Config) -> list[str]:
         except BlockingIOError:
             return []
         removed = _remove_partial(path)
+        for link in root(config).glob(f".{CURRENT}.*.tmp"):  # a switch cut short
+            link.unlink(missing_ok=True)
     return removed
 
 
