@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deployhook.git.checkout import RunResult
+from deployhook.report.reporter import Reporter
 from deployhook.service.hub import Hub
 from deployhook.service.reload import Reloader, reexec
 from deployhook.service.target import Target
@@ -40,6 +41,7 @@ class DeployHook(Hub):
                                  on_reexec or self._close_and_reexec, repo_path=first.repo_path)
         self.listeners.append(self._reload_after)
         self.idle_listeners.append(self.reloader.poke)
+        self.reporter = Reporter(self)
 
     def _reload_after(self, target: Target, result: RunResult) -> None:
         if result.deployed:

@@ -175,8 +175,9 @@ def test_a_ping_is_answered_pong_where_the_forge_has_one(site: Site) -> None:
     200 pong and fetch nothing; the other forges test a hook with a push."""
     payload = payloads.ping_payload(site.forge, repository=site.repository,
                                     url=site.hook, default_branch="main")
-    if payload is None:
-        pytest.skip(f"{site.forge} tests a hook with a push")
+    if payload is None:  # its test button sends a push: test_a_push_deploys covers it
+        assert site.forge not in ("github", "bitbucket-server")
+        return
     fetches, body = site.repos.fetches(), json.dumps(payload).encode()
     status, answer = site.post(body, sign_headers(site.forge, site.secret, body, "ping"))
     assert status == 200 and answer["result"] == "pong", site.context(answer)
@@ -187,7 +188,7 @@ def test_a_stale_signed_timestamp_gets_401(site: Site) -> None:
     """GitLab's signing token signs a timestamp: one an hour old is refused, however
     well signed."""
     if not site.secret.startswith(b"whsec_"):
-        pytest.skip("only GitLab's signing token signs a timestamp")
+        return  # no other forge signs a timestamp: nothing can be stale
     before, fetches = site.head(), site.repos.fetches()
     sha = site.repos.commit()
     status, answer = site.post(*site.delivery(before=before, after=sha,

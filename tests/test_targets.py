@@ -125,10 +125,6 @@ def test_webhook_path_deploys_only_the_target_the_delivery_names(two: Two) -> No
     assert two.head("b") == b_head != sha_b and two.repos["b"].fetches() == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 11 says a delivery at webhook_path is verified against the secret of each target "
-    "whose repository it names; the core verifies it against every target's secret and "
-    "answers 202 'no target deploys octo-org/a' (README documents that)"))
 def test_webhook_path_verifies_with_the_named_targets_secret(two: Two) -> None:
     """A's repository signed with B's secret is refused (401), and A is not touched."""
     sha_a = two.repos["a"].commit()
