@@ -20,7 +20,8 @@ from tornado.ioloop import PeriodicCallback
 
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.forges.delivery import Push
-from deployhook.git.checkout import Checkout, RunResult, resolve_target
+from deployhook.git import releases
+from deployhook.git.checkout import Checkout, RunResult
 from deployhook.git.headref import read_head
 from deployhook.network import parse_networks
 from deployhook.record.recorder import Recorder
@@ -130,7 +131,7 @@ class Hub:
             targets = targets[start:start + share]
         self._ticks += 1
         generations = [t.generation for t in targets]
-        paths = [t.config.repo_path for t in targets]
+        paths = [releases.head_path(t.config) for t in targets]
         heads = await asyncio.get_running_loop().run_in_executor(
             self.executor, _read_heads, paths)
         moved = any(h is not None and h != t.head for t, h in zip(targets, heads, strict=True))
@@ -189,7 +190,7 @@ class Hub:
             checkout = Checkout(target)
             try:
                 resolved[target.name] = (checkout, await loop.run_in_executor(
-                    self.executor, resolve_target, checkout, target))
+                    self.executor, releases.resolve, checkout, target))
             except ConfigError as exc:
                 raise ConfigError(f"target {target.name!r}: {exc}") from None
         fixed = [key for key in RESTART_KEYS if getattr(config, key) != getattr(self.config, key)]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from deployhook.forges.delivery import Push
+from deployhook.git import releases
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.git.steps import redact
 from deployhook.record.store import Store
@@ -39,7 +40,10 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
     run_id = record(lambda s: s.start_run(trigger, branch, before, list(rows), pushers,
                                           target=target))
     try:
-        result = checkout.deploy(branch, list(pushes))
+        if releases.enabled(checkout.config):  # build a release, switch ``current``
+            result = releases.deploy(checkout, branch, list(pushes))
+        else:
+            result = checkout.deploy(branch, list(pushes))
     except Exception as exc:
         log.exception("deploy run %s of %s crashed", run_id or "-", target)
         result = RunResult(False, before, _head(checkout), branch, reason=crash_reason(exc))
@@ -63,8 +67,11 @@ def crash_reason(exc: BaseException) -> str:
 
 
 def _head(checkout: Checkout) -> str | None:
-    """HEAD now, or None when there is no checkout or it cannot be read."""
+    """HEAD now (in releases mode: the live release's commit), or None when there is no
+    checkout or it cannot be read."""
     try:
+        if releases.enabled(checkout.config):
+            return releases.live_sha(checkout.config)
         return checkout.head() if checkout.exists() else None
     except Exception as exc:  # reading HEAD must never hide the run's own outcome
         log.error("cannot read HEAD of %s: %s", checkout.path, exc)
