@@ -342,8 +342,9 @@ def test_sigkill_during_a_build_keeps_the_old_release_and_deploys_after_restart(
         assert not list((site / "releases").glob("*.partial"))
         assert len(list((site / "releases").iterdir())) == 2  # old + new, no half-built
         assert "removed the half-built release" in daemon.log()
-        status, health = http("GET", daemon.url + "/health")
-        assert status == 200 and health["head"] == sha
+        while http("GET", daemon.url + "/health")[1].get("head") != sha:  # the run ends
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
         page = _page(daemon.url + "/")  # the status page lists the releases, live marked
         live_name = os.readlink(site / "current").split("/")[-1]
         assert f"<strong>{live_name}</strong> <span class=\"badge ok\">live</span>" in page
