@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deployhook.http")
 UNBOUNDED = 1 << 62
+# Bodies are hashed and spooled on one thread of their own: the IOLoop keeps the other
+# core, however many strangers send at once (hashlib and file writes drop the GIL).
+BODY_THREAD = ThreadPoolExecutor(1, thread_name_prefix="deployhook-body")
 READ_BACK = 1024 * 1024  # bytes per read when a spooled body is hashed after the fact
 HASH_IN_THREAD = 16 * 1024  # chunks this big are hashed in a thread (hashlib drops the GIL)
 # as are the writes of spooled bodies (a write may wait on the disk)
@@ -100,7 +104,7 @@ class WebhookHandler(JSONHandler):
         the target)."""
         self.hub, self.deliveries, self.routed = hub, deliveries, routed
         self.limit = hub.config.max_body_size
-        self.body = spool.Body()
+        self.body = spool.Body(closer=BODY_THREAD)
         self.hashed: mac.Hashed | None = None
         self.too_large = False
         self.counted = False
@@ -183,7 +187,7 @@ class WebhookHandler(JSONHandler):
             self.hashed.update(chunk)
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self._consume, chunk)
+            await asyncio.get_running_loop().run_in_executor(BODY_THREAD, self._consume, chunk)
         except OSError as exc:
             log.error("cannot spool a request body to a temporary file: %s", exc)
             self.body.release()
@@ -303,7 +307,7 @@ class WebhookHandler(JSONHandler):
             for chunk in iter(lambda: body.file.read(READ_BACK), b""):  # type: ignore[union-attr]
                 hashed.update(chunk)
 
-        await asyncio.get_running_loop().run_in_executor(None, feed)
+        await asyncio.get_running_loop().run_in_executor(BODY_THREAD, feed)
         return hashed
 
     async def _answer(self, event: forges.Event, targets: list[Target],
