@@ -11,7 +11,9 @@ import json
 import os
 import pwd
 import socket
+import sqlite3
 import stat
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.git.checkout import Checkout, resolve_target
 from deployhook.git.steps import redact
+from deployhook.record.store import Store
 from deployhook.secret import SecretSource
 from deployhook.settings import Config
 
@@ -44,6 +47,7 @@ def run_checks(config: Config, config_path: str) -> list[Result]:
 def _checks(config: Config, config_path: str) -> Iterator[Result]:
     yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
     yield from _secret(config)
+    yield from _secret_uses(config)
     yield from _checkout(config)
     yield from _writable(config)
     yield _bind(config)
@@ -65,6 +69,53 @@ def _secret(config: Config) -> Iterator[Result]:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         yield Result("WARN", "secret", f"{config.secret_file} is readable by others "
                      f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {config.secret_file}")
+
+
+def _secret_uses(config: Config) -> Iterator[Result]:
+    """Per target, when each of its secrets (by position) last verified a delivery, from
+    the record: after a rotation, the old secret's line can go once it is no longer used."""
+    uses = _recorded_secret_uses(config.state_db)
+    for target in config.targets:
+        try:
+            count = len(SecretSource(target.secret_file, target.secret).all())
+        except DeliveryError:
+            continue  # reported by the secret check (or the daemon) already
+        seen = uses.get(target.name, {})
+        for position in range(1, count + 1):
+            when = seen.get(position)
+            used = (f"last verified a delivery {_ago(when)}" if when is not None
+                    else "has verified no delivery the record keeps")
+            name = "secret" if len(config.targets) == 1 else f"secret {target.name}"
+            yield Result("OK", name, f"secret {position} of {count} {used}")
+
+
+def _recorded_secret_uses(path: str) -> dict[str, dict[int, float]]:
+    """``Store.secret_uses`` of the record at ``path``; empty when there is none (yet) or
+    it cannot be read (an older record has no positions)."""
+    if not os.path.isfile(path):
+        return {}
+    try:
+        store = Store(path, readonly=True)
+    except (sqlite3.Error, RuntimeError):
+        return {}
+    try:
+        return store.secret_uses()
+    except sqlite3.Error:
+        return {}
+    finally:
+        store.close()
+
+
+def _ago(when: float) -> str:
+    """``when`` (Unix seconds) as UTC time and how long ago."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+    seconds = max(0, int(time.time() - when))
+    if seconds < 120:
+        return f"at {stamp} ({seconds}s ago)"
+    if seconds < 7200:
+        return f"at {stamp} ({seconds // 60} min ago)"
+    return f"at {stamp} ({seconds // 3600} h ago)" if seconds < 172800 else (
+        f"at {stamp} ({seconds // 86400} days ago)")
 
 
 def _checkout(config: Config) -> Iterator[Result]:

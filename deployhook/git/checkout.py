@@ -555,10 +555,10 @@ class Checkout:
                 f"updated to {after} but {summary(step)} (exit status {step.status})", steps)
 
     def _secrets(self) -> list[str]:
-        """The webhook secret, to mask in post_deploy's output (none when unreadable)."""
+        """The webhook secrets, to mask in post_deploy's output (none when unreadable)."""
         try:
-            return [SecretSource(self.config.secret_file, self.config.secret).get()
-                    .decode("utf-8", "replace")]
+            return [value.decode("utf-8", "replace") for value in
+                    SecretSource(self.config.secret_file, self.config.secret).all()]
         except SecretMissing:
             return []
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from deployhook.git.steps import Step, redact_recorded
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_TARGET = "default"  # history from before targets is kept under this name
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
 MIGRATIONS: dict[int, str] = {
@@ -78,6 +78,9 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE deliveries ADD COLUMN target TEXT NOT NULL DEFAULT 'default';
     CREATE INDEX runs_by_target ON runs(target, id);
     """,
+    3: """
+    ALTER TABLE deliveries ADD COLUMN secret_index INTEGER;  -- 1-based line that verified it
+    """,
 }
 
 
@@ -95,6 +98,7 @@ class DeliveryRecord:
     pusher: str | None = None
     accepted: bool = False
     target: str = DEFAULT_TARGET
+    secret_index: int | None = None  # which secret (1-based position) verified it
 
 
 class Store:
@@ -145,9 +149,10 @@ class Store:
         """Record an arriving delivery; return its row id."""
         cur = self.db.execute(
             "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher, remote_addr,"
-            " signature, received, accepted, target) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " signature, received, accepted, target, secret_index)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (*_texts(record), time.time() if received is None else received,
-             int(record.accepted), record.target))
+             int(record.accepted), record.target, record.secret_index))
         return int(cur.lastrowid or 0)
 
     def log_deliveries(self, answered: Sequence[tuple[DeliveryRecord, float, int, str, str]]
@@ -158,10 +163,10 @@ class Store:
             self.db.execute("BEGIN")
             cur = self.db.executemany(
                 "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher,"
-                " remote_addr, signature, received, accepted, status, result, reason, target)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " remote_addr, signature, received, accepted, status, result, reason, target,"
+                " secret_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(*_texts(r), received, int(r.accepted), status, _text(result), _text(reason),
-                  r.target)
+                  r.target, r.secret_index)
                  for r, received, status, result, reason in answered])
             last = self.db.execute("SELECT MAX(id) FROM deliveries").fetchone()[0] or 0
             if cur.rowcount and last // 1000 != (last - len(answered)) // 1000:
@@ -198,6 +203,16 @@ class Store:
             "   ON r2.id = d2.run_id WHERE r2.outcome = 'ok' AND d2.target=?), 0)"
             " ORDER BY d.id", (target, target)).fetchall()
         return [dict(row) for row in rows]
+
+    def secret_uses(self) -> dict[str, dict[int, float]]:
+        """When each secret position last verified a delivery the record keeps:
+        ``{target: {position: received}}``."""
+        uses: dict[str, dict[int, float]] = {}
+        for row in self.db.execute(
+                "SELECT target, secret_index, MAX(received) FROM deliveries"
+                " WHERE secret_index IS NOT NULL GROUP BY target, secret_index"):
+            uses.setdefault(row[0], {})[int(row[1])] = float(row[2])
+        return uses
 
     # -- runs --------------------------------------------------------------------------
     def start_run(self, trigger: str, branch: str, head_before: str | None,

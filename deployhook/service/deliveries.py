@@ -33,6 +33,17 @@ class Facts:
     client: str
     forge: str = "github"
     signature: str = "unchecked"  # valid, invalid, unchecked
+    # (target name, position 1-based of the secret that verified the delivery) per target
+    secrets: tuple[tuple[str, int], ...] = ()
+
+    def secret_index(self, target: str) -> int | None:
+        """The position of the secret of ``target`` that verified the delivery (None:
+        not verified, or not by a secret of ``target``; with no target named, the only
+        position there is)."""
+        positions = dict(self.secrets)
+        if not target and len(positions) == 1:
+            return next(iter(positions.values()))
+        return positions.get(target)
 
 
 @dataclass
@@ -129,7 +140,7 @@ class Deliveries:
             remote_addr=facts.client, signature=facts.signature,
             ref=push.ref if push else None, before=push.before if push else None,
             after=push.after if push else None, pusher=push.pusher if push else None,
-            accepted=accepted, target=target)
+            accepted=accepted, target=target, secret_index=facts.secret_index(target))
 
     @staticmethod
     def _log(target: str, facts: Facts, answer: Answer) -> None:

@@ -132,19 +132,23 @@ class Hub:
             listener(target, result)
         self._idle()
 
-    def secrets(self, targets: list[Target]) -> list[tuple[bytes, list[Target]]]:
-        """The distinct secrets of ``targets``, each with the targets it belongs to.
+    def secrets(self, targets: list[Target]) -> list[tuple[bytes, list[tuple[Target, int]]]]:
+        """The distinct secrets of ``targets`` (every line of each secret file), each with
+        the targets it belongs to and its position (1-based) among that target's secrets.
 
         Raises:
             DeliveryError: no target's secret can be read (500, naming the files).
         """
-        found: dict[bytes, list[Target]] = {}
+        found: dict[bytes, list[tuple[Target, int]]] = {}
         missing: list[DeliveryError] = []
         for target in targets:
             try:
-                found.setdefault(target.secret.get(), []).append(target)
+                values = target.secret.all()
             except DeliveryError as exc:
                 missing.append(exc)
+                continue
+            for position, value in enumerate(values, 1):
+                found.setdefault(value, []).append((target, position))
         if not found and missing:
             raise missing[0]
         return list(found.items())

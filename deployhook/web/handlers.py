@@ -92,7 +92,8 @@ class WebhookHandler(JSONHandler):
         self.too_large = False
         self.counted = False
         self.forge = "github"
-        self.candidates: list[tuple[bytes, list[Target]]] = []
+        self.candidates: list[tuple[bytes, list[tuple[Target, int]]]] = []
+        self.positions: tuple[tuple[str, int], ...] = ()  # which secret verified, per target
         self.signature = "unchecked"
         self.client = self.request.remote_ip or "unknown"
         self.target: Target | None = None
@@ -236,13 +237,15 @@ class WebhookHandler(JSONHandler):
         secrets = [secret for secret, _ in self.candidates]
         index = forges.verify(self.forge, secrets, headers, self.hashed)
         self.signature = "valid"
+        matched = self.candidates[index][1]
+        self.positions = tuple((target.name, position) for target, position in matched)
         connections.mark(self.request, connections.VERIFIED)
         content_type = headers.get("Content-Type")
         if body.file is not None:
             payload = await parse_in_child(content_type, body.file)
         else:
             payload = parse_body(content_type, body.data)
-        return forges.parse(self.forge, headers, payload), self.candidates[index][1]
+        return forges.parse(self.forge, headers, payload), [target for target, _ in matched]
 
     async def _answer(self, event: forges.Event, targets: list[Target],
                       facts: Facts) -> Answer:
@@ -270,7 +273,7 @@ class WebhookHandler(JSONHandler):
     def _facts(self, delivery_id: str | None = None) -> Facts:
         labelled_id, event = forges.labels(self.forge, self.request.headers)
         return Facts(delivery_id=delivery_id or labelled_id, event=event, client=self.client,
-                     forge=self.forge, signature=self.signature)
+                     forge=self.forge, signature=self.signature, secrets=self.positions)
 
     def refuse(self, exc: DeliveryError) -> None:
         """Answer (and record) a delivery refused before any target decided."""
