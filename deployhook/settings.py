@@ -34,7 +34,9 @@ TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Keys about one checkout: allowed inside a target; at the top level they are the defaults.
 TARGET_KEYS = ("repo_path", "remote", "branch", "repository", "repo_url", "submodules",
                "pull_strategy", "post_deploy", "post_deploy_timeout", "reload", "secret_file",
-               "ssh_key", "forge", "tags", "git_timeout", "lock_timeout")
+               "ssh_key", "forge", "tags", "git_timeout", "lock_timeout",
+               "pre_deploy", "pre_deploy_timeout", "on_failure", "on_failure_timeout")
+COMMAND_KEYS = ("pre_deploy", "post_deploy", "on_failure")  # argument lists, no shell
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
 SECRET_ENV = ENV_PREFIX + "SECRET"
 NOT_KEYS = (SECRET_ENV,)
@@ -61,6 +63,10 @@ class TargetConfig:
     ssh_key: str | None = None
     forge: str | None = None
     tags: str | None = None
+    pre_deploy: tuple[str, ...] | None = None
+    pre_deploy_timeout: float = 300.0
+    on_failure: tuple[str, ...] | None = None
+    on_failure_timeout: float = 60.0
     secret: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -74,11 +80,13 @@ class TargetConfig:
                 _check_choice("forge", self.forge, FORGES)
         except ConfigError as exc:
             raise ConfigError(f"{exc}{where}") from None
-        for key in ("git_timeout", "lock_timeout", "post_deploy_timeout"):
+        for key in ("git_timeout", "lock_timeout", "post_deploy_timeout", "pre_deploy_timeout",
+                    "on_failure_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds{where}")
-        if self.post_deploy is not None and not self.post_deploy:
-            raise ConfigError(f"post_deploy must be a non-empty list of arguments, or None{where}")
+        for key in COMMAND_KEYS:
+            if getattr(self, key) is not None and not getattr(self, key):
+                raise ConfigError(f"{key} must be a non-empty list of arguments, or None{where}")
         if self.tags is not None and not self.tags.strip():
             raise ConfigError(f"tags must be a non-empty pattern such as 'v*', or None{where}")
 
@@ -126,6 +134,10 @@ class Config:
     ssh_key: str | None = None
     forge: str | None = None
     tags: str | None = None
+    pre_deploy: tuple[str, ...] | None = None
+    pre_deploy_timeout: float = 300.0
+    on_failure: tuple[str, ...] | None = None
+    on_failure_timeout: float = 60.0
     # name -> that target's settings; empty: one target, ``default``, from the keys above.
     targets: tuple[TargetConfig, ...] = ()
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
@@ -207,6 +219,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "idle_timeout": (int, float), "body_timeout": (int, float),
     "unverified_memory": (int,), "unverified_disk": (int,),
     "ssh_key": (str, type(None)), "forge": (str, type(None)), "tags": (str, type(None)),
+    "pre_deploy": (list, tuple, type(None)), "pre_deploy_timeout": (int, float),
+    "on_failure": (list, tuple, type(None)), "on_failure_timeout": (int, float),
     "targets": (dict,),
     "status_access": (str,), "allowed_hosts": (list, tuple),
 }
@@ -395,7 +409,7 @@ def _coerce(key: str, value: Any) -> Any:
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
         raise ConfigError(f"{key} must be {names}, got {type(value).__name__} {value!r}")
-    if key in ("post_deploy", "allowed_networks", "trusted_proxies",
+    if key in (*COMMAND_KEYS, "allowed_networks", "trusted_proxies",
                "allowed_hosts") and value is not None:
         if not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{key} must be a list of strings")

@@ -364,6 +364,7 @@ class Checkout:
                     or not all(self.contains(sha, before) for sha in afters)):
                 if not unfinished:
                     self._mark_unfinished(Path(self.path) / ".git", before)
+                self._pre_deploy(pushes, before, steps)
                 self._update(branch, before, steps)
             after = self.head()
             if (after != before or unfinished) and self.config.post_deploy:
@@ -553,6 +554,24 @@ class Checkout:
         if not step.ok:
             raise DeployFailed(
                 f"updated to {after} but {summary(step)} (exit status {step.status})", steps)
+
+    def _pre_deploy(self, pushes: list[Push], before: str | None, steps: list[Step]) -> None:
+        """Run ``pre_deploy`` (when set) in the checkout before HEAD moves; not before a
+        first clone (there was nothing to protect).
+
+        Raises:
+            DeployFailed: it failed; its reason says so and that nothing was changed.
+        """
+        if self.config.pre_deploy is None or before is None:
+            return
+        env = postdeploy.push_env(self.path, self.current_branch() or "", pushes, before, None)
+        step = postdeploy.run(self.config.pre_deploy, self.path, env,
+                              self.config.pre_deploy_timeout, hidden=self._secrets(),
+                              name="pre_deploy")
+        steps.append(step)
+        if not step.ok:
+            raise DeployFailed(f"{summary(step)} (exit status {step.status}); not updated, "
+                               f"HEAD stays at {before}", steps)
 
     def _secrets(self) -> list[str]:
         """The webhook secrets, to mask in post_deploy's output (none when unreadable)."""

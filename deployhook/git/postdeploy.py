@@ -1,4 +1,5 @@
-"""Run the user's ``post_deploy`` command: no shell, a timeout, bounded output.
+"""Run the user's ``post_deploy`` command (and ``pre_deploy``, ``on_failure``): no shell,
+a timeout, bounded output.
 
 Blocking; call it from the git worker's executor.  The command runs in its own
 process group so that a timeout kills everything it started.  What it gets and
@@ -18,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
+from deployhook.forges.delivery import Push
 from deployhook.git.steps import OUTPUT_LIMIT, Step, hidden_values, mask, shown_command, tail
 from deployhook.settings import SECRET_ENV
 
@@ -32,6 +34,7 @@ def run(
     timeout: float,
     limit: int = OUTPUT_LIMIT,
     hidden: Iterable[str] = (),
+    name: str = "post_deploy",
 ) -> Step:
     """Run ``args`` in ``cwd`` with ``env`` added to the environment (each value through
     :func:`env_value`; ``$DEPLOYHOOK_SECRET`` left out).
@@ -41,7 +44,8 @@ def run(
     Output (stdout and stderr together) is kept to its last ``limit`` bytes.  The
     step's command is the program alone (:func:`~deployhook.git.steps.shown_command`);
     in its output the arguments' values (:func:`~deployhook.git.steps.hidden_values`),
-    each of ``hidden`` (say, the webhook secret) and URL credentials are masked.
+    each of ``hidden`` (say, the webhook secret) and URL credentials are masked.  ``name``
+    is the step's name (``post_deploy``, ``pre_deploy``, ``on_failure``).
     """
     start = time.monotonic()
     command = shown_command(args)
@@ -54,7 +58,7 @@ def run(
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
     except (OSError, ValueError) as exc:
-        return Step("post_deploy", command, 127, time.monotonic() - start,
+        return Step(name, command, 127, time.monotonic() - start,
                     mask(str(exc), secrets))
     chunks: deque[bytes] = deque()
     reader = threading.Thread(target=_drain, args=(proc, chunks, limit), daemon=True)
@@ -65,11 +69,30 @@ def run(
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         status = -signal.SIGKILL
-        note = f"\n[post_deploy timed out after {timeout:g}s; its process group was killed]"
+        note = f"\n[{name} timed out after {timeout:g}s; its process group was killed]"
     reader.join(5)
     output = b"".join(chunks).decode("utf-8", "replace")
-    return Step("post_deploy", command, status, time.monotonic() - start,
+    return Step(name, command, status, time.monotonic() - start,
                 tail(mask(output, secrets) + note))
+
+
+def push_env(path: str, branch: str, pushes: Sequence[Push], before: str | None,
+             after: str | None) -> dict[str, str]:
+    """The ``DEPLOYHOOK_*`` facts a command of the user's gets about a run (the newest
+    push's ref, SHAs, pusher and repository; every delivery ID)."""
+    last = pushes[-1] if pushes else None
+    return {
+        "DEPLOYHOOK_REPO_PATH": path,
+        "DEPLOYHOOK_BRANCH": branch,
+        "DEPLOYHOOK_HEAD_BEFORE": before or "",
+        "DEPLOYHOOK_HEAD_AFTER": after or "",
+        "DEPLOYHOOK_REF": last.ref if last else "",
+        "DEPLOYHOOK_BEFORE": last.before if last else "",
+        "DEPLOYHOOK_AFTER": last.after if last else "",
+        "DEPLOYHOOK_PUSHER": last.pusher if last else "",
+        "DEPLOYHOOK_REPOSITORY": last.repository if last else "",
+        "DEPLOYHOOK_DELIVERY": ",".join(p.delivery_id for p in pushes),
+    }
 
 
 def env_value(text: str, limit: int = ENV_VALUE_LIMIT) -> str:
