@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deployhook import __version__, settings
-from deployhook.cli import commands
+from deployhook.cli import commands, pause
 from deployhook.cli.check import Result, local_host, run_checks
 from deployhook.daemon import logs
 from deployhook.daemon.server import serve
@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--config", default="config.py",
                          help="the configuration file (default: ./config.py)")
     commands.add_parsers(subparsers)
+    pause.add_parsers(subparsers)
     args = parser.parse_args(argv)
     if args.command == "init" and not os.path.lexists(args.config):
         try:

@@ -302,7 +302,8 @@ class Store:
 
     def prune(self, keep_runs: int, keep_days: float) -> int:
         """Delete runs beyond the newest ``keep_runs`` or older than ``keep_days`` (and
-        deliveries older than the oldest kept run); return how many runs went."""
+        deliveries older than the oldest kept run, but those accepted while paused, which
+        wait for a resume, only after ``keep_days``); return how many runs went."""
         cutoff = time.time() - keep_days * 86400
         with self.db:
             self.db.execute("BEGIN")
@@ -310,7 +311,8 @@ class Store:
                 "DELETE FROM runs WHERE outcome != 'running' AND (started < ? OR id NOT IN"
                 " (SELECT id FROM runs ORDER BY id DESC LIMIT ?))", (cutoff, keep_runs)).rowcount
             self.db.execute("DELETE FROM deliveries WHERE run_id IS NULL AND received < ?"
-                            " AND status IS NOT NULL", (max(cutoff, self._oldest_run()),))
+                            " AND status IS NOT NULL AND (result IS NOT 'paused' OR received < ?)",
+                            (max(cutoff, self._oldest_run()), cutoff))
         return gone
 
     def _oldest_run(self) -> float:

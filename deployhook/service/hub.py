@@ -21,6 +21,8 @@ from tornado.ioloop import PeriodicCallback
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.git.checkout import Checkout, RunResult, resolve_target
 from deployhook.git.headref import read_head
+from deployhook.git.paused import Pause
+from deployhook.git.paused import read as read_pause
 from deployhook.network import parse_networks
 from deployhook.record.recorder import Recorder
 from deployhook.record.store import Store
@@ -107,12 +109,18 @@ class Hub:
 
     async def refresh(self) -> None:
         """Re-read every target's HEAD from its files and its last run and run count from
-        the record (both off the IOLoop, one job each for all targets).  Never raises."""
+        the record, and each pause (all off the IOLoop, one job each for all targets); a
+        target resumed since the last refresh deploys what it accepted while paused.
+        Never raises."""
         targets = list(self.targets.values())
         generations = [t.generation for t in targets]
         loop = asyncio.get_running_loop()
         paths = [t.config.repo_path for t in targets]
         heads = await loop.run_in_executor(self.executor, _read_heads, paths)
+        pauses = await loop.run_in_executor(self.executor, _read_pauses, paths)
+        for target, pause in zip(targets, pauses, strict=True):
+            if target.pause_read(pause):
+                await target.recover("resume")
         try:
             last, counts = await self.record.run(_summaries)
         except Exception as exc:  # reported where the record is written
@@ -223,6 +231,11 @@ def _read_heads(paths: list[str]) -> list[str | None]:
         except Exception:  # a half-written file, a removed checkout: keep the last value
             heads.append(None)
     return heads
+
+
+def _read_pauses(paths: list[str]) -> list[Pause | None]:
+    """Each checkout's pause (``deployhook pause``), None where not paused."""
+    return [read_pause(path) for path in paths]
 
 
 def _summaries(store: Store) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
