@@ -89,11 +89,12 @@ class Target:
         for row, push in pushes:
             if self.config.tags or self.branch is None or push.branch == self.branch:
                 self.worker.submit(push, row, trigger=trigger)
-        if pushes:
-            what = ("accepted while paused" if trigger == "resume"
-                    else "that never finished")
-            log.warning("%s: deploying the newest of %d accepted deliveries %s",
-                        self.name, len(pushes), what)
+        if pushes and trigger == "resume":
+            log.warning("%s: deploying the newest of %d deliveries accepted while paused",
+                        self.name, len(pushes))
+        elif pushes:
+            log.warning("%s: redeploying %d accepted deliveries that never finished",
+                        self.name, len(pushes))
 
     def pause_read(self, state: paused.Pause | None) -> bool:
         """Take the pause a refresh read; True when that is a resume (paused before, not
