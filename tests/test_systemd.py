@@ -33,7 +33,7 @@ What differs from a real installation, and why:
   submodules unless allowed (CVE-2022-39253), so the image's ``/etc/gitconfig``
   says ``protocol.file.allow = always``; a real set-up fetches them over https or ssh.
 - The image adds Debian's ``polkitd``, and the test installs the shipped
-  ``contrib/polkit/50-deployhook.service.rules`` unchanged and a dummy ``mysite.service``
+  ``contrib/polkit/50-deployhook.rules`` unchanged and a dummy ``mysite.service``
   (a ``sleep``), which a ``post_deploy`` of ``systemctl restart mysite.service``
   restarts from inside the hardened unit.
 - The hung daemon of the watchdog test is stalled from outside: SIGSTOPped inside
@@ -72,7 +72,7 @@ SERVICE = "deployhook"
 CONFIG = "/etc/deployhook/config.py"
 DROPIN_DIR = "/etc/systemd/system/deployhook.service.d"
 WATCHDOG_SEC = 4
-POLKIT_RULE = ROOT / "contrib" / "polkit" / "50-deployhook.service.rules"
+POLKIT_RULE = ROOT / "contrib" / "polkit" / "50-deployhook.rules"
 REPOSITORY = "octo-org/blog"
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Test Pusher", "GIT_AUTHOR_EMAIL": "pusher@example.com",
@@ -278,7 +278,7 @@ def provision(box: Box, wheels: Path) -> None:
         git push -q -u origin main
         git clone -q --recurse-submodules file:///srv/origin.git /srv/deploy
     """, user="deployhook")
-    box.write("/etc/polkit-1/rules.d/50-deployhook.service.rules", POLKIT_RULE.read_text())
+    box.write("/etc/polkit-1/rules.d/50-deployhook.rules", POLKIT_RULE.read_text())
     for site in ("mysite", "othersite"):
         box.write(f"/etc/systemd/system/{site}.service",
                   "[Service]\nExecStart=/bin/sleep infinity\n")

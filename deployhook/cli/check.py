@@ -10,6 +10,8 @@ import errno
 import json
 import os
 import pwd
+import shlex
+import shutil
 import socket
 import sqlite3
 import stat
@@ -19,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from deployhook.errors import ConfigError, DeliveryError
-from deployhook.git.checkout import Checkout, resolve_target
+from deployhook.git.checkout import Checkout, git_environment, resolve_target, run_bounded
+from deployhook.git.ssh import SshRemote, ssh_remote
 from deployhook.git.steps import redact
 from deployhook.record.store import Store
 from deployhook.secret import SecretSource
@@ -128,6 +131,7 @@ def _checkout(config: Config) -> Iterator[Result]:
         return
     if head is None:
         yield Result("OK", "checkout", f"{config.repo_path} will be cloned from {config.repo_url}")
+        yield from _ssh(config, config.repo_url)
         yield _remote(checkout, config, branch, config.repo_url or "")
         return
     try:
@@ -140,7 +144,11 @@ def _checked_out(checkout: Checkout, config: Config, branch: str | None,
                  repository: str | None, head: str) -> Iterator[Result]:
     remote = _remote(checkout, config, branch, config.remote)
     current = checkout.current_branch()
-    if current != branch:
+    if config.tags is not None:
+        yield Result("OK", "checkout", f"{config.repo_path} at {head[:12]} "
+                     f"({'detached' if current is None else 'on ' + current}); deploys the "
+                     f"newest tag matching {config.tags!r}")
+    elif current != branch:
         yield Result("FAIL", "branch", f"{config.repo_path} is on {current}, config says {branch}",
                      _branch_fix(checkout, config, branch, remote.level == "OK"))
     else:
@@ -148,6 +156,7 @@ def _checked_out(checkout: Checkout, config: Config, branch: str | None,
     yield Result("OK" if repository else "WARN", "repository", repository or
                  "not set and the remote is not on GitHub: any repository is accepted",
                  "" if repository else "set repository = 'owner/name'")
+    yield from _ssh(config, checkout.remote_url())
     yield remote
 
 
@@ -183,9 +192,111 @@ def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str)
         if checkout.exists() and branch and checkout.ref(f"refs/heads/{branch}"):
             fix = f"git -C {config.repo_path} push {remote} {branch}, or {fix}"
         return Result("FAIL", "remote", f"{remote} has no branch {branch}", fix)
-    reason = (err.strip().splitlines() or [f"exit status {status}"])[-1]
+    lines = err.strip().splitlines()
+    ssh_said = [line for line in lines if any(e in line for e in _SSH_ERRORS)]
+    reason = (ssh_said[:1] or lines[-1:] or [f"exit status {status}"])[0]  # not git's coda
     return Result("FAIL", "remote", f"{remote}: {reason}",
                   "check the remote's URL and the server's credentials (git never prompts)")
+
+
+def _ssh(config: Config, url: str | None) -> Iterator[Result]:
+    """For an ssh remote: the ``ssh_key`` file is usable, and the host key is known
+    (ssh in batch mode refuses an unknown host).  Never raises."""
+    remote = ssh_remote(url)
+    if remote is None:
+        if config.ssh_key:
+            yield Result("WARN", "ssh", f"ssh_key is set but {url or 'the remote'} is not an "
+                         "ssh remote: the key is not used",
+                         "use the repository's ssh URL (git@host:owner/name.git), or unset "
+                         "ssh_key")
+        return
+    if config.ssh_key:
+        yield _ssh_key(config.ssh_key)
+    yield _host_key(config, remote)
+
+
+def _ssh_key(key: str) -> Result:
+    """FAIL for a deploy key that is missing, unreadable, or (owned by this user)
+    open to others, which ssh refuses to use; WARN when open to others otherwise."""
+    user = _user_name()
+    try:
+        info = os.stat(key)
+    except OSError as exc:
+        return Result("FAIL", "ssh_key", f"{key}: {exc.strerror}",
+                      f"write the deploy key's private key there (ssh-keygen -t ed25519 -N '' "
+                      f"-f {shlex.quote(key)}, then add {key}.pub to the repository's deploy "
+                      "keys)")
+    if not stat.S_ISREG(info.st_mode):
+        return Result("FAIL", "ssh_key", f"{key} is not a file", "set ssh_key to the private "
+                      "key's file")
+    if not os.access(key, os.R_OK):
+        return Result("FAIL", "ssh_key", f"{key} cannot be read by {user}",
+                      f"chown {user} {shlex.quote(key)} && chmod 600 {shlex.quote(key)}")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        refused = info.st_uid == os.geteuid()
+        return Result("FAIL" if refused else "WARN", "ssh_key",
+                      f"{key} is open to others (mode {mode:04o})"
+                      + (": ssh refuses to use it" if refused else ""),
+                      f"chmod 600 {shlex.quote(key)}")
+    return Result("OK", "ssh_key", f"{key} is readable by {user} only")
+
+
+def _host_key(config: Config, remote: SshRemote) -> Result:
+    """Whether the remote's host key is in a known_hosts file ssh reads, as ssh's own
+    configuration (``ssh -G``, with the options of the ``GIT_SSH_COMMAND`` git uses)
+    says: which host name, port, key alias and files."""
+    if not shutil.which("ssh-keygen"):
+        return Result("WARN", "host key", "ssh-keygen is not installed: cannot check that "
+                      f"the host key of {remote.host} is known", "install openssh-client")
+    settings = _ssh_settings(config, remote)
+    if not settings:
+        return Result("WARN", "host key", f"cannot read ssh's configuration for {remote.host} "
+                      "(ssh -G failed)", "check that ssh is installed and runs")
+    host = settings.get("hostname", remote.host)
+    port = int(settings.get("port", "22") or 22)
+    name = SshRemote(None, settings.get("hostkeyalias") or host, None).known_hosts_name(port)
+    files = (settings.get("userknownhostsfile", "").split()
+             + settings.get("globalknownhostsfile", "").split())
+    for path in files:
+        if os.path.isfile(path) and run_bounded(["ssh-keygen", "-F", name, "-f", path], "/",
+                                                dict(os.environ), 10.0)[0] == 0:
+            return Result("OK", "host key", f"the host key of {name} is known ({path})")
+    mine = files[0] if files else "~/.ssh/known_hosts"
+    scan = f"ssh-keyscan {f'-p {port} ' if port != 22 else ''}{shlex.quote(host)}"
+    fix = (f"{scan} >> {shlex.quote(mine)}  (first compare the fingerprints that "
+           f"'{scan} | ssh-keygen -lf -' prints with the ones the server publishes)")
+    checking = settings.get("stricthostkeychecking", "ask")
+    if checking in ("no", "off", "false"):
+        return Result("WARN", "host key", f"the host key of {name} is not known and ssh is "
+                      "told not to check it (StrictHostKeyChecking no)", fix)
+    if checking == "accept-new":
+        return Result("WARN", "host key", f"the host key of {name} is not known: the first "
+                      "connection will trust whatever key answers (accept-new)", fix)
+    return Result("FAIL", "host key", f"the host key of {name} is not known (in "
+                  f"{', '.join(files) or 'no known_hosts file'}): ssh refuses to connect", fix)
+
+
+def _ssh_settings(config: Config, remote: SshRemote) -> dict[str, str]:
+    """``ssh -G``'s effective settings for ``remote`` (lower-case key -> value), from
+    the ssh command git runs (an operator's ``GIT_SSH_COMMAND`` included), else plain
+    ``ssh``; empty when neither answers."""
+    ssh = git_environment(config.git_timeout, config.ssh_key)["GIT_SSH_COMMAND"]
+    where = ["-p", str(remote.port)] if remote.port else []
+    target = " ".join(shlex.quote(arg) for arg in ["-G", *where, remote.destination])
+    for command in (["sh", "-c", f"{ssh} {target}"], ["ssh", "-G", *where, remote.destination]):
+        try:
+            status, out, _ = run_bounded(command, "/", dict(os.environ), 10.0)
+        except OSError:
+            continue
+        if status == 0:
+            pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
+            return {key.lower(): value for key, value in pairs}
+    return {}
+
+
+_SSH_ERRORS = ("Host key verification failed", "Permission denied", "ssh: ", "Load key",
+               "no such identity", "Connection refused", "Connection timed out")
 
 
 def _writable(config: Config) -> Iterator[Result]:

@@ -13,11 +13,16 @@ A run that may move HEAD first writes ``.git/deployhook-unfinished``; only a run
 that ends with everything done (post_deploy included) removes it.  While it is
 there, HEAD is not "deployed": the next run fetches and runs post_deploy again
 even when HEAD already contains the pushed commits.
+
+In tags mode (``tags`` set) a run deploys one tag: only that tag is fetched and its
+commit checked out as a detached HEAD, with the same guards.  With ``ssh_key`` every
+git command offers ssh that key only (``GIT_SSH_COMMAND``, see ``ssh.py``).
 """
 
 from __future__ import annotations
 
 import fcntl
+import fnmatch
 import logging
 import os
 import re
@@ -36,8 +41,10 @@ from git.refs.symbolic import SymbolicReference
 
 from deployhook.errors import ConfigError, SecretMissing
 from deployhook.forges.delivery import Push
+from deployhook.forges.events import TAG_PREFIX
 from deployhook.git import postdeploy
 from deployhook.git.repair import NO_HOOKS, only, paths_of, repair, undo_partial_update
+from deployhook.git.ssh import ssh_command
 from deployhook.git.steps import Step, redact, summary, tail
 from deployhook.secret import SecretSource
 from deployhook.settings import Config, TargetConfig
@@ -87,15 +94,15 @@ class RunResult:
         return self.moved or (self.ok and self.resumed)
 
 
-def git_environment(timeout: float) -> dict[str, str]:
+def git_environment(timeout: float, ssh_key: str | None = None) -> dict[str, str]:
     """Environment for every git command: git never prompts or hangs on a dead peer, and
     never uses the ``ext::`` or ``fd::`` transports whatever the user's git config says
     (``GIT_CONFIG_*`` is configuration given on the command line: it beats every config
     file and git passes it on to the commands it runs for submodules).  Settings already
-    given that way in ``$GIT_CONFIG_COUNT`` are kept."""
-    ssh = os.environ.get("GIT_SSH_COMMAND") or (
-        f"ssh -o BatchMode=yes -o ConnectTimeout={max(1, int(timeout))}"
-    )
+    given that way in ``$GIT_CONFIG_COUNT`` are kept.  With ``ssh_key``, ssh offers only
+    that key (see :func:`deployhook.git.ssh.ssh_command`; an operator's own
+    ``$GIT_SSH_COMMAND`` is kept, with the key added to it)."""
+    ssh = ssh_command(timeout, ssh_key, os.environ.get("GIT_SSH_COMMAND"))
     env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "",
@@ -225,7 +232,7 @@ class Checkout:
     def __init__(self, config: TargetConfig | Config) -> None:
         self.config = config
         self.path = config.repo_path
-        self._env = git_environment(config.git_timeout)
+        self._env = git_environment(config.git_timeout, config.ssh_key)
         self._repo: git.Repo | None = None
         self.progress = False  # True: network steps show git's progress on our stderr
 
@@ -290,7 +297,13 @@ class Checkout:
         """Bring the checkout to the tip of ``remote/branch`` and run post_deploy.
 
         Skips the fetch when every push's ``after`` is already in HEAD and the run
-        that brought HEAD there finished (with no pushes, it always fetches).  Holds
+        that brought HEAD there finished (with no pushes, it always fetches).
+
+        In tags mode (``config.tags`` set), ``branch`` is the full ref
+        ``refs/tags/<tag>`` of the newest push to deploy; anything else (``""``)
+        deploys the newest tag on the remote matching ``config.tags`` (git's version
+        sort).  Only that tag is fetched, and its commit is checked out detached, with
+        every guard of a branch update; the result's ``branch`` is that tag's ref.  Holds
         ``.git/deployhook.lock`` (flock), so a ``deployhook deploy`` and the daemon
         never update the checkout at once; waits for it at most ``lock_timeout``.
         Never raises for git failures: they come back as ``RunResult(ok=False)``.
@@ -352,23 +365,26 @@ class Checkout:
         before = None
         afters = {p.after for p in pushes}
         unfinished = False
+        tagged = self.config.tags is not None
         try:
+            if tagged:
+                branch = self._tag_to_deploy(branch, steps)
             cloned = not self.exists()
             if cloned:
                 self._clone(branch, steps)
-            self._repair(branch, steps)
+            self._repair(self._tracking(branch), steps)
             before = None if cloned else self.head()
             unfinished = self.unfinished()
-            self._check_branch(branch)
-            if (unfinished or not afters
-                    or not all(self.contains(sha, before) for sha in afters)):
+            if not tagged:
+                self._check_branch(branch)
+            if unfinished or not self._deployed(branch, pushes, before):
                 if not unfinished:
                     self._mark_unfinished(Path(self.path) / ".git", before)
                 self._pre_deploy(pushes, before, steps)
                 self._update(branch, before, steps)
             after = self.head()
             if (after != before or unfinished) and self.config.post_deploy:
-                self._post_deploy(pushes, before, after, steps)
+                self._post_deploy(branch, pushes, before, after, steps)
             self._mark_finished()
             result = RunResult(True, before, after, branch, steps=steps,
                                resumed=unfinished and before is not None)
@@ -391,9 +407,69 @@ class Checkout:
             self._mark_finished()
         return now
 
-    def _repair(self, branch: str, steps: list[Step]) -> None:
+    def _tracking(self, branch: str) -> str:
+        """The local ref a fetch of ``branch`` updates: ``refs/remotes/REMOTE/BRANCH``,
+        or in tags mode the tag's own ref (``branch`` is ``refs/tags/<tag>`` then)."""
+        if self.config.tags is not None:
+            return branch
+        return f"refs/remotes/{self.config.remote}/{branch}"
+
+    def _deployed(self, branch: str, pushes: list[Push], before: str | None) -> bool:
+        """True when the pushes are already deployed, so no fetch is needed: each
+        push's ``after`` is in HEAD; in tags mode, HEAD is detached at the commit of
+        the tag, whose local ref is what the newest push of it says."""
+        if not pushes or before is None:
+            return False
+        if self.config.tags is None:
+            return all(self.contains(p.after, before) for p in pushes)
+        mine = [p for p in pushes if p.ref == branch]
+        return (bool(mine) and self.current_branch() is None
+                and self.ref(branch) == mine[-1].after and self._commit_of(branch) == before)
+
+    def _commit_of(self, ref: str) -> str | None:
+        """The commit ``ref`` names (an annotated tag peeled), or None."""
+        status, out, _ = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        return out.strip() if status == 0 else None
+
+    def _tag_to_deploy(self, branch: str, steps: list[Step]) -> str:
+        """The ref ``refs/tags/<tag>`` a tags-mode run deploys: ``branch`` when it is
+        one, else the newest tag on the remote matching ``config.tags`` (git's version
+        sort of the names, ``-v:refname``).
+
+        Raises:
+            DeployFailed: the remote cannot be listed, or has no matching tag.
+        """
+        if branch.startswith(TAG_PREFIX):
+            return branch
+        if self.exists():
+            source, cwd = self.config.remote, None
+        elif self.config.repo_url:
+            source, cwd = self.config.repo_url, str(Path(self.path).parent)
+        else:
+            raise DeployFailed(f"{self.path} is not a git checkout and repo_url is not set",
+                               steps)
+        if cwd is not None:
+            Path(cwd).mkdir(parents=True, exist_ok=True)
+        pattern = self.config.tags or "*"
+        args = ("ls-remote", "--tags", "--refs", "--sort=-v:refname", source)
+        start = time.monotonic()
+        status, out, err = self._git(*args, cwd=cwd)
+        names = [line.split("\t", 1)[1].removeprefix(TAG_PREFIX)
+                 for line in out.splitlines() if "\t" in line]
+        newest = next((name for name in names if fnmatch.fnmatchcase(name, pattern)), None)
+        note = err if status else f"newest tag matching {pattern!r}: {newest or 'none'}"
+        step = Step("list tags", redact("git " + " ".join(args)), status,
+                    time.monotonic() - start, tail(redact(note.strip())))
+        steps.append(step)
+        if status != 0:
+            raise DeployFailed(summary(step), steps)
+        if newest is None:
+            raise DeployFailed(f"{redact(source)} has no tag matching {pattern!r}", steps)
+        return TAG_PREFIX + newest
+
+    def _repair(self, tracking: str, steps: list[Step]) -> None:
         """Clear what a crashed git left (see repair.py); fail if git still holds a lock."""
-        tip = self.ref(f"refs/remotes/{self.config.remote}/{branch}")
+        tip = self.ref(tracking)
         fixed = repair(Path(self.path), self._git, tip)
         if fixed.held:
             lock, pid = fixed.held[0]
@@ -418,34 +494,49 @@ class Checkout:
         parent = Path(self.path).parent
         parent.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".deployhook-clone-", dir=parent)
-        args = ["clone", "--origin", self.config.remote, "--branch", branch]
+        args = ["clone", "--origin", self.config.remote, "--branch",
+                branch.removeprefix(TAG_PREFIX)]
+        if self.config.tags is not None:  # that tag only, checked out detached
+            args += ["--single-branch", "--no-tags"]
         if self.config.submodules:
             args.append("--recurse-submodules")
         try:
             self._step("clone", steps, *args, "--", url, tmp, network=True, cwd=str(parent))
             self._mark_unfinished(Path(tmp) / ".git", None)  # until post_deploy has run
+            if self.config.tags is not None:  # --single-branch left a fetch of that tag
+                self._git("config", f"remote.{self.config.remote}.fetch",
+                          f"+refs/heads/*:refs/remotes/{self.config.remote}/*", cwd=tmp)
             os.rename(tmp, self.path)  # atomic: never a half clone at repo_path
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.close()
 
     def _update(self, branch: str, before: str | None, steps: list[Step]) -> None:
-        """Fetch, move HEAD to the remote branch, update the submodules.  When a step
-        after the fetch fails, the checkout is put back as it was (see ``_put_back``)."""
-        remote = self.config.remote
-        tracking = f"refs/remotes/{remote}/{branch}"
-        self._step("fetch", steps, "fetch", "--no-tags", "--recurse-submodules=no", remote,
-                   f"+refs/heads/{branch}:{tracking}", network=True)
+        """Fetch, move HEAD to the remote branch (in tags mode: detach it at the tag's
+        commit), update the submodules.  When a step after the fetch fails, the
+        checkout is put back as it was (see ``_put_back``)."""
+        tracking = self._tracking(branch)
+        source = branch if self.config.tags is not None else f"refs/heads/{branch}"
+        self._step("fetch", steps, "fetch", "--no-tags", "--recurse-submodules=no",
+                   self.config.remote, f"+{source}:{tracking}", network=True)
+        if self.config.tags is not None:
+            tip = self._commit_of(tracking)
+            if tip is None:
+                raise DeployFailed(f"tag {branch.removeprefix(TAG_PREFIX)} does not point "
+                                   "to a commit", steps)
+            moving = self.head() != tip or self.current_branch() is not None
+        else:
+            tip = tracking
+            moving = self.head() != self.ref(tracking)
         changes: dict[str, str] = {}
         clean: set[str] = set()
-        moving = self.head() != self.ref(tracking)
         if moving:
-            changes = self._changes(tracking)
+            changes = self._changes(tip)
             self._refuse_untracked_in_the_way(changes, steps)
             clean = set(changes) - self._dirty(changes)
         try:
             if moving:
-                self._move_to(tracking, steps)
+                self._move_to(tip, steps)
             if self.config.submodules and (Path(self.path) / ".gitmodules").exists():
                 if before is None or ".gitmodules" in changes:  # URLs may have changed
                     self._step("submodule sync", steps, "submodule", "sync", "--recursive")
@@ -455,7 +546,7 @@ class Checkout:
             if before is None:
                 raise
             moved = self.head() != before
-            self._put_back(before, tracking, clean if moving else None, steps)
+            self._put_back(before, tip, clean if moving else None, steps)
             if not moved and moving:
                 raise
             where = ("checkout restored to " + before if self.head() == before
@@ -477,9 +568,14 @@ class Checkout:
             undo_partial_update(Path(self.path), self._git, tracking, clean)
 
     def _move_to(self, tracking: str, steps: list[Step]) -> None:
-        """Update HEAD and the work tree to ``tracking`` per ``pull_strategy``."""
+        """Update HEAD and the work tree to ``tracking`` per ``pull_strategy``; in tags
+        mode detach HEAD at that commit (``--force`` only under ``reset``: otherwise
+        local changes are carried over, or the checkout refuses to overwrite them)."""
         strategy = self.config.pull_strategy
-        if strategy == "ff-only":
+        if self.config.tags is not None:
+            force = ("--force",) if strategy == "reset" else ()
+            self._step("checkout", steps, "checkout", "--detach", *force, tracking, "--")
+        elif strategy == "ff-only":
             self._step("merge", steps, "merge", "--ff-only", tracking)
         elif strategy == "merge":
             self._guarded("merge", steps, ("merge", "--no-edit", tracking), ("merge", "--abort"))
@@ -532,12 +628,13 @@ class Checkout:
         except DeployFailed:
             pass  # reported in steps; the deploy is already failing
 
-    def _post_deploy(self, pushes: list[Push], before: str | None, after: str | None,
-                     steps: list[Step]) -> None:
+    def _post_deploy(self, branch: str, pushes: list[Push], before: str | None,
+                     after: str | None, steps: list[Step]) -> None:
         last = pushes[-1] if pushes else None
         env = {
             "DEPLOYHOOK_REPO_PATH": self.path,
             "DEPLOYHOOK_BRANCH": self.current_branch() or "",
+            "DEPLOYHOOK_TAG": branch.removeprefix(TAG_PREFIX) if self.config.tags else "",
             "DEPLOYHOOK_HEAD_BEFORE": before or "",
             "DEPLOYHOOK_HEAD_AFTER": after or "",
             "DEPLOYHOOK_REF": last.ref if last else "",
@@ -628,16 +725,22 @@ def resolve_target(checkout: Checkout, config: TargetConfig | Config
                    ) -> tuple[str | None, str | None, str | None]:
     """(branch, repository, HEAD) for ``config``; blocking, run it in the executor.
 
+    In tags mode (``config.tags`` set) the branch is None: any HEAD, a detached one
+    included, is accepted.
+
     Raises:
-        ConfigError: no checkout and no ``repo_url``, or a detached HEAD and no ``branch``.
+        ConfigError: no checkout and no ``repo_url``, or a detached HEAD and no ``branch``
+            (and no ``tags``).
     """
-    repository, branch = config.repository, config.branch
+    tagged = config.tags is not None  # HEAD is detached at a tag: no branch is deployed
+    repository, branch = config.repository, None if tagged else config.branch
     if not checkout.exists():
         if not config.repo_url:
             raise ConfigError(f"repo_path {config.repo_path} is not a git checkout; "
                               "clone it there or set repo_url")
         return branch, repository or github_repository(config.repo_url), None
-    branch = branch or checkout.current_branch()
-    if branch is None:
+    if not tagged:
+        branch = branch or checkout.current_branch()
+    if branch is None and not tagged:
         raise ConfigError(f"{config.repo_path} has a detached HEAD; set branch in the config")
     return branch, repository or github_repository(checkout.remote_url()), checkout.head()

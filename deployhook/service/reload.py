@@ -11,7 +11,7 @@ cleanly for its supervisor to restart; ``none`` does nothing.
 Re-executing goes through :func:`reexec` (``os.execv`` of the same interpreter
 and command line, so the PID stays).  The daemon passes ``on_reexec`` so it
 drains and closes (the record's pending writes, the git executor) exactly as on
-SIGTERM before it execs; a :class:`~deployhook.service.hook.DeployHook` embedded in
+SIGTERM before it execs; a :class:`~deployhook.embed.DeployHook` embedded in
 another application closes itself (record, git executor) and execs.  The hooks
 of :meth:`Reloader.add_hook` run first in both cases.
 """
