@@ -380,7 +380,7 @@ class Checkout:
             if unfinished or not self._deployed(branch, pushes, before):
                 if not unfinished:
                     self._mark_unfinished(Path(self.path) / ".git", before)
-                self._pre_deploy(pushes, before, steps)
+                self._pre_deploy(branch, pushes, before, steps)
                 self._update(branch, before, steps)
             after = self.head()
             if (after != before or unfinished) and self.config.post_deploy:
@@ -652,7 +652,8 @@ class Checkout:
             raise DeployFailed(
                 f"updated to {after} but {summary(step)} (exit status {step.status})", steps)
 
-    def _pre_deploy(self, pushes: list[Push], before: str | None, steps: list[Step]) -> None:
+    def _pre_deploy(self, branch: str, pushes: list[Push], before: str | None,
+                    steps: list[Step]) -> None:
         """Run ``pre_deploy`` (when set) in the checkout before HEAD moves; not before a
         first clone (there was nothing to protect).
 
@@ -661,7 +662,9 @@ class Checkout:
         """
         if self.config.pre_deploy is None or before is None:
             return
-        env = postdeploy.push_env(self.path, self.current_branch() or "", pushes, before, None)
+        tag = branch.removeprefix(TAG_PREFIX) if self.config.tags else ""
+        env = postdeploy.push_env(self.path, self.current_branch() or "", pushes, before, None,
+                                  tag)
         step = postdeploy.run(self.config.pre_deploy, self.path, env,
                               self.config.pre_deploy_timeout, hidden=self._secrets(),
                               name="pre_deploy")

@@ -77,13 +77,14 @@ def run(
 
 
 def push_env(path: str, branch: str, pushes: Sequence[Push], before: str | None,
-             after: str | None) -> dict[str, str]:
+             after: str | None, tag: str = "") -> dict[str, str]:
     """The ``DEPLOYHOOK_*`` facts a command of the user's gets about a run (the newest
-    push's ref, SHAs, pusher and repository; every delivery ID)."""
+    push's ref, SHAs, pusher and repository; every delivery ID; in tags mode the tag)."""
     last = pushes[-1] if pushes else None
     return {
         "DEPLOYHOOK_REPO_PATH": path,
         "DEPLOYHOOK_BRANCH": branch,
+        "DEPLOYHOOK_TAG": tag,
         "DEPLOYHOOK_HEAD_BEFORE": before or "",
         "DEPLOYHOOK_HEAD_AFTER": after or "",
         "DEPLOYHOOK_REF": last.ref if last else "",

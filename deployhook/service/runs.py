@@ -72,8 +72,11 @@ def on_failure(checkout: Checkout, result: RunResult, target: str,
     command = getattr(config, "on_failure", None)
     if not command:
         return
-    env = postdeploy.push_env(checkout.path, result.branch, pushes, result.head_before,
-                              result.head_after)
+    tagged = getattr(config, "tags", None) is not None
+    branch = "" if tagged else result.branch
+    tag = result.branch.removeprefix("refs/tags/") if tagged else ""
+    env = postdeploy.push_env(checkout.path, branch, pushes, result.head_before,
+                              result.head_after, tag)
     env.update(DEPLOYHOOK_REASON=result.reason, DEPLOYHOOK_TARGET=target)
     cwd = checkout.path if os.path.isdir(checkout.path) else os.path.dirname(
         os.path.abspath(checkout.path))
