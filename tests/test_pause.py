@@ -111,5 +111,5 @@ def test_pause_names_an_unknown_target(repos: Repos, secret_file: Path) -> None:
     config = repos.root / "config.py"
     start_daemon(repos, secret_file).stop()  # writes config.py
     result = cli(config, "pause", "--target", "nope")
-    assert result.returncode == 2 and "no target 'nope'" in result.stderr
+    assert result.returncode == 2 and "no target 'nope' in this config" in result.stderr
     assert cli(config, "resume").stdout.strip() == "default: was not paused"

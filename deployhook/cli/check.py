@@ -26,7 +26,7 @@ from deployhook.git.ssh import SshRemote, ssh_remote
 from deployhook.git.steps import redact
 from deployhook.record.store import Store
 from deployhook.secret import SecretSource
-from deployhook.settings import Config
+from deployhook.settings import Config, TargetConfig
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,41 @@ class Result:
         return redact(text + (f"\n     {'':<10} fix: {self.fix}" if self.fix else ""))
 
 
+@dataclass(frozen=True)
+class Heading(Result):
+    """The line that starts one target's checks (with several targets)."""
+
+    def line(self) -> str:
+        return redact(f"== target {self.name}: {self.detail}")
+
+
 def run_checks(config: Config, config_path: str) -> list[Result]:
-    """Run every check for ``config``; blocking (git and a bind attempt)."""
+    """Run every check for ``config`` (each target's secret, checkout, remote and
+    repo_path, then the record's folder and the address); blocking (git and a bind
+    attempt)."""
     return list(_checks(config, config_path))
 
 
 def _checks(config: Config, config_path: str) -> Iterator[Result]:
     yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
-    yield from _secret(config)
-    yield from _secret_uses(config)
-    yield from _checkout(config)
-    yield from _writable(config)
+    uses = _recorded_secret_uses(config.state_db)
+    for target in config.targets:
+        if len(config.targets) > 1:
+            yield Heading("", target.name, target.repo_path)
+        yield from _target_checks(target)
+        yield from _secret_uses(target, uses.get(target.name, {}))
+    yield _writable_path("state_db", os.path.dirname(config.state_db) or ".")
     yield _bind(config)
 
 
-def _secret(config: Config) -> Iterator[Result]:
+def _target_checks(target: TargetConfig) -> Iterator[Result]:
+    """The checks of one target: its secret, checkout, remote and repo_path."""
+    yield from _secret(target)
+    yield from _checkout(target)
+    yield _writable_path("repo_path", target.repo_path)
+
+
+def _secret(config: TargetConfig) -> Iterator[Result]:
     source = SecretSource(config.secret_file, config.secret)
     try:
         source.get()
@@ -74,22 +94,19 @@ def _secret(config: Config) -> Iterator[Result]:
                      f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {config.secret_file}")
 
 
-def _secret_uses(config: Config) -> Iterator[Result]:
-    """Per target, when each of its secrets (by position) last verified a delivery, from
-    the record: after a rotation, the old secret's line can go once it is no longer used."""
-    uses = _recorded_secret_uses(config.state_db)
-    for target in config.targets:
-        try:
-            count = len(SecretSource(target.secret_file, target.secret).all())
-        except DeliveryError:
-            continue  # reported by the secret check (or the daemon) already
-        seen = uses.get(target.name, {})
-        for position in range(1, count + 1):
-            when = seen.get(position)
-            used = (f"last verified a delivery {_ago(when)}" if when is not None
-                    else "has verified no delivery the record keeps")
-            name = "secret" if len(config.targets) == 1 else f"secret {target.name}"
-            yield Result("OK", name, f"secret {position} of {count} {used}")
+def _secret_uses(target: TargetConfig, seen: dict[int, float]) -> Iterator[Result]:
+    """When each of ``target``'s secrets (by position) last verified a delivery, from the
+    record (``seen``: position -> when): after a rotation, the old secret's line can go
+    once it is no longer used."""
+    try:
+        count = len(SecretSource(target.secret_file, target.secret).all())
+    except DeliveryError:
+        return  # reported by the secret check already
+    for position in range(1, count + 1):
+        when = seen.get(position)
+        used = (f"last verified a delivery {_ago(when)}" if when is not None
+                else "has verified no delivery the record keeps")
+        yield Result("OK", "secret", f"secret {position} of {count} {used}")
 
 
 def _recorded_secret_uses(path: str) -> dict[str, dict[int, float]]:
@@ -121,7 +138,7 @@ def _ago(when: float) -> str:
         f"at {stamp} ({seconds // 86400} days ago)")
 
 
-def _checkout(config: Config) -> Iterator[Result]:
+def _checkout(config: TargetConfig) -> Iterator[Result]:
     checkout = Checkout(config)
     try:
         branch, repository, head = resolve_target(checkout, config)
@@ -140,7 +157,7 @@ def _checkout(config: Config) -> Iterator[Result]:
         checkout.close()
 
 
-def _checked_out(checkout: Checkout, config: Config, branch: str | None,
+def _checked_out(checkout: Checkout, config: TargetConfig, branch: str | None,
                  repository: str | None, head: str) -> Iterator[Result]:
     remote = _remote(checkout, config, branch, config.remote)
     current = checkout.current_branch()
@@ -160,7 +177,8 @@ def _checked_out(checkout: Checkout, config: Config, branch: str | None,
     yield remote
 
 
-def _branch_fix(checkout: Checkout, config: Config, branch: str | None, on_remote: bool) -> str:
+def _branch_fix(checkout: Checkout, config: TargetConfig, branch: str | None,
+                on_remote: bool) -> str:
     """A fix for a checkout on another branch than ``branch`` that works as given:
     ``git checkout`` of a branch that exists here, or is fetched first from the remote;
     otherwise the branches the remote has."""
@@ -183,7 +201,7 @@ def _set_branch(checkout: Checkout, remote: str) -> str:
     return f"set branch in the config to one the remote has: {', '.join(sorted(names)[:10])}"
 
 
-def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str) -> Result:
+def _remote(checkout: Checkout, config: TargetConfig, branch: str | None, remote: str) -> Result:
     status, err = checkout.probe_remote(remote, branch)
     if status == 0:
         return Result("OK", "remote", f"{remote} is reachable and has {branch or 'a HEAD'}")
@@ -199,7 +217,7 @@ def _remote(checkout: Checkout, config: Config, branch: str | None, remote: str)
                   "check the remote's URL and the server's credentials (git never prompts)")
 
 
-def _ssh(config: Config, url: str | None) -> Iterator[Result]:
+def _ssh(config: TargetConfig, url: str | None) -> Iterator[Result]:
     """For an ssh remote: the ``ssh_key`` file is usable, and the host key is known
     (ssh in batch mode refuses an unknown host).  Never raises."""
     remote = ssh_remote(url)
@@ -242,7 +260,7 @@ def _ssh_key(key: str) -> Result:
     return Result("OK", "ssh_key", f"{key} is readable by {user} only")
 
 
-def _host_key(config: Config, remote: SshRemote) -> Result:
+def _host_key(config: TargetConfig, remote: SshRemote) -> Result:
     """Whether the remote's host key is in a known_hosts file ssh reads, as ssh's own
     configuration (``ssh -G``, with the options of the ``GIT_SSH_COMMAND`` git uses)
     says: which host name, port, key alias and files."""
@@ -277,7 +295,7 @@ def _host_key(config: Config, remote: SshRemote) -> Result:
                   f"{', '.join(files) or 'no known_hosts file'}): ssh refuses to connect", fix)
 
 
-def _ssh_settings(config: Config, remote: SshRemote) -> dict[str, str]:
+def _ssh_settings(config: TargetConfig, remote: SshRemote) -> dict[str, str]:
     """``ssh -G``'s effective settings for ``remote`` (lower-case key -> value), from
     the ssh command git runs (an operator's ``GIT_SSH_COMMAND`` included), else plain
     ``ssh``; empty when neither answers."""
@@ -299,7 +317,7 @@ _SSH_ERRORS = ("Host key verification failed", "Permission denied", "ssh: ", "Lo
                "no such identity", "Connection refused", "Connection timed out")
 
 
-def _writable(config: Config) -> Iterator[Result]:
+def _writable_path(name: str, path: str) -> Result:
     """FAIL for a repo_path or state_db folder this process cannot write.
 
     Uses access(2) as the user running ``check``, inside whatever mount namespace
@@ -308,15 +326,12 @@ def _writable(config: Config) -> Iterator[Result]:
     leaves read-only answers EROFS even for root.  Never raises.
     """
     user = _user_name()
-    for name, path in (("repo_path", config.repo_path),
-                       ("state_db", os.path.dirname(config.state_db) or ".")):
-        problem = _unwritable(path)
-        if problem:
-            yield Result("FAIL", "writable", f"{name} {path}: {problem} (as user {user})",
-                         f"chown -R {user}: {path} (create it first if missing), and name it "
-                         "in the unit's ReadWritePaths=")
-        else:
-            yield Result("OK", "writable", f"{name} {path} is writable by {user}")
+    problem = _unwritable(path)
+    if problem:
+        return Result("FAIL", "writable", f"{name} {path}: {problem} (as user {user})",
+                      f"chown -R {user}: {path} (create it first if missing), and name it "
+                      "in the unit's ReadWritePaths=")
+    return Result("OK", "writable", f"{name} {path} is writable by {user}")
 
 
 def _unwritable(path: str) -> str:

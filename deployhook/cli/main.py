@@ -1,5 +1,6 @@
-"""The ``deployhook`` command: ``serve``, ``init``, ``check``; ``history``, ``show``,
-``deploy`` and ``send`` live in :mod:`deployhook.cli.commands`."""
+"""The ``deployhook`` command: ``serve``, ``init``, ``check``; ``history`` and ``show``
+live in :mod:`deployhook.cli.history`, ``deploy`` in :mod:`deployhook.cli.deploy`,
+``send`` in :mod:`deployhook.cli.send`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deployhook import __version__, settings
-from deployhook.cli import commands, pause
+from deployhook.cli import deploy, history, pause, send
 from deployhook.cli.check import Result, local_host, run_checks
 from deployhook.daemon import logs
 from deployhook.daemon.server import serve
@@ -31,11 +32,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, text in (("serve", "run the webhook daemon"),
                        ("init", "create what is missing: a commented config, the webhook secret "
                                 "and the status page's password (random, mode 0600)"),
-                       ("check", "check the config, secret, checkout, remote and address")):
+                       ("check", "check the config, and each target's secret, checkout and "
+                                 "remote, and the address")):
         sub = subparsers.add_parser(name, help=text, description=text)
         sub.add_argument("--config", default="config.py",
                          help="the configuration file (default: ./config.py)")
-    commands.add_parsers(subparsers)
+    history.add_parsers(subparsers)
+    deploy.add_parser(subparsers)
+    send.add_parser(subparsers)
     pause.add_parsers(subparsers)
     args = parser.parse_args(argv)
     if args.command == "init" and not os.path.lexists(args.config):
@@ -70,6 +74,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _init_secrets(config: settings.Config) -> None:
+    """Create each target's secret file when missing (random, mode 0600); keep those that
+    exist.  A target whose secret comes from $DEPLOYHOOK_SECRET needs none."""
+    done: set[str] = set()
+    for target in config.targets:
+        which = f" (target {target.name})" if len(config.targets) > 1 else ""
+        if target.secret is not None:
+            print(f"deployhook: the secret{which} comes from $DEPLOYHOOK_SECRET; no file "
+                  "written")
+        elif target.secret_file in done:
+            continue
+        elif create_secret_file(target.secret_file):
+            print(f"deployhook: wrote a new random secret{which} to {target.secret_file} "
+                  "(mode 0600)")
+        else:
+            print(f"deployhook: keeping the existing secret{which} in {target.secret_file}")
+        done.add(target.secret_file)
+
+
 def write_config(path: str) -> None:
     """Write the commented example configuration (every key at its default) to ``path``,
     which must not exist yet.
@@ -88,21 +111,22 @@ def init(config: settings.Config, config_path: str) -> int:
     """Create what is missing: the secret and the status page's password, random, mode
     0600; keep what exists.  Says how to add the webhook and how to log in, and prints
     neither secret (they are in files only their owner can read)."""
-    if config.secret is not None:
-        print("deployhook: the secret comes from $DEPLOYHOOK_SECRET; no file written")
-    elif create_secret_file(config.secret_file):
-        print(f"deployhook: wrote a new random secret to {config.secret_file} (mode 0600)")
-    else:
-        print(f"deployhook: keeping the existing secret in {config.secret_file}")
+    _init_secrets(config)
     password = config.status_password_file or str(
         Path(config_path).resolve().parent / PASSWORD_FILE)
     if create_secret_file(password):
         print(f"deployhook: wrote a new random status page password to {password} (mode 0600)")
     else:
         print(f"deployhook: keeping the existing status page password in {password}")
-    print("On GitHub: Settings > Webhooks > Add webhook; Payload URL "
-          f"http(s)://<this server>{config.webhook_path}, Content type application/json, "
-          f"Secret: the contents of {config.secret_file}.")
+    if len(config.targets) == 1:
+        print("On GitHub: Settings > Webhooks > Add webhook; Payload URL "
+              f"http(s)://<this server>{config.webhook_path}, Content type application/json, "
+              f"Secret: the contents of {config.targets[0].secret_file}.")
+    else:
+        for target in config.targets:
+            print(f"Target {target.name}: webhook URL http(s)://<this server>/hooks/"
+                  f"{target.name}, secret: the contents of {target.secret_file} (README.rst "
+                  "says where each forge takes them).")
     print(f"Status page: http://{local_host(config.address)}:{config.port}/ (log in as "
           f"{config.status_user!r} with the password in {password}); "
           "'deployhook history' reads the record without it.")

@@ -12,23 +12,18 @@ import argparse
 import sys
 from typing import Any
 
+from deployhook.cli.common import CommandFailed, add_command, choose_target
 from deployhook.git import paused
 from deployhook.settings import Config, TargetConfig
 
 
 def add_parsers(commands: Any) -> None:
-    """Add ``pause`` and ``resume`` to the ``deployhook`` subparsers (each sets ``run``)."""
-    for name, text, run in (
-            ("pause", "pause deploys: deliveries are verified, recorded and answered "
-                      "202 paused", pause),
-            ("resume", "resume deploys: the newest push accepted while paused is deployed",
-             resume)):
-        sub = commands.add_parser(name, help=text, description=text)
-        sub.add_argument("--config", default="config.py",
-                         help="the configuration file (default: ./config.py)")
-        sub.add_argument("--target", metavar="NAME",
-                         help="only this target (default: every target)")
-        sub.set_defaults(run=run)
+    """Add ``pause`` and ``resume`` to the ``deployhook`` subparsers (each sets ``run``;
+    without ``--target`` they concern every target)."""
+    add_command(commands, "pause", "pause deploys: deliveries are verified, recorded and "
+                "answered 202 paused", pause)
+    add_command(commands, "resume", "resume deploys: the newest push accepted while paused "
+                "is deployed", resume)
 
 
 def pause(config: Config, args: argparse.Namespace) -> int:
@@ -74,16 +69,14 @@ def resume(config: Config, args: argparse.Namespace) -> int:
 
 
 def _targets(config: Config, name: str | None) -> list[TargetConfig] | None:
-    """The targets ``--target`` names (every target without it); None, said on stderr,
+    """The target ``--target`` names (every target without it); None, said on stderr,
     when there is no such target."""
-    if name is None:
-        return list(config.targets)
     try:
-        return [config.target(name)]
-    except KeyError:
-        print(f"deployhook: no target {name!r}; targets: {', '.join(config.target_names)}",
-              file=sys.stderr)
+        target = choose_target(config, name, required=False)
+    except CommandFailed as exc:
+        print(f"deployhook: {exc.reason}", file=sys.stderr)
         return None
+    return list(config.targets) if target is None else [target]
 
 
 def _why(exc: OSError) -> str:

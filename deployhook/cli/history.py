@@ -1,0 +1,172 @@
+"""``deployhook history`` and ``deployhook show``: the deployment record, read directly.
+
+Both work whether or not the daemon runs; they never create or migrate the record.
+``history`` lists every target's runs (a ``target`` column once there is more than
+one), or one target's with ``--target``; ``show`` takes a run id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from typing import Any
+
+from deployhook.cli.common import (
+    CommandFailed,
+    add_command,
+    choose_target,
+    local,
+    open_record,
+    positive,
+    seconds,
+    short,
+    table,
+    truncate,
+)
+from deployhook.record.store import Store
+from deployhook.settings import Config
+
+REASON_WIDTH = 60
+
+
+def add_parsers(commands: Any) -> None:
+    """Add ``history`` and ``show`` to the ``deployhook`` subparsers."""
+    sub = add_command(commands, "history", "list recent deploy runs from the deployment "
+                      "record (every target's unless --target)", history)
+    sub.add_argument("--limit", type=positive, default=20, metavar="N",
+                     help="how many runs, newest first (default: 20)")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub = add_command(commands, "show", "one run: its steps, their output, and the "
+                      "deliveries it covered", show)
+    sub.add_argument("id", type=int, help="the run's id (see 'deployhook history')")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+
+def history(config: Config, args: argparse.Namespace) -> int:
+    """``deployhook history``: recent runs, newest first, as a table or JSON.
+
+    Exit status 2 for an unknown ``--target`` (one the config does not name and the
+    record has no runs of), 1 when the record cannot be read."""
+    try:
+        store = open_record(config)
+        if store is None:
+            choose_target(config, args.target, required=False)
+            if args.json:
+                print(json.dumps({"runs": [], "total": 0}))
+            print(f"deployhook: no deployment record at {config.state_db} yet",
+                  file=sys.stderr if args.json else sys.stdout)
+            return 0
+        try:
+            runs, total, several = _read(store, config, args)
+        finally:
+            store.close()
+    except CommandFailed as exc:
+        print(f"deployhook: {exc.reason}", file=sys.stderr)
+        return exc.status
+    except sqlite3.Error as exc:
+        print(f"deployhook: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"runs": runs, "total": total}, indent=2))
+        return 0
+    if not runs:
+        which = f" of target {args.target}" if args.target else ""
+        print(f"no deploy runs{which} in {config.state_db} yet")
+        return 0
+    print(_table(runs, several))
+    if total > len(runs):
+        print(f"({len(runs)} of {total} runs; --limit N for more)")
+    return 0
+
+
+def _read(store: Store, config: Config, args: argparse.Namespace
+          ) -> tuple[list[dict[str, Any]], int, bool]:
+    """(runs, how many there are, whether to show the target column) for ``args``.
+
+    Raises:
+        CommandFailed: (status 2) an unknown ``--target``.
+    """
+    recorded = tuple(store.last_runs())
+    target = choose_target(config, args.target, required=False, known=recorded)
+    name = target.name if args.target is not None and target else None  # None: every one
+    several = name is None and len({*config.target_names, *recorded}) > 1
+    return store.runs(args.limit, target=name), store.count_runs(name), several
+
+
+def _table(runs: list[dict[str, Any]], several: bool) -> str:
+    """The runs as a table (with a ``target`` column when ``several``)."""
+    header = ["id", "started", "trigger", "outcome", "duration", "head", "pushers", "reason"]
+    rows = [[str(run["id"]), local(run["started"]), run["trigger"], run["outcome"],
+             seconds(run["duration"]),
+             f"{short(run['head_before'], 8)} -> {short(run['head_after'], 8)}",
+             run["pushers"] or "-", truncate(run["reason"] or "", REASON_WIDTH)]
+            for run in runs]
+    if several:
+        header.insert(1, "target")
+        for row, run in zip(rows, runs, strict=True):
+            row.insert(1, run.get("target") or "-")
+    return table(header, rows)
+
+
+def show(config: Config, args: argparse.Namespace) -> int:
+    """``deployhook show ID``: one run with its target, steps, their output and its
+    deliveries; with ``--target``, the run must be that target's (else exit 1)."""
+    try:
+        if args.target is not None:
+            choose_target(config, args.target, required=False)
+        store = open_record(config)
+        if store is None:
+            print(f"deployhook: no deployment record at {config.state_db} yet",
+                  file=sys.stderr)
+            return 1
+        try:
+            run = store.run(args.id) if 0 < args.id < 2**63 else None
+        finally:
+            store.close()
+    except CommandFailed as exc:
+        print(f"deployhook: {exc.reason}", file=sys.stderr)
+        return exc.status
+    except sqlite3.Error as exc:
+        print(f"deployhook: {exc}", file=sys.stderr)
+        return 1
+    if run is None:
+        print(f"deployhook: no run {args.id} in {config.state_db} "
+              "(see 'deployhook history')", file=sys.stderr)
+        return 1
+    if args.target is not None and run.get("target") != args.target:
+        print(f"deployhook: run {args.id} is a run of target {run.get('target')}, "
+              f"not of {args.target}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(run, indent=2))
+    else:
+        _print_run(run)
+    return 0
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    print(f"run {run['id']}: {run['outcome']}  (target {run.get('target') or '-'}, "
+          f"trigger {run['trigger']}, branch {run['branch'] or '-'})")
+    finished = local(run["finished"]) if run["finished"] else "-"
+    print(f"  started   {local(run['started'])}   finished {finished}   "
+          f"duration {seconds(run['duration'])}")
+    print(f"  head      {run['head_before'] or 'none'} -> {run['head_after'] or 'none'}")
+    print(f"  pushers   {run['pushers'] or '-'}")
+    if run["reason"]:
+        print(f"  reason    {run['reason']}")
+    print(f"steps ({len(run['steps'])}):")
+    for step in run["steps"]:
+        state = "ok" if step["status"] == 0 else f"FAILED (exit status {step['status']})"
+        print(f"  {step['seq'] + 1}. {step['name']}: {state}, {seconds(step['duration'])}")
+        print(f"     $ {step['command']}")
+        for line in (step["output"] or "").splitlines():
+            print(f"     | {line}".rstrip())
+    print(f"deliveries ({len(run['deliveries'])}):")
+    for d in run["deliveries"]:
+        shas = f" {short(d['before'], 8)}..{short(d['after'], 8)}" if d["after"] else ""
+        answer = f"{d['status']} {d['result']}" if d["status"] is not None else "pending"
+        print(f"  {d['delivery_id']}  {d['event']} {d['ref'] or ''}{shas} by "
+              f"{d['pusher'] or '-'} from {d['remote_addr']} at {local(d['received'])}"
+              f" -> {answer}")
