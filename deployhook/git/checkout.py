@@ -31,7 +31,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -235,6 +235,8 @@ class Checkout:
         self._env = git_environment(config.git_timeout, config.ssh_key)
         self._repo: git.Repo | None = None
         self.progress = False  # True: network steps show git's progress on our stderr
+        # Called (step name, its output so far) while pre_deploy or post_deploy runs.
+        self.live: Callable[[str, str], None] | None = None
 
     # -- facts ------------------------------------------------------------
     def exists(self) -> bool:
@@ -646,7 +648,8 @@ class Checkout:
         }
         assert self.config.post_deploy is not None
         step = postdeploy.run(self.config.post_deploy, self.path, env,
-                              self.config.post_deploy_timeout, hidden=self._secrets())
+                              self.config.post_deploy_timeout, hidden=self._secrets(),
+                              on_output=self._live("post_deploy"))
         steps.append(step)
         if not step.ok:
             raise DeployFailed(
@@ -667,11 +670,16 @@ class Checkout:
                                   tag)
         step = postdeploy.run(self.config.pre_deploy, self.path, env,
                               self.config.pre_deploy_timeout, hidden=self._secrets(),
-                              name="pre_deploy")
+                              name="pre_deploy", on_output=self._live("pre_deploy"))
         steps.append(step)
         if not step.ok:
             raise DeployFailed(f"{summary(step)} (exit status {step.status}); not updated, "
                                f"HEAD stays at {before}", steps)
+
+    def _live(self, name: str) -> Callable[[str], None] | None:
+        """What passes step ``name``'s output to :attr:`live` as it arrives (None: unwatched)."""
+        live = self.live
+        return None if live is None else (lambda text: live(name, text))
 
     def _secrets(self) -> list[str]:
         """The webhook secrets, to mask in post_deploy's output (none when unreadable)."""

@@ -17,12 +17,13 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from deployhook.forges.delivery import Push
 from deployhook.git.steps import OUTPUT_LIMIT, Step, hidden_values, mask, shown_command, tail
 from deployhook.settings import SECRET_ENV
 
+LIVE_EVERY = 0.2  # seconds between looks at a running command's new output
 ENV_VALUE_LIMIT = 16 * 1024  # characters kept of one added variable (Linux allows 128 KiB)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -35,6 +36,7 @@ def run(
     limit: int = OUTPUT_LIMIT,
     hidden: Iterable[str] = (),
     name: str = "post_deploy",
+    on_output: Callable[[str], None] | None = None,
 ) -> Step:
     """Run ``args`` in ``cwd`` with ``env`` added to the environment (each value through
     :func:`env_value`; ``$DEPLOYHOOK_SECRET`` left out).
@@ -46,6 +48,10 @@ def run(
     in its output the arguments' values (:func:`~deployhook.git.steps.hidden_values`),
     each of ``hidden`` (say, the webhook secret) and URL credentials are masked.  ``name``
     is the step's name (``post_deploy``, ``pre_deploy``, ``on_failure``).
+
+    ``on_output`` (when given) is called from this thread with the output so far (its
+    kept tail, masked the same way) within :data:`LIVE_EVERY` seconds of new output
+    arriving, so a run can be watched while it runs; its errors are ignored.
     """
     start = time.monotonic()
     command = shown_command(args)
@@ -64,7 +70,7 @@ def run(
     reader = threading.Thread(target=_drain, args=(proc, chunks, limit), daemon=True)
     reader.start()
     try:
-        status = proc.wait(timeout)
+        status = _wait(proc, timeout, chunks, secrets, on_output)
         note = ""
     except subprocess.TimeoutExpired:
         _kill_group(proc)
@@ -74,6 +80,33 @@ def run(
     output = b"".join(chunks).decode("utf-8", "replace")
     return Step(name, command, status, time.monotonic() - start,
                 tail(mask(output, secrets) + note))
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float, chunks: deque[bytes],
+          secrets: list[str], on_output: Callable[[str], None] | None) -> int:
+    """``proc.wait(timeout)``, passing new output to ``on_output`` meanwhile.
+
+    Raises:
+        subprocess.TimeoutExpired: ``proc`` ran past ``timeout``.
+    """
+    if on_output is None:
+        return proc.wait(timeout)
+    deadline = time.monotonic() + timeout
+    seen: bytes | None = None
+    while True:
+        try:
+            return proc.wait(min(LIVE_EVERY, max(0.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        latest = chunks[-1] if chunks else None
+        if latest is not seen:
+            seen = latest
+            try:
+                on_output(tail(mask(b"".join(list(chunks)).decode("utf-8", "replace"),
+                                    secrets)))
+            except Exception:  # watching must never change the run
+                pass
 
 
 def push_env(path: str, branch: str, pushes: Sequence[Push], before: str | None,

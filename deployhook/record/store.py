@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployhook.git.steps import Step, redact_recorded
+from deployhook.git.steps import Step, redact, redact_recorded
 
 SCHEMA_VERSION = 3
 DEFAULT_TARGET = "default"  # history from before targets is kept under this name
@@ -80,6 +80,12 @@ MIGRATIONS: dict[int, str] = {
     """,
     3: """
     ALTER TABLE deliveries ADD COLUMN secret_index INTEGER;  -- 1-based line that verified it
+    CREATE TABLE live (                   -- the output so far of a running run's command
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+        step TEXT NOT NULL,
+        output TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
     """,
 }
 
@@ -230,11 +236,18 @@ class Store:
                             [(run_id, row) for row in delivery_rows])
         return run_id
 
+    def live_output(self, run_id: int, step: str, output: str) -> None:
+        """Keep the output so far (already masked) of step ``step`` of running run
+        ``run_id``, for watching it; :meth:`finish_run` drops it."""
+        self.db.execute("INSERT OR REPLACE INTO live VALUES (?,?,?,?)",
+                        (run_id, _text(step), _text(output), time.time()))
+
     def finish_run(self, run_id: int, ok: bool, head_before: str | None,
                    head_after: str | None, reason: str, steps: Sequence[Step]) -> None:
         """Record a run's outcome and its steps, atomically."""
         with self.db:
             self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM live WHERE run_id=?", (run_id,))
             self.db.execute(
                 "UPDATE runs SET finished=?, outcome=?, head_before=COALESCE(?, head_before),"
                 " head_after=?, reason=? WHERE id=?",
@@ -298,6 +311,9 @@ class Store:
         run["deliveries"] = [dict(d) for d in self.db.execute(
             "SELECT delivery_id, event, ref, before, after, pusher, remote_addr, received,"
             " status, result FROM deliveries WHERE run_id=? ORDER BY id", (run_id,))]
+        live = self.db.execute("SELECT step, output FROM live WHERE run_id=?",
+                               (run_id,)).fetchone() if run["outcome"] == "running" else None
+        run["live"] = {"step": live[0], "output": redact(live[1])} if live else None
         return redact_recorded(run)
 
     def prune(self, keep_runs: int, keep_days: float) -> int:

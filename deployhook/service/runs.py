@@ -42,6 +42,8 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
     before = _head(checkout)
     run_id = record(lambda s: s.start_run(trigger, branch, before, list(rows), pushers,
                                           target=target))
+    if run_id is not None:
+        checkout.live = lambda step, text: record(lambda s: s.live_output(run_id, step, text))
     try:
         result = checkout.deploy(branch, list(pushes))
     except Exception as exc:
@@ -53,17 +55,27 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
             record(lambda s: s.finish_run(run_id, False, before, after,
                                           "interrupted by the user (Ctrl-C)", []))
         raise
+    finally:
+        checkout.live = None
     result.run_id = run_id
     if not result.ok:
-        on_failure(checkout, result, target, list(pushes))
+        on_failure(checkout, result, target, list(pushes), live(record, run_id))
     if run_id is not None:
         record(lambda s: s.finish_run(run_id, result.ok, result.head_before,
                                       result.head_after, result.reason, result.steps))
     return result
 
 
+def live(record: Record, run_id: int | None) -> Callable[[str], None] | None:
+    """What keeps on_failure's output in the record as it arrives (None: no record)."""
+    if run_id is None:
+        return None
+    return lambda text: record(lambda s: s.live_output(run_id, "on_failure", text))
+
+
 def on_failure(checkout: Checkout, result: RunResult, target: str,
-               pushes: Sequence[Push]) -> None:
+               pushes: Sequence[Push], on_output: Callable[[str], None] | None = None
+               ) -> None:
     """Run the target's ``on_failure`` command (when set) after the failed run ``result``,
     with ``DEPLOYHOOK_REASON`` and the run's facts in its environment; its step joins the
     run's steps.  Its own failure is only recorded (and logged): the run's outcome and
@@ -83,7 +95,7 @@ def on_failure(checkout: Checkout, result: RunResult, target: str,
     try:
         step = postdeploy.run(command, cwd if os.path.isdir(cwd) else "/", env,
                               config.on_failure_timeout, hidden=_secrets(config),
-                              name="on_failure")
+                              name="on_failure", on_output=on_output)
     except Exception:  # a bug here must not hide the run's own outcome
         log.exception("on_failure of %s could not be run", target)
         return
