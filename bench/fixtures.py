@@ -199,3 +199,23 @@ def signed(payload: dict[str, Any] | bytes, event: str = "push", delivery: str =
         "X-Hub-Signature-256": sign(raw, secret),
     }
     return raw, headers
+
+
+def make_clones(root: Path, n: int) -> tuple[Path, list[Path]]:
+    """A small bare origin (one commit, no submodule) and ``n`` clones of it under
+    ``root/clones``; returns (origin, clones).  Local clones share objects by hard links."""
+    origin = root / "small-origin.git"
+    git(root, "init", "-q", "--bare", "-b", "main", str(origin))
+    seed = root / "small-seed"
+    git(root, "clone", "-q", origin.as_uri(), str(seed))
+    (seed / "index.html").write_text("<p>a small site</p>\n")
+    git(seed, "add", ".")
+    git(seed, "commit", "-q", "-m", "a small site")
+    git(seed, "push", "-q", "origin", "HEAD:main")
+    (root / "clones").mkdir()
+    clones = []
+    for i in range(n):
+        clone = root / "clones" / f"t{i:03d}"
+        git(root, "clone", "-q", str(origin), str(clone))
+        clones.append(clone)
+    return origin, clones

@@ -425,3 +425,100 @@ def strangers(target: Target, n: int = 20, size: int = 26 * 1024 * 1024) -> dict
     body = b" " * size
     _, headers = signed(b"{}", delivery="stranger", secret=b"not the secret")
     return _concurrently(target, [(body, headers)] * n, pid=target.pid)
+
+
+def startup(target: Target, reps: int = 3) -> dict[str, Any]:
+    """Seconds from starting the process until /health answers 200 (polled every 5 ms),
+    ``reps`` times: the first on a fresh record (cold), the others on the record the
+    previous start left.  The server is left running after the last start, and the RSS
+    of its process tree (and of the daemon alone) is read then."""
+    times = []
+    for i in range(reps):
+        if i:
+            target.stop()
+        start = time.perf_counter()
+        target.start(timeout=60, interval=0.005)
+        times.append(time.perf_counter() - start)
+    own = Path(f"/proc/{target.pid}/status").read_text()
+    found = re.search(r"^VmRSS:\s+(\d+)", own, re.MULTILINE)
+    return {"cold_s": round(times[0], 3), "seconds": [round(t, 3) for t in times],
+            "median_s": round(statistics.median(times), 3),
+            "memory": memory(target.pid),
+            "daemon_rss_mb": round(int(found.group(1)) / 1024, 1) if found else None}
+
+
+def ignored_deliveries(targets: list[Target], workdir: Path, rounds: int = 3,
+                       duration: int = 5) -> dict[str, dict[str, Any]]:
+    """wrk: signed GitHub pushes to a branch no target deploys, POSTed to each server's
+    ``hook_url`` (verified, then ignored), ``rounds`` rounds round-robin over ``targets``,
+    the order reversed every other round (so a drift in the machine's load hits all
+    alike); per target the median req/s and every round's."""
+    from deployhook.forges import sign_headers
+
+    out: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+    for i in range(rounds):
+        for target in targets if i % 2 == 0 else targets[::-1]:
+            print(f"[{target.name}] ignored deliveries, round {i + 1}/{rounds} (wrk) ...",
+                  flush=True)
+            repository = f"octo-org/{target.hook_url.rsplit('/', 1)[1]}"
+            payload = push_payload("a" * 40, "b" * 40, ref="refs/heads/feature")
+            payload["repository"].update(full_name=repository,
+                                         name=repository.partition("/")[2])
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            headers = sign_headers("github", SECRET, body, "push", delivery_id="wrk-ignored")
+            if i == 0:  # what every request of the rounds gets: verified, then ignored
+                status, answer, _ = request("POST", target.hook_url, body, headers)
+                if status != 202:
+                    raise RuntimeError(f"{target.name}: {status} {answer[:300]!r}, not 202")
+                out[target.name] = {"answer": _json(answer)}
+            cpu = cpu_seconds(target.pid)
+            result = wrk(target, workdir, body, headers, f"{target.name}-ignored", duration)
+            result["cpu_ms_per_request"] = round(
+                (cpu_seconds(target.pid) - cpu) * 1000 / max(1, result["requests"]), 3)
+            runs[target.name].append(result)
+    for name, results in runs.items():
+        out[name] |= {"rps": round(statistics.median(r["rps"] for r in results), 1),
+                     "rps_rounds": [r["rps"] for r in results],
+                     "p99_ms": round(statistics.median(r["p99_ms"] for r in results), 2),
+                     "cpu_ms_per_request": round(statistics.median(
+                         r["cpu_ms_per_request"] for r in results), 3),
+                     "cpu_ms_rounds": [r["cpu_ms_per_request"] for r in results],
+                     "requests": sum(r["requests"] for r in results),
+                     "non_2xx": sum(r["non_2xx"] for r in results),
+                     "socket_errors": sum(r["socket_errors"] for r in results)}
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time used so far by ``pid``'s process tree, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def idle_cpu(target: Target, seconds: float = 5.0) -> dict[str, Any]:
+    """The CPU the server's process tree uses while no request arrives, over ``seconds``:
+    its background work (e.g. re-reading every target's HEAD), in % of one core."""
+    before, start = cpu_seconds(target.pid), time.perf_counter()
+    time.sleep(seconds)
+    used, elapsed = cpu_seconds(target.pid) - before, time.perf_counter() - start
+    return {"percent_of_a_core": round(100 * used / elapsed, 2), "seconds": seconds}
+
+
+def health_latency(target: Target, auth: dict[str, str], n: int = 50) -> dict[str, Any]:
+    """Median and worst time of ``n`` authenticated GET /health (every target's entry)."""
+    times, statuses, size, entries = [], [], 0, 0
+    for _ in range(n):
+        status, body, elapsed = request("GET", target.health_url, headers=auth, timeout=10)
+        times.append(elapsed)
+        statuses.append(status)
+        size, entries = len(body), len(_json(body).get("targets") or {})
+    return {"median_ms": _ms(statistics.median(times)), "worst_ms": _ms(max(times)),
+            "statuses": sorted(set(statuses)), "bytes": size, "targets": entries}

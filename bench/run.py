@@ -8,6 +8,9 @@ measures stall, burst, deploy overhead, throughput (wrk), memory and the 25 MB
 scale case.  Prints a table with PASS/MISS per deployhook target and writes
 everything to bench/results.json.  Only 127.0.0.1 is used; every process
 started is killed (its process group) before exit.
+
+``--only strangers`` measures large bodies only; ``--only targets`` one daemon with
+100 targets against one with a single target (bench/targets.json).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import measure
 from fixtures import isolate_git, make_repos
-from targets import TARGETS, Target, ensure_tools, free_port, kill_all
+from targets import TARGETS, DeployhookTargets, Target, ensure_tools, free_port, kill_all
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -230,6 +233,104 @@ def run_strangers(args: argparse.Namespace, rounds: int = 3) -> int:
     return 0
 
 
+def run_targets(args: argparse.Namespace) -> int:
+    """Many targets in one daemon: ``args.sites`` clones of one small origin.  Start time
+    until /health answers and RSS, with 1 and with ``args.sites`` targets; then signed
+    deliveries to a branch no target deploys at ``/hooks/<last target>``, wrk rounds
+    alternating between the two daemons.  Results go to bench/targets.json."""
+    import base64
+
+    from fixtures import make_clones
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    atexit.register(kill_all)
+    ensure_tools(("wrk",))
+    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
+    isolate_git(work)
+    started = time.time()
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                               "machine": machine(),
+                               "load_before": [round(x, 2) for x in os.getloadavg()],
+                               "sites": args.sites, "rounds": args.rounds,
+                               "duration": args.duration}
+    password = "bench status password"
+    auth = {"Authorization": "Basic " + base64.b64encode(
+        f"deployhook:{password}".encode()).decode()}
+    try:
+        print(f"making {args.sites} clones ...", flush=True)
+        _, clones = make_clones(work, args.sites)
+        daemons = [DeployhookTargets(work / "one", clones[:1], free_port()),
+                   DeployhookTargets(work / "many", clones, free_port())]
+        for daemon in daemons:
+            (daemon.root / "status-password.txt").write_text(password + "\n")
+            print(f"[{daemon.name}] start-up x{args.starts} ...", flush=True)
+            results[daemon.name] = {"targets": len(daemon.clones), "hook": daemon.hook_url,
+                                    "startup": measure.startup(daemon, args.starts)}
+            results[daemon.name]["health"] = measure.health_latency(daemon, auth)
+            results[daemon.name]["idle_cpu"] = measure.idle_cpu(daemon)
+        ignored = measure.ignored_deliveries(daemons, work, args.rounds, args.duration)
+        for daemon in daemons:
+            results[daemon.name]["ignored"] = ignored[daemon.name]
+            results[daemon.name]["memory_after"] = measure.memory(daemon.pid)
+            results[daemon.name]["alive"] = daemon.proc is not None and \
+                daemon.proc.poll() is None
+            daemon.stop()
+    finally:
+        kill_all()
+        shutil.rmtree(work, ignore_errors=True)
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["seconds"] = round(time.time() - started, 1)
+    rows = targets_table(results, [d.name for d in daemons])
+    results["table"] = rows
+    output = BENCH / "targets.json" if args.output == str(BENCH / "results.json") \
+        else Path(args.output)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(markdown(rows))
+    print(f"\nload average before {results['load_before']}, after {results['load_after']}; "
+          f"{results['seconds']} s; written to {output}")
+    return 0
+
+
+def targets_table(results: dict[str, Any], names: list[str]) -> list[list[str]]:
+    """Rows for --only targets: one column per daemon, the goal, and the verdict."""
+    one, many = (results[n] for n in names)
+    rows = [["figure", *names, "goal", "verdict"]]
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    cold, median = many["startup"]["cold_s"], many["startup"]["median_s"]
+    rows.append(["start until /health answers, cold / median (s)",
+                 *[f"{r['startup']['cold_s']:.2f} / {r['startup']['median_s']:.2f}"
+                   for r in (one, many)], "< 2 s", verdict(max(cold, median) < 2)])
+    rss = many["startup"]["memory"]["rss_mb"]
+    rows.append(["RSS after start, process tree (MB)",
+                 *[f"{r['startup']['memory']['rss_mb']:.1f} "
+                   f"({r['startup']['memory']['processes']} proc)" for r in (one, many)],
+                 "< 45 MB", verdict(rss < 45)])
+    rows.append(["RSS after the wrk rounds, process tree (MB)",
+                 *[f"{r['memory_after']['rss_mb']:.1f}" for r in (one, many)], "", ""])
+    ratio = many["ignored"]["rps"] / one["ignored"]["rps"] if one["ignored"]["rps"] else 0
+    rows.append(["ignored signed deliveries at /hooks/<name> (req/s, median)",
+                 *[f"{r['ignored']['rps']:,.0f}" for r in (one, many)],
+                 f"within 10% ({ratio:.2f}x)", verdict(ratio >= 0.9)])
+    cpu = [r["ignored"]["cpu_ms_per_request"] for r in (one, many)]
+    rows.append(["daemon CPU per ignored delivery (ms, median)",
+                 *[f"{c:.3f}" for c in cpu], f"within 10% ({cpu[1] / cpu[0]:.2f}x)"
+                 if cpu[0] else "", verdict(cpu[1] <= 1.1 * cpu[0])])
+    rows.append(["daemon CPU while idle (% of a core)",
+                 *[f"{r['idle_cpu']['percent_of_a_core']:.1f}" for r in (one, many)], "", ""])
+    rows.append(["  rounds (req/s)", *[", ".join(f"{x:,.0f}" for x in r["ignored"]["rps_rounds"])
+                                       for r in (one, many)], "", ""])
+    rows.append(["  p99 (ms), non-2xx", *[f"{r['ignored']['p99_ms']}, {r['ignored']['non_2xx']}"
+                                          for r in (one, many)], "", ""])
+    rows.append(["GET /health with every target, median / worst (ms)",
+                 *[f"{r['health']['median_ms']} / {r['health']['worst_ms']}"
+                   for r in (one, many)], "", ""])
+    return rows
+
+
 def main() -> int:
     """Run every figure for every target, print the table, write results.json."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -245,9 +346,15 @@ def main() -> int:
                         help="remote delay (s) during the burst")
     parser.add_argument("--stall-delay", type=float, default=2.0,
                         help="remote delay (s) during the stall deploy")
-    parser.add_argument("--only", choices=["strangers"],
+    parser.add_argument("--only", choices=["strangers", "targets"],
                         help="strangers: only the large-body figures for deployhook (5 signed "
-                        "25 MB at once; 20 wrongly signed 26 MiB), to bench/strangers.json")
+                        "25 MB at once; 20 wrongly signed 26 MiB), to bench/strangers.json; "
+                        "targets: one daemon with --sites targets against one with 1 (start "
+                        "time, RSS, ignored deliveries), to bench/targets.json")
+    parser.add_argument("--sites", type=int, default=100,
+                        help="--only targets: how many targets (clones) in the big daemon")
+    parser.add_argument("--starts", type=int, default=3,
+                        help="--only targets: start-ups timed per daemon (the first cold)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile deployhook with py-spy (bench/profiles/)")
     parser.add_argument("--output", default=str(BENCH / "results.json"))
@@ -260,6 +367,8 @@ def main() -> int:
 
     if args.only == "strangers":
         return run_strangers(args)
+    if args.only == "targets":
+        return run_targets(args)
     if args.profile and shutil.which("py-spy") is None:
         parser.error("--profile needs py-spy: python -m pip install py-spy")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -98,9 +98,14 @@ class Target:
 
     def __init__(self, repos: Repos, port: int) -> None:
         self.repos, self.port = repos, port
+        self.setup(repos.root)
+
+    def setup(self, root: Path) -> None:
+        """The log and the secret file in ``root``, where the server runs."""
+        self.root = root
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = repos.root / f"{self.name}.log"
-        self.secret_file = repos.root / "secret.txt"
+        self.log = root / f"{self.name}.log"
+        self.secret_file = root / "secret.txt"
         self.secret_file.write_bytes(SECRET + b"\n")
         self.secret_file.chmod(0o600)
 
@@ -128,9 +133,10 @@ class Target:
         """Extra environment for the server process."""
         return {"PYTHONPATH": str(ROOT)}
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the server and wait until its cheap GET answers 200."""
-        self.proc = start_group(self.argv(), self.log, self.repos.root, self.env())
+    def start(self, timeout: float = 30.0, interval: float = 0.05) -> None:
+        """Start the server and wait until its cheap GET answers 200 (polled every
+        ``interval`` seconds)."""
+        self.proc = start_group(self.argv(), self.log, self.root, self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -138,7 +144,7 @@ class Target:
                                    f"{self.log.read_text(errors='replace')[-2000:]}")
             if request("GET", self.health_url, timeout=2)[0] == 200:
                 return
-            time.sleep(0.05)
+            time.sleep(interval)
         raise RuntimeError(f"{self.name} not ready in {timeout}s")
 
     def stop(self) -> None:
@@ -223,13 +229,44 @@ class Webhook(Target):
                 "-hooks", str(hooks)]
 
 
+class DeployhookTargets(Deployhook):
+    """One daemon serving a target per clone (``targets`` in config.py), all sharing one
+    secret; deliveries go to ``/hooks/<hook>`` (default: the last target)."""
+
+    def __init__(self, root: Path, clones: list[Path], port: int,
+                 hook: str | None = None) -> None:
+        self.clones = clones
+        self.names = [clone.name for clone in clones]
+        self.hook = hook or self.names[-1]
+        self.name = self.label = f"deployhook-{len(clones)}-targets"
+        self.port = port
+        root.mkdir(parents=True, exist_ok=True)
+        self.setup(root)  # no Repos: the clones are its fixtures
+
+    @property
+    def hook_url(self) -> str:
+        return f"{self.base}/hooks/{self.hook}"
+
+    def argv(self) -> list[str]:
+        config = self.root / "config.py"
+        values = {
+            "address": "127.0.0.1", "port": self.port, "secret_file": str(self.secret_file),
+            "reload": "none", "stop_timeout": 5.0,
+            "state_db": str(self.root / "deployhook.sqlite3"),
+            "targets": {name: {"repo_path": str(clone), "repository": f"octo-org/{name}"}
+                        for name, clone in zip(self.names, self.clones, strict=True)},
+        }
+        config.write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
+        return [sys.executable, "-m", "deployhook", "serve", "--config", str(config)]
+
+
 TARGETS: dict[str, type[Target]] = {"deployhook": Deployhook, "blocking": Blocking,
                                     "webhook": Webhook}
 
 
-def ensure_tools() -> None:
-    """Install Debian's webhook and wrk when missing (apt-get update first)."""
-    missing = [pkg for pkg in ("webhook", "wrk") if not _which(pkg)]
+def ensure_tools(tools: tuple[str, ...] = ("webhook", "wrk")) -> None:
+    """Install ``tools`` (Debian's webhook and wrk) when missing (apt-get update first)."""
+    missing = [pkg for pkg in tools if not _which(pkg)]
     if not missing:
         return
     print(f"installing {' '.join(missing)} with apt-get ...", flush=True)

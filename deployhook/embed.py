@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deployhook.git.checkout import RunResult
+from deployhook.report.reporter import Reporter
 from deployhook.service.hub import Hub
 from deployhook.service.reload import Reloader, reexec
 from deployhook.service.target import Target
@@ -40,6 +41,7 @@ class DeployHook(Hub):
                                  on_reexec or self._close_and_reexec, repo_path=first.repo_path)
         self.listeners.append(self._reload_after)
         self.idle_listeners.append(self.reloader.poke)
+        self.reporter = Reporter(self)
 
     def _reload_after(self, target: Target, result: RunResult) -> None:
         if result.deployed:
@@ -53,10 +55,13 @@ class DeployHook(Hub):
 
     def routes(self, health_path: str | None = "/health",
                record_path: str | None = "/deployments",
-               page_path: str | None = "/") -> list[tuple[str, Any, dict[str, Any]]]:
+               page_path: str | None = "/", **paths: str | None,
+               ) -> list[tuple[str, Any, dict[str, Any]]]:
         """URL specs: the webhooks (``webhook_path`` and ``/hooks/<target>``) and, unless
-        None, the health check, the record's JSON API and the status page."""
-        return routes(self, health_path, record_path, page_path)
+        None, the health check, the record's JSON API, the status page, and (``paths``:
+        ``api_path``, ``docs_path``, ``metrics_path``) the OpenAPI document, its page
+        and the metrics."""
+        return routes(self, health_path, record_path, page_path, **paths)  # type: ignore[arg-type]
 
     def _only(self) -> Target:
         if self.single is None:

@@ -28,13 +28,16 @@ PASSWORD_CREDENTIAL = "status-password"  # systemd: LoadCredential=status-passwo
 STATUS_ACCESS = ("password", "loopback")
 RELOAD_MODES = ("auto", "autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
+REPORTS = ("status", "deployment")  # what ``report`` tells the forge (None: nothing)
+REPORT_CREDENTIAL = "report-token"  # systemd: LoadCredential=report-token-<target>:/path
 FORGES = ("github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "bitbucket-server")
 DEFAULT_TARGET = "default"  # the one target of a config without ``targets``
 TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Keys about one checkout: allowed inside a target; at the top level they are the defaults.
 TARGET_KEYS = ("repo_path", "remote", "branch", "repository", "repo_url", "submodules",
                "pull_strategy", "post_deploy", "post_deploy_timeout", "reload", "secret_file",
-               "ssh_key", "forge", "tags", "git_timeout", "lock_timeout",
+               "ssh_key", "forge", "tags", "git_timeout", "lock_timeout", "report",
+               "report_token_file", "api_url",
                "pre_deploy", "pre_deploy_timeout", "on_failure", "on_failure_timeout")
 COMMAND_KEYS = ("pre_deploy", "post_deploy", "on_failure")  # argument lists, no shell
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
@@ -67,6 +70,9 @@ class TargetConfig:
     pre_deploy_timeout: float = 300.0
     on_failure: tuple[str, ...] | None = None
     on_failure_timeout: float = 60.0
+    report: str | None = None
+    report_token_file: str | None = None
+    api_url: str | None = None
     secret: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +95,32 @@ class TargetConfig:
                 raise ConfigError(f"{key} must be a non-empty list of arguments, or None{where}")
         if self.tags is not None and not self.tags.strip():
             raise ConfigError(f"tags must be a non-empty pattern such as 'v*', or None{where}")
+        _check_report(self, where)
+
+
+def _check_report(target: TargetConfig, where: str) -> None:
+    """``report`` needs a forge that has a status API; ``api_url`` must be http(s).
+
+    Raises:
+        ConfigError: naming the key and what is valid.
+    """
+    if target.api_url is not None and not re.match(r"^https?://[^/\s]+", target.api_url):
+        raise ConfigError(f"api_url must be an http:// or https:// URL, or None{where}")
+    if target.report is None:
+        return
+    _check_choice("report", target.report, REPORTS)
+    if target.forge is None:
+        raise ConfigError(f"report needs forge set (github, gitlab, gitea, forgejo, bitbucket "
+                          f"or bitbucket-server){where}")
+    if target.forge == "gogs":
+        raise ConfigError(f"report is not available for forge 'gogs': Gogs has no commit "
+                          f"status API{where}")
+    if target.forge == "bitbucket-server" and target.api_url is None:
+        raise ConfigError(f"report for forge 'bitbucket-server' needs api_url (your server's "
+                          f"address, e.g. 'https://bitbucket.example.com'){where}")
+    if target.report == "deployment" and target.forge != "github":
+        raise ConfigError(f"report = 'deployment' needs forge 'github' (use 'status' for "
+                          f"{target.forge}){where}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +170,11 @@ class Config:
     pre_deploy_timeout: float = 300.0
     on_failure: tuple[str, ...] | None = None
     on_failure_timeout: float = 60.0
+    report: str | None = None
+    report_token_file: str | None = None
+    api_url: str | None = None
+    # Where the status pages are reachable from outside (links to runs); None: no links.
+    public_url: str | None = None
     # name -> that target's settings; empty: one target, ``default``, from the keys above.
     targets: tuple[TargetConfig, ...] = ()
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
@@ -148,6 +185,10 @@ class Config:
         _check_choice("log_level", self.log_level, ("debug", "info", "warning", "error"))
         if not self.webhook_path.startswith("/"):
             raise ConfigError(f"webhook_path must start with '/', got {self.webhook_path!r}")
+        if self.public_url is not None and not re.match(r"^https?://[^/\s]+",
+                                                         self.public_url):
+            raise ConfigError(f"public_url must be an http:// or https:// URL, got "
+                              f"{self.public_url!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
         if not self.targets:  # the one target ``default``, from the top-level keys
@@ -221,11 +262,14 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "ssh_key": (str, type(None)), "forge": (str, type(None)), "tags": (str, type(None)),
     "pre_deploy": (list, tuple, type(None)), "pre_deploy_timeout": (int, float),
     "on_failure": (list, tuple, type(None)), "on_failure_timeout": (int, float),
+    "report": (str, type(None)), "report_token_file": (str, type(None)),
+    "api_url": (str, type(None)), "public_url": (str, type(None)),
     "targets": (dict,),
     "status_access": (str,), "allowed_hosts": (list, tuple),
 }
 KEYS = tuple(_TYPES)
-_PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file", "ssh_key")
+_PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file", "ssh_key",
+              "report_token_file")
 
 
 def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:
@@ -261,21 +305,27 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
         values["secret_file"] = str(Path(credentials) / CREDENTIAL_NAME)
     if "status_password_file" not in values and credentials:
         values["status_password_file"] = str(Path(credentials) / PASSWORD_CREDENTIAL)
+    if "report_token_file" not in values and credentials:
+        token = Path(credentials) / REPORT_CREDENTIAL
+        if token.exists():
+            values["report_token_file"] = str(token)
     for key in _PATH_KEYS:
         raw = values.get(key, getattr(Config, key))
         if raw is not None:
             values[key] = _resolve(base, raw)
     secret = _take_secret() if own else environ.get(SECRET_ENV)
+    # With targets, a top-level ``report`` is only their default: each target's forge decides.
+    report = values.pop("report", None) if raw_targets is not None else None
     config = Config(**values, secret=secret.strip().encode() if secret else None)
     if raw_targets is None:
         return config
-    targets = tuple(_target(config, name, settings, base, credentials)
+    targets = tuple(_target(config, name, settings, base, credentials, report)
                     for name, settings in raw_targets.items())
-    return replace(config, targets=targets)
+    return replace(config, report=report, targets=targets)
 
 
 def _target(config: Config, name: Any, raw: Any, base: Path,
-            credentials: str | None) -> TargetConfig:
+            credentials: str | None, report: str | None = None) -> TargetConfig:
     """One entry of ``targets``: its keys checked and coerced, paths resolved, and the
     top-level keys as defaults for the rest.
 
@@ -308,6 +358,10 @@ def _target(config: Config, name: Any, raw: Any, base: Path,
         own = Path(credentials) / f"{CREDENTIAL_NAME}-{name}"
         if own.exists():
             values["secret_file"] = str(own)
+    own_token = Path(credentials or ".") / f"{REPORT_CREDENTIAL}-{name}"
+    if "report_token_file" not in values and credentials and own_token.exists():
+        values["report_token_file"] = str(own_token)
+    values.setdefault("report", report)
     if "secret_file" in values:
         values["secret"] = None  # its own file, not $DEPLOYHOOK_SECRET
     return config.default_target(name, **values)

@@ -321,3 +321,12 @@ def deliver_push(url: str, sha: str, delivery: str = "d-1") -> tuple[int, dict[s
     """POST a signed push of ``sha`` to main to the daemon at ``url``."""
     body, headers = signed(push_payload(sha), delivery=delivery)
     return http("POST", url + "/github", body, headers)
+
+
+def start_targets(root: Path, targets: dict[str, dict[str, Any]], port: int | None = None,
+                  env: dict[str, str] | None = None, **extra: Any) -> Daemon:
+    """Write ``root/config.py`` declaring ``targets`` (name -> that target's settings;
+    top level: reload "none" and ``extra``) and start the daemon on ``port``."""
+    port = port or free_port()
+    values = {"port": port, "reload": "none", **extra, "targets": targets}
+    return Daemon(write_config(root / "config.py", **values), port, env)

@@ -25,6 +25,7 @@ from deployhook.git.checkout import Checkout, git_environment, resolve_target, r
 from deployhook.git.ssh import SshRemote, ssh_remote
 from deployhook.git.steps import redact
 from deployhook.record.store import Store
+from deployhook.report.reporter import ReportError, read_token
 from deployhook.secret import SecretSource
 from deployhook.settings import Config, TargetConfig
 
@@ -70,8 +71,10 @@ def _checks(config: Config, config_path: str) -> Iterator[Result]:
 
 
 def _target_checks(target: TargetConfig) -> Iterator[Result]:
-    """The checks of one target: its secret, checkout, remote and repo_path."""
+    """The checks of one target: its secret, report token, checkout, remote and
+    repo_path."""
     yield from _secret(target)
+    yield from report_token(target)
     yield from _checkout(target)
     yield _writable_path("repo_path", target.repo_path)
 
@@ -136,6 +139,25 @@ def _ago(when: float) -> str:
         return f"at {stamp} ({seconds // 60} min ago)"
     return f"at {stamp} ({seconds // 3600} h ago)" if seconds < 172800 else (
         f"at {stamp} ({seconds // 86400} days ago)")
+
+
+def report_token(target: TargetConfig) -> Iterator[Result]:
+    """With ``report`` set: the token file is readable, not empty and private (never
+    showing the token)."""
+    if target.report is None:
+        return
+    try:
+        read_token(target.report_token_file)
+    except ReportError as exc:
+        yield Result("FAIL", "report", exc.reason, "write a forge API token into "
+                     "report_token_file (see README: Reporting to the forge)")
+        return
+    path = str(target.report_token_file)
+    yield Result("OK", "report", f"{target.report} to {target.forge}, token in {path}")
+    mode = os.stat(path).st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        yield Result("WARN", "report", f"{path} is readable by others "
+                     f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {path}")
 
 
 def _checkout(config: TargetConfig) -> Iterator[Result]:

@@ -114,12 +114,25 @@ allowed_hosts = []
 allowed_networks = []
 trusted_proxies = []
 
+# Reporting to the forge: report = "status" sets a commit status (context
+# deployhook/<target>) on each pushed commit, pending when its run starts and
+# success or failure when it ends; "deployment" (GitHub) records a Deployment to an
+# environment named for the target instead.  Needs forge set (not gogs) and a token
+# in report_token_file (under systemd leave it out and use
+# LoadCredential=report-token-<target>:/path); api_url: None for the forge's public
+# API, e.g. "https://git.example.com/api/v1" for a self-hosted one.  public_url:
+# where the status pages are reachable, for links from the forge to each run.
+report = None
+report_token_file = None
+api_url = None
+public_url = None
+
 # Several sites in one daemon: a dict from a name (a-z, 0-9, '-', '_') to that target's
 # settings.  Each target answers at /hooks/<name>; the keys above about one checkout
 # (repo_path, remote, branch, repository, repo_url, submodules, pull_strategy, ssh_key,
 # forge, tags, pre_deploy, post_deploy, on_failure and their timeouts, reload, secret_file,
-# git_timeout) are the defaults for every target.  Empty: one target, "default", made of
-# the keys above.
+# git_timeout, report, report_token_file, api_url) are the defaults for every target.
+# Empty: one target, "default", made of the keys above.
 # targets = {
 #     "blog": {"repo_path": "/srv/blog", "repository": "octo-org/blog", "branch": "main",
 #              "post_deploy": ["make", "html"]},

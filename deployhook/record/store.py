@@ -258,6 +258,21 @@ class Store:
                 [(run_id, seq, s.name, _text(s.command), s.status, s.duration, _text(s.output))
                  for seq, s in enumerate(steps)])
 
+    def add_step(self, run_id: int, step: Step) -> bool:
+        """Append ``step`` to run ``run_id`` (finished or not), after its other steps: what
+        happened after the deploy itself, such as reporting to the forge.  False when the
+        run is no longer in the record."""
+        if self.db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is None:
+            return False
+        with self.db:
+            self.db.execute("BEGIN")
+            seq = self.db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM steps WHERE run_id=?",
+                                  (run_id,)).fetchone()[0]
+            self.db.execute("INSERT INTO steps VALUES (?,?,?,?,?,?,?)",
+                            (run_id, seq, step.name, _text(step.command), step.status,
+                             step.duration, _text(step.output)))
+        return True
+
     def interrupt_unfinished(self) -> list[int]:
         """Mark runs left 'running' by a process that died as 'interrupted'; return their ids."""
         ids = [row[0] for row in self.db.execute("SELECT id FROM runs WHERE outcome='running'")]

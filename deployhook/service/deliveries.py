@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,8 @@ class Deliveries:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        # Called with (target name or "-", facts, answer) for each answer, as it is logged.
+        self.answered: list[Callable[[str, Facts, Answer], None]] = []
 
     async def handle(self, target: Target, decision: Decision, facts: Facts) -> Answer:
         """Answer ``decision`` for ``target``: pong, ignored, or the deploy's outcome
@@ -169,9 +172,9 @@ class Deliveries:
             after=push.after if push else None, pusher=push.pusher if push else None,
             accepted=accepted, target=target, secret_index=facts.secret_index(target))
 
-    @staticmethod
-    def _log(target: str, facts: Facts, answer: Answer) -> None:
-        """One line per delivery and target: who, what, and the answer."""
+    def _log(self, target: str, facts: Facts, answer: Answer) -> None:
+        """One line per delivery and target: who, what, and the answer; then tell
+        :attr:`answered`."""
         push = answer.push
         ref = push.ref if push else "-"
         shas = f"{push.before[:12]}..{push.after[:12]}" if push else "-"
@@ -180,6 +183,8 @@ class Deliveries:
                 facts.delivery_id[:100], facts.client, target, facts.forge,
                 facts.event[:100], ref, shas, answer.status, answer.body.get("result"),
                 answer.body.get("reason", ""))
+        for listener in self.answered:
+            listener(target, facts, answer)
 
 
 def outcome(push: Push, result: RunResult) -> Answer:

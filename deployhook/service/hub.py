@@ -19,6 +19,7 @@ from typing import Any
 from tornado.ioloop import PeriodicCallback
 
 from deployhook.errors import ConfigError, DeliveryError
+from deployhook.forges.delivery import Push
 from deployhook.git.checkout import Checkout, RunResult, resolve_target
 from deployhook.git.headref import read_head
 from deployhook.git.paused import Pause
@@ -53,13 +54,19 @@ class Hub:
         # Called with (target, result) after each run, with a target whose HEAD moved
         # without a deploy of ours, and whenever a run or an answer ends.
         self.listeners: list[Callable[[Target, RunResult], None]] = []
+        # Called with (target, pushes) as each run starts.
+        self.start_listeners: list[Callable[[Target, list[Push]], None]] = []
         self.head_listeners: list[Callable[[Target], None]] = []
         self.idle_listeners: list[Callable[[], None]] = []
         self._watch: PeriodicCallback | None = None
         self._watching: asyncio.Future[None] | None = None
 
     def _target(self, config: Any) -> Target:
-        return Target(config, self.executor, self.record, self.gate, self._result)
+        return Target(config, self.executor, self.record, self.gate, self._result, self._start)
+
+    def _start(self, target: Target, pushes: list[Push]) -> None:
+        for listener in self.start_listeners:
+            listener(target, pushes)
 
     @property
     def single(self) -> Target | None:

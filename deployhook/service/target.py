@@ -33,14 +33,16 @@ class Target:
 
     def __init__(self, config: TargetConfig, executor: ThreadPoolExecutor, record: Recorder,
                  gate: asyncio.Semaphore | None = None,
-                 on_result: Callable[[Target, RunResult], None] | None = None) -> None:
+                 on_result: Callable[[Target, RunResult], None] | None = None,
+                 on_start: Callable[[Target, list[Push]], None] | None = None) -> None:
         self.name = config.name
         self.config = config
         self.secret = SecretSource(config.secret_file, config.secret)
         self.checkout = Checkout(config)
         self.record = record
         self._on_result = on_result
-        self.worker = GitWorker(self.checkout, executor, self._result, record, self.name, gate)
+        self.worker = GitWorker(self.checkout, executor, self._result, record, self.name, gate,
+                                on_start and (lambda pushes: on_start(self, pushes)))
         self.repository: str | None = config.repository
         self.branch: str | None = config.branch
         self.head: str | None = None

@@ -54,6 +54,7 @@ class GitWorker:
         recorder: Recorder | None = None,
         target: str = DEFAULT_TARGET,
         gate: asyncio.Semaphore | None = None,
+        on_start: Callable[[list[Push]], None] | None = None,
     ) -> None:
         self.checkout = checkout
         self.executor = executor
@@ -61,6 +62,7 @@ class GitWorker:
         self.recorder = recorder
         self.target = target
         self.gate = gate
+        self.on_start = on_start  # called with a run's pushes as it starts; must not raise
         self.last: RunResult | None = None
         self.runs = 0
         self._pending: list[Request] = []
@@ -70,6 +72,11 @@ class GitWorker:
     def busy(self) -> bool:
         """True while a deploy runs or deliveries wait for one."""
         return bool(self._pending) or (self._task is not None and not self._task.done())
+
+    @property
+    def waiting(self) -> int:
+        """How many accepted pushes wait for the next run."""
+        return len(self._pending)
 
     def submit(self, push: Push, row: int | None = None,
                trigger: str = "webhook") -> asyncio.Future[RunResult]:
@@ -124,6 +131,11 @@ class GitWorker:
         branch = last.branch or (last.ref if last.ref.startswith("refs/tags/") else "")
         rows = [r.row for r in batch if r.row is not None]
         trigger = "webhook" if any(r.trigger == "webhook" for r in batch) else batch[0].trigger
+        if self.on_start is not None:
+            try:
+                self.on_start(pushes)
+            except Exception:
+                log.exception("handling the start of a run of %s failed", self.target)
         result = await self.run_in_executor(functools.partial(
             run_deploy, self.checkout, self._record, target=self.target, trigger=trigger,
             branch=branch, pushes=pushes, rows=rows))

@@ -15,7 +15,9 @@ from deployhook.service.deliveries import Deliveries
 from deployhook.service.hub import Hub
 from deployhook.web.access import Access
 from deployhook.web.api import DeploymentHandler, DeploymentsHandler
-from deployhook.web.handlers import HealthHandler, WebhookHandler
+from deployhook.web.apidocs import DocsAssetHandler, DocsHandler, OpenAPIHandler
+from deployhook.web.handlers import HealthHandler, JSONHandler, WebhookHandler
+from deployhook.web.metrics import Metrics, MetricsHandler
 from deployhook.web.pages import page_routes
 
 HOOKS_PATH = "/hooks"
@@ -32,7 +34,7 @@ class NotFoundHandler(tornado.web.RequestHandler):
         self.finish('{"result": "error", "reason": "not found"}\n')
 
 
-class FaviconHandler(tornado.web.RequestHandler):
+class FaviconHandler(JSONHandler):
     """``GET /favicon.ico``: 204, cacheable for a day, so browsers stop asking and
     nothing is logged (the pages also point their icon at an empty data: URL)."""
 
@@ -55,11 +57,13 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 def routes(hub: Hub, health_path: str | None = "/health",
            record_path: str | None = "/deployments", page_path: str | None = "/",
-           hooks_path: str = HOOKS_PATH) -> list[Spec]:
+           hooks_path: str = HOOKS_PATH, api_path: str | None = "/openapi.json",
+           docs_path: str | None = "/docs", metrics_path: str | None = "/metrics",
+           ) -> list[Spec]:
     """URL specs for the webhook (``<hooks_path>/<target>`` for each target, and
     ``webhook_path`` routing by repository) and, unless None, the health check, the
-    record's JSON API and the status page (``page_path``, with ``runs/<id>`` and
-    ``targets/<name>`` below it)."""
+    record's JSON API, the status page (``page_path``, with ``runs/<id>`` and
+    ``targets/<name>`` below it), the OpenAPI document, its page and the metrics."""
     access, deliveries = Access(hub), Deliveries(hub)
     hook = {"hub": hub, "deliveries": deliveries}
     view = {"hub": hub, "access": access}
@@ -72,6 +76,15 @@ def routes(hub: Hub, health_path: str | None = "/health",
                   (record_path + r"/([0-9]{1,18})", DeploymentHandler, view)]
     if page_path:
         specs += page_routes(hub, access, page_path)
+    if api_path:
+        specs.append((api_path, OpenAPIHandler, view))
+    if docs_path:
+        specs += [(docs_path, DocsHandler, view),
+                  (docs_path + r"/([a-z.-]{1,40})", DocsAssetHandler, view)]
+    if metrics_path:
+        metrics = Metrics(hub)
+        deliveries.answered.append(metrics.delivered)
+        specs.append((metrics_path, MetricsHandler, {**view, "metrics": metrics}))
     return specs
 
 

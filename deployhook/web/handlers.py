@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deployhook.http")
 UNBOUNDED = 1 << 62
+READ_BACK = 1024 * 1024  # bytes per read when a spooled body is hashed after the fact
 HASH_IN_THREAD = 16 * 1024  # chunks this big are hashed in a thread (hashlib drops the GIL)
 # as are the writes of spooled bodies (a write may wait on the disk)
 
@@ -49,7 +50,19 @@ class JSONHandler(tornado.web.RequestHandler):
         reason = exc.reason if isinstance(exc, tornado.web.HTTPError) and exc.reason else None
         if status_code == 401:  # send_error() cleared the header set before raising
             self.set_header("WWW-Authenticate", 'Basic realm="deployhook", charset="UTF-8"')
+        set_allow(self, status_code)
         self.reply(status_code, {"result": "error", "reason": reason or self._reason})
+
+
+def set_allow(handler: tornado.web.RequestHandler, status_code: int) -> None:
+    """On a 405, the ``Allow`` header RFC 9110 requires: the methods ``handler``'s class
+    implements (``GET, POST``)."""
+    if status_code != 405:
+        return
+    base = tornado.web.RequestHandler
+    handler.set_header("Allow", ", ".join(
+        method for method in handler.SUPPORTED_METHODS
+        if getattr(type(handler), method.lower(), None) is not getattr(base, method.lower())))
 
 
 class HealthHandler(JSONHandler):
@@ -97,6 +110,10 @@ class WebhookHandler(JSONHandler):
         self.signature = "unchecked"
         self.client = self.request.remote_ip or "unknown"
         self.target: Target | None = None
+        # webhook_path with several targets: the body is hashed once the repository it
+        # names says whose secrets to check (so only theirs are ever computed)
+        self.deferred = False
+        self.named: str | None = None
 
     def prepare(self) -> None:
         if self.request.method != "POST":
@@ -147,7 +164,8 @@ class WebhookHandler(JSONHandler):
             self.signature = _signature_result(exc)
             self.refuse(exc)
             return
-        secrets = [secret for secret, _ in self.candidates]
+        self.deferred = self.target is None and len(self.hub.targets) > 1
+        secrets = [] if self.deferred else [secret for secret, _ in self.candidates]
         self.hashed = mac.Hashed(forges.hash_keys(self.forge, secrets, headers))
 
     async def data_received(self, chunk: bytes) -> None:
@@ -202,7 +220,10 @@ class WebhookHandler(JSONHandler):
             self.counted = False
             self.hub.answered()
 
-    def get(self, *_: str) -> None:
+    def get(self, *names: str) -> None:
+        if names and names[0] not in self.hub.targets:
+            raise tornado.web.HTTPError(404, reason="no such target: the URL is "
+                                        "/hooks/<target name>")
         self.reply(200, {"result": "ok", "reason": "deployhook is listening; "
                          "forges deliver webhooks here with POST"})
 
@@ -210,13 +231,19 @@ class WebhookHandler(JSONHandler):
         if self._finished:
             return
         try:
-            event, targets = await self._verified_event()
+            verified = await self._verified_event()
         except DeliveryError as exc:
             self.signature = _signature_result(exc)
             self.refuse(exc)
             return
         finally:
             self.body.release()
+        if verified is None:  # webhook_path: the repository it names is no target's
+            reason = f"no target deploys {self.named or 'this repository'}"
+            answer = self.deliveries.handle_ignored(reason, self._facts())
+            self.reply(answer.status, answer.body)
+            return
+        event, targets = verified
         facts = self._facts(event.delivery_id)
         try:
             answer = await self._answer(event, targets, facts)
@@ -224,28 +251,63 @@ class WebhookHandler(JSONHandler):
             answer = self.deliveries.refuse(exc, facts, self.target.name if self.target else "")
         self.reply(answer.status, answer.body)
 
-    async def _verified_event(self) -> tuple[forges.Event, list[Target]]:
+    async def _verified_event(self) -> tuple[forges.Event, list[Target]] | None:
         """Verify what was hashed, then parse (a large body in a child process); the event
-        and the targets whose secret verified it.
+        and the targets whose secret verified it.  At ``webhook_path`` with several
+        targets, the repository the body names comes first: it is verified against the
+        secrets of the targets that deploy that repository (None when there are none).
 
         Raises:
             DeliveryError: wrong signature, no event header, or a malformed body.
         """
         assert self.hashed is not None  # prepare() answered otherwise
-        headers, body = self.request.headers, self.body
-        check_size(body.size, self.limit)
-        secrets = [secret for secret, _ in self.candidates]
+        headers = self.request.headers
+        check_size(self.body.size, self.limit)
+        candidates = self.candidates
+        if self.deferred:
+            payload = await self._payload()
+            self.named = forges.repository(self.forge, payload)
+            candidates = [(secret, named) for secret, targets in candidates
+                          if (named := [(t, n) for t, n in targets if _deploys(t, self.named)])]
+            if not candidates:
+                return None
+            self.hashed = await self._hash([secret for secret, _ in candidates])
+        secrets = [secret for secret, _ in candidates]
         index = forges.verify(self.forge, secrets, headers, self.hashed)
         self.signature = "valid"
-        matched = self.candidates[index][1]
+        matched = candidates[index][1]
         self.positions = tuple((target.name, position) for target, position in matched)
         connections.mark(self.request, connections.VERIFIED)
-        content_type = headers.get("Content-Type")
-        if body.file is not None:
-            payload = await parse_in_child(content_type, body.file)
-        else:
-            payload = parse_body(content_type, body.data)
+        if not self.deferred:
+            payload = await self._payload()
         return forges.parse(self.forge, headers, payload), [target for target, _ in matched]
+
+    async def _payload(self) -> dict[str, Any]:
+        """The body parsed: in a child process when it was spooled to a file.
+
+        Raises:
+            DeliveryError: not UTF-8 JSON or form-encoded JSON (400, 415).
+        """
+        content_type = self.request.headers.get("Content-Type")
+        if self.body.file is not None:
+            return await parse_in_child(content_type, self.body.file)
+        return parse_body(content_type, self.body.data)
+
+    async def _hash(self, secrets: list[bytes]) -> mac.Hashed:
+        """The whole stored body hashed for ``secrets`` (in a thread: it may be 25 MB)."""
+        hashed = mac.Hashed(forges.hash_keys(self.forge, secrets, self.request.headers))
+        body = self.body
+
+        def feed() -> None:
+            if body.file is None:
+                hashed.update(body.data)
+                return
+            body.file.seek(0)
+            for chunk in iter(lambda: body.file.read(READ_BACK), b""):  # type: ignore[union-attr]
+                hashed.update(chunk)
+
+        await asyncio.get_running_loop().run_in_executor(None, feed)
+        return hashed
 
     async def _answer(self, event: forges.Event, targets: list[Target],
                       facts: Facts) -> Answer:
@@ -259,9 +321,7 @@ class WebhookHandler(JSONHandler):
             target = targets[0]
             decision = decide_event(event, target.repository, target.branch, target.config.tags)
             return await self.deliveries.handle(target, decision, facts)
-        named = (event.repository or "").lower()
-        chosen = [t for t in targets if not t.repository or not named
-                  or t.repository.lower() == named]
+        chosen = [t for t in targets if _deploys(t, event.repository)]
         if not chosen:
             return self.deliveries.handle_ignored(
                 f"no target deploys {event.repository or 'this repository'}", facts)
@@ -280,6 +340,13 @@ class WebhookHandler(JSONHandler):
         target = self.target.name if self.target is not None else ""
         answer = self.deliveries.refuse(exc, self._facts(), target)
         self.reply(answer.status, answer.body)
+
+
+def _deploys(target: Target, repository: str | None) -> bool:
+    """True when ``target`` takes deliveries naming ``repository`` (a target without
+    ``repository`` takes any; a delivery naming none goes to every target)."""
+    return not target.repository or not repository or \
+        target.repository.lower() == repository.lower()
 
 
 def _signature_result(exc: DeliveryError) -> str:

@@ -23,6 +23,7 @@ import tornado.web
 
 from deployhook.git.steps import redact
 from deployhook.web.api import RecordAccess
+from deployhook.web.handlers import set_allow
 
 if TYPE_CHECKING:
     from deployhook.service.hub import Hub
@@ -118,6 +119,7 @@ class HTMLHandler(tornado.web.RequestHandler):
         """An HTML error page with the short reason (never a traceback)."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         reason = exc.reason if isinstance(exc, tornado.web.HTTPError) and exc.reason else None
+        set_allow(self, status_code)
         self.render("error.html", status=status_code, reason=reason or self._reason,
                     denied=status_code in (401, 403, 429))
 
