@@ -427,6 +427,51 @@ def strangers(target: Target, n: int = 20, size: int = 26 * 1024 * 1024) -> dict
     return _concurrently(target, [(body, headers)] * n, pid=target.pid)
 
 
+def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
+    """Deploy time in releases mode against in-place on the bench repository, each over
+    ``reps`` pushes (a new commit each, deployed in-process by ``run_deploy``, no daemon),
+    and the disk used per additional release (``du`` of the releases folder, hard links
+    counted once, over the number of releases)."""
+    from deployhook.git.checkout import Checkout
+    from deployhook.service.runs import run_deploy
+    from deployhook.settings import TargetConfig
+
+    site = repos.root / "site"
+    modes = {
+        "in-place": TargetConfig(name="inplace", repo_path=str(repos.plain), branch="main",
+                                 reload="none"),
+        "releases": TargetConfig(repo_path=str(repos.deployed), branch="main", reload="none",
+                                 deploy_mode="releases", releases_path=str(site),
+                                 keep_releases=reps + 2),
+    }
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(reps):
+        repos.commit()
+        for mode, config in modes.items():
+            checkout = Checkout(config)
+            start = time.perf_counter()
+            result = run_deploy(checkout, lambda fn: None, target=config.name, trigger="bench",
+                                branch="main")
+            times[mode].append(time.perf_counter() - start)
+            checkout.close()
+            if not result.ok:
+                raise RuntimeError(f"{mode} deploy failed: {result.reason}")
+        time.sleep(1.0)  # release names carry the second
+    count = len([p for p in (site / "releases").iterdir() if p.is_dir()])
+    used = int(subprocess.run(["du", "-sk", str(site / "releases")], capture_output=True,
+                              text=True, check=True).stdout.split()[0])
+    tree = int(subprocess.run(["du", "-sk", "--exclude=.git", str(repos.plain)],
+                              capture_output=True, text=True, check=True).stdout.split()[0])
+    return {
+        "reps": reps,
+        "in_place_ms_median": _ms(statistics.median(times["in-place"])),
+        "releases_ms_median": _ms(statistics.median(times["releases"])),
+        "in_place_ms": [_ms(t) for t in times["in-place"]],
+        "releases_ms": [_ms(t) for t in times["releases"]],
+        "releases": count,
+        "kib_per_release": round(used / count, 1),
+        "checked_out_kib": tree,
+    }
 def startup(target: Target, reps: int = 3) -> dict[str, Any]:
     """Seconds from starting the process until /health answers 200 (polled every 5 ms),
     ``reps`` times: the first on a fresh record (cold), the others on the record the

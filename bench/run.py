@@ -10,7 +10,9 @@ everything to bench/results.json.  Only 127.0.0.1 is used; every process
 started is killed (its process group) before exit.
 
 ``--only strangers`` measures large bodies only; ``--only targets`` one daemon with
-100 targets against one with a single target (bench/targets.json).
+100 targets against one with a single target (bench/targets.json); ``--only releases``
+deploy time in releases mode against in-place, and disk per release
+(bench/releases.json).
 """
 
 from __future__ import annotations
@@ -233,6 +235,24 @@ def run_strangers(args: argparse.Namespace, rounds: int = 3) -> int:
     return 0
 
 
+def run_releases(args: argparse.Namespace) -> int:
+    """Deploy time in releases mode against in-place, and disk per release."""
+    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
+    isolate_git(work)
+    try:
+        (work / "releases").mkdir()
+        figures = measure.releases(make_repos(work / "releases"), args.reps)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+               "releases": figures}
+    output = BENCH / "releases.json" if args.output == str(BENCH / "results.json") \
+        else Path(args.output)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
 def run_targets(args: argparse.Namespace) -> int:
     """Many targets in one daemon: ``args.sites`` clones of one small origin.  Start time
     until /health answers and RSS, with 1 and with ``args.sites`` targets; then signed
@@ -346,11 +366,13 @@ def main() -> int:
                         help="remote delay (s) during the burst")
     parser.add_argument("--stall-delay", type=float, default=2.0,
                         help="remote delay (s) during the stall deploy")
-    parser.add_argument("--only", choices=["strangers", "targets"],
+    parser.add_argument("--only", choices=["strangers", "targets", "releases"],
                         help="strangers: only the large-body figures for deployhook (5 signed "
                         "25 MB at once; 20 wrongly signed 26 MiB), to bench/strangers.json; "
                         "targets: one daemon with --sites targets against one with 1 (start "
-                        "time, RSS, ignored deliveries), to bench/targets.json")
+                        "time, RSS, ignored deliveries), to bench/targets.json; "
+                        "releases: deploy time in releases mode against in-place and disk "
+                        "per release, to bench/releases.json")
     parser.add_argument("--sites", type=int, default=100,
                         help="--only targets: how many targets (clones) in the big daemon")
     parser.add_argument("--starts", type=int, default=3,
@@ -367,6 +389,8 @@ def main() -> int:
 
     if args.only == "strangers":
         return run_strangers(args)
+    if args.only == "releases":
+        return run_releases(args)
     if args.only == "targets":
         return run_targets(args)
     if args.profile and shutil.which("py-spy") is None:

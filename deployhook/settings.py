@@ -38,8 +38,12 @@ TARGET_KEYS = ("repo_path", "remote", "branch", "repository", "repo_url", "submo
                "pull_strategy", "post_deploy", "post_deploy_timeout", "reload", "secret_file",
                "ssh_key", "forge", "tags", "git_timeout", "lock_timeout", "report",
                "report_token_file", "api_url",
+               # atomic releases (git/releases.py)
+               "deploy_mode", "releases_path", "health_url", "health_timeout", "activate",
+               "shared_paths", "keep_releases",
                "pre_deploy", "pre_deploy_timeout", "on_failure", "on_failure_timeout")
 COMMAND_KEYS = ("pre_deploy", "post_deploy", "on_failure")  # argument lists, no shell
+DEPLOY_MODES = ("in-place", "releases")
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
 SECRET_ENV = ENV_PREFIX + "SECRET"
 NOT_KEYS = (SECRET_ENV,)
@@ -73,6 +77,14 @@ class TargetConfig:
     report: str | None = None
     report_token_file: str | None = None
     api_url: str | None = None
+    # atomic releases (git/releases.py)
+    deploy_mode: str = "in-place"
+    releases_path: str | None = None
+    health_url: str | None = None
+    health_timeout: float = 10.0
+    activate: tuple[str, ...] | None = None
+    shared_paths: tuple[str, ...] = ()
+    keep_releases: int = 5
     secret: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +108,7 @@ class TargetConfig:
         if self.tags is not None and not self.tags.strip():
             raise ConfigError(f"tags must be a non-empty pattern such as 'v*', or None{where}")
         _check_report(self, where)
+        _check_releases(self, where)
 
 
 def _check_report(target: TargetConfig, where: str) -> None:
@@ -175,6 +188,14 @@ class Config:
     api_url: str | None = None
     # Where the status pages are reachable from outside (links to runs); None: no links.
     public_url: str | None = None
+    # atomic releases (git/releases.py)
+    deploy_mode: str = "in-place"
+    releases_path: str | None = None
+    health_url: str | None = None
+    health_timeout: float = 10.0
+    activate: tuple[str, ...] | None = None
+    shared_paths: tuple[str, ...] = ()
+    keep_releases: int = 5
     # name -> that target's settings; empty: one target, ``default``, from the keys above.
     targets: tuple[TargetConfig, ...] = ()
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
@@ -230,6 +251,34 @@ class Config:
         return tuple(target.name for target in self.targets)
 
 
+def _check_releases(target: TargetConfig, where: str) -> None:
+    """The atomic-release keys of ``target`` (see git/releases.py).
+
+    Raises:
+        ConfigError: a bad ``deploy_mode``, ``releases`` without ``releases_path``, a bad
+            timeout, an empty ``activate``, a ``shared_paths`` entry that is absolute or
+            climbs out of the release, or ``keep_releases`` below 2.
+    """
+    try:
+        _check_choice("deploy_mode", target.deploy_mode, DEPLOY_MODES)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{where}") from None
+    if target.deploy_mode == "releases" and not target.releases_path:
+        raise ConfigError(f"deploy_mode 'releases' needs releases_path{where}")
+    if target.health_timeout <= 0:
+        raise ConfigError(f"health_timeout must be a positive number of seconds{where}")
+    if target.activate is not None and not target.activate:
+        raise ConfigError(f"activate must be a non-empty list of arguments, or None{where}")
+    for path in target.shared_paths:
+        parts = Path(path).parts
+        if not path or Path(path).is_absolute() or ".." in parts or ".git" in parts:
+            raise ConfigError(f"shared_paths entries must be relative paths inside a release, "
+                              f"got {path!r}{where}")
+    if target.keep_releases < 2:
+        raise ConfigError(f"keep_releases must be at least 2 (the live release and the one "
+                          f"before it){where}")
+
+
 def _check_targets(targets: tuple[TargetConfig, ...]) -> None:
     names: set[str] = set()
     paths: dict[str, str] = {}
@@ -266,10 +315,14 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "api_url": (str, type(None)), "public_url": (str, type(None)),
     "targets": (dict,),
     "status_access": (str,), "allowed_hosts": (list, tuple),
+    # atomic releases (git/releases.py)
+    "deploy_mode": (str,), "releases_path": (str, type(None)), "health_url": (str, type(None)),
+    "health_timeout": (int, float), "activate": (list, tuple, type(None)),
+    "shared_paths": (list, tuple), "keep_releases": (int,),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file", "ssh_key",
-              "report_token_file")
+              "report_token_file", "releases_path")
 
 
 def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:
@@ -464,7 +517,7 @@ def _coerce(key: str, value: Any) -> Any:
         names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
         raise ConfigError(f"{key} must be {names}, got {type(value).__name__} {value!r}")
     if key in (*COMMAND_KEYS, "allowed_networks", "trusted_proxies",
-               "allowed_hosts") and value is not None:
+               "allowed_hosts", "activate", "shared_paths") and value is not None:
         if not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{key} must be a list of strings")
         return tuple(value)

@@ -140,3 +140,20 @@ public_url = None
 #              "secret_file": "docs.secret"},
 # }
 targets = {}
+
+# Atomic releases (README.rst, "Atomic releases"): deploy_mode = "releases" builds each
+# deploy in releases_path/releases/<UTC time>-<short sha> (a clone sharing repo_path's
+# objects; repo_path is then only the store that is fetched into), runs post_deploy
+# inside it, then switches the symlink releases_path/current to it atomically.  After
+# the switch, activate (an argument list, e.g. ["systemctl", "reload", "myapp"]) runs
+# and health_url must answer 2xx within health_timeout seconds; either failing switches
+# current back ("rolled back: ...").  shared_paths are linked into every release from
+# releases_path/shared/; keep_releases releases are kept (at least 2).  Each of these
+# keys may also be set per target.
+deploy_mode = "in-place"
+releases_path = None  # e.g. "/srv/site"
+health_url = None  # e.g. "http://127.0.0.1/health"
+health_timeout = 10.0
+activate = None  # e.g. ["systemctl", "reload", "myapp"]
+shared_paths = []
+keep_releases = 5

@@ -1,6 +1,7 @@
 """The ``deployhook`` command: ``serve``, ``init``, ``check``; ``history`` and ``show``
 live in :mod:`deployhook.cli.history`, ``deploy`` in :mod:`deployhook.cli.deploy`,
-``send`` in :mod:`deployhook.cli.send`."""
+``send`` in :mod:`deployhook.cli.send`, ``releases`` and ``rollback`` in
+:mod:`deployhook.cli.releases`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from deployhook import __version__, settings
 from deployhook.cli import deploy, history, pause, send
+from deployhook.cli import releases as release_commands
 from deployhook.cli.check import Result, local_host, run_checks
 from deployhook.daemon import logs
 from deployhook.daemon.server import serve
@@ -40,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     history.add_parsers(subparsers)
     deploy.add_parser(subparsers)
     send.add_parser(subparsers)
+    release_commands.add_parsers(subparsers)
     pause.add_parsers(subparsers)
     args = parser.parse_args(argv)
     if args.command == "init" and not os.path.lexists(args.config):

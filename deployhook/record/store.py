@@ -308,6 +308,16 @@ class Store:
             " (SELECT MAX(id) FROM runs WHERE outcome != 'running' GROUP BY target)").fetchall()
         return {row["target"]: _run(row) for row in rows}
 
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (``deployhook deploy``, a
+        second process) committed to the file since this one last looked."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def running_targets(self) -> set[str]:
+        """The targets with a run that has not finished."""
+        return {row[0] for row in
+                self.db.execute("SELECT DISTINCT target FROM runs WHERE outcome='running'")}
+
     def run_counts(self) -> dict[str, int]:
         """How many runs the record keeps of each target."""
         return {row[0]: int(row[1]) for row in

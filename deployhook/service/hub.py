@@ -20,7 +20,8 @@ from tornado.ioloop import PeriodicCallback
 
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.forges.delivery import Push
-from deployhook.git.checkout import Checkout, RunResult, resolve_target
+from deployhook.git import releases
+from deployhook.git.checkout import Checkout, RunResult
 from deployhook.git.headref import read_head
 from deployhook.git.paused import Pause
 from deployhook.git.paused import read as read_pause
@@ -33,7 +34,9 @@ from deployhook.settings import Config
 
 log = logging.getLogger("deployhook")
 RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db")
-WATCH_EVERY = 0.25  # seconds between reads of the checkouts' HEADs and the record
+WATCH_EVERY = 0.25  # seconds between refreshes; each target's HEAD is read once a second
+HEAD_ROUNDS = 4  # refreshes in which every target's HEAD is read once (a quarter each)
+RECORD_EVERY = 20  # refreshes between reads of the record when nobody else wrote to it
 
 
 class Hub:
@@ -60,6 +63,8 @@ class Hub:
         self.idle_listeners: list[Callable[[], None]] = []
         self._watch: PeriodicCallback | None = None
         self._watching: asyncio.Future[None] | None = None
+        self._ticks = 0
+        self._data_version: int | None = None
 
     def _target(self, config: Any) -> Target:
         return Target(config, self.executor, self.record, self.gate, self._result, self._start)
@@ -112,30 +117,45 @@ class Hub:
 
     def _tick(self) -> None:
         if self._watching is None or self._watching.done():
-            self._watching = asyncio.ensure_future(self.refresh())
+            self._watching = asyncio.ensure_future(self.refresh(everything=False))
 
-    async def refresh(self) -> None:
-        """Re-read every target's HEAD from its files and its last run and run count from
-        the record, and each pause (all off the IOLoop, one job each for all targets); a
-        target resumed since the last refresh deploys what it accepted while paused.
-        Never raises."""
+    async def refresh(self, everything: bool = True) -> None:
+        """Re-read targets' HEADs from their files and their last runs and run counts from
+        the record, off the IOLoop, so that what the daemon reports is what the checkouts
+        and the record say, whoever deployed; and their pauses (a target resumed since
+        the last look deploys what it accepted while paused).  Each call after the first
+        reads a quarter of the HEADs and pauses (every one, with up to four targets) and
+        reads the record only when another process wrote to it, a HEAD moved, or every
+        ``RECORD_EVERY`` calls.  Never raises."""
         targets = list(self.targets.values())
+        if not everything and len(targets) > HEAD_ROUNDS:
+            share = -(-len(targets) // HEAD_ROUNDS)
+            start = (self._ticks % HEAD_ROUNDS) * share
+            targets = targets[start:start + share]
+        self._ticks += 1
         generations = [t.generation for t in targets]
-        loop = asyncio.get_running_loop()
-        paths = [t.config.repo_path for t in targets]
-        heads = await loop.run_in_executor(self.executor, _read_heads, paths)
-        pauses = await loop.run_in_executor(self.executor, _read_pauses, paths)
+        paths = [releases.head_path(t.config) for t in targets]
+        heads = await asyncio.get_running_loop().run_in_executor(
+            self.executor, _read_heads, paths)
+        moved = any(h is not None and h != t.head for t, h in zip(targets, heads, strict=True))
+        force = everything or moved or self._ticks % RECORD_EVERY == 0
+        pauses = await asyncio.get_running_loop().run_in_executor(
+            self.executor, _read_pauses, [t.config.repo_path for t in targets])
         for target, pause in zip(targets, pauses, strict=True):
             if target.pause_read(pause):
                 await target.recover("resume")
         try:
-            last, counts = await self.record.run(_summaries)
+            version, summaries = await self.record.run(
+                lambda s: _summaries(s, None if force else self._data_version))
+            self._data_version = version
         except Exception as exc:  # reported where the record is written
             log.debug("cannot read the deployment record: %s", exc)
-            last, counts = None, None
+            summaries = None
         for target, head, generation in zip(targets, heads, generations, strict=True):
-            recorded = None if counts is None or last is None else (
-                last.get(target.name), counts.get(target.name, 0))
+            recorded = None if summaries is None else (
+                summaries[0].get(target.name), summaries[1].get(target.name, 0))
+            if summaries is not None and target.name in summaries[2]:
+                head = None  # another process is deploying it: its HEAD is not final yet
             if target.refreshed(head, recorded, generation):
                 for listener in self.head_listeners:
                     listener(target)
@@ -182,7 +202,7 @@ class Hub:
             checkout = Checkout(target)
             try:
                 resolved[target.name] = (checkout, await loop.run_in_executor(
-                    self.executor, resolve_target, checkout, target))
+                    self.executor, releases.resolve, checkout, target))
             except ConfigError as exc:
                 raise ConfigError(f"target {target.name!r}: {exc}") from None
         fixed = [key for key in RESTART_KEYS if getattr(config, key) != getattr(self.config, key)]
@@ -245,7 +265,15 @@ def _read_pauses(paths: list[str]) -> list[Pause | None]:
     return [read_pause(path) for path in paths]
 
 
-def _summaries(store: Store) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """Each target's newest finished run (as in ``last_deploy``) and its run count."""
+Summaries = tuple[dict[str, dict[str, Any]], dict[str, int], set[str]]
+
+
+def _summaries(store: Store, unless: int | None) -> tuple[int, Summaries | None]:
+    """The record's data version, and each target's newest finished run (as in
+    ``last_deploy``), run count, and the targets with a run going on, unless the data
+    version is still ``unless``."""
+    version = store.data_version()
+    if version == unless:
+        return version, None
     last = {name: recorded_summary(run) for name, run in store.last_runs().items()}
-    return last, store.run_counts()
+    return version, (last, store.run_counts(), store.running_targets())

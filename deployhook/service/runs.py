@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from deployhook.errors import SecretMissing
 from deployhook.forges.delivery import Push
-from deployhook.git import postdeploy
+from deployhook.git import postdeploy, releases
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.git.steps import redact
 from deployhook.record.store import Store
@@ -45,7 +45,10 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
     if run_id is not None:
         checkout.live = lambda step, text: record(lambda s: s.live_output(run_id, step, text))
     try:
-        result = checkout.deploy(branch, list(pushes))
+        if releases.enabled(checkout.config):  # build a release, switch ``current``
+            result = releases.deploy(checkout, branch, list(pushes))
+        else:
+            result = checkout.deploy(branch, list(pushes))
     except Exception as exc:
         log.exception("deploy run %s of %s crashed", run_id or "-", target)
         result = RunResult(False, before, _head(checkout), branch, reason=crash_reason(exc))
@@ -121,8 +124,11 @@ def crash_reason(exc: BaseException) -> str:
 
 
 def _head(checkout: Checkout) -> str | None:
-    """HEAD now, or None when there is no checkout or it cannot be read."""
+    """HEAD now (in releases mode: the live release's commit), or None when there is no
+    checkout or it cannot be read."""
     try:
+        if releases.enabled(checkout.config):
+            return releases.live_sha(checkout.config)
         return checkout.head() if checkout.exists() else None
     except Exception as exc:  # reading HEAD must never hide the run's own outcome
         log.error("cannot read HEAD of %s: %s", checkout.path, exc)

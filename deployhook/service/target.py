@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from deployhook.forges.delivery import Push
-from deployhook.git import paused
-from deployhook.git.checkout import Checkout, RunResult, resolve_target
+from deployhook.git import paused, releases
+from deployhook.git.checkout import Checkout, RunResult
 from deployhook.record.recorder import Recorder
 from deployhook.secret import SecretSource
 from deployhook.service.worker import GitWorker
@@ -62,7 +62,8 @@ class Target:
             ConfigError: ``repo_path`` is no checkout and ``repo_url`` is unset, or the
                 checkout's HEAD is detached and neither ``branch`` nor ``tags`` is set.
         """
-        resolved = await self.worker.run_in_executor(resolve_target, self.checkout, self.config)
+        resolved = await self.worker.run_in_executor(releases.resolve, self.checkout,
+                                                     self.config)
         self.branch, self.repository, self.head = resolved
         what = f"tags {self.config.tags}" if self.config.tags else (
             self.branch or "the default branch")

@@ -14,6 +14,7 @@ whatever ``autoescape`` the application that mounts the pages sets.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.template
 import tornado.web
 
+from deployhook.git import releases
 from deployhook.git.steps import redact
 from deployhook.web.api import RecordAccess
 from deployhook.web.handlers import set_allow
@@ -187,7 +189,9 @@ async def render_target(page: PageHandler, target: Target, only: str | None) -> 
         lambda s: (s.runs(RUNS_SHOWN, 0, only), s.count_runs(only)))
     config = target.config
     deploying = target.worker.busy or any(r["outcome"] == "running" for r in runs)
-    page.render("status.html", runs=runs, total=total, deploying=deploying,
+    found = (await asyncio.get_running_loop().run_in_executor(None, releases.releases, config)
+             if releases.enabled(config) else None)
+    page.render("status.html", releases=found, runs=runs, total=total, deploying=deploying,
                 repository=target.repository, branch=target.branch, head=target.head,
                 checkout=config.repo_path, remote=config.remote, name=target.name,
                 repo_url=redact(config.repo_url) if config.repo_url else None,

@@ -1,0 +1,114 @@
+"""``deployhook releases`` and ``deployhook rollback``: the releases of a target in
+``deploy_mode = "releases"``, and switching ``current`` back.
+
+A rollback takes the releases lock (a deploy of the daemon waits for it, and it for
+the deploy), switches ``current``, runs ``activate`` if set, and is recorded as a run
+with trigger ``rollback`` (heads: the live release's commit before and after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from deployhook.cli.common import CommandFailed, add_command, choose_target, short, table, user
+from deployhook.cli.deploy import _writable_record
+from deployhook.git import releases
+from deployhook.git.steps import Step
+from deployhook.settings import Config, TargetConfig
+
+
+def add_parsers(commands: Any) -> None:
+    """Add ``releases`` and ``rollback`` to the ``deployhook`` subparsers."""
+    add_command(commands, "releases", "list the releases of a target in releases mode, "
+                "the live one marked", list_releases)
+    sub = add_command(commands, "rollback", "switch a target's 'current' back to the "
+                      "release before the live one (or --to), recorded", rollback)
+    sub.add_argument("--to", metavar="RELEASE|SHA",
+                     help="the release to switch to: its name, or a commit SHA (prefix)")
+
+
+def _target(config: Config, args: argparse.Namespace) -> TargetConfig:
+    """The chosen target, which must be in releases mode.
+
+    Raises:
+        CommandFailed: no such target (2), or it is not in releases mode (2).
+    """
+    target = choose_target(config, args.target, required=True)
+    assert target is not None
+    if not releases.enabled(target):
+        raise CommandFailed(f"target {target.name} has deploy_mode {target.deploy_mode!r}; "
+                            "releases need deploy_mode = \"releases\"", status=2)
+    return target
+
+
+def list_releases(config: Config, args: argparse.Namespace) -> int:
+    """``deployhook releases``: one line per release, oldest first, ``*`` on the live one;
+    0, or 2 for a bad ``--target``."""
+    try:
+        target = _target(config, args)
+    except CommandFailed as exc:
+        print(f"deployhook: {exc.reason}", file=sys.stderr)
+        return exc.status
+    found = releases.releases(target)
+    if not found:
+        print(f"no releases yet in {releases.root(target)}")
+        return 0
+    rows = [["*" if r.live else "", r.name, short(r.sha, 12)] for r in found]
+    print(table(["live", "release", "commit"], rows))
+    return 0
+
+
+def rollback(config: Config, args: argparse.Namespace) -> int:
+    """``deployhook rollback``: switch ``current`` to the release before the live one, or
+    to ``--to``; recorded with trigger ``rollback``.  0 when it worked, 1 when it failed
+    (no such release, the lock stayed held, ``activate`` failed), 2 for a bad
+    ``--target``."""
+    try:
+        target = _target(config, args)
+    except CommandFailed as exc:
+        print(f"deployhook: {exc.reason}", file=sys.stderr)
+        return exc.status
+    store = _writable_record(config)
+    start = time.monotonic()
+    before = releases.live_sha(target)
+    try:
+        ok, reason, steps = _switch(target, args.to)
+        after = releases.live_sha(target)
+        if store is not None:
+            run_id = store.start_run("rollback", target.branch or "", before, [], [user()],
+                                     target=target.name)
+            store.finish_run(run_id, ok, before, after, reason, steps)
+    finally:
+        if store is not None:
+            store.close()
+    elapsed = time.monotonic() - start
+    if not ok:
+        print(f"rollback FAILED after {elapsed:.2f}s: {reason}")
+        return 1
+    print(f"{reason} ({short(before, 12)} -> {short(after, 12)})")
+    return 0
+
+
+def _switch(target: TargetConfig, which: str | None) -> tuple[bool, str, list[Step]]:
+    """Under the releases lock: (ok, reason, steps) of switching to ``which``."""
+    steps: list[Step] = []
+    with releases.locked(target) as held:
+        if not held:
+            return False, (f"another deploy holds {releases.root(target) / releases.LOCK} "
+                           f"for more than {target.lock_timeout:g}s"), steps
+        try:
+            release = releases.find(target, which)
+        except LookupError as exc:
+            return False, str(exc), steps
+        if release.live:
+            return True, f"release {release.name} is already live", steps
+        releases.switch(target, release.name)
+        steps.append(Step("switch", f"current -> {releases.RELEASES}/{release.name}", 0,
+                          0.0, ""))
+        failure = releases.activate(target, release.path, steps)
+        if failure:
+            return False, f"switched to {release.name} but {failure}", steps
+        return True, f"rolled back to {release.name}", steps

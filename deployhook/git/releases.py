@@ -1,0 +1,477 @@
+"""Atomic releases (``deploy_mode = "releases"``): build each deploy in its own folder,
+then switch the ``current`` symlink to it in one rename.
+
+Layout under ``releases_path``::
+
+    current -> releases/20261201T031500Z-1a2b3c4d5e6f   (the live release)
+    releases/<UTC time>-<short sha>/                  one clone per deployed commit
+    releases/<name>.partial                           while <name> is being built
+    shared/<path>                                     what ``shared_paths`` link to
+    .deployhook.lock                                  flock held by a deploy or rollback
+
+``repo_path`` is only the object store that is fetched into (the ordinary update of
+:class:`~deployhook.git.checkout.Checkout`, without post_deploy).  A release is a
+``git clone --shared`` of it at the deployed commit, with its submodules, the
+``shared_paths`` links, then post_deploy run inside it.  Only then is ``current``
+switched (a new symlink renamed over the old one), then ``activate`` runs and
+``health_url`` must answer 2xx; either failing switches ``current`` back.  A crash
+at any point leaves ``current`` on a complete release: ``<name>.partial`` is written
+before the clone and removed once the release is complete; a release with it is
+removed by :func:`clean_partial` (each deploy, and each start of the daemon).
+
+Everything here blocks: run it in the git executor or the CLI's main thread.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deployhook.forges.delivery import Push
+from deployhook.git import postdeploy
+from deployhook.git.checkout import Checkout, DeployFailed, RunResult, resolve_target
+from deployhook.git.steps import Step, redact, summary, tail
+from deployhook.settings import Config, TargetConfig
+
+log = logging.getLogger("deployhook.releases")
+CURRENT = "current"
+RELEASES = "releases"
+SHARED = "shared"
+PARTIAL = ".partial"  # suffix of the marker file next to a release being built
+LOCK = ".deployhook.lock"
+ROLLED_BACK = "rolled back: "
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release folder: its name, the commit it holds, whether ``current`` is it."""
+
+    name: str
+    sha: str
+    path: Path
+    live: bool = False
+
+
+def root(config: TargetConfig | Config) -> Path:
+    """``releases_path`` (the mode requires it)."""
+    assert config.releases_path is not None
+    return Path(config.releases_path)
+
+
+def enabled(config: TargetConfig | Config) -> bool:
+    return config.deploy_mode == "releases"
+
+
+def head_path(config: TargetConfig | Config) -> str:
+    """Where the deployed HEAD is read from: ``releases_path/current`` in releases mode,
+    else ``repo_path``."""
+    return str(root(config) / CURRENT) if enabled(config) else config.repo_path
+
+
+def live_name(config: TargetConfig | Config) -> str | None:
+    """The name of the release ``current`` points to, or None (no switch yet)."""
+    try:
+        return Path(os.readlink(root(config) / CURRENT)).name
+    except OSError:
+        return None
+
+
+def live_sha(config: TargetConfig | Config) -> str | None:
+    """The commit of the live release (read from its .git, no git process), or None."""
+    name = live_name(config)
+    if name is None:
+        return None
+    return _head_of(root(config) / RELEASES / name)
+
+
+def releases(config: TargetConfig | Config) -> list[Release]:
+    """The complete releases, oldest first (their names sort by time)."""
+    folder = root(config) / RELEASES
+    try:
+        names = sorted(entry.name for entry in folder.iterdir() if entry.is_dir()
+                       and not (folder / (entry.name + PARTIAL)).exists())
+    except FileNotFoundError:
+        return []
+    live = live_name(config)
+    return [Release(name, _head_of(folder / name) or "", folder / name, name == live)
+            for name in names]
+
+
+def find(config: TargetConfig | Config, which: str | None) -> Release:
+    """The release ``which`` names (a release name, or a commit SHA or its prefix: the
+    newest release of it); None: the release before the live one.
+
+    Raises:
+        LookupError: no such release (the message says why).
+    """
+    found = releases(config)
+    if which is None:
+        live = next((i for i, r in enumerate(found) if r.live), None)
+        if live is None:
+            raise LookupError("no release is live")
+        if live == 0:
+            raise LookupError("there is no release before the live one")
+        return found[live - 1]
+    for release in reversed(found):
+        if release.name == which or (len(which) >= 4 and release.sha.startswith(which.lower())):
+            return release
+    raise LookupError(f"no release named {which!r} or of a commit starting so")
+
+
+@contextmanager
+def locked(config: TargetConfig | Config) -> Iterator[bool]:
+    """Hold ``releases_path/.deployhook.lock`` (flock) for a deploy or a rollback; yields
+    False when another one held it for more than ``lock_timeout``."""
+    path = root(config)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / LOCK, "a") as lock:
+        deadline = time.monotonic() + config.lock_timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.05)
+        yield True
+
+
+def resolve(checkout: Checkout, config: TargetConfig | Config
+            ) -> tuple[str | None, str | None, str | None]:
+    """:func:`~deployhook.git.checkout.resolve_target`, and in releases mode: the
+    half-built releases removed (:func:`clean_partial`) and HEAD the live release's
+    commit (None before the first switch).  Blocking.
+
+    Raises:
+        ConfigError: as ``resolve_target``.
+    """
+    branch, repository, head = resolve_target(checkout, config)
+    if enabled(config):
+        clean_partial(config)
+        head = live_sha(config)
+    return branch, repository, head
+
+
+def clean_partial(config: TargetConfig | Config) -> list[str]:
+    """Remove every half-built release (one with its ``.partial`` marker); the names
+    removed.  Skipped (nothing removed) while a deploy holds the lock."""
+    path = root(config) / RELEASES
+    if not path.is_dir():
+        return []
+    removed = []
+    with open(_ensure(root(config)) / LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []
+        removed = _remove_partial(path)
+        for link in root(config).glob(f".{CURRENT}.*.tmp"):  # a switch cut short
+            link.unlink(missing_ok=True)
+    return removed
+
+
+def _remove_partial(folder: Path) -> list[str]:
+    removed = []
+    for marker in sorted(folder.glob("*" + PARTIAL)):
+        name = marker.name.removesuffix(PARTIAL)
+        shutil.rmtree(folder / name, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        removed.append(name)
+        log.warning("%s: removed the half-built release %s", folder, name)
+    return removed
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def deploy(checkout: Checkout, branch: str, pushes: Iterable[Push]) -> RunResult:
+    """Update the object store (``repo_path``, no post_deploy), then, unless the live
+    release already holds its HEAD, build a release of it and switch ``current``.
+
+    The result's heads are the live release's commit before and after; a failed build,
+    activate or health check leaves the previous release live (``reason`` starts with
+    "rolled back: " when ``current`` had been switched).  Never raises for git or
+    command failures.
+    """
+    config = checkout.config
+    pushes = list(pushes)
+    start = time.monotonic()
+    with locked(config) as ok:
+        before = live_sha(config)
+        if not ok:
+            result = RunResult(False, before, before, branch, reason=(
+                f"another deploy holds {root(config) / LOCK} for more than "
+                f"{config.lock_timeout:g}s"))
+        else:
+            result = _deploy(checkout, branch, pushes, before)
+    result.duration = time.monotonic() - start
+    return result
+
+
+def _deploy(checkout: Checkout, branch: str, pushes: list[Push],
+            before: str | None) -> RunResult:
+    config = checkout.config
+    steps: list[Step] = []
+    for name in _remove_partial(_ensure(root(config) / RELEASES)):
+        steps.append(Step("clean", "remove half-built release", 0, 0.0, name))
+    store = Checkout(replace(config, post_deploy=None))
+    store.progress = checkout.progress
+    try:
+        updated = store.deploy(branch, pushes)
+        steps += updated.steps
+        if not updated.ok:
+            return _result(store, False, before, updated.branch, pushes, steps, updated.reason)
+        sha = store.head()
+        if sha is None or sha == before:
+            return _result(store, True, before, updated.branch, pushes, steps)
+        try:
+            _release(checkout, store, updated.branch, pushes, before, sha, steps)
+        except DeployFailed as exc:
+            return _result(store, False, before, updated.branch, pushes, steps, exc.reason)
+        return _result(store, True, before, updated.branch, pushes, steps)
+    finally:
+        store.close()
+
+
+def _result(store: Checkout, ok: bool, before: str | None, branch: str, pushes: list[Push],
+            steps: list[Step], reason: str = "") -> RunResult:
+    """A RunResult whose heads are the live release's commits."""
+    after = live_sha(store.config)
+    result = RunResult(ok, before, after, branch, reason=reason, steps=steps)
+    result.contains = {p.after: after is not None and _is_ancestor(store, p.after, after)
+                       for p in pushes}
+    return result
+
+
+def _is_ancestor(store: Checkout, sha: str, head: str) -> bool:
+    return sha == head or store._git("merge-base", "--is-ancestor", sha, head)[0] == 0
+
+
+def _release(checkout: Checkout, store: Checkout, branch: str, pushes: list[Push],
+             before: str | None, sha: str, steps: list[Step]) -> None:
+    """Build the release of ``sha``, switch ``current`` to it, activate and check it;
+    on a failure after the switch, switch back.  A failed release is removed.
+
+    Raises:
+        DeployFailed: a step failed (after a switch back, the reason starts with
+            "rolled back: ").
+    """
+    config = checkout.config
+    folder = root(config) / RELEASES
+    previous = live_name(config)
+    name = _new_name(folder, sha)
+    path = folder / name
+    marker = folder / (name + PARTIAL)
+    marker.write_text(f"{sha}\n")
+    try:
+        _build(checkout, store, path, sha, steps)
+        _post_deploy(checkout, path, branch, pushes, before, sha, steps)
+        marker.unlink()
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        raise
+    switch(config, name)
+    steps.append(Step("switch", f"current -> {RELEASES}/{name}", 0, 0.0, ""))
+    failure = activate(config, path, steps) or _health(config, steps)
+    if failure:
+        _switch_back(config, previous)
+        shutil.rmtree(path, ignore_errors=True)
+        back = f"{RELEASES}/{previous}" if previous else "no release"
+        steps.append(Step("rollback", f"current -> {back}", 0, 0.0, ""))
+        raise DeployFailed(f"{ROLLED_BACK}{failure}; {back} is live", steps)
+    for old in prune(config):
+        steps.append(Step("prune", "remove old release", 0, 0.0, old))
+
+
+def _new_name(folder: Path, sha: str) -> str:
+    """``<UTC time>-<sha[:12]>``, unique in ``folder``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    name, n = f"{stamp}-{sha[:12]}", 1
+    while (folder / name).exists() or (folder / (name + PARTIAL)).exists():
+        n += 1
+        name = f"{stamp}-{sha[:12]}-{n}"
+    return name
+
+
+def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
+           steps: list[Step]) -> None:
+    """Clone the store at ``sha`` into ``path`` (sharing its objects), give it the
+    store's remote URL (relative submodule URLs resolve as in the store), its
+    submodules (the store's as alternates) and the ``shared_paths`` links."""
+    config = checkout.config
+    cwd = str(path.parent)
+    store._step("release clone", steps, "clone", "--shared", "--no-checkout", "--quiet",
+                "--template=",  # no sample hooks: a release costs its files, little more
+                "--", str(Path(store.path).resolve()), str(path), cwd=cwd)
+    here = str(path)
+    store._step("release checkout", steps, "-c", "advice.detachedHead=false", "checkout",
+                "--quiet", "--detach", sha, "--", cwd=here)
+    url = store.remote_url()
+    if url:
+        store._git("remote", "set-url", "origin", url, cwd=here)
+    if config.submodules and (path / ".gitmodules").exists():
+        store._git("config", "submodule.alternateLocation", "superproject", cwd=here)
+        store._git("config", "submodule.alternateErrorStrategy", "info", cwd=here)
+        store._step("release submodules", steps, "-c", "init.templateDir=", "submodule",
+                    "update", "--init",
+                    "--recursive", network=True, cwd=here)
+    _link_shared(config, path, steps)
+
+
+def _link_shared(config: TargetConfig | Config, path: Path, steps: list[Step]) -> None:
+    """Link each of ``shared_paths`` in the release to ``shared/<path>``.  A shared path
+    that does not exist yet is seeded from the release's copy (moved there), or made an
+    empty folder."""
+    linked = []
+    for item in config.shared_paths:
+        shared = root(config) / SHARED / item
+        inside = path / item
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        if not os.path.lexists(shared):
+            shared.parent.mkdir(parents=True, exist_ok=True)
+            if os.path.lexists(inside):
+                shutil.move(inside, shared)
+            else:
+                shared.mkdir()
+        if inside.is_dir() and not inside.is_symlink():
+            shutil.rmtree(inside)
+        elif os.path.lexists(inside):
+            inside.unlink()
+        os.symlink(shared.resolve(), inside)
+        linked.append(item)
+    if linked:
+        steps.append(Step("shared", "link shared_paths", 0, 0.0, ", ".join(linked)))
+
+
+def _post_deploy(checkout: Checkout, path: Path, branch: str, pushes: list[Push],
+                 before: str | None, sha: str, steps: list[Step]) -> None:
+    """Run post_deploy inside the new release (the build)."""
+    config = checkout.config
+    if not config.post_deploy:
+        return
+    last = pushes[-1] if pushes else None
+    env = {
+        "DEPLOYHOOK_REPO_PATH": str(path),
+        "DEPLOYHOOK_RELEASE": str(path),
+        "DEPLOYHOOK_RELEASES_PATH": str(root(config)),
+        "DEPLOYHOOK_BRANCH": "" if config.tags else branch,
+        "DEPLOYHOOK_TAG": branch.removeprefix("refs/tags/") if config.tags else "",
+        "DEPLOYHOOK_HEAD_BEFORE": before or "",
+        "DEPLOYHOOK_HEAD_AFTER": sha,
+        "DEPLOYHOOK_REF": last.ref if last else "",
+        "DEPLOYHOOK_BEFORE": last.before if last else "",
+        "DEPLOYHOOK_AFTER": last.after if last else "",
+        "DEPLOYHOOK_PUSHER": last.pusher if last else "",
+        "DEPLOYHOOK_REPOSITORY": last.repository if last else "",
+        "DEPLOYHOOK_DELIVERY": ",".join(p.delivery_id for p in pushes),
+    }
+    step = postdeploy.run(config.post_deploy, str(path), env, config.post_deploy_timeout,
+                          hidden=checkout._secrets())
+    steps.append(step)
+    if not step.ok:
+        raise DeployFailed(f"release of {sha[:12]} not switched to: {summary(step)} "
+                           f"(exit status {step.status})", steps)
+
+
+def switch(config: TargetConfig | Config, name: str) -> None:
+    """Point ``current`` at ``releases/<name>`` atomically: a new relative symlink renamed
+    over the old one, then the folder synced.
+
+    Raises:
+        OSError: the link cannot be made.
+    """
+    base = root(config)
+    tmp = base / f".{CURRENT}.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(f"{RELEASES}/{name}", tmp)
+    os.replace(tmp, base / CURRENT)
+    _sync(base)
+
+
+def _switch_back(config: TargetConfig | Config, previous: str | None) -> None:
+    if previous is not None:
+        switch(config, previous)
+    else:
+        (root(config) / CURRENT).unlink(missing_ok=True)
+        _sync(root(config))
+
+
+def _sync(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def activate(config: TargetConfig | Config, path: Path, steps: list[Step]) -> str:
+    """Run ``activate`` in the new release; "" when it worked (or is unset), else why."""
+    if not config.activate:
+        return ""
+    step = postdeploy.run(config.activate, str(path), {"DEPLOYHOOK_RELEASE": str(path)},
+                          config.post_deploy_timeout)
+    step = Step("activate", step.command, step.status, step.duration, step.output)
+    steps.append(step)
+    return "" if step.ok else f"{summary(step)} (exit status {step.status})"
+
+
+def _health(config: TargetConfig | Config, steps: list[Step]) -> str:
+    """Fetch ``health_url``; "" when it answered 2xx within ``health_timeout`` (or is
+    unset), else why not (credentials in the URL never shown)."""
+    url = config.health_url
+    if not url:
+        return ""
+    start = time.monotonic()
+    shown = redact(url)
+    try:
+        with urllib.request.urlopen(url, timeout=config.health_timeout) as response:
+            status, why = response.status, ""
+            response.read(1024)
+    except urllib.error.HTTPError as exc:
+        status, why = exc.code, f"health_url {shown} answered {exc.code}"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        status, why = 1, f"health_url {shown} did not answer: {redact(str(reason))}"
+    if not why and not 200 <= status < 300:
+        why = f"health_url {shown} answered {status}"
+    steps.append(Step("health", f"GET {shown}", 0 if not why else status,
+                      time.monotonic() - start, tail(why)))
+    return why
+
+
+def prune(config: TargetConfig | Config) -> list[str]:
+    """Remove the releases beyond the newest ``keep_releases``; never the live one or the
+    one before it.  The names removed."""
+    found = releases(config)
+    keep = {r.name for r in found[-config.keep_releases:]}
+    live = next((i for i, r in enumerate(found) if r.live), None)
+    if live is not None:
+        keep |= {r.name for r in found[max(0, live - 1):live + 1]}
+    removed = [r.name for r in found if r.name not in keep]
+    for name in removed:
+        shutil.rmtree(root(config) / RELEASES / name, ignore_errors=True)
+    return removed
+
+
+def _head_of(path: Path) -> str | None:
+    """The detached HEAD's SHA of a release, read from its .git (no git process)."""
+    try:
+        head = (path / ".git" / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    return head if len(head) == 40 and not head.startswith("ref:") else None

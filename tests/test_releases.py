@@ -1,0 +1,366 @@
+"""Atomic releases (``deploy_mode = "releases"``, issue 13): real repositories, real
+daemons, a real local web server for ``health_url``."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployhook.cli.main import main
+from deployhook.errors import ConfigError
+from deployhook.git import releases
+from deployhook.git.checkout import Checkout
+from deployhook.record.store import Store
+from deployhook.service.runs import run_deploy
+from deployhook.settings import TargetConfig, load
+from tests.helpers import Repos, basic_auth, deliver_push, git, http, start_daemon
+
+
+def target(repos: Repos, **values: Any) -> TargetConfig:
+    """A target in releases mode over ``repos.deployed`` (the store)."""
+    return TargetConfig(repo_path=str(repos.deployed), branch="main", reload="none",
+                        deploy_mode="releases", releases_path=str(repos.root / "site"),
+                        **values)
+
+
+def deploy(config: TargetConfig, store: Store, trigger: str = "cli") -> Any:
+    checkout = Checkout(config)
+    try:
+        return run_deploy(checkout, lambda fn: fn(store), target=config.name, trigger=trigger,
+                          branch="main")
+    finally:
+        checkout.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    record = Store(str(tmp_path / "record.sqlite3"))
+    yield record
+    record.close()
+
+
+def live(repos: Repos) -> Path:
+    return Path(os.path.realpath(repos.root / "site" / "current"))
+
+
+def test_a_deploy_builds_a_release_and_switches_current(repos: Repos, store: Store) -> None:
+    """The release is a clone at the pushed commit with its submodule, the shared paths
+    linked, post_deploy run inside it; current points at it; the store is not live."""
+    (repos.root / "site" / "shared").mkdir(parents=True)
+    (repos.root / "site" / "shared" / ".env").write_text("KEY=1\n")
+    config = target(repos, shared_paths=("uploads", ".env"),
+                    post_deploy=("sh", "-c", "pwd > built.txt"))
+    sha = repos.commit("index.html", "one\n")
+    result = deploy(config, store)
+    assert result.ok, result.reason
+    assert result.head_after == sha and releases.live_sha(config) == sha
+    release = live(repos)
+    assert release.parent.name == "releases" and release.name.endswith("-" + sha[:12])
+    assert os.readlink(repos.root / "site" / "current") == f"releases/{release.name}"
+    assert (release / "index.html").read_text() == "one\n"
+    assert (release / "posts" / "index.rst").exists()  # the submodule
+    assert (release / "built.txt").read_text().strip() == str(release)
+    assert (release / ".env").read_text() == "KEY=1\n" and (release / ".env").is_symlink()
+    assert (release / "uploads").is_symlink() and (release / "uploads").is_dir()
+    assert not (repos.deployed / "built.txt").exists()  # post_deploy ran in the release
+    git(release, "fsck", "--no-progress")
+    assert deploy(config, store).ok and live(repos) == release  # nothing new: no release
+    [(name, _)] = [(r.name, r.sha) for r in releases.releases(config)]
+    assert name == release.name
+
+
+def _reader(current: Path, stop: threading.Event, counts: dict[str, int]) -> None:
+    """Resolve ``current`` once per pair (as a web server resolves its root per request)
+    and read a.txt and b.txt, which change together in every commit."""
+    while not stop.is_set():
+        try:
+            root = os.path.realpath(current)
+            a = Path(root, "a.txt").read_text()
+            b = Path(root, "b.txt").read_text()
+        except OSError:
+            counts["errors"] += 1
+            continue
+        counts["reads"] += 1
+        if a != b:
+            counts["mixed"] += 1
+
+
+def _mixed_pairs(repos: Repos, store: Store, config: TargetConfig, current: Path,
+                 deploys: int = 20) -> dict[str, int]:
+    counts = {"reads": 0, "mixed": 0, "errors": 0}
+    stop = threading.Event()
+    reader = threading.Thread(target=_reader, args=(current, stop, counts))
+    reader.start()
+    try:
+        for n in range(deploys):
+            body = f"{n}\n" * 2000
+            (repos.pusher / "a.txt").write_text(body)
+            (repos.pusher / "b.txt").write_text(body)
+            git(repos.pusher, "add", "a.txt", "b.txt")
+            git(repos.pusher, "commit", "-q", "-m", f"pair {n}")
+            git(repos.pusher, "push", "-q", "origin", "HEAD:main")
+            assert deploy(config, store).ok
+    finally:
+        stop.set()
+        reader.join()
+    return counts
+
+
+def test_a_reader_of_current_never_sees_a_mixed_pair(repos: Repos, store: Store) -> None:
+    """Acceptance: 20 deploys while a reader resolves current once per pair: 0 mixed
+    pairs.  The same against an in-place checkout is printed for comparison."""
+    repos.commit("a.txt", "start\n", push=False)
+    repos.commit("b.txt", "start\n")
+    config = target(repos)
+    assert deploy(config, store).ok
+    counts = _mixed_pairs(repos, store, config, repos.root / "site" / "current")
+    assert counts["reads"] > 0 and counts["mixed"] == 0 and counts["errors"] == 0, counts
+    in_place = TargetConfig(repo_path=str(repos.deployed), branch="main", reload="none")
+    assert deploy(in_place, store).ok
+    compared = _mixed_pairs(repos, store, in_place, repos.deployed)
+    print(f"\nreleases: {counts}; in-place: {compared}")
+
+
+def test_keep_releases_holds_and_never_removes_the_live_one(repos: Repos, store: Store) -> None:
+    config = target(repos, keep_releases=3)
+    for n in range(5):
+        repos.commit("index.html", f"{n}\n")
+        assert deploy(config, store).ok
+        time.sleep(1.05)  # release names carry the second
+    found = releases.releases(config)
+    assert len(found) == 3 and found[-1].live
+    assert found[-1].sha == Repos.head(repos.pusher)
+
+
+def test_a_failed_build_leaves_the_previous_release_live(repos: Repos, store: Store) -> None:
+    """A failing post_deploy: the previous release stays live, the failed one is gone,
+    and the next deploy builds it again."""
+    config = target(repos, post_deploy=("sh", "-c", "test ! -e ../../fail"))
+    first = live_sha_after(repos, config, store)
+    (repos.root / "site" / "fail").touch()
+    repos.commit("index.html", "broken\n")
+    result = deploy(config, store)
+    assert not result.ok and "not switched to" in result.reason
+    assert releases.live_sha(config) == first and result.head_after == first
+    assert len(releases.releases(config)) == 1
+    (repos.root / "site" / "fail").unlink()
+    assert deploy(config, store).ok and releases.live_sha(config) == Repos.head(repos.pusher)
+
+
+def live_sha_after(repos: Repos, config: TargetConfig, store: Store) -> str:
+    """Deploy a first release; its commit."""
+    sha = repos.commit("index.html", "first\n")
+    assert deploy(config, store).ok
+    time.sleep(1.05)
+    return sha
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 500
+
+    def do_GET(self) -> None:
+        self.send_response(self.status)
+        self.end_headers()
+        self.wfile.write(b"sick\n")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def sick_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/health"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("case", ["post_deploy", "activate", "health"])
+def test_a_failure_answers_500_and_leaves_the_previous_release_live(
+        repos: Repos, secret_file: Path, sick_server: str, case: str) -> None:
+    """Through a real daemon: a failing post_deploy, a failing activate, a health_url
+    answering 500: each answered 500 with the reason, the previous release live."""
+    flag = repos.root / "fail"
+    check = ["sh", "-c", f"test ! -e {flag}"]
+    extra: dict[str, Any] = {
+        "post_deploy": {"post_deploy": check}, "activate": {"activate": check},
+        "health": {"health_url": sick_server, "health_timeout": 5.0}}[case]
+    daemon = start_daemon(repos, secret_file, branch="main", deploy_mode="releases",
+                          releases_path=str(repos.root / "site"), **extra)
+    try:
+        daemon.wait_ready()
+        site = repos.root / "site"
+        if case != "health":
+            first = repos.commit("index.html", "first\n")
+            status, body = deliver_push(daemon.url, first, "ok-1")
+            assert status == 200, body
+        else:  # a first release made while the health check passes
+            _Health.status = 200
+            first = repos.commit("index.html", "first\n")
+            status, body = deliver_push(daemon.url, first, "ok-1")
+            assert status == 200, body
+            _Health.status = 500
+        old = os.readlink(site / "current")
+        flag.touch()
+        time.sleep(1.05)
+        sha = repos.commit("index.html", "second\n")
+        status, body = deliver_push(daemon.url, sha, "bad-1")
+        assert status == 500, body
+        if case == "post_deploy":
+            assert "not switched to" in body["reason"] and "exit status 1" in body["reason"]
+        elif case == "activate":
+            assert body["reason"].startswith("rolled back: activate")
+        else:
+            assert body["reason"].startswith("rolled back: health_url") and "500" in \
+                body["reason"]
+        assert os.readlink(site / "current") == old and body["head"] == first
+        assert len(list((site / "releases").iterdir())) == 1
+    finally:
+        _Health.status = 500
+        daemon.stop()
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"deploy_mode": "releases", "releases_path": None}, "needs releases_path"),
+    ({"deploy_mode": "atomic"}, "deploy_mode must be one of in-place, releases"),
+    ({"shared_paths": ("../etc",)}, "shared_paths entries must be relative"),
+    ({"shared_paths": ("/srv/x",)}, "shared_paths entries must be relative"),
+    ({"keep_releases": 1}, "keep_releases must be at least 2"),
+    ({"activate": ()}, "activate must be a non-empty list"),
+    ({"health_timeout": 0.0}, "health_timeout must be a positive"),
+])
+def test_bad_release_settings_are_refused(values: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        TargetConfig(**{"releases_path": "/srv/site", **values})
+
+
+def test_release_settings_load_from_a_target(tmp_path: Path) -> None:
+    """The keys are per target, releases_path resolved against the config's folder."""
+    path = tmp_path / "config.py"
+    path.write_text("targets = {'site': {'repo_path': 'repo', 'deploy_mode': 'releases', "
+                    "'releases_path': 'site', 'shared_paths': ['uploads', '.env'], "
+                    "'activate': ['true'], 'health_url': 'http://127.0.0.1/h', "
+                    "'keep_releases': 3}}\n")
+    site = load(path, environ={}).target("site")
+    assert (site.deploy_mode, site.releases_path, site.shared_paths, site.activate,
+            site.keep_releases, site.health_timeout) == (
+        "releases", str(tmp_path / "site"), ("uploads", ".env"), ("true",), 3, 10.0)
+
+
+def cli(repos: Repos, *args: str) -> int:
+    return main([*args, "--config", str(repos.root / "config.py")])
+
+
+def test_rollback_from_the_cli_is_recorded(repos: Repos, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    """``deployhook rollback`` goes to the release before the live one, ``--to`` to any
+    release (by name or SHA); both are recorded with trigger rollback; ``deployhook
+    releases`` marks the live one."""
+    (repos.root / "config.py").write_text(
+        f"repo_path = {str(repos.deployed)!r}\nbranch = 'main'\nreload = 'none'\n"
+        f"deploy_mode = 'releases'\nreleases_path = {str(repos.root / 'site')!r}\n"
+        f"state_db = {str(repos.root / 'record.sqlite3')!r}\n")
+    shas = []
+    for n in range(3):
+        shas.append(repos.commit("index.html", f"{n}\n"))
+        assert cli(repos, "deploy") == 0
+        time.sleep(1.05)
+    config = target(repos)
+    assert releases.live_sha(config) == shas[2]
+    assert cli(repos, "rollback") == 0
+    assert releases.live_sha(config) == shas[1]
+    assert cli(repos, "rollback", "--to", shas[0][:10]) == 0
+    assert releases.live_sha(config) == shas[0]
+    assert (live(repos) / "index.html").read_text() == "0\n"
+    name = releases.releases(config)[2].name
+    assert cli(repos, "rollback", "--to", name) == 0 and releases.live_sha(config) == shas[2]
+    assert cli(repos, "rollback", "--to", "nosuchrelease") == 1
+    capsys.readouterr()
+    assert cli(repos, "releases") == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed if name in line] == ["*"]
+    db = sqlite3.connect(repos.root / "record.sqlite3")
+    rows = db.execute("SELECT trigger, outcome, head_before, head_after FROM runs "
+                      "WHERE trigger = 'rollback' ORDER BY id").fetchall()
+    db.close()
+    assert rows[:3] == [("rollback", "ok", shas[2], shas[1]),
+                        ("rollback", "ok", shas[1], shas[0]),
+                        ("rollback", "ok", shas[0], shas[2])]
+    assert rows[3][1] == "failed"
+
+
+def test_sigkill_during_a_build_keeps_the_old_release_and_deploys_after_restart(
+        repos: Repos, secret_file: Path) -> None:
+    """kill -9 of the daemon during a slow post_deploy: current stays on the old complete
+    release; at the next start the half-built one is removed and the accepted push is
+    deployed by the recovery."""
+    slow, started = repos.root / "slow", repos.root / "started"
+    build = ["sh", "-c", f"if [ -e {slow} ]; then touch {started}; sleep 60; fi"]
+    settings = {"branch": "main", "deploy_mode": "releases", "post_deploy": build,
+                "releases_path": str(repos.root / "site")}
+    daemon = start_daemon(repos, secret_file, new_session=True, **settings)
+    site = repos.root / "site"
+    try:
+        daemon.wait_ready()
+        first = repos.commit("index.html", "first\n")
+        assert deliver_push(daemon.url, first, "k-1")[0] == 200
+        old = os.readlink(site / "current")
+        slow.touch()
+        time.sleep(1.05)
+        sha = repos.commit("index.html", "second\n")
+        sender = threading.Thread(target=lambda: _quietly(deliver_push, daemon.url, sha, "k-2"))
+        sender.start()
+        deadline = time.monotonic() + 20
+        while not started.exists():
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.02)
+        assert list((site / "releases").glob("*.partial"))
+        daemon.kill_group()
+        sender.join(10)
+    finally:
+        daemon.stop()
+    assert os.readlink(site / "current") == old
+    slow.unlink()
+    daemon = start_daemon(repos, secret_file, port=daemon.port, **settings)
+    try:
+        daemon.wait_ready()
+        deadline = time.monotonic() + 30
+        while releases.live_sha(target(repos)) != sha:
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
+        assert not list((site / "releases").glob("*.partial"))
+        assert len(list((site / "releases").iterdir())) == 2  # old + new, no half-built
+        assert "removed the half-built release" in daemon.log()
+        while http("GET", daemon.url + "/health")[1].get("head") != sha:  # the run ends
+            assert time.monotonic() < deadline, daemon.log()
+            time.sleep(0.05)
+        page = _page(daemon.url + "/")  # the status page lists the releases, live marked
+        live_name = os.readlink(site / "current").split("/")[-1]
+        assert f"<strong>{live_name}</strong> <span class=\"badge ok\">live</span>" in page
+        assert old.split("/")[-1] in page
+    finally:
+        daemon.stop()
+
+
+def _page(url: str) -> str:
+    request = urllib.request.Request(url, headers=basic_auth())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def _quietly(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except OSError:
+        pass
