@@ -1,4 +1,8 @@
-"""The webhook secret: read from its file on demand, never logged or returned.
+"""The webhook secrets: read from their file on demand, never logged or returned.
+
+The file holds one secret per line (blank lines ignored, surrounding whitespace
+removed), so a secret can be rotated with no delivery refused: add the new line,
+change the forge, remove the old line.
 
 The file is checked (one ``stat``) for every delivery and read again when it
 changed, so rotating the secret needs no restart and a deleted file is noticed
@@ -21,47 +25,64 @@ SETTLED_NS = 2_000_000_000  # a file unchanged this long is cached until its sta
 
 
 class SecretSource:
-    """Supplies the current secret, or raises :class:`SecretMissing` naming the file."""
+    """Supplies the current secrets, or raises :class:`SecretMissing` naming the file."""
 
     def __init__(self, path: str, fixed: bytes | None = None) -> None:
         self.path = path
         self._fixed = fixed
         self._stamp: tuple[int, int, int, int] | None = None
-        self._value = b""
+        self._values: tuple[bytes, ...] = ()
 
     def __repr__(self) -> str:  # never show the value
         return f"SecretSource({self.path!r})"
 
     def get(self) -> bytes:
-        """Return the secret's bytes (surrounding whitespace removed).
+        """Return the first secret (for callers that sign with one, such as ``send``).
 
         Raises:
-            SecretMissing: the file does not exist, cannot be read, or is empty.
+            SecretMissing: as :meth:`all`.
+        """
+        return self.all()[0]
+
+    def all(self) -> tuple[bytes, ...]:
+        """Return every secret, in file order (each line's surrounding whitespace removed,
+        blank lines skipped); ``$DEPLOYHOOK_SECRET`` is the only one when set.
+
+        Raises:
+            SecretMissing: the file does not exist, cannot be read, holds no secret, or a
+                line still holds the example placeholder.
         """
         if self._fixed:
-            return self._fixed
+            return (self._fixed,)
         try:
-            value = self._read()
+            values = self._read()
         except OSError as exc:
             self._stamp = None
             reason = "not found" if isinstance(exc, FileNotFoundError) else "not readable"
             raise SecretMissing(f"secret file {self.path} is {reason} on the server") from None
-        if not value:
+        if not values:
             raise SecretMissing(f"secret file {self.path} is empty on the server")
-        if value.startswith(PLACEHOLDER):
-            raise SecretMissing(f"secret file {self.path} still holds the example placeholder; "
-                                "run 'deployhook init' for a random secret")
-        return value
+        for number, value in enumerate(values, 1):
+            if value.startswith(PLACEHOLDER):
+                raise SecretMissing(f"secret file {self.path} still holds the example "
+                                    f"placeholder (secret {number}); "
+                                    "run 'deployhook init' for a random secret")
+        return values
 
-    def _read(self) -> bytes:
+    def _read(self) -> tuple[bytes, ...]:
         st = os.stat(self.path)
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if stamp == self._stamp:
-            return self._value
-        value = Path(self.path).read_bytes().strip()
+            return self._values
+        values = parse_secrets(Path(self.path).read_bytes())
         settled = time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > SETTLED_NS
-        self._stamp, self._value = (stamp if settled else None), value
-        return value
+        self._stamp, self._values = (stamp if settled else None), values
+        return values
+
+
+def parse_secrets(text: bytes) -> tuple[bytes, ...]:
+    """The secrets of a secret file's bytes: one per line, stripped, blank lines skipped."""
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def create_secret_file(path: str) -> bool:

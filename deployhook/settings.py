@@ -40,7 +40,9 @@ TARGET_KEYS = ("repo_path", "remote", "branch", "repository", "repo_url", "submo
                "report_token_file", "api_url",
                # atomic releases (git/releases.py)
                "deploy_mode", "releases_path", "health_url", "health_timeout", "activate",
-               "shared_paths", "keep_releases")
+               "shared_paths", "keep_releases",
+               "pre_deploy", "pre_deploy_timeout", "on_failure", "on_failure_timeout")
+COMMAND_KEYS = ("pre_deploy", "post_deploy", "on_failure")  # argument lists, no shell
 DEPLOY_MODES = ("in-place", "releases")
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
 SECRET_ENV = ENV_PREFIX + "SECRET"
@@ -68,6 +70,10 @@ class TargetConfig:
     ssh_key: str | None = None
     forge: str | None = None
     tags: str | None = None
+    pre_deploy: tuple[str, ...] | None = None
+    pre_deploy_timeout: float = 300.0
+    on_failure: tuple[str, ...] | None = None
+    on_failure_timeout: float = 60.0
     report: str | None = None
     report_token_file: str | None = None
     api_url: str | None = None
@@ -92,11 +98,13 @@ class TargetConfig:
                 _check_choice("forge", self.forge, FORGES)
         except ConfigError as exc:
             raise ConfigError(f"{exc}{where}") from None
-        for key in ("git_timeout", "lock_timeout", "post_deploy_timeout"):
+        for key in ("git_timeout", "lock_timeout", "post_deploy_timeout", "pre_deploy_timeout",
+                    "on_failure_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds{where}")
-        if self.post_deploy is not None and not self.post_deploy:
-            raise ConfigError(f"post_deploy must be a non-empty list of arguments, or None{where}")
+        for key in COMMAND_KEYS:
+            if getattr(self, key) is not None and not getattr(self, key):
+                raise ConfigError(f"{key} must be a non-empty list of arguments, or None{where}")
         if self.tags is not None and not self.tags.strip():
             raise ConfigError(f"tags must be a non-empty pattern such as 'v*', or None{where}")
         _check_report(self, where)
@@ -171,6 +179,10 @@ class Config:
     ssh_key: str | None = None
     forge: str | None = None
     tags: str | None = None
+    pre_deploy: tuple[str, ...] | None = None
+    pre_deploy_timeout: float = 300.0
+    on_failure: tuple[str, ...] | None = None
+    on_failure_timeout: float = 60.0
     report: str | None = None
     report_token_file: str | None = None
     api_url: str | None = None
@@ -297,6 +309,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "idle_timeout": (int, float), "body_timeout": (int, float),
     "unverified_memory": (int,), "unverified_disk": (int,),
     "ssh_key": (str, type(None)), "forge": (str, type(None)), "tags": (str, type(None)),
+    "pre_deploy": (list, tuple, type(None)), "pre_deploy_timeout": (int, float),
+    "on_failure": (list, tuple, type(None)), "on_failure_timeout": (int, float),
     "report": (str, type(None)), "report_token_file": (str, type(None)),
     "api_url": (str, type(None)), "public_url": (str, type(None)),
     "targets": (dict,),
@@ -502,7 +516,7 @@ def _coerce(key: str, value: Any) -> Any:
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
         raise ConfigError(f"{key} must be {names}, got {type(value).__name__} {value!r}")
-    if key in ("post_deploy", "allowed_networks", "trusted_proxies",
+    if key in (*COMMAND_KEYS, "allowed_networks", "trusted_proxies",
                "allowed_hosts", "activate", "shared_paths") and value is not None:
         if not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{key} must be a list of strings")

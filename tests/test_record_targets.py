@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from deployhook.record.store import MIGRATIONS, DeliveryRecord, Store
+from deployhook.record.store import MIGRATIONS, SCHEMA_VERSION, DeliveryRecord, Store
 
 
 def test_a_version_1_record_migrates_and_keeps_its_history_under_default(
@@ -21,7 +21,7 @@ def test_a_version_1_record_migrates_and_keeps_its_history_under_default(
     db.commit()
     db.close()
     store = Store(str(path))
-    assert store.version == 2
+    assert store.version == SCHEMA_VERSION == 3
     (run,) = store.runs()
     assert run["target"] == "default"
     assert store.earlier_deploy("d1", "a")["run"] == 1

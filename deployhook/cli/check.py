@@ -13,7 +13,9 @@ import pwd
 import shlex
 import shutil
 import socket
+import sqlite3
 import stat
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from deployhook.errors import ConfigError, DeliveryError
 from deployhook.git.checkout import Checkout, git_environment, resolve_target, run_bounded
 from deployhook.git.ssh import SshRemote, ssh_remote
 from deployhook.git.steps import redact
+from deployhook.record.store import Store
 from deployhook.report.reporter import ReportError, read_token
 from deployhook.secret import SecretSource
 from deployhook.settings import Config, TargetConfig
@@ -57,10 +60,12 @@ def run_checks(config: Config, config_path: str) -> list[Result]:
 
 def _checks(config: Config, config_path: str) -> Iterator[Result]:
     yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
+    uses = _recorded_secret_uses(config.state_db)
     for target in config.targets:
         if len(config.targets) > 1:
             yield Heading("", target.name, target.repo_path)
         yield from _target_checks(target)
+        yield from _secret_uses(target, uses.get(target.name, {}))
     yield _writable_path("state_db", os.path.dirname(config.state_db) or ".")
     yield _bind(config)
 
@@ -90,6 +95,50 @@ def _secret(config: TargetConfig) -> Iterator[Result]:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         yield Result("WARN", "secret", f"{config.secret_file} is readable by others "
                      f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {config.secret_file}")
+
+
+def _secret_uses(target: TargetConfig, seen: dict[int, float]) -> Iterator[Result]:
+    """When each of ``target``'s secrets (by position) last verified a delivery, from the
+    record (``seen``: position -> when): after a rotation, the old secret's line can go
+    once it is no longer used."""
+    try:
+        count = len(SecretSource(target.secret_file, target.secret).all())
+    except DeliveryError:
+        return  # reported by the secret check already
+    for position in range(1, count + 1):
+        when = seen.get(position)
+        used = (f"last verified a delivery {_ago(when)}" if when is not None
+                else "has verified no delivery the record keeps")
+        yield Result("OK", "secret", f"secret {position} of {count} {used}")
+
+
+def _recorded_secret_uses(path: str) -> dict[str, dict[int, float]]:
+    """``Store.secret_uses`` of the record at ``path``; empty when there is none (yet) or
+    it cannot be read (an older record has no positions)."""
+    if not os.path.isfile(path):
+        return {}
+    try:
+        store = Store(path, readonly=True)
+    except (sqlite3.Error, RuntimeError):
+        return {}
+    try:
+        return store.secret_uses()
+    except sqlite3.Error:
+        return {}
+    finally:
+        store.close()
+
+
+def _ago(when: float) -> str:
+    """``when`` (Unix seconds) as UTC time and how long ago."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(when))
+    seconds = max(0, int(time.time() - when))
+    if seconds < 120:
+        return f"at {stamp} ({seconds}s ago)"
+    if seconds < 7200:
+        return f"at {stamp} ({seconds // 60} min ago)"
+    return f"at {stamp} ({seconds // 3600} h ago)" if seconds < 172800 else (
+        f"at {stamp} ({seconds // 86400} days ago)")
 
 
 def report_token(target: TargetConfig) -> Iterator[Result]:

@@ -46,6 +46,19 @@ pull_strategy = "ff-only"
 post_deploy = None
 post_deploy_timeout = 300.0
 
+# A command run in the checkout before an update, as an argument list (no shell), e.g.
+# ["touch", "maintenance.flag"].  It gets the same DEPLOYHOOK_* facts as post_deploy
+# (no DEPLOYHOOK_HEAD_AFTER yet).  If it fails, the deploy stops with its reason and
+# nothing changes (HEAD and the work tree stay).  Not run for a first clone.
+pre_deploy = None
+pre_deploy_timeout = 300.0
+
+# A command run after any failed deploy run (argument list, no shell), with the reason
+# in DEPLOYHOOK_REASON, e.g. to alert someone or undo what pre_deploy did.  Its own
+# failure is only recorded.
+on_failure = None
+on_failure_timeout = 60.0
+
 # After a deploy that moved HEAD: "auto" re-executes this process when the
 # checkout holds its code (deployhook's own, or the script embedding it) and
 # otherwise leaves it alone; "autoreload" always re-executes, "exit" ends it
@@ -117,9 +130,9 @@ public_url = None
 # Several sites in one daemon: a dict from a name (a-z, 0-9, '-', '_') to that target's
 # settings.  Each target answers at /hooks/<name>; the keys above about one checkout
 # (repo_path, remote, branch, repository, repo_url, submodules, pull_strategy, ssh_key,
-# forge, tags, post_deploy, post_deploy_timeout, reload, secret_file, git_timeout, report,
-# report_token_file, api_url) are the
-# defaults for every target.  Empty: one target, "default", made of the keys above.
+# forge, tags, pre_deploy, post_deploy, on_failure and their timeouts, reload, secret_file,
+# git_timeout, report, report_token_file, api_url) are the defaults for every target.
+# Empty: one target, "default", made of the keys above.
 # targets = {
 #     "blog": {"repo_path": "/srv/blog", "repository": "octo-org/blog", "branch": "main",
 #              "post_deploy": ["make", "html"]},

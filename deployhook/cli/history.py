@@ -25,6 +25,7 @@ from deployhook.cli.common import (
     table,
     truncate,
 )
+from deployhook.cli.follow import follow
 from deployhook.record.store import Store
 from deployhook.settings import Config
 
@@ -42,6 +43,8 @@ def add_parsers(commands: Any) -> None:
                       "deliveries it covered", show)
     sub.add_argument("id", type=int, help="the run's id (see 'deployhook history')")
     sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument("--follow", action="store_true", help="print a running run's output "
+                     "as it arrives; exit with its outcome (0: it worked)")
 
 
 def history(config: Config, args: argparse.Namespace) -> int:
@@ -112,7 +115,10 @@ def _table(runs: list[dict[str, Any]], several: bool) -> str:
 
 def show(config: Config, args: argparse.Namespace) -> int:
     """``deployhook show ID``: one run with its target, steps, their output and its
-    deliveries; with ``--target``, the run must be that target's (else exit 1)."""
+    deliveries; with ``--target``, the run must be that target's (else exit 1); with
+    ``--follow``, see :mod:`deployhook.cli.follow`."""
+    if args.follow:
+        return follow(config, args)
     try:
         if args.target is not None:
             choose_target(config, args.target, required=False)

@@ -31,7 +31,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -235,6 +235,8 @@ class Checkout:
         self._env = git_environment(config.git_timeout, config.ssh_key)
         self._repo: git.Repo | None = None
         self.progress = False  # True: network steps show git's progress on our stderr
+        # Called (step name, its output so far) while pre_deploy or post_deploy runs.
+        self.live: Callable[[str, str], None] | None = None
 
     # -- facts ------------------------------------------------------------
     def exists(self) -> bool:
@@ -380,6 +382,7 @@ class Checkout:
             if unfinished or not self._deployed(branch, pushes, before):
                 if not unfinished:
                     self._mark_unfinished(Path(self.path) / ".git", before)
+                self._pre_deploy(branch, pushes, before, steps)
                 self._update(branch, before, steps)
             after = self.head()
             if (after != before or unfinished) and self.config.post_deploy:
@@ -645,17 +648,44 @@ class Checkout:
         }
         assert self.config.post_deploy is not None
         step = postdeploy.run(self.config.post_deploy, self.path, env,
-                              self.config.post_deploy_timeout, hidden=self._secrets())
+                              self.config.post_deploy_timeout, hidden=self._secrets(),
+                              on_output=self._live("post_deploy"))
         steps.append(step)
         if not step.ok:
             raise DeployFailed(
                 f"updated to {after} but {summary(step)} (exit status {step.status})", steps)
 
+    def _pre_deploy(self, branch: str, pushes: list[Push], before: str | None,
+                    steps: list[Step]) -> None:
+        """Run ``pre_deploy`` (when set) in the checkout before HEAD moves; not before a
+        first clone (there was nothing to protect).
+
+        Raises:
+            DeployFailed: it failed; its reason says so and that nothing was changed.
+        """
+        if self.config.pre_deploy is None or before is None:
+            return
+        tag = branch.removeprefix(TAG_PREFIX) if self.config.tags else ""
+        env = postdeploy.push_env(self.path, self.current_branch() or "", pushes, before, None,
+                                  tag)
+        step = postdeploy.run(self.config.pre_deploy, self.path, env,
+                              self.config.pre_deploy_timeout, hidden=self._secrets(),
+                              name="pre_deploy", on_output=self._live("pre_deploy"))
+        steps.append(step)
+        if not step.ok:
+            raise DeployFailed(f"{summary(step)} (exit status {step.status}); not updated, "
+                               f"HEAD stays at {before}", steps)
+
+    def _live(self, name: str) -> Callable[[str], None] | None:
+        """What passes step ``name``'s output to :attr:`live` as it arrives (None: unwatched)."""
+        live = self.live
+        return None if live is None else (lambda text: live(name, text))
+
     def _secrets(self) -> list[str]:
-        """The webhook secret, to mask in post_deploy's output (none when unreadable)."""
+        """The webhook secrets, to mask in post_deploy's output (none when unreadable)."""
         try:
-            return [SecretSource(self.config.secret_file, self.config.secret).get()
-                    .decode("utf-8", "replace")]
+            return [value.decode("utf-8", "replace") for value in
+                    SecretSource(self.config.secret_file, self.config.secret).all()]
         except SecretMissing:
             return []
 

@@ -1,4 +1,5 @@
-"""Run the user's ``post_deploy`` command: no shell, a timeout, bounded output.
+"""Run the user's ``post_deploy`` command (and ``pre_deploy``, ``on_failure``): no shell,
+a timeout, bounded output.
 
 Blocking; call it from the git worker's executor.  The command runs in its own
 process group so that a timeout kills everything it started.  What it gets and
@@ -16,11 +17,13 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from deployhook.forges.delivery import Push
 from deployhook.git.steps import OUTPUT_LIMIT, Step, hidden_values, mask, shown_command, tail
 from deployhook.settings import SECRET_ENV
 
+LIVE_EVERY = 0.2  # seconds between looks at a running command's new output
 ENV_VALUE_LIMIT = 16 * 1024  # characters kept of one added variable (Linux allows 128 KiB)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -32,6 +35,8 @@ def run(
     timeout: float,
     limit: int = OUTPUT_LIMIT,
     hidden: Iterable[str] = (),
+    name: str = "post_deploy",
+    on_output: Callable[[str], None] | None = None,
 ) -> Step:
     """Run ``args`` in ``cwd`` with ``env`` added to the environment (each value through
     :func:`env_value`; ``$DEPLOYHOOK_SECRET`` left out).
@@ -41,7 +46,12 @@ def run(
     Output (stdout and stderr together) is kept to its last ``limit`` bytes.  The
     step's command is the program alone (:func:`~deployhook.git.steps.shown_command`);
     in its output the arguments' values (:func:`~deployhook.git.steps.hidden_values`),
-    each of ``hidden`` (say, the webhook secret) and URL credentials are masked.
+    each of ``hidden`` (say, the webhook secret) and URL credentials are masked.  ``name``
+    is the step's name (``post_deploy``, ``pre_deploy``, ``on_failure``).
+
+    ``on_output`` (when given) is called from this thread with the output so far (its
+    kept tail, masked the same way) within :data:`LIVE_EVERY` seconds of new output
+    arriving, so a run can be watched while it runs; its errors are ignored.
     """
     start = time.monotonic()
     command = shown_command(args)
@@ -54,22 +64,69 @@ def run(
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )
     except (OSError, ValueError) as exc:
-        return Step("post_deploy", command, 127, time.monotonic() - start,
+        return Step(name, command, 127, time.monotonic() - start,
                     mask(str(exc), secrets))
     chunks: deque[bytes] = deque()
     reader = threading.Thread(target=_drain, args=(proc, chunks, limit), daemon=True)
     reader.start()
     try:
-        status = proc.wait(timeout)
+        status = _wait(proc, timeout, chunks, secrets, on_output)
         note = ""
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         status = -signal.SIGKILL
-        note = f"\n[post_deploy timed out after {timeout:g}s; its process group was killed]"
+        note = f"\n[{name} timed out after {timeout:g}s; its process group was killed]"
     reader.join(5)
     output = b"".join(chunks).decode("utf-8", "replace")
-    return Step("post_deploy", command, status, time.monotonic() - start,
+    return Step(name, command, status, time.monotonic() - start,
                 tail(mask(output, secrets) + note))
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float, chunks: deque[bytes],
+          secrets: list[str], on_output: Callable[[str], None] | None) -> int:
+    """``proc.wait(timeout)``, passing new output to ``on_output`` meanwhile.
+
+    Raises:
+        subprocess.TimeoutExpired: ``proc`` ran past ``timeout``.
+    """
+    if on_output is None:
+        return proc.wait(timeout)
+    deadline = time.monotonic() + timeout
+    seen: bytes | None = None
+    while True:
+        try:
+            return proc.wait(min(LIVE_EVERY, max(0.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                raise
+        latest = chunks[-1] if chunks else None
+        if latest is not seen:
+            seen = latest
+            try:
+                on_output(tail(mask(b"".join(list(chunks)).decode("utf-8", "replace"),
+                                    secrets)))
+            except Exception:  # watching must never change the run
+                pass
+
+
+def push_env(path: str, branch: str, pushes: Sequence[Push], before: str | None,
+             after: str | None, tag: str = "") -> dict[str, str]:
+    """The ``DEPLOYHOOK_*`` facts a command of the user's gets about a run (the newest
+    push's ref, SHAs, pusher and repository; every delivery ID; in tags mode the tag)."""
+    last = pushes[-1] if pushes else None
+    return {
+        "DEPLOYHOOK_REPO_PATH": path,
+        "DEPLOYHOOK_BRANCH": branch,
+        "DEPLOYHOOK_TAG": tag,
+        "DEPLOYHOOK_HEAD_BEFORE": before or "",
+        "DEPLOYHOOK_HEAD_AFTER": after or "",
+        "DEPLOYHOOK_REF": last.ref if last else "",
+        "DEPLOYHOOK_BEFORE": last.before if last else "",
+        "DEPLOYHOOK_AFTER": last.after if last else "",
+        "DEPLOYHOOK_PUSHER": last.pusher if last else "",
+        "DEPLOYHOOK_REPOSITORY": last.repository if last else "",
+        "DEPLOYHOOK_DELIVERY": ",".join(p.delivery_id for p in pushes),
+    }
 
 
 def env_value(text: str, limit: int = ENV_VALUE_LIMIT) -> str:

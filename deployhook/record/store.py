@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployhook.git.steps import Step, redact_recorded
+from deployhook.git.steps import Step, redact, redact_recorded
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_TARGET = "default"  # history from before targets is kept under this name
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
 MIGRATIONS: dict[int, str] = {
@@ -78,6 +78,15 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE deliveries ADD COLUMN target TEXT NOT NULL DEFAULT 'default';
     CREATE INDEX runs_by_target ON runs(target, id);
     """,
+    3: """
+    ALTER TABLE deliveries ADD COLUMN secret_index INTEGER;  -- 1-based line that verified it
+    CREATE TABLE live (                   -- the output so far of a running run's command
+        run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+        step TEXT NOT NULL,
+        output TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
 }
 
 
@@ -95,6 +104,7 @@ class DeliveryRecord:
     pusher: str | None = None
     accepted: bool = False
     target: str = DEFAULT_TARGET
+    secret_index: int | None = None  # which secret (1-based position) verified it
 
 
 class Store:
@@ -145,9 +155,10 @@ class Store:
         """Record an arriving delivery; return its row id."""
         cur = self.db.execute(
             "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher, remote_addr,"
-            " signature, received, accepted, target) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " signature, received, accepted, target, secret_index)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (*_texts(record), time.time() if received is None else received,
-             int(record.accepted), record.target))
+             int(record.accepted), record.target, record.secret_index))
         return int(cur.lastrowid or 0)
 
     def log_deliveries(self, answered: Sequence[tuple[DeliveryRecord, float, int, str, str]]
@@ -158,10 +169,10 @@ class Store:
             self.db.execute("BEGIN")
             cur = self.db.executemany(
                 "INSERT INTO deliveries (delivery_id, event, ref, before, after, pusher,"
-                " remote_addr, signature, received, accepted, status, result, reason, target)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " remote_addr, signature, received, accepted, status, result, reason, target,"
+                " secret_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(*_texts(r), received, int(r.accepted), status, _text(result), _text(reason),
-                  r.target)
+                  r.target, r.secret_index)
                  for r, received, status, result, reason in answered])
             last = self.db.execute("SELECT MAX(id) FROM deliveries").fetchone()[0] or 0
             if cur.rowcount and last // 1000 != (last - len(answered)) // 1000:
@@ -199,6 +210,16 @@ class Store:
             " ORDER BY d.id", (target, target)).fetchall()
         return [dict(row) for row in rows]
 
+    def secret_uses(self) -> dict[str, dict[int, float]]:
+        """When each secret position last verified a delivery the record keeps:
+        ``{target: {position: received}}``."""
+        uses: dict[str, dict[int, float]] = {}
+        for row in self.db.execute(
+                "SELECT target, secret_index, MAX(received) FROM deliveries"
+                " WHERE secret_index IS NOT NULL GROUP BY target, secret_index"):
+            uses.setdefault(row[0], {})[int(row[1])] = float(row[2])
+        return uses
+
     # -- runs --------------------------------------------------------------------------
     def start_run(self, trigger: str, branch: str, head_before: str | None,
                   delivery_rows: Iterable[int], pushers: Sequence[str] = (),
@@ -215,11 +236,18 @@ class Store:
                             [(run_id, row) for row in delivery_rows])
         return run_id
 
+    def live_output(self, run_id: int, step: str, output: str) -> None:
+        """Keep the output so far (already masked) of step ``step`` of running run
+        ``run_id``, for watching it; :meth:`finish_run` drops it."""
+        self.db.execute("INSERT OR REPLACE INTO live VALUES (?,?,?,?)",
+                        (run_id, _text(step), _text(output), time.time()))
+
     def finish_run(self, run_id: int, ok: bool, head_before: str | None,
                    head_after: str | None, reason: str, steps: Sequence[Step]) -> None:
         """Record a run's outcome and its steps, atomically."""
         with self.db:
             self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM live WHERE run_id=?", (run_id,))
             self.db.execute(
                 "UPDATE runs SET finished=?, outcome=?, head_before=COALESCE(?, head_before),"
                 " head_after=?, reason=? WHERE id=?",
@@ -308,11 +336,15 @@ class Store:
         run["deliveries"] = [dict(d) for d in self.db.execute(
             "SELECT delivery_id, event, ref, before, after, pusher, remote_addr, received,"
             " status, result FROM deliveries WHERE run_id=? ORDER BY id", (run_id,))]
+        live = self.db.execute("SELECT step, output FROM live WHERE run_id=?",
+                               (run_id,)).fetchone() if run["outcome"] == "running" else None
+        run["live"] = {"step": live[0], "output": redact(live[1])} if live else None
         return redact_recorded(run)
 
     def prune(self, keep_runs: int, keep_days: float) -> int:
         """Delete runs beyond the newest ``keep_runs`` or older than ``keep_days`` (and
-        deliveries older than the oldest kept run); return how many runs went."""
+        deliveries older than the oldest kept run, but those accepted while paused, which
+        wait for a resume, only after ``keep_days``); return how many runs went."""
         cutoff = time.time() - keep_days * 86400
         with self.db:
             self.db.execute("BEGIN")
@@ -320,7 +352,8 @@ class Store:
                 "DELETE FROM runs WHERE outcome != 'running' AND (started < ? OR id NOT IN"
                 " (SELECT id FROM runs ORDER BY id DESC LIMIT ?))", (cutoff, keep_runs)).rowcount
             self.db.execute("DELETE FROM deliveries WHERE run_id IS NULL AND received < ?"
-                            " AND status IS NOT NULL", (max(cutoff, self._oldest_run()),))
+                            " AND status IS NOT NULL AND (result IS NOT 'paused' OR received < ?)",
+                            (max(cutoff, self._oldest_run()), cutoff))
         return gone
 
     def _oldest_run(self) -> float:

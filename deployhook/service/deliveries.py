@@ -16,8 +16,9 @@ from typing import Any
 
 from deployhook.errors import DeliveryError
 from deployhook.forges.delivery import Push
+from deployhook.git import paused
 from deployhook.git.checkout import RunResult
-from deployhook.record.store import DeliveryRecord
+from deployhook.record.store import DeliveryRecord, Store
 from deployhook.service.hub import Hub
 from deployhook.service.rules import Decision, Deploy, Ignore, Ping
 from deployhook.service.target import Target
@@ -34,6 +35,17 @@ class Facts:
     client: str
     forge: str = "github"
     signature: str = "unchecked"  # valid, invalid, unchecked
+    # (target name, position 1-based of the secret that verified the delivery) per target
+    secrets: tuple[tuple[str, int], ...] = ()
+
+    def secret_index(self, target: str) -> int | None:
+        """The position of the secret of ``target`` that verified the delivery (None:
+        not verified, or not by a secret of ``target``; with no target named, the only
+        position there is)."""
+        positions = dict(self.secrets)
+        if not target and len(positions) == 1:
+            return next(iter(positions.values()))
+        return positions.get(target)
 
 
 @dataclass
@@ -95,6 +107,9 @@ class Deliveries:
                 self._answered(target.name, facts, answer, None)
                 return answer
         accepted = self._delivery(target.name, facts, push, accepted=True)
+        pause = paused.read(target.config.repo_path)  # a stat (and a few bytes) per push
+        if pause is not None:
+            return await self._paused(target, push, facts, accepted, pause)
         row = await record.try_run(lambda s: s.add_delivery(accepted))
         future = target.worker.submit(push, row)
         try:
@@ -109,6 +124,29 @@ class Deliveries:
         else:
             answer = outcome(push, result)
         self._answered(target.name, facts, answer, row)
+        return answer
+
+    async def _paused(self, target: Target, push: Push, facts: Facts,
+                      accepted: DeliveryRecord, pause: paused.Pause) -> Answer:
+        """Record ``push`` as accepted with result "paused" and answer 202: resuming
+        deploys the newest push accepted meanwhile (see :meth:`Target.recover`)."""
+        answer = Answer(202, {
+            "result": "paused", "after": push.after,
+            "reason": f"deploys of {target.name} are paused {pause.describe()}; the newest "
+                      "push accepted meanwhile is deployed on 'deployhook resume'"}, push)
+        reason = str(answer.body["reason"])
+
+        def store(s: Store) -> int:
+            row = s.add_delivery(accepted)
+            s.answer_delivery(row, 202, "paused", reason)
+            return row
+
+        row = await self.hub.record.try_run(store)
+        self._log(target.name, facts, answer)
+        if row is not None and target.paused is None and paused.read(
+                target.config.repo_path) is None:
+            # resumed while this was being recorded, and the hub has already seen it
+            target.worker.submit(push, row, trigger="resume")
         return answer
 
     def _answered(self, target: str, facts: Facts, answer: Answer, row: int | None) -> None:
@@ -132,7 +170,7 @@ class Deliveries:
             remote_addr=facts.client, signature=facts.signature,
             ref=push.ref if push else None, before=push.before if push else None,
             after=push.after if push else None, pusher=push.pusher if push else None,
-            accepted=accepted, target=target)
+            accepted=accepted, target=target, secret_index=facts.secret_index(target))
 
     def _log(self, target: str, facts: Facts, answer: Answer) -> None:
         """One line per delivery and target: who, what, and the answer; then tell

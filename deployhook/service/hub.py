@@ -23,6 +23,8 @@ from deployhook.forges.delivery import Push
 from deployhook.git import releases
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.git.headref import read_head
+from deployhook.git.paused import Pause
+from deployhook.git.paused import read as read_pause
 from deployhook.network import parse_networks
 from deployhook.record.recorder import Recorder
 from deployhook.record.store import Store
@@ -120,10 +122,11 @@ class Hub:
     async def refresh(self, everything: bool = True) -> None:
         """Re-read targets' HEADs from their files and their last runs and run counts from
         the record, off the IOLoop, so that what the daemon reports is what the checkouts
-        and the record say, whoever deployed.  Each call after the first reads a quarter
-        of the HEADs (every one, with up to four targets) and reads the record only when
-        another process wrote to it, a HEAD moved, or every ``RECORD_EVERY`` calls.
-        Never raises."""
+        and the record say, whoever deployed; and their pauses (a target resumed since
+        the last look deploys what it accepted while paused).  Each call after the first
+        reads a quarter of the HEADs and pauses (every one, with up to four targets) and
+        reads the record only when another process wrote to it, a HEAD moved, or every
+        ``RECORD_EVERY`` calls.  Never raises."""
         targets = list(self.targets.values())
         if not everything and len(targets) > HEAD_ROUNDS:
             share = -(-len(targets) // HEAD_ROUNDS)
@@ -136,6 +139,11 @@ class Hub:
             self.executor, _read_heads, paths)
         moved = any(h is not None and h != t.head for t, h in zip(targets, heads, strict=True))
         force = everything or moved or self._ticks % RECORD_EVERY == 0
+        pauses = await asyncio.get_running_loop().run_in_executor(
+            self.executor, _read_pauses, [t.config.repo_path for t in targets])
+        for target, pause in zip(targets, pauses, strict=True):
+            if target.pause_read(pause):
+                await target.recover("resume")
         try:
             version, summaries = await self.record.run(
                 lambda s: _summaries(s, None if force else self._data_version))
@@ -159,19 +167,23 @@ class Hub:
             listener(target, result)
         self._idle()
 
-    def secrets(self, targets: list[Target]) -> list[tuple[bytes, list[Target]]]:
-        """The distinct secrets of ``targets``, each with the targets it belongs to.
+    def secrets(self, targets: list[Target]) -> list[tuple[bytes, list[tuple[Target, int]]]]:
+        """The distinct secrets of ``targets`` (every line of each secret file), each with
+        the targets it belongs to and its position (1-based) among that target's secrets.
 
         Raises:
             DeliveryError: no target's secret can be read (500, naming the files).
         """
-        found: dict[bytes, list[Target]] = {}
+        found: dict[bytes, list[tuple[Target, int]]] = {}
         missing: list[DeliveryError] = []
         for target in targets:
             try:
-                found.setdefault(target.secret.get(), []).append(target)
+                values = target.secret.all()
             except DeliveryError as exc:
                 missing.append(exc)
+                continue
+            for position, value in enumerate(values, 1):
+                found.setdefault(value, []).append((target, position))
         if not found and missing:
             raise missing[0]
         return list(found.items())
@@ -246,6 +258,11 @@ def _read_heads(paths: list[str]) -> list[str | None]:
         except Exception:  # a half-written file, a removed checkout: keep the last value
             heads.append(None)
     return heads
+
+
+def _read_pauses(paths: list[str]) -> list[Pause | None]:
+    """Each checkout's pause (``deployhook pause``), None where not paused."""
+    return [read_pause(path) for path in paths]
 
 
 Summaries = tuple[dict[str, dict[str, Any]], dict[str, int], set[str]]

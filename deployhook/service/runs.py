@@ -10,14 +10,17 @@ stops a deploy.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from deployhook.errors import SecretMissing
 from deployhook.forges.delivery import Push
-from deployhook.git import releases
+from deployhook.git import postdeploy, releases
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.git.steps import redact
 from deployhook.record.store import Store
+from deployhook.secret import SecretSource
 
 log = logging.getLogger("deployhook.runs")
 T = TypeVar("T")
@@ -39,6 +42,8 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
     before = _head(checkout)
     run_id = record(lambda s: s.start_run(trigger, branch, before, list(rows), pushers,
                                           target=target))
+    if run_id is not None:
+        checkout.live = lambda step, text: record(lambda s: s.live_output(run_id, step, text))
     try:
         if releases.enabled(checkout.config):  # build a release, switch ``current``
             result = releases.deploy(checkout, branch, list(pushes))
@@ -53,11 +58,63 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
             record(lambda s: s.finish_run(run_id, False, before, after,
                                           "interrupted by the user (Ctrl-C)", []))
         raise
+    finally:
+        checkout.live = None
     result.run_id = run_id
+    if not result.ok:
+        on_failure(checkout, result, target, list(pushes), live(record, run_id))
     if run_id is not None:
         record(lambda s: s.finish_run(run_id, result.ok, result.head_before,
                                       result.head_after, result.reason, result.steps))
     return result
+
+
+def live(record: Record, run_id: int | None) -> Callable[[str], None] | None:
+    """What keeps on_failure's output in the record as it arrives (None: no record)."""
+    if run_id is None:
+        return None
+    return lambda text: record(lambda s: s.live_output(run_id, "on_failure", text))
+
+
+def on_failure(checkout: Checkout, result: RunResult, target: str,
+               pushes: Sequence[Push], on_output: Callable[[str], None] | None = None
+               ) -> None:
+    """Run the target's ``on_failure`` command (when set) after the failed run ``result``,
+    with ``DEPLOYHOOK_REASON`` and the run's facts in its environment; its step joins the
+    run's steps.  Its own failure is only recorded (and logged): the run's outcome and
+    reason stay.  Never raises."""
+    config = checkout.config
+    command = getattr(config, "on_failure", None)
+    if not command:
+        return
+    tagged = getattr(config, "tags", None) is not None
+    branch = "" if tagged else result.branch
+    tag = result.branch.removeprefix("refs/tags/") if tagged else ""
+    env = postdeploy.push_env(checkout.path, branch, pushes, result.head_before,
+                              result.head_after, tag)
+    env.update(DEPLOYHOOK_REASON=result.reason, DEPLOYHOOK_TARGET=target)
+    cwd = checkout.path if os.path.isdir(checkout.path) else os.path.dirname(
+        os.path.abspath(checkout.path))
+    try:
+        step = postdeploy.run(command, cwd if os.path.isdir(cwd) else "/", env,
+                              config.on_failure_timeout, hidden=_secrets(config),
+                              name="on_failure", on_output=on_output)
+    except Exception:  # a bug here must not hide the run's own outcome
+        log.exception("on_failure of %s could not be run", target)
+        return
+    result.steps.append(step)
+    if not step.ok:
+        log.warning("%s: on_failure failed (exit status %s) after a failed run",
+                    target, step.status)
+
+
+def _secrets(config: Any) -> list[str]:
+    """The target's webhook secrets, to mask in on_failure's output (none when unreadable)."""
+    try:
+        return [value.decode("utf-8", "replace")
+                for value in SecretSource(config.secret_file, config.secret).all()]
+    except SecretMissing:
+        return []
 
 
 def crash_reason(exc: BaseException) -> str:

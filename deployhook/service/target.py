@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from deployhook.forges.delivery import Push
-from deployhook.git import releases
+from deployhook.git import paused, releases
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.record.recorder import Recorder
 from deployhook.secret import SecretSource
@@ -49,6 +49,7 @@ class Target:
         self.last_run: dict[str, Any] | None = None  # the record's newest finished run
         self.run_count: int | None = None  # its runs in the record (None: not read yet)
         self.generation = 0  # bumped by each deploy result: a slower refresh is stale
+        self.paused: paused.Pause | None = None  # as the hub's last refresh read it
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, {self.config.repo_path!r})"
@@ -73,20 +74,41 @@ class Target:
             log.warning("%s: repository is not set and the remote's URL does not name it: "
                         "deliveries for any repository signed with its secret are accepted",
                         self.name)
+        self.paused = await self.worker.run_in_executor(paused.read, self.config.repo_path)
+        if self.paused is not None:
+            log.warning("%s: deploys are paused %s: deliveries are answered 202 paused "
+                        "until 'deployhook resume'", self.name, self.paused.describe())
+            return
         await self.recover()
 
-    async def recover(self) -> None:
+    async def recover(self, trigger: str = "recovery") -> None:
         """Redeploy the accepted deliveries of this target that no run finished (a crash,
-        a kill), so that no accepted push is lost."""
+        a kill; or, with ``trigger`` "resume", those accepted while paused), so that no
+        accepted push is lost.  They go to the worker together: one run deploys the
+        newest."""
         unfinished = await self.record.try_run(lambda s: s.unfinished_deliveries(self.name))
         pushes = [(row["id"], recorded_push(row)) for row in unfinished or ()
                   if row["ref"] and row["after"]]
         for row, push in pushes:
             if self.config.tags or self.branch is None or push.branch == self.branch:
-                self.worker.submit(push, row, trigger="recovery")
-        if pushes:
+                self.worker.submit(push, row, trigger=trigger)
+        if pushes and trigger == "resume":
+            log.warning("%s: deploying the newest of %d deliveries accepted while paused",
+                        self.name, len(pushes))
+        elif pushes:
             log.warning("%s: redeploying %d accepted deliveries that never finished",
                         self.name, len(pushes))
+
+    def pause_read(self, state: paused.Pause | None) -> bool:
+        """Take the pause a refresh read; True when that is a resume (paused before, not
+        now): the caller then deploys what was accepted meanwhile (:meth:`recover`)."""
+        was, self.paused = self.paused, state
+        if was is None and state is not None:
+            log.warning("%s: deploys paused %s", self.name, state.describe())
+        if was is not None and state is None:
+            log.warning("%s: deploys resumed (were paused %s)", self.name, was.describe())
+            return True
+        return False
 
     def _result(self, result: RunResult) -> None:
         self.generation += 1
@@ -129,6 +151,8 @@ class Target:
             "deploying": self.worker.busy,
             "runs": self.worker.runs if self.run_count is None else self.run_count,
             "last_deploy": last,
+            "paused": None if self.paused is None else {
+                "by": self.paused.by, "since": self.paused.since},
         }
 
     def close(self) -> None:

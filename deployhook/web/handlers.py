@@ -109,7 +109,8 @@ class WebhookHandler(JSONHandler):
         self.too_large = False
         self.counted = False
         self.forge = "github"
-        self.candidates: list[tuple[bytes, list[Target]]] = []
+        self.candidates: list[tuple[bytes, list[tuple[Target, int]]]] = []
+        self.positions: tuple[tuple[str, int], ...] = ()  # which secret verified, per target
         self.signature = "unchecked"
         self.client = self.request.remote_ip or "unknown"
         self.target: Target | None = None
@@ -271,17 +272,19 @@ class WebhookHandler(JSONHandler):
             payload = await self._payload()
             self.named = forges.repository(self.forge, payload)
             candidates = [(secret, named) for secret, targets in candidates
-                          if (named := [t for t in targets if _deploys(t, self.named)])]
+                          if (named := [(t, n) for t, n in targets if _deploys(t, self.named)])]
             if not candidates:
                 return None
             self.hashed = await self._hash([secret for secret, _ in candidates])
         secrets = [secret for secret, _ in candidates]
         index = forges.verify(self.forge, secrets, headers, self.hashed)
         self.signature = "valid"
+        matched = candidates[index][1]
+        self.positions = tuple((target.name, position) for target, position in matched)
         connections.mark(self.request, connections.VERIFIED)
         if not self.deferred:
             payload = await self._payload()
-        return forges.parse(self.forge, headers, payload), candidates[index][1]
+        return forges.parse(self.forge, headers, payload), [target for target, _ in matched]
 
     async def _payload(self) -> dict[str, Any]:
         """The body parsed: in a child process when it was spooled to a file.
@@ -334,7 +337,7 @@ class WebhookHandler(JSONHandler):
     def _facts(self, delivery_id: str | None = None) -> Facts:
         labelled_id, event = forges.labels(self.forge, self.request.headers)
         return Facts(delivery_id=delivery_id or labelled_id, event=event, client=self.client,
-                     forge=self.forge, signature=self.signature)
+                     forge=self.forge, signature=self.signature, secrets=self.positions)
 
     def refuse(self, exc: DeliveryError) -> None:
         """Answer (and record) a delivery refused before any target decided."""

@@ -195,7 +195,7 @@ async def render_target(page: PageHandler, target: Target, only: str | None) -> 
                 repository=target.repository, branch=target.branch, head=target.head,
                 checkout=config.repo_path, remote=config.remote, name=target.name,
                 repo_url=redact(config.repo_url) if config.repo_url else None,
-                last=runs[0] if runs else None)
+                last=runs[0] if runs else None, paused=target.paused)
 
 
 class RunPage(PageHandler):

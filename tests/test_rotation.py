@@ -1,0 +1,119 @@
+"""Secret rotation: one secret per line of the secret file, every one accepted, the
+record naming which (by position) verified each delivery."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from deployhook.errors import SecretMissing
+from deployhook.secret import SecretSource
+from tests.helpers import http, make_repos, signed, start_daemon
+
+OLD, NEW = b"the old secret", b"the new secret"
+
+
+def _write(path: Path, *secrets: bytes) -> None:
+    """Replace the secret file atomically (as an operator's ``mv`` would)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(b"".join(s + b"\n" for s in secrets))
+    os.replace(tmp, path)
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"one\ntwo\n", (b"one", b"two")),
+    (b"\n  one \r\n\n\ttwo\t\n\n", (b"one", b"two")),
+    (b"only", (b"only",)),
+])
+def test_every_line_is_a_secret(tmp_path: Path, content: bytes,
+                                expected: tuple[bytes, ...]) -> None:
+    path = tmp_path / "secret.txt"
+    path.write_bytes(content)
+    source = SecretSource(str(path))
+    assert source.all() == expected
+    assert source.get() == expected[0]
+
+
+def test_a_placeholder_line_is_refused_naming_its_position(tmp_path: Path) -> None:
+    path = tmp_path / "secret.txt"
+    path.write_bytes(b"a real one\nreplace-me-with-the-webhook-secret\n")
+    with pytest.raises(SecretMissing) as info:
+        SecretSource(str(path)).all()
+    assert "secret 2" in info.value.reason and "replace-me" not in info.value.reason
+
+
+def test_rotation_refuses_no_delivery_and_records_positions(tmp_path: Path) -> None:
+    """Pings arrive all the time in a thread while the file goes old -> old+new -> new:
+    none is refused; then one signed with the old secret is refused (401); the record
+    says which position verified each delivery, and ``check`` says when."""
+    repos = make_repos(tmp_path)
+    secret_file = tmp_path / "secret.txt"
+    _write(secret_file, OLD)
+    daemon = start_daemon(repos, secret_file, state_db=str(tmp_path / "record.sqlite3"))
+    signers = [OLD]  # what the forge signs with now; changed under `turn`
+    turn = threading.Lock()
+    answers: list[tuple[bytes, int]] = []
+    stop = threading.Event()
+
+    def deliver(secret: bytes, n: int) -> int:
+        body, headers = signed({"zen": "Keep it logically awesome.", "hook_id": 1},
+                               event="ping", secret=secret, delivery=f"rot-{n}")
+        return http("POST", daemon.url + "/github", body, headers)[0]
+
+    def forge() -> None:
+        n = 0
+        while not stop.is_set():
+            with turn:
+                for secret in list(signers):
+                    n += 1
+                    answers.append((secret, deliver(secret, n)))
+
+    try:
+        daemon.wait_ready()
+        thread = threading.Thread(target=forge, daemon=True)
+        thread.start()
+        _wait_for(answers, 5)
+        _write(secret_file, OLD, NEW)  # the operator adds the new secret on the server
+        _wait_for(answers, 5)
+        with turn:
+            signers[:] = [OLD, NEW]  # while the forge changes over, both arrive
+        _wait_for(answers, 10)
+        with turn:
+            signers[:] = [NEW]  # the forge signs with the new one only
+        _wait_for(answers, 5)
+        _write(secret_file, NEW)  # the old line is removed
+        _wait_for(answers, 5)
+        stop.set()
+        thread.join(30)
+        assert [a for a in answers if a[1] != 200] == []
+        assert deliver(OLD, 10_000) == 401
+        assert deliver(NEW, 10_001) == 200
+    finally:
+        stop.set()
+        daemon.stop()
+    db = sqlite3.connect(tmp_path / "record.sqlite3")
+    rows = db.execute("SELECT delivery_id, secret_index, status FROM deliveries"
+                      " ORDER BY id").fetchall()
+    positions = {index for _, index, status in rows if status == 200}
+    assert positions == {1, 2}  # old+new: the new secret verified as the second line
+    refused = [index for delivery, index, _ in rows if delivery == "rot-10000"]
+    assert refused == [None]
+    check = subprocess.run([sys.executable, "-m", "deployhook", "check", "--config",
+                            str(repos.root / "config.py")], capture_output=True, text=True,
+                           cwd=tmp_path)
+    assert "secret 1 of 1 last verified a delivery at" in check.stdout, check.stdout
+    assert NEW.decode() not in check.stdout + check.stderr
+
+
+def _wait_for(answers: list[tuple[bytes, int]], more: int) -> None:
+    """Block until ``more`` further deliveries have been answered."""
+    goal = len(answers) + more
+    event = threading.Event()
+    while len(answers) < goal:
+        event.wait(0.01)
