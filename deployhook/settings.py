@@ -51,40 +51,41 @@ NOT_KEYS = (SECRET_ENV,)
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """The settings of one deployed checkout (a *target*), defaults filled in."""
+    """The settings of one deployed checkout (a *target*): built by
+    :meth:`Config.default_target`, whose top-level keys are the defaults."""
 
-    name: str = DEFAULT_TARGET
-    repo_path: str = "."
-    remote: str = "origin"
-    branch: str | None = None
-    submodules: bool = True
-    pull_strategy: str = "ff-only"
-    repo_url: str | None = None
-    repository: str | None = None
-    post_deploy: tuple[str, ...] | None = None
-    post_deploy_timeout: float = 300.0
-    reload: str = "auto"
-    secret_file: str = "secret.txt"
-    git_timeout: float = 120.0
-    lock_timeout: float = 900.0
-    ssh_key: str | None = None
-    forge: str | None = None
-    tags: str | None = None
-    pre_deploy: tuple[str, ...] | None = None
-    pre_deploy_timeout: float = 300.0
-    on_failure: tuple[str, ...] | None = None
-    on_failure_timeout: float = 60.0
-    report: str | None = None
-    report_token_file: str | None = None
-    api_url: str | None = None
+    name: str
+    repo_path: str
+    remote: str
+    branch: str | None
+    submodules: bool
+    pull_strategy: str
+    repo_url: str | None
+    repository: str | None
+    post_deploy: tuple[str, ...] | None
+    post_deploy_timeout: float
+    reload: str
+    secret_file: str
+    git_timeout: float
+    lock_timeout: float
+    ssh_key: str | None
+    forge: str | None
+    tags: str | None
+    pre_deploy: tuple[str, ...] | None
+    pre_deploy_timeout: float
+    on_failure: tuple[str, ...] | None
+    on_failure_timeout: float
+    report: str | None
+    report_token_file: str | None
+    api_url: str | None
     # atomic releases (git/releases.py)
-    deploy_mode: str = "in-place"
-    releases_path: str | None = None
-    health_url: str | None = None
-    health_timeout: float = 10.0
-    activate: tuple[str, ...] | None = None
-    shared_paths: tuple[str, ...] = ()
-    keep_releases: int = 5
+    deploy_mode: str
+    releases_path: str | None
+    health_url: str | None
+    health_timeout: float
+    activate: tuple[str, ...] | None
+    shared_paths: tuple[str, ...]
+    keep_releases: int
     secret: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

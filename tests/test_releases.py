@@ -21,13 +21,13 @@ from deployhook.git import releases
 from deployhook.git.checkout import Checkout
 from deployhook.record.store import Store
 from deployhook.service.runs import run_deploy
-from deployhook.settings import TargetConfig, load
+from deployhook.settings import Config, TargetConfig, load
 from tests.helpers import Repos, basic_auth, deliver_push, git, http, start_daemon
 
 
 def target(repos: Repos, **values: Any) -> TargetConfig:
     """A target in releases mode over ``repos.deployed`` (the store)."""
-    return TargetConfig(repo_path=str(repos.deployed), branch="main", reload="none",
+    return Config().default_target(repo_path=str(repos.deployed), branch="main", reload="none",
                         deploy_mode="releases", releases_path=str(repos.root / "site"),
                         **values)
 
@@ -124,7 +124,7 @@ def test_a_reader_of_current_never_sees_a_mixed_pair(repos: Repos, store: Store)
     assert deploy(config, store).ok
     counts = _mixed_pairs(repos, store, config, repos.root / "site" / "current")
     assert counts["reads"] > 0 and counts["mixed"] == 0 and counts["errors"] == 0, counts
-    in_place = TargetConfig(repo_path=str(repos.deployed), branch="main", reload="none")
+    in_place = Config().default_target(repo_path=str(repos.deployed), branch="main", reload="none")
     assert deploy(in_place, store).ok
     compared = _mixed_pairs(repos, store, in_place, repos.deployed)
     print(f"\nreleases: {counts}; in-place: {compared}")
@@ -242,7 +242,7 @@ def test_a_failure_answers_500_and_leaves_the_previous_release_live(
 ])
 def test_bad_release_settings_are_refused(values: dict[str, Any], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
-        TargetConfig(**{"releases_path": "/srv/site", **values})
+        Config().default_target(**{"releases_path": "/srv/site", **values})
 
 
 def test_release_settings_load_from_a_target(tmp_path: Path) -> None:

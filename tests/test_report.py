@@ -22,7 +22,7 @@ from deployhook.errors import ConfigError
 from deployhook.forges import payloads
 from deployhook.report import reporter
 from deployhook.report.call import DESCRIPTION_MAX, SUCCESS, Status, short
-from deployhook.settings import Config, TargetConfig, load
+from deployhook.settings import Config, load
 from tests.fakeforge import TOKEN, Answer, FakeForge
 from tests.helpers import (
     REPOSITORY,
@@ -268,7 +268,7 @@ def test_a_missing_token_is_recorded_and_the_deploy_goes_on(
 ])
 def test_bad_report_settings_are_config_errors(settings: dict[str, Any], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
-        TargetConfig(name="site", **settings)
+        Config().default_target("site", **settings)
 
 
 def test_public_url_must_be_http() -> None:
