@@ -16,10 +16,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tornado.testing import gen_test
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
+from deployhook.record.store import Store
 from tests.helpers import REPOSITORY, Daemon, Repos, basic_auth, free_port, http, write_config
-from tests.test_pages import CHROMIUM, chromium_command, deliver
+from tests.test_pages import CHROMIUM, PageTestCase, chromium_command, deliver
 from tests.tools import require_tool
 
 LIVE_BOUND = 1.0  # seconds: the issue's acceptance criterion
@@ -162,3 +164,63 @@ async def watch(debug_port: int, daemon: Daemon, go: Path, stamp: Path,
     body = await tools.value("document.body.textContent")
     assert all(f"line{i}" in body for i in range(1, 6)), body
     tools.socket.close()
+
+
+class LiveEndpointTest(PageTestCase):
+    """``runs/<id>/live`` and ``live.js`` in process, on a run written into the record:
+    new output beyond ``after``, a reset when the kept output is shorter, redaction,
+    the ended flag, clear errors, the access check, and the CSP of each page."""
+
+    @gen_test(timeout=60)
+    async def test_live_endpoint_and_script(self) -> None:
+        leaky = "https://user:s3cret@example.com/x.git"
+
+        def running(store: Store) -> int:
+            run_id = store.start_run("webhook", "main", "a" * 40, [], ["octocat"])
+            store.live_output(run_id, "post_deploy", f"one\nfrom {leaky}\n")
+            return run_id
+
+        run_id = await self.hook.record.run(running)
+        whole = await self.live(f"/runs/{run_id}/live?after=0")
+        assert whole["step"] == "post_deploy" and not whole["ended"] and not whole["reset"]
+        assert whole["output"] == "one\nfrom https://***@example.com/x.git\n", whole
+        assert "s3cret" not in json.dumps(whole)
+        rest = await self.live(f"/runs/{run_id}/live?after=4")
+        assert rest["output"] == whole["output"][4:] and rest["length"] == whole["length"]
+        past = await self.live(f"/runs/{run_id}/live?after=9999")
+        assert past["reset"] and past["output"] == whole["output"]
+
+        status, html, response = await self.page(f"/runs/{run_id}")
+        assert status == 200 and "script-src 'self'" in response.headers[
+            "Content-Security-Policy"]
+        assert '<script src="../live.js" defer></script>' in html
+        assert '<noscript><meta http-equiv="refresh" content="2"></noscript>' in html
+        assert "https://***@example.com/x.git" in html and "s3cret" not in html
+        script = await self.http_client.fetch(self.get_url("/live.js"))
+        assert script.headers["Content-Type"].startswith("text/javascript")
+        assert b"textContent" in script.body and b"innerHTML" not in script.body
+        denied = await self.anonymous().fetch(self.get_url("/live.js"), raise_error=False)
+        assert denied.code == 401
+
+        await self.hook.record.run(lambda s: s.finish_run(run_id, True, "a" * 40, "b" * 40,
+                                                          "", []))
+        ended = await self.live(f"/runs/{run_id}/live?after=0")
+        assert ended["ended"] and ended["output"] == ""
+        status, html, response = await self.page(f"/runs/{run_id}")
+        assert "script-src" not in response.headers["Content-Security-Policy"]
+        assert "<script" not in html and 'http-equiv="refresh"' not in html
+
+        for path, code in ((f"/runs/{run_id}/live?after=x", 400),
+                           (f"/runs/{run_id}/live?after=-1", 400), ("/runs/999/live", 404)):
+            response = await self.http_client.fetch(self.get_url(path), raise_error=False)
+            assert response.code == code, (path, response.body)
+            assert json.loads(response.body)["result"] == "error"
+        response = await self.anonymous().fetch(self.get_url(f"/runs/{run_id}/live"),
+                                                raise_error=False)
+        assert response.code == 401
+
+    async def live(self, path: str) -> dict[str, Any]:
+        """GET a live endpoint logged in; its JSON body (asserting 200)."""
+        response = await self.http_client.fetch(self.get_url(path))
+        assert response.headers["Content-Type"].startswith("application/json")
+        return json.loads(response.body)
