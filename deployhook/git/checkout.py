@@ -632,20 +632,9 @@ class Checkout:
 
     def _post_deploy(self, branch: str, pushes: list[Push], before: str | None,
                      after: str | None, steps: list[Step]) -> None:
-        last = pushes[-1] if pushes else None
-        env = {
-            "DEPLOYHOOK_REPO_PATH": self.path,
-            "DEPLOYHOOK_BRANCH": self.current_branch() or "",
-            "DEPLOYHOOK_TAG": branch.removeprefix(TAG_PREFIX) if self.config.tags else "",
-            "DEPLOYHOOK_HEAD_BEFORE": before or "",
-            "DEPLOYHOOK_HEAD_AFTER": after or "",
-            "DEPLOYHOOK_REF": last.ref if last else "",
-            "DEPLOYHOOK_BEFORE": last.before if last else "",
-            "DEPLOYHOOK_AFTER": last.after if last else "",
-            "DEPLOYHOOK_PUSHER": last.pusher if last else "",
-            "DEPLOYHOOK_REPOSITORY": last.repository if last else "",
-            "DEPLOYHOOK_DELIVERY": ",".join(p.delivery_id for p in pushes),
-        }
+        tag = branch.removeprefix(TAG_PREFIX) if self.config.tags else ""
+        env = postdeploy.push_env(self.path, self.current_branch() or "", pushes, before,
+                                  after, tag)
         assert self.config.post_deploy is not None
         step = postdeploy.run(self.config.post_deploy, self.path, env,
                               self.config.post_deploy_timeout, hidden=self._secrets(),

@@ -364,22 +364,10 @@ def _post_deploy(checkout: Checkout, path: Path, branch: str, pushes: list[Push]
     config = checkout.config
     if not config.post_deploy:
         return
-    last = pushes[-1] if pushes else None
-    env = {
-        "DEPLOYHOOK_REPO_PATH": str(path),
-        "DEPLOYHOOK_RELEASE": str(path),
-        "DEPLOYHOOK_RELEASES_PATH": str(root(config)),
-        "DEPLOYHOOK_BRANCH": "" if config.tags else branch,
-        "DEPLOYHOOK_TAG": branch.removeprefix("refs/tags/") if config.tags else "",
-        "DEPLOYHOOK_HEAD_BEFORE": before or "",
-        "DEPLOYHOOK_HEAD_AFTER": sha,
-        "DEPLOYHOOK_REF": last.ref if last else "",
-        "DEPLOYHOOK_BEFORE": last.before if last else "",
-        "DEPLOYHOOK_AFTER": last.after if last else "",
-        "DEPLOYHOOK_PUSHER": last.pusher if last else "",
-        "DEPLOYHOOK_REPOSITORY": last.repository if last else "",
-        "DEPLOYHOOK_DELIVERY": ",".join(p.delivery_id for p in pushes),
-    }
+    tag = branch.removeprefix("refs/tags/") if config.tags else ""
+    env = {**postdeploy.push_env(str(path), "" if config.tags else branch, pushes, before,
+                                 sha, tag),
+           "DEPLOYHOOK_RELEASE": str(path), "DEPLOYHOOK_RELEASES_PATH": str(root(config))}
     step = postdeploy.run(config.post_deploy, str(path), env, config.post_deploy_timeout,
                           hidden=checkout._secrets())
     steps.append(step)

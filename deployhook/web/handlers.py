@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +34,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deployhook.http")
 UNBOUNDED = 1 << 62
-# Bodies are hashed and spooled on one thread of their own: the IOLoop keeps the other
-# core, however many strangers send at once (hashlib and file writes drop the GIL).
-BODY_THREAD = ThreadPoolExecutor(1, thread_name_prefix="deployhook-body")
+def _lower_priority() -> None:
+    """Run this thread below the IOLoop's: on a busy machine the loop is scheduled first."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BODY_NICENESS)
+    except OSError:  # not permitted or not Linux: same priority, still off the loop
+        pass
+
+
+# Bodies are hashed and spooled on one thread of their own, at a lower priority: the
+# IOLoop keeps a core however many strangers send at once (hashlib and file writes drop
+# the GIL).
+BODY_NICENESS = 5
+BODY_THREAD = ThreadPoolExecutor(1, thread_name_prefix="deployhook-body",
+                                 initializer=_lower_priority)
 READ_BACK = 1024 * 1024  # bytes per read when a spooled body is hashed after the fact
 HASH_IN_THREAD = 16 * 1024  # chunks this big are hashed in a thread (hashlib drops the GIL)
 # as are the writes of spooled bodies (a write may wait on the disk)
