@@ -8,6 +8,11 @@ on the record's thread.  Nothing shown can hold a credential: URLs lose their
 userinfo (:func:`~deployhook.git.steps.redact`, applied again on display), and the
 secret, the status password, ``post_deploy``'s arguments and the environment are
 never shown.  Links are relative, so the pages also work behind a path prefix.
+While a run is running, its page loads ``<page_path>live.js`` (the only script, and
+only then: that page alone has ``script-src 'self'; connect-src 'self'``), which polls
+``<page_path>runs/<id>/live?after=N`` for the command's output so far (the same
+redacted text the record keeps) and reloads the page once the run has ended; without
+JavaScript the page refreshes itself every 2 seconds instead.
 Templates come from the package's own loader, which escapes every ``{{ }}``
 whatever ``autoescape`` the application that mounts the pages sets.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +31,7 @@ import tornado.web
 from deployhook.git import releases
 from deployhook.git.steps import redact
 from deployhook.web.api import RecordAccess
-from deployhook.web.handlers import set_allow
+from deployhook.web.handlers import JSONHandler, set_allow
 
 if TYPE_CHECKING:
     from deployhook.service.hub import Hub
@@ -45,6 +51,9 @@ OUTCOMES = {  # outcome -> (symbol, label); the label is always shown, not colou
 }
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# A running run's page: CSP plus its own same-origin script and that script's polling.
+LIVE_CSP = CSP + "; script-src 'self'; connect-src 'self'"
+LIVE_JS = (Path(__file__).parent / "static" / "live.js").read_bytes()  # read once
 
 
 def page_routes(hub: Hub, access: Access,
@@ -54,6 +63,8 @@ def page_routes(hub: Hub, access: Access,
     kwargs: dict[str, Any] = {"hub": hub, "access": access}
     specs: list[tuple[str, Any, dict[str, Any]]] = [
         (base, StatusPage, kwargs), (base + r"runs/([0-9]{1,18})", RunPage, kwargs),
+        (base + r"runs/([0-9]{1,18})/live", LiveOutput, kwargs),
+        (base + "live.js", LiveScript, kwargs),
         (base + r"targets/([a-z0-9][a-z0-9_-]{0,63})", TargetPage, kwargs)]
     if base != "/":
         specs.append((base.rstrip("/"), tornado.web.RedirectHandler, {"url": base}))
@@ -148,6 +159,7 @@ class PageHandler(RecordAccess, HTMLHandler):
         namespace = super().get_template_namespace()
         namespace.update(short=short, when=when, iso=iso, duration=duration, outcome=outcome,
                          redact=redact, shown_command=shown_command, hub=self.hub,
+                         live_data=live_data,
                          home=self.home(), denied=False)
         return namespace
 
@@ -209,4 +221,56 @@ class RunPage(PageHandler):
         run = await self.hub.record.run(lambda s: s.run(number))
         if run is None:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id} in the record")
+        if run["outcome"] == "running":
+            self.set_header("Content-Security-Policy", LIVE_CSP)
         self.render("run.html", run=run)
+
+
+def live_answer(run: dict[str, Any], after: int) -> dict[str, Any]:
+    """What a watching page needs of ``run`` (a redacted :meth:`Store.run` row): the
+    live step's name, its output beyond the first ``after`` characters (all of it, with
+    ``reset`` true, when the kept output is shorter than that), the output's length,
+    and whether the run has ended."""
+    live = run.get("live") if run["outcome"] == "running" else None
+    output = live["output"] if live else ""
+    reset = after > len(output)
+    return {"result": "ok", "ended": run["outcome"] != "running",
+            "step": live["step"] if live else None, "reset": reset,
+            "output": output if reset else output[after:], "length": len(output)}
+
+
+class LiveOutput(RecordAccess, JSONHandler):
+    """``GET /runs/<id>/live?after=N``: the running command's output beyond character
+    ``N`` and whether the run ended, as JSON (see :func:`live_answer`); 400 for a bad
+    ``after``, 404 for no such run."""
+
+    def initialize(self, hub: Hub, access: Access) -> None:
+        self.hub, self.access = hub, access
+
+    async def get(self, run_id: str) -> None:
+        after = self.get_argument("after", "0")
+        if not after.isdigit() or len(after) > 12:
+            raise tornado.web.HTTPError(400, reason="after must be a count of characters")
+        number = int(run_id)
+        run = await self.hub.record.run(lambda s: s.run(number))
+        if run is None:
+            raise tornado.web.HTTPError(404, reason=f"no run {run_id} in the record")
+        self.set_header("Content-Security-Policy", "default-src 'none'")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.reply(200, live_answer(run, int(after)))
+
+
+class LiveScript(PageHandler):
+    """``GET /live.js``: the running run page's script (same access check as the pages)."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/javascript; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(LIVE_JS)
+
+
+def live_data(run: dict[str, Any]) -> str:
+    """The JSON a running run's page hands its script in ``data-live``."""
+    live = run.get("live") or {}
+    return json.dumps({"url": f"{run['id']}/live", "step": live.get("step"),
+                       "after": len(live.get("output", ""))})
