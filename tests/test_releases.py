@@ -78,6 +78,27 @@ def test_a_deploy_builds_a_release_and_switches_current(repos: Repos, store: Sto
     assert name == release.name
 
 
+def test_a_failing_pre_deploy_runs_in_the_live_release_and_changes_nothing(
+        repos: Repos, store: Store) -> None:
+    """pre_deploy runs in the live release; when it fails, nothing is built, current and
+    the store stay where they were, and on_failure hears the reason (issue 17)."""
+    config = target(repos)
+    repos.commit("index.html", "one\n")
+    assert deploy(config, store).ok
+    release, store_head = live(repos), repos.head(repos.deployed)
+    report = repos.root / "failure.txt"
+    config = target(repos, pre_deploy=("sh", "-c", "pwd > ran-here.txt; exit 3"),
+                    on_failure=("sh", "-c", f'echo "$DEPLOYHOOK_REASON" > {report}'))
+    repos.commit("index.html", "two\n")
+    result = deploy(config, store)
+    assert not result.ok and "pre_deploy" in result.reason, result.reason
+    assert live(repos) == release and (release / "index.html").read_text() == "one\n"
+    assert (release / "ran-here.txt").read_text().strip() == str(release)
+    assert repos.head(repos.deployed) == store_head
+    assert [r.name for r in releases.releases(config)] == [release.name]
+    assert "pre_deploy" in report.read_text()
+
+
 def _reader(current: Path, stop: threading.Event, counts: dict[str, int]) -> None:
     """Resolve ``current`` once per pair (as a web server resolves its root per request)
     and read a.txt and b.txt, which change together in every commit."""

@@ -644,10 +644,20 @@ class Checkout:
             raise DeployFailed(
                 f"updated to {after} but {summary(step)} (exit status {step.status})", steps)
 
+    def _live_tree(self) -> str:
+        """Where the site is served from: the checkout, or in releases mode the release
+        ``current`` points to (the checkout itself before the first release)."""
+        config = self.config
+        if config.deploy_mode == "releases" and config.releases_path:
+            current = Path(config.releases_path) / "current"
+            if current.is_dir():
+                return os.path.realpath(current)
+        return self.path
+
     def _pre_deploy(self, branch: str, pushes: list[Push], before: str | None,
                     steps: list[Step]) -> None:
-        """Run ``pre_deploy`` (when set) in the checkout before HEAD moves; not before a
-        first clone (there was nothing to protect).
+        """Run ``pre_deploy`` (when set) in the live tree (:meth:`_live_tree`) before HEAD
+        moves; not before a first clone (there was nothing to protect).
 
         Raises:
             DeployFailed: it failed; its reason says so and that nothing was changed.
@@ -657,7 +667,7 @@ class Checkout:
         tag = branch.removeprefix(TAG_PREFIX) if self.config.tags else ""
         env = postdeploy.push_env(self.path, self.current_branch() or "", pushes, before, None,
                                   tag)
-        step = postdeploy.run(self.config.pre_deploy, self.path, env,
+        step = postdeploy.run(self.config.pre_deploy, self._live_tree(), env,
                               self.config.pre_deploy_timeout, hidden=self._secrets(),
                               name="pre_deploy", on_output=self._live("pre_deploy"))
         steps.append(step)
