@@ -361,7 +361,7 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
         values["status_password_file"] = str(Path(credentials) / PASSWORD_CREDENTIAL)
     if "report_token_file" not in values and credentials:
         token = Path(credentials) / REPORT_CREDENTIAL
-        if token.exists():
+        if _present(token):
             values["report_token_file"] = str(token)
     for key in _PATH_KEYS:
         raw = values.get(key, getattr(Config, key))
@@ -410,15 +410,25 @@ def _target(config: Config, name: Any, raw: Any, base: Path,
             values[key] = _resolve(base, values[key])
     if "secret_file" not in values and credentials:  # systemd: a credential per target
         own = Path(credentials) / f"{CREDENTIAL_NAME}-{name}"
-        if own.exists():
+        if _present(own):
             values["secret_file"] = str(own)
     own_token = Path(credentials or ".") / f"{REPORT_CREDENTIAL}-{name}"
-    if "report_token_file" not in values and credentials and own_token.exists():
+    if "report_token_file" not in values and credentials and _present(own_token):
         values["report_token_file"] = str(own_token)
     values.setdefault("report", report)
     if "secret_file" in values:
         values["secret"] = None  # its own file, not $DEPLOYHOOK_SECRET
     return config.default_target(name, **values)
+
+
+def _present(credential: Path) -> bool:
+    """True when systemd passed this credential; a directory we may not look into (a
+    credential for another user, or a container that cannot deliver them) counts as
+    absent."""
+    try:
+        return credential.exists()
+    except OSError:
+        return False
 
 
 def _resolve(base: Path, raw: str) -> str:

@@ -551,3 +551,12 @@ def test_check_headers_refuses_missing_authentication_before_the_body(forge: str
     with pytest.raises(SignatureError) as info:
         forges.check_headers(forge, bare)
     assert info.value.status == 401 and "missing" in info.value.reason
+
+
+def test_a_gitlab_secret_that_only_looks_like_a_signing_token_is_a_plain_token() -> None:
+    """``whsec_`` followed by no valid base64 key is sent (and checked) as a clear token
+    (found by test_forges_properties)."""
+    secret = b"whsec_A"
+    headers = forges.sign_headers("gitlab", secret, b"{}")
+    assert headers["X-Gitlab-Token"] == "whsec_A"
+    assert forges.verify("gitlab", [secret], headers, b"{}") == 0

@@ -70,14 +70,14 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body,
     if index is None:
         what = TOKEN_HEADER if token is not None else "webhook-signature"
         raise Mismatch(f"{what} does not match: check the webhook's secret token")
-    if secrets[index].startswith(SIGNING_PREFIX):
+    if signing_key(secrets[index]) is not None:
         _check_fresh(header(headers, "webhook-timestamp") or "", now)
     return index
 
 
 def _token_digest(secret: bytes) -> bytes | None:
     """What ``X-Gitlab-Token`` hashes to for a plain secret; None for a signing token."""
-    return None if secret.startswith(SIGNING_PREFIX) else mac.token_digest(secret)
+    return None if signing_key(secret) is not None else mac.token_digest(secret)
 
 
 def _signature_digest(secret: bytes, message: mac.Body | None) -> bytes | None:
