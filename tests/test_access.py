@@ -54,6 +54,7 @@ from tests.helpers import (
     start_daemon,
     write_config,
 )
+from tests.tools import require_tool
 
 RECORD_PATHS = ("/", "/runs/1", "/deployments", "/deployments/1")
 PUBLIC = "203.0.113.9"
@@ -413,8 +414,8 @@ def socket_activated(repos: Repos, secret_file: Path, port: int,
     """The daemon started by systemd-socket-activate listening on 0.0.0.0:``port``; its
     config keeps the default ``address`` (127.0.0.1) and has ``extra``."""
     activate = shutil.which("systemd-socket-activate")
-    if activate is None:
-        pytest.skip("systemd-socket-activate is not installed (Debian package systemd)")
+    require_tool(activate, "systemd-socket-activate is not installed (Debian package systemd)")
+    assert activate is not None
     config = write_config(repos.root / "config.py", port=free_port(),
                           repo_path=str(repos.deployed), secret_file=str(secret_file),
                           repository=REPOSITORY, reload="none", **extra)
@@ -443,8 +444,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def public() -> str:
     address = public_address()
-    if address is None:
-        pytest.skip("this machine has no non-loopback IPv4 address")
+    require_tool(address, "this machine has no non-loopback IPv4 address")
+    assert address is not None
     return address
 
 
@@ -513,12 +514,9 @@ def _wait_http(url: str, log: Path, timeout: float = 20) -> None:
 def nginx_or_skip() -> str:
     """The nginx binary; skip where it is missing, fail under CI (``.ci/run`` installs
     Debian's nginx-light)."""
-    if NGINX is not None:
-        return NGINX
-    reason = "nginx is not installed (Debian package nginx-light)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; .ci/run installs it")
-    pytest.skip(reason)
+    require_tool(NGINX, "nginx is not installed (Debian package nginx-light)")
+    assert NGINX is not None
+    return NGINX
 
 
 @pytest.fixture
