@@ -74,6 +74,7 @@ def deploy(config: Config, args: argparse.Namespace) -> int:
         try:
             result = run_deploy(checkout, announce, target=target.name, trigger="cli",
                                 branch=branch, pushers=[user()])
+            checkout.housekeep()  # the git maintenance the run left for later
         except KeyboardInterrupt:
             print(f"\ndeploy FAILED: {INTERRUPTED}")
             return 130

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import git
 from git.refs.symbolic import SymbolicReference
@@ -43,13 +43,23 @@ from deployhook.errors import ConfigError, SecretMissing
 from deployhook.forges.delivery import Push
 from deployhook.forges.events import TAG_PREFIX
 from deployhook.git import postdeploy
-from deployhook.git.repair import NO_HOOKS, only, paths_of, repair, undo_partial_update
+from deployhook.git.objects import surely_absent
+from deployhook.git.repair import (
+    NO_HOOKS,
+    git_dirs,
+    only,
+    paths_of,
+    repair,
+    undo_partial_update,
+)
 from deployhook.git.ssh import ssh_command
 from deployhook.git.steps import Step, redact, summary, tail
+from deployhook.git.submodules import update_command
 from deployhook.secret import SecretSource
 from deployhook.settings import Config, TargetConfig
 
 log = logging.getLogger("deployhook.checkout")
+GITLINK = "160000"  # the mode of a submodule's entry in a tree
 UNFINISHED = "deployhook-unfinished"  # in .git: the last run that moved HEAD did not finish
 LOCK = "deployhook.lock"  # in .git: flock held for the whole run
 _GITHUB_URL = re.compile(
@@ -57,6 +67,17 @@ _GITHUB_URL = re.compile(
     r"(?P<name>[\w.-]+/[\w.-]+?)(?:\.git)?/?$"
 )
 FORBIDDEN_PROTOCOLS = ("protocol.ext.allow", "protocol.fd.allow")  # set to "never"
+# A deploy's git commands leave ``git maintenance run --auto`` (which fetch and merge
+# would run before returning) to :meth:`Checkout.housekeep`, after the answer.
+NO_AUTO_MAINTENANCE = (("maintenance.auto", "false"),)
+
+
+class Change(NamedTuple):
+    """What an update changes at one path: git's status letter, and whether a
+    submodule's commit (a gitlink) is on either side."""
+
+    status: str
+    gitlink: bool
 
 
 class DeployFailed(Exception):
@@ -94,14 +115,16 @@ class RunResult:
         return self.moved or (self.ok and self.resumed)
 
 
-def git_environment(timeout: float, ssh_key: str | None = None) -> dict[str, str]:
+def git_environment(timeout: float, ssh_key: str | None = None,
+                    config: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """Environment for every git command: git never prompts or hangs on a dead peer, and
     never uses the ``ext::`` or ``fd::`` transports whatever the user's git config says
     (``GIT_CONFIG_*`` is configuration given on the command line: it beats every config
     file and git passes it on to the commands it runs for submodules).  Settings already
     given that way in ``$GIT_CONFIG_COUNT`` are kept.  With ``ssh_key``, ssh offers only
     that key (see :func:`deployhook.git.ssh.ssh_command`; an operator's own
-    ``$GIT_SSH_COMMAND`` is kept, with the key added to it)."""
+    ``$GIT_SSH_COMMAND`` is kept, with the key added to it).  ``config``: more (key,
+    value) settings given the same way."""
     ssh = ssh_command(timeout, ssh_key, os.environ.get("GIT_SSH_COMMAND"))
     env = {
         "GIT_TERMINAL_PROMPT": "0",
@@ -114,9 +137,9 @@ def git_environment(timeout: float, ssh_key: str | None = None) -> dict[str, str
     }
     count = os.environ.get("GIT_CONFIG_COUNT", "0")
     index = int(count) if count.isdigit() else 0
-    for key in FORBIDDEN_PROTOCOLS:
+    for key, value in [(key, "never") for key in FORBIDDEN_PROTOCOLS] + list(config):
         env[f"GIT_CONFIG_KEY_{index}"] = key
-        env[f"GIT_CONFIG_VALUE_{index}"] = "never"
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
         index += 1
     env["GIT_CONFIG_COUNT"] = str(index)
     allowed = os.environ.get("GIT_ALLOW_PROTOCOL")  # it would beat the config above
@@ -232,8 +255,9 @@ class Checkout:
     def __init__(self, config: TargetConfig | Config) -> None:
         self.config = config
         self.path = config.repo_path
-        self._env = git_environment(config.git_timeout, config.ssh_key)
+        self._env = git_environment(config.git_timeout, config.ssh_key, NO_AUTO_MAINTENANCE)
         self._repo: git.Repo | None = None
+        self.maintenance_due = False  # a run fetched: :meth:`housekeep` has work to do
         self.progress = False  # True: network steps show git's progress on our stderr
         # Called (step name, its output so far) while pre_deploy or post_deploy runs.
         self.live: Callable[[str, str], None] | None = None
@@ -292,6 +316,8 @@ class Checkout:
         """True when commit ``sha`` is HEAD (``head`` if given) or one of its ancestors."""
         if sha == (head or self.head()):
             return True
+        if surely_absent(Path(self.path) / ".git", sha):  # not fetched yet: no git process
+            return False
         return self._git("merge-base", "--is-ancestor", sha, "HEAD")[0] == 0
 
     # -- the deploy ------------------------------------------------------------
@@ -326,6 +352,42 @@ class Checkout:
                     result.contains = {p.after: self.contains(p.after, head) for p in pushes}
         result.duration = time.monotonic() - start
         return result
+
+    def housekeep(self) -> None:
+        """Run the ``git maintenance run --auto`` that the last run's fetch and merge left
+        for later (see ``NO_AUTO_MAINTENANCE``) in the checkout's git dir and its
+        submodules', unless ``maintenance.auto`` is false there; only after a run that
+        fetched, and only while nobody holds the checkout's lock (else it stays due).
+        Each command is bounded by ``git_timeout``.  Never raises."""
+        if not self.maintenance_due or not self.exists():
+            return
+        env = {**os.environ, "LC_ALL": "C", "LANGUAGE": "C",
+               **git_environment(self.config.git_timeout, self.config.ssh_key)}
+        try:
+            with open(Path(self.path) / ".git" / LOCK, "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # a deploy runs: it fetches and leaves maintenance due again
+                self.maintenance_due = False
+                for git_dir in git_dirs(Path(self.path) / ".git"):
+                    self._maintain(git_dir, env)
+        except OSError as exc:
+            log.warning("%s: git maintenance not run: %s", self.path, exc)
+
+    def _maintain(self, git_dir: Path, env: dict[str, str]) -> None:
+        """``git maintenance run --auto`` in ``git_dir`` as git would run it itself."""
+        timeout = self.config.git_timeout
+        base = ["git", f"--git-dir={git_dir}"]
+        status, out, _ = run_bounded([*base, "config", "--type=bool", "maintenance.auto"],
+                                     self.path, env, timeout)
+        if status == 0 and out.strip() == "false":
+            return
+        status, _, err = run_bounded([*base, "maintenance", "run", "--auto", "--quiet"],
+                                     self.path, env, timeout)
+        if status != 0:
+            log.warning("%s: git maintenance failed in %s: %s", self.path, git_dir,
+                        redact(err.strip())[-400:])
 
     def _wait_for(self, lock: TextIO) -> bool:
         """Take the flock on ``lock`` within ``lock_timeout``; False when it stays held."""
@@ -519,6 +581,7 @@ class Checkout:
         checkout is put back as it was (see ``_put_back``)."""
         tracking = self._tracking(branch)
         source = branch if self.config.tags is not None else f"refs/heads/{branch}"
+        self.maintenance_due = True
         self._step("fetch", steps, "fetch", "--no-tags", "--recurse-submodules=no",
                    self.config.remote, f"+{source}:{tracking}", network=True)
         if self.config.tags is not None:
@@ -530,20 +593,22 @@ class Checkout:
         else:
             tip = tracking
             moving = self.head() != self.ref(tracking)
-        changes: dict[str, str] = {}
+        changes: dict[str, Change] = {}
         clean: set[str] = set()
         if moving:
             changes = self._changes(tip)
             self._refuse_untracked_in_the_way(changes, steps)
-            clean = set(changes) - self._dirty(changes)
+            files = [path for path, change in changes.items() if not change.gitlink]
+            clean = set(files) - self._dirty(files)  # a submodule's own state is no file
         try:
             if moving:
                 self._move_to(tip, steps)
             if self.config.submodules and (Path(self.path) / ".gitmodules").exists():
                 if before is None or ".gitmodules" in changes:  # URLs may have changed
                     self._step("submodule sync", steps, "submodule", "sync", "--recursive")
-                self._step("submodule update", steps, "submodule", "update", "--init",
-                           "--recursive", network=True)
+                command, env = update_command(self._git)
+                self._step("submodule update", steps, *command, "--init", "--recursive",
+                           network=True, env=env)
         except DeployFailed as exc:
             if before is None:
                 raise
@@ -587,23 +652,30 @@ class Checkout:
         else:
             self._step("reset", steps, "reset", "--hard", tracking)
 
-    def _changes(self, tracking: str) -> dict[str, str]:
-        """path -> git's status letter (A, M, D, ...) from HEAD to ``tracking``."""
-        fields = self._git("diff", "--name-status", "-z", "--no-renames", "HEAD",
+    def _changes(self, tracking: str) -> dict[str, Change]:
+        """path -> what changes there from HEAD to ``tracking`` (git's status letter: A,
+        M, D, T; whether a submodule's commit is involved)."""
+        fields = self._git("diff", "--raw", "-z", "--no-renames", "HEAD",
                            tracking)[1].split("\0")
-        return {path: status for status, path in zip(fields[::2], fields[1::2], strict=False)
-                if path}
+        changes = {}
+        for meta, path in zip(fields[::2], fields[1::2], strict=False):
+            words = meta.split()
+            if path and len(words) == 5:  # :old-mode new-mode old-id new-id status
+                changes[path] = Change(words[4], GITLINK in (words[0][1:], words[1]))
+        return changes
 
-    def _dirty(self, paths: Iterable[str]) -> set[str]:
-        """Those of ``paths`` with local changes (against HEAD)."""
-        paths = list(paths)
+    def _dirty(self, paths: list[str]) -> set[str]:
+        """Those of ``paths`` with local changes (against HEAD); no git process for none."""
+        if not paths:
+            return set()
         return set(paths_of(self._git, "diff", "--name-only", "-z", "HEAD", *only(paths)))
 
-    def _refuse_untracked_in_the_way(self, changes: dict[str, str], steps: list[Step]) -> None:
+    def _refuse_untracked_in_the_way(self, changes: dict[str, Change],
+                                     steps: list[Step]) -> None:
         """Fail, naming them, when untracked or ignored files sit where the update adds
         files (git would overwrite ignored ones, and ``reset --hard`` untracked ones)."""
-        in_the_way = sorted(path for path, status in changes.items()
-                            if status == "A" and os.path.lexists(Path(self.path, path)))
+        in_the_way = sorted(path for path, change in changes.items()
+                            if change.status == "A" and os.path.lexists(Path(self.path, path)))
         if in_the_way:
             raise DeployFailed("update refused: these untracked working tree files would be "
                                f"overwritten: {', '.join(in_the_way[:20])}; move them away",
@@ -690,11 +762,13 @@ class Checkout:
 
     # -- running git ---------------------------------------------------------------
     def _step(self, name: str, steps: list[Step], *args: str, network: bool = False,
-              identity: bool = False, cwd: str | None = None) -> Step:
+              identity: bool = False, cwd: str | None = None,
+              env: dict[str, str] | None = None) -> Step:
         """Run one git command as a recorded step; raise DeployFailed if it fails (a
         command killed after ``git_timeout`` fails with "timed out after Ns")."""
         start = time.monotonic()
-        status, out, err = self._git(*args, network=network, identity=identity, cwd=cwd)
+        status, out, err = self._git(*args, network=network, identity=identity, cwd=cwd,
+                                     env=env)
         elapsed = time.monotonic() - start
         step = Step(name, redact("git " + " ".join(args)), status, elapsed,
                     tail(redact((out + "\n" + err).strip())))
@@ -704,20 +778,21 @@ class Checkout:
         return step
 
     def _git(self, *args: str, network: bool = False, identity: bool = False,
-             cwd: str | None = None) -> tuple[int, str, str]:
+             cwd: str | None = None, env: dict[str, str] | None = None
+             ) -> tuple[int, str, str]:
         """Run git and return (status, stdout, stderr); never raises for exit status.
 
         Every command, local ones and the hooks git runs included, is bounded by
         ``git_timeout``: then its whole process group is killed and the status is 124
         with "fatal: timed out after Ns" in stderr.  ``network``: show git's progress
-        on our stderr when ``self.progress`` is set.
+        on our stderr when ``self.progress`` is set.  ``env``: more environment.
         """
-        env = dict(self._env)
+        env = {**self._env, **(env or {})}
         if identity:
             env.update(self._identity())
         progress = network and self.progress
         if progress:
-            split = 2 if args[0] == "submodule" else 1
+            split = 2 if args[0] in ("submodule", "submodule--helper") else 1
             args = (*args[:split], "--progress", *args[split:])
         return run_bounded(["git", *args], cwd or self.path,
                            {**os.environ, "LC_ALL": "C", "LANGUAGE": "C", **env},

@@ -231,7 +231,10 @@ def _deploy(checkout: Checkout, branch: str, pushes: list[Push],
     store = Checkout(replace(config, post_deploy=None))
     store.progress = checkout.progress
     try:
-        updated = store.deploy(branch, pushes)
+        try:
+            updated = store.deploy(branch, pushes)
+        finally:
+            store.housekeep()  # the git maintenance its fetch left for later
         steps += updated.steps
         if not updated.ok:
             return _result(store, False, before, updated.branch, pushes, steps, updated.reason)

@@ -51,11 +51,10 @@ class Repair:
 def git_dirs(git_dir: Path) -> Iterator[Path]:
     """The checkout's git dir and its submodules' (``.git/modules/...``)."""
     yield git_dir
-    modules = git_dir / "modules"
-    if modules.is_dir():
-        for head in modules.rglob("HEAD"):
-            if head.parent.name != "logs" and (head.parent / "objects").is_dir():
-                yield head.parent
+    for root, folders, files in os.walk(git_dir / "modules"):
+        if "HEAD" in files and "objects" in folders:  # a submodule's git dir
+            yield Path(root)
+            folders[:] = ["modules"] if "modules" in folders else []  # never its objects
 
 
 def find_locks(git_dir: Path) -> list[Path]:

@@ -2,7 +2,9 @@
 
 Deliveries that arrive while a deploy runs wait together; when it ends, one
 more run brings the checkout to the newest pushed commit and answers all of
-them.  So a burst of N pushes costs a handful of fetches, not N.  The IOLoop
+them.  So a burst of N pushes costs a handful of fetches, not N.  After each run's
+deliveries are answered, the git maintenance it left for later runs
+(:meth:`Checkout.housekeep`) before the next run starts.  The IOLoop
 only awaits futures; every git command runs in the executor.  Each run is
 written to the deployment record when a Recorder is given.
 """
@@ -124,6 +126,10 @@ class GitWorker:
                 self.on_result(result)
             except Exception:
                 log.exception("handling the end of run %s failed", result.run_id or "-")
+        try:  # answered: now the git maintenance the run left for later
+            await self.run_in_executor(self.checkout.housekeep)
+        except Exception:
+            log.exception("git maintenance after run %s failed", result.run_id or "-")
 
     async def _run(self, batch: list[Request]) -> RunResult:
         pushes = [request.push for request in batch]
