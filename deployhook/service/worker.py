@@ -69,11 +69,14 @@ class GitWorker:
         self.runs = 0
         self._pending: list[Request] = []
         self._task: asyncio.Task[None] | None = None
+        self._housekeeping = False  # the run is answered; its git maintenance runs
 
     @property
     def busy(self) -> bool:
-        """True while a deploy runs or deliveries wait for one."""
-        return bool(self._pending) or (self._task is not None and not self._task.done())
+        """True while a deploy runs or deliveries wait for one (not while only the git
+        maintenance after an answered run runs: nothing is deploying then)."""
+        running = self._task is not None and not self._task.done() and not self._housekeeping
+        return bool(self._pending) or running
 
     @property
     def waiting(self) -> int:
@@ -126,10 +129,13 @@ class GitWorker:
                 self.on_result(result)
             except Exception:
                 log.exception("handling the end of run %s failed", result.run_id or "-")
-        try:  # answered: now the git maintenance the run left for later
+        self._housekeeping = True  # answered: now the git maintenance the run left for later
+        try:
             await self.run_in_executor(self.checkout.housekeep)
         except Exception:
             log.exception("git maintenance after run %s failed", result.run_id or "-")
+        finally:
+            self._housekeeping = False
 
     async def _run(self, batch: list[Request]) -> RunResult:
         pushes = [request.push for request in batch]
