@@ -18,9 +18,7 @@ import sys
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Any
-
-import git
+from typing import TYPE_CHECKING, Any
 
 from deployhook.cli.common import (
     CommandFailed,
@@ -38,6 +36,9 @@ from deployhook.git.checkout import Checkout, github_repository, resolve_target
 from deployhook.git.steps import redact
 from deployhook.secret import SecretSource
 from deployhook.settings import Config, TargetConfig
+
+if TYPE_CHECKING:
+    import git
 
 ZERO = "0" * 40
 USER_AGENT = "GitHub-Hookshot/deployhook-send"  # GitHub's, marked as sent by this command
@@ -265,6 +266,8 @@ def _commits(checkout: Checkout, before: str, after: str) -> list[dict[str, Any]
     """The pushed commits (at most 20, oldest first) when the checkout already has them,
     in :mod:`~deployhook.forges.payloads`' neutral form; else [] (``send`` never
     fetches: that is the daemon's job)."""
+    import git  # GitPython only for this command: the daemon never imports it
+
     try:
         commits = list(checkout.repo.iter_commits(f"{before}..{after}", max_count=MAX_COMMITS))
     except (git.GitCommandError, ValueError):
@@ -294,6 +297,8 @@ def _commit_json(commit: git.Commit) -> dict[str, Any]:
 
 def _email(target: TargetConfig) -> str:
     """The local git identity's e-mail, else ``user@host``."""
+    import git
+
     try:
         email = git.Git(target.repo_path if Path(target.repo_path).is_dir() else None).config(
             "user.email")

@@ -29,8 +29,6 @@ import logging
 import os
 import shutil
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -424,6 +422,9 @@ def _health(config: TargetConfig | Config, steps: list[Step]) -> str:
     url = config.health_url
     if not url:
         return ""
+    import urllib.error  # only where health_url is set: the daemon imports no HTTP client
+    import urllib.request
+
     start = time.monotonic()
     shown = redact(url)
     try:
