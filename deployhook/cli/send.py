@@ -16,7 +16,6 @@ import json
 import socket
 import sys
 import urllib.parse
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from deployhook.cli.common import (
     user,
 )
 from deployhook.errors import ConfigError, DeliveryError
-from deployhook.forges import FORGES, payloads, sign_headers
+from deployhook.forges import FORGES, sign_headers
 from deployhook.git.checkout import Checkout, github_repository, resolve_target
 from deployhook.git.steps import redact
 from deployhook.secret import SecretSource
@@ -85,6 +84,8 @@ def send(config: Config, args: argparse.Namespace) -> int:
         print(f"deployhook: {exc}", file=sys.stderr)
         return 1
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    import uuid  # this command's modules load when it runs: ``serve`` never imports them
+
     delivery = str(uuid.uuid4())
     headers = sign_headers(forge, secret, body, event, delivery_id=delivery)
     if forge == "github":
@@ -180,6 +181,8 @@ def _push(target: TargetConfig, forge: str, branch: str | None, tag: str | None 
         CommandFailed: the remote cannot be asked, or has no such branch or tag.
         ConfigError: no checkout and no repo_url, or a detached HEAD and no branch.
     """
+    from deployhook.forges import payloads  # with uuid: loaded when ``send`` runs
+
     checkout = Checkout(target)
     try:
         target_branch, repository, head = resolve_target(checkout, target)
@@ -228,6 +231,8 @@ def _ping(target: TargetConfig, forge: str, url: str) -> dict[str, Any]:
     Raises:
         CommandFailed: (status 2) ``forge`` tests a hook with a push.
     """
+    from deployhook.forges import payloads  # with uuid: loaded when ``send`` runs
+
     checkout = Checkout(target)
     try:
         branch, repository, _ = resolve_target(checkout, target)
@@ -253,6 +258,8 @@ def _github_extras(url: str, payload: dict[str, Any]) -> dict[str, str]:
 
 def _hook_id(url: str) -> int:
     """The hook's id, the same for the same URL (what a ping's ``hook_id`` says)."""
+    from deployhook.forges import payloads  # with uuid: loaded when ``send`` runs
+
     return payloads.stable_id(f"hook {redact(url)}")
 
 

@@ -26,10 +26,8 @@ import fnmatch
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -493,6 +491,9 @@ class Checkout:
         url = self.config.repo_url
         if not url:
             raise DeployFailed(f"{self.path} is not a git checkout and repo_url is not set", steps)
+        import shutil  # the first clone only
+        import tempfile
+
         parent = Path(self.path).parent
         parent.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".deployhook-clone-", dir=parent)
