@@ -1,7 +1,7 @@
 """What a daemon does not import until a feature is configured or first used.
 
 Optional features are imported inside the function that starts them (README.rst,
-"Memory"): GitPython (only ``deployhook send`` reads commits with it), the forge
+"Layout"): GitPython (only ``deployhook send`` reads commits with it), the forge
 reporter and Tornado's HTTP client (a target with ``report``), urllib's client
 (``health_url``, the CLI's checks), ``prometheus_client`` (the first scrape of
 ``/metrics``), Redis (``redis_url``), the CLI commands' own helpers.  The real
@@ -11,12 +11,23 @@ test's only hook, which writes the process's ``sys.modules`` to a file when it e
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.helpers import Daemon, Repos, basic_auth, deliver_push, http, start_daemon
+from deployhook import DeployHook, settings
+from tests.helpers import (
+    REPOSITORY,
+    Daemon,
+    Repos,
+    basic_auth,
+    deliver_push,
+    http,
+    start_daemon,
+    write_config,
+)
 
 NEVER_IN_A_PLAIN_DAEMON = (
     "git",  # GitPython: HEAD and refs are read from .git (deployhook.git.headref)
@@ -104,3 +115,27 @@ def test_a_daemon_that_reports_imports_the_reporter(
         modules = _modules_at_exit(daemon, out)
     assert {"deployhook.report.reporter", "tornado.httpclient"} <= modules
     assert "git" not in modules
+
+
+def test_the_first_reload_that_sets_report_starts_the_reporter(
+        tmp_path: Path, repos: Repos, secret_file: Path) -> None:
+    token = tmp_path / "report-token"
+    token.write_text("not-a-real-token\n")
+    plain = {"repo_path": str(repos.deployed), "secret_file": str(secret_file),
+             "repository": REPOSITORY, "reload": "none", "forge": "github",
+             "state_db": str(tmp_path / "state.sqlite3")}
+    reporting = {**plain, "report": "status", "report_token_file": str(token),
+                 "api_url": "http://127.0.0.1:9"}
+
+    async def run() -> tuple[bool, bool]:
+        hook = DeployHook(settings.load(str(write_config(tmp_path / "plain.py", **plain))))
+        try:
+            await hook.start()
+            before = hook.reporter is not None
+            await hook.reconfigure(settings.load(str(
+                write_config(tmp_path / "reporting.py", **reporting))))
+            return before, hook.reporter is not None
+        finally:
+            hook.close()
+
+    assert asyncio.run(run()) == (False, True)
