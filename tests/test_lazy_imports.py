@@ -40,6 +40,7 @@ NEVER_IN_A_PLAIN_DAEMON = (
     "urllib.request",  # health_url; deployhook check / deploy
     "deployhook.cli.check",
     "deployhook.forges.payloads",  # deployhook send
+    "curses",  # Tornado's log colours, unused (deployhook.cli marks it unavailable)
 )
 
 SITECUSTOMIZE = """\
@@ -50,7 +51,8 @@ import sys
 
 def _write_modules() -> None:
     with open(os.environ["MODULES_AT_EXIT_FILE"], "w") as f:
-        f.write("\\n".join(sorted(sys.modules)) + "\\n")
+        loaded = sorted(name for name, module in sys.modules.items() if module is not None)
+        f.write("\\n".join(loaded) + "\\n")
 
 
 atexit.register(_write_modules)
