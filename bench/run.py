@@ -1,4 +1,5 @@
-"""deployhook benchmarks: ``python bench/run.py`` (about 3-4 minutes on 2 cores).
+"""deployhook benchmarks: ``python bench/run.py`` (about 5 minutes on 2 cores; longer once, to
+build the cached large repository).
 
 Builds its own fixtures (a bare origin with a submodule, a deployed clone, an
 equivalent plain clone, a pusher clone, fetching through a counting and
