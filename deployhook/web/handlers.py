@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -185,18 +186,30 @@ class WebhookHandler(JSONHandler):
         secrets = [] if self.deferred else [secret for secret, _ in self.candidates]
         self.hashed = mac.Hashed(forges.hash_keys(self.forge, secrets, headers))
 
-    async def data_received(self, chunk: bytes) -> None:
-        """Hash ``chunk`` for every candidate secret and keep it until the body is verified;
-        wait (so Tornado stops reading) while no budget has room for it."""
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        """Hash ``chunk`` for every candidate secret and keep it until the body is verified.
+
+        A small chunk of a body kept in memory is hashed here and None returned; else the
+        awaitable Tornado waits for (so it stops reading): room in a budget, then the
+        hashing and spooling on the body thread."""
         if self.too_large or self._finished or self.hashed is None:
-            return
+            return None
         self._check_size(self.body.size + len(chunk))
         if self.too_large:
-            return
-        while (room := self.body.add(chunk)) is not None:
+            return None
+        room = self.body.add(chunk)
+        if room is None and len(chunk) < HASH_IN_THREAD and self.body.file is None:
+            self.hashed.update(chunk)
+            return None
+        return self._keep(chunk, room)
+
+    async def _keep(self, chunk: bytes, room: asyncio.Future[None] | None) -> None:
+        """Wait for ``room`` (adding ``chunk`` again each time), then hash and spool it."""
+        while room is not None:
             await room
             if self._finished or self.hashed is None:
                 return
+            room = self.body.add(chunk)
         if len(chunk) < HASH_IN_THREAD and self.body.file is None:
             self.hashed.update(chunk)
             return
