@@ -24,7 +24,7 @@ from deployhook.git import paused
 from deployhook.git.checkout import RunResult
 from deployhook.record.store import DeliveryRecord, Store
 from deployhook.service.hub import Hub
-from deployhook.service.rejections import Rejections
+from deployhook.service.rejections import FREE_REFUSALS, Rejections
 from deployhook.service.rules import Decision, Deploy, Ignore, Ping
 from deployhook.service.target import Target
 
@@ -60,6 +60,7 @@ class Answer:
     status: int
     body: dict[str, Any]
     push: Push | None = field(default=None, repr=False)
+    delay: float = 0.0  # seconds to wait before sending it (a sender refused often)
 
 
 class Deliveries:
@@ -99,10 +100,13 @@ class Deliveries:
         its signature was verified, else counted (see :class:`Rejections`)."""
         answer = Answer(exc.status, {"result": "rejected", "reason": exc.reason})
         if facts.signature != "valid":
-            if self.rejections.count(facts.client, target, exc.status, exc.reason):
+            refusals = self.rejections.count(facts.client, target, exc.status, exc.reason)
+            if refusals == 1:
                 self._log(target or "-", facts, answer)
             else:
                 self._tell(target or "-", facts, answer)
+            if refusals > FREE_REFUSALS and facts.signature == "invalid":
+                answer.delay = self.hub.config.refused_delay
             return answer
         self._log(target or "-", facts, answer)
         self.hub.record.log(self._delivery(target, facts, None), answer.status, "rejected",

@@ -8,6 +8,11 @@ target, status and reason (:meth:`Recorder.reject
 <deployhook.record.recorder.Recorder.reject>`), and the log shows the first refusal
 of each sender in a minute in full, then at the end of that minute one summary line
 per sender with how many more there were.  ``/metrics`` counts every answer as before.
+
+A sender refused more than ``FREE_REFUSALS`` times in a minute waits
+``refused_delay`` seconds for each further wrong-signature answer: a flood over a few
+connections then slows itself down instead of taking the CPU a deploy needs, while
+a forge with a wrong secret still gets every answer.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from deployhook.record.recorder import Recorder
 log = logging.getLogger("deployhook.http")
 MINUTE = 60.0
 MAX_SENDERS = 1000  # senders tracked for the log in one minute; the rest are summed up
+FREE_REFUSALS = 20  # refusals of one sender in a minute answered without delay
 
 
 @dataclass
@@ -42,23 +48,23 @@ class Rejections:
         self._timer: asyncio.TimerHandle | None = None
         self.total = 0
 
-    def count(self, sender: str, target: str, status: int, reason: str) -> bool:
-        """Count one refusal; True when it is the first of ``sender`` this minute (the
-        caller logs that one in full), False when it went into the summary."""
+    def count(self, sender: str, target: str, status: int, reason: str) -> int:
+        """Count one refusal; how many ``sender`` has had since the last summary, this
+        one included (1: the caller logs it in full; more: it is in the summary)."""
         self.total += 1
         self.record.reject(sender, target, status, reason)
         tally = self._tallies.get(sender)
         if tally is not None:
             tally.count += 1
             tally.status, tally.reason = status, reason
-            return False
+            return tally.count + 1
         if len(self._tallies) >= MAX_SENDERS:
             self._others += 1
-            return False
+            return FREE_REFUSALS + 1  # too many senders: every one of them waits
         self._tallies[sender] = _Tally(0, status, reason)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.every, self.summarize)
-        return True
+        return 1
 
     def summarize(self) -> None:
         """Log one line per sender refused more than once since the last summary, and

@@ -263,11 +263,14 @@ class WebhookHandler(JSONHandler):
         try:
             verified = await self._verified_event()
         except DeliveryError as exc:
-            self.signature = _signature_result(exc)
-            self.refuse(exc)
-            return
-        finally:
             self.body.release()
+            self.signature = _signature_result(exc)
+            answer = self.deliveries.refuse(exc, self._facts(), self._target_name())
+            if answer.delay:  # a sender refused often: its next request waits too
+                await asyncio.sleep(answer.delay)
+            self.reply(answer.status, answer.body)
+            return
+        self.body.release()
         if verified is None:  # webhook_path: the repository it names is no target's
             reason = f"no target deploys {self.named or 'this repository'}"
             answer = self.deliveries.handle_ignored(reason, self._facts())
@@ -367,9 +370,11 @@ class WebhookHandler(JSONHandler):
 
     def refuse(self, exc: DeliveryError) -> None:
         """Answer (and record) a delivery refused before any target decided."""
-        target = self.target.name if self.target is not None else ""
-        answer = self.deliveries.refuse(exc, self._facts(), target)
+        answer = self.deliveries.refuse(exc, self._facts(), self._target_name())
         self.reply(answer.status, answer.body)
+
+    def _target_name(self) -> str:
+        return self.target.name if self.target is not None else ""
 
 
 def _deploys(target: Target, repository: str | None) -> bool:
