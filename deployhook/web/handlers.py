@@ -263,14 +263,15 @@ class WebhookHandler(JSONHandler):
         try:
             verified = await self._verified_event()
         except DeliveryError as exc:
-            self.body.release()
+            self.body.release()  # before any wait
             self.signature = _signature_result(exc)
             answer = self.deliveries.refuse(exc, self._facts(), self._target_name())
-            if answer.delay:  # a sender refused often: its next request waits too
+            if answer.delay:  # a sender refused often waits (see Rejections)
                 await asyncio.sleep(answer.delay)
             self.reply(answer.status, answer.body)
             return
-        self.body.release()
+        finally:
+            self.body.release()
         if verified is None:  # webhook_path: the repository it names is no target's
             reason = f"no target deploys {self.named or 'this repository'}"
             answer = self.deliveries.handle_ignored(reason, self._facts())
