@@ -27,7 +27,7 @@ THREADS, CONNECTIONS = 2, 8
 WRONG = "sha256=" + "0" * 64
 
 
-def under_flood(target: Target, repos: Repos, workdir: Path, reps: int = 3,
+def under_flood(target: Target, repos: Repos, workdir: Path, reps: int = 5,
                 settle: float = 1.5) -> dict[str, Any]:
     """Delivery-to-updated-checkout times of ``reps`` valid pushes during a bad-signature
     flood, their median, and the flood's own figures."""
