@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from deployhook.cli import fleet
 from deployhook.cli.common import CommandFailed, add_command, choose_target, short, table, user
 from deployhook.cli.deploy import _writable_record
 from deployhook.git import releases
@@ -89,6 +90,10 @@ def rollback(config: Config, args: argparse.Namespace) -> int:
         print(f"rollback FAILED after {elapsed:.2f}s: {reason}")
         return 1
     print(f"{reason} ({short(before, 12)} -> {short(after, 12)})")
+    told = fleet.tell(config, target.name, after, f"refs/heads/{target.branch}"
+                      if target.branch else "", "rollback")
+    if told:
+        print(told)
     return 0
 
 

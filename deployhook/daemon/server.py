@@ -188,6 +188,7 @@ class Daemon:
                       "(git finishes its current command on its own)", timeout)
             status = 1
         await self.hook.reporter.settle(min(timeout, SETTLE))  # the forge hears the end
+        await self.hook.leave()
         if watchdog is not None:
             watchdog.stop()
         await server.close_all_connections()
