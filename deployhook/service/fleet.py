@@ -177,6 +177,10 @@ class Fleet:
             log.warning("fleet: Redis at %s is reachable again", self.where)
         self.reachable, self.error = True, ""
 
+    def note_unreachable(self, exc: BaseException) -> None:
+        """A read of Redis by someone else (a page) failed with ``exc``."""
+        self._unreachable(exc)
+
     def _unreachable(self, exc: BaseException) -> None:
         self.error = redact(f"Redis at {self.where} is unreachable ({type(exc).__name__}: "
                             f"{exc})")[:300]
@@ -230,7 +234,8 @@ class Fleet:
                 covering is not None and covering.generation >= desired.generation) or (
                 target.paused is not None):
             return
-        if target.head == desired.sha:
+        last = target.last_run
+        if target.head == desired.sha and (last is None or last.get("ok")):
             await self._write(name, Outcome(self.node, desired.generation, desired.sha,
                                             target.head, True, "at the desired commit"))
             return
@@ -288,7 +293,8 @@ class Fleet:
         """Tell the fleet of a verified push for ``target``: a new delivery sets the
         desired commit (a new generation, covered by our own worker's run); a
         redelivery does not, unless a node failed its generation (then those nodes try
-        again).  Redis unreachable: the push waits to be published (never raises)."""
+        again, through their agents).  Redis unreachable: the push waits to be published
+        (never raises)."""
         desired = Desired(target.name, push.after, push.ref, push.delivery_id,
                           f"{self.node} (push by {push.pusher})"[:200])
         try:
@@ -301,6 +307,7 @@ class Fleet:
                     return Told(current, False)
                 log.info("%s: fleet: redelivery %s: %s try generation %d again", target.name,
                          push.delivery_id, ", ".join(failed), current.generation)
+                return Told(await self._publish(current), False)  # their agents retry
             done = await self._publish(desired)
         except (RedisError, OSError) as exc:
             self._unreachable(exc)

@@ -14,7 +14,8 @@ Keys (``deployhook:`` first):
   new generation.
 - ``outcomes:<target>`` (hash): node -> JSON ``{generation, sha, head, ok, reason, time}``.
 - ``node:<node>`` (string, expires after :data:`HEARTBEAT_TTL`): JSON ``{targets: {name:
-  HEAD}, time}``; a node is live while it is there.  ``nodes`` (set): every node seen.
+  HEAD}, time}``; a node is live while it is there.  ``nodes:<target>`` (set): every
+  node seen deploying the target.
 - ``delivery:<target>:<id>`` (string, 7 days): the node that accepted the delivery
   first (``SET NX``): a redelivery to any node does not deploy the fleet again.
 - channel ``desired``: the target's name, published with each new desired state.
@@ -34,7 +35,6 @@ from deployhook.git.steps import redact
 
 PREFIX = "deployhook:"
 CHANNEL = PREFIX + "desired"
-NODES = PREFIX + "nodes"
 HEARTBEAT_TTL = 15  # seconds a node stays live after its last heartbeat
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats
 DELIVERY_TTL = 7 * 86400  # seconds a delivery ID is remembered fleet-wide
@@ -52,6 +52,10 @@ def outcomes_key(target: str) -> str:
 
 def heartbeat_key(node: str) -> str:
     return f"{PREFIX}node:{node}"
+
+
+def nodes_key(target: str) -> str:
+    return f"{PREFIX}nodes:{target}"
 
 
 def delivery_key(target: str, delivery_id: str) -> str:
@@ -159,26 +163,33 @@ def queue_report(pipe: Any, target: str, outcome: Outcome) -> None:
 
 
 def queue_beat(pipe: Any, node: str, heads: dict[str, str | None]) -> None:
-    """Queue this node's heartbeat: live for :data:`HEARTBEAT_TTL` seconds."""
+    """Queue this node's heartbeat: live for :data:`HEARTBEAT_TTL` seconds; and its
+    membership of each target's nodes."""
     pipe.set(heartbeat_key(node), json.dumps({"targets": heads, "time": time.time()}),
              ex=HEARTBEAT_TTL)
-    pipe.sadd(NODES, node)
+    for target in heads:
+        pipe.sadd(nodes_key(target), node)
 
 
 def queue_read(pipe: Any, targets: list[str]) -> None:
-    """Queue the reads of every target's desired state and outcomes, and the nodes."""
+    """Queue the reads of every target's desired state, outcomes and nodes."""
     for target in targets:
         pipe.hgetall(desired_key(target))
         pipe.hgetall(outcomes_key(target))
-    pipe.smembers(NODES)
+        pipe.smembers(nodes_key(target))
 
 
 def parse_read(targets: list[str], replies: list[Any]
                ) -> tuple[dict[str, Desired | None], dict[str, dict[str, Outcome]], list[str]]:
-    """The replies of :func:`queue_read`: desired state and outcomes per target, nodes."""
-    desired = {t: parse_desired(t, replies[2 * i]) for i, t in enumerate(targets)}
-    outcomes = {t: parse_outcomes(replies[2 * i + 1]) for i, t in enumerate(targets)}
-    return desired, outcomes, sorted(_text(n) for n in replies[-1])
+    """The replies of :func:`queue_read`: desired state and outcomes per target (a node
+    that deploys the target and never reported has an empty outcome), and every node."""
+    desired = {t: parse_desired(t, replies[3 * i]) for i, t in enumerate(targets)}
+    outcomes = {t: parse_outcomes(replies[3 * i + 1]) for i, t in enumerate(targets)}
+    members = {t: {_text(n) for n in replies[3 * i + 2]} for i, t in enumerate(targets)}
+    for target, names in members.items():
+        for node in names - set(outcomes[target]):
+            outcomes[target][node] = Outcome(node, 0, "", None, False, "no outcome yet", 0.0)
+    return desired, outcomes, sorted(set().union(*members.values()) if members else ())
 
 
 def parse_desired(target: str, raw: dict[Any, Any]) -> Desired | None:
@@ -229,7 +240,7 @@ def states(target: str, desired: Desired | None, outcomes: dict[str, Outcome],
         beat = beats.get(node)
         head = (beat.get("targets") or {}).get(target) if beat else None
         head = head or (outcome.head if outcome else None)
-        when = outcome.time if outcome else None
+        when = outcome.time if outcome is not None and outcome.time else None
         if beat is None or target not in (beat.get("targets") or {}):
             found.append(NodeState(node, "absent", head, f"no heartbeat for {HEARTBEAT_TTL} s",
                                    when))
