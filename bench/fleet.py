@@ -23,6 +23,7 @@ from typing import Any
 from fixtures import read_head
 
 from tests.fleet_helpers import Fleet, RedisServer, make_node, redis_server
+from tests.helpers import REPOSITORY as REPO
 from tests.helpers import (
     SECRET,
     Daemon,
@@ -32,7 +33,6 @@ from tests.helpers import (
     make_origin,
     write_config,
 )
-from tests.helpers import REPOSITORY as REPO
 
 POLL = 0.005
 
