@@ -182,3 +182,48 @@ def test_redis_stopped_and_restarted_loses_nothing(fleet: Fleet,
         web1, "fleet", "--json").stdout)["default"]["nodes"].values()), what="all reported")
     for node in fleet.nodes:
         assert "fleet test password" not in node.daemon.log()  # type: ignore[union-attr]
+
+
+def test_a_rollback_rolls_back_the_fleet_and_the_reconcile_keeps_it(
+        world: tuple[Path, Path, Path, Path]) -> None:
+    """Two nodes in releases mode: ``deployhook rollback`` on web1 makes the release
+    before the desired commit of both; web2 switches its own ``current`` back, and the
+    reconcile does not undo it; ``deployhook deploy`` on web1 makes the newest commit the
+    desired one again."""
+    root, origin, pusher, secret = world
+    fleet = Fleet(RedisServer(root / "redis").start())
+    try:
+        for name in ("web1", "web2"):
+            fleet.nodes.append(make_node(
+                root, origin, name, fleet.redis, secret, deploy_mode="releases",
+                releases_path=str(root / name / "releases")).start())
+        web1, web2 = fleet.nodes
+
+        def live(node: Node) -> str:
+            from tests.helpers import git
+
+            return git(node.root / "releases" / "current", "rev-parse", "HEAD")
+
+        first = commit(pusher, "print('first')\n")
+        assert deliver_push(web1.url, first, delivery="rb-1")[0] == 200
+        time.sleep(1.1)  # release names carry the second
+        second = commit(pusher, "print('second')\n")
+        status, body = deliver_push(web2.url, second, delivery="rb-2")
+        assert status == 200, body
+        assert live(web1) == second and live(web2) == second
+        rolled = cli(web1, "rollback")
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        assert "is the desired commit of default on every node" in rolled.stdout
+        wait_for(lambda: live(web2) == first, what="web2 rolled back")
+        time.sleep(2.5)  # two reconcile periods: nothing undoes it
+        assert live(web1) == first and live(web2) == first
+        state = json.loads(cli(web2, "fleet", "--json").stdout)["default"]
+        assert state["desired"]["kind"] == "rollback" and state["desired"]["sha"] == first
+        assert {n: s["state"] for n, s in state["nodes"].items()} == {
+            "web1": "deployed", "web2": "deployed"}
+        deployed = cli(web1, "deploy")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert live(web1) == second
+        wait_for(lambda: live(web2) == second, what="web2 at the newest commit again")
+    finally:
+        fleet.stop()

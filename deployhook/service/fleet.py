@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from deployhook.forges.delivery import Push
+from deployhook.git import releases
 from deployhook.git.checkout import RunResult
 from deployhook.git.steps import redact
 from deployhook.service.fleetstate import (
@@ -89,6 +90,7 @@ class Fleet:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconciling: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
+        self._rolling: set[str] = set()  # targets a fleet rollback is switching
         hub.listeners.append(self._ran)
 
     # -- running -------------------------------------------------------------------------
@@ -232,12 +234,15 @@ class Fleet:
         covering = self.covering.get(name)
         if (outcome is not None and outcome.generation >= desired.generation) or (
                 covering is not None and covering.generation >= desired.generation) or (
-                target.paused is not None):
+                target.paused is not None or name in self._rolling):
             return
         last = target.last_run
         if target.head == desired.sha and (last is None or last.get("ok")):
             await self._write(name, Outcome(self.node, desired.generation, desired.sha,
                                             target.head, True, "at the desired commit"))
+            return
+        if desired.kind == "rollback":
+            await self._roll_back(target, desired)
             return
         refused = _refused(target, desired)
         if refused:
@@ -248,6 +253,41 @@ class Fleet:
         log.info("%s: fleet: deploying %s (generation %d, from %s)", name, desired.sha[:12],
                  desired.generation, desired.by)
         target.worker.submit(_push(desired), None, trigger="fleet")
+
+    async def _roll_back(self, target: Target, desired: Desired) -> None:
+        """Switch ``current`` to this node's release of the desired commit (a
+        ``deployhook rollback`` on another node), recorded; write the outcome."""
+        name, config = target.name, target.config
+        if not releases.enabled(config):
+            ok, reason = False, "a rollback needs deploy_mode = \"releases\" on this node"
+        else:
+            self._rolling.add(name)
+            try:
+                ok, reason = await target.worker.run_in_executor(
+                    self._recorded_rollback, target, desired)
+            finally:
+                self._rolling.discard(name)
+        head = await target.worker.run_in_executor(releases.live_sha, config) \
+            if releases.enabled(config) else target.head
+        log.info("%s: fleet: rollback to %s: %s", name, desired.sha[:12], reason)
+        await self._write(name, Outcome(self.node, desired.generation, desired.sha, head,
+                                        ok and head == desired.sha, redact(reason)[:300]))
+
+    def _recorded_rollback(self, target: Target, desired: Desired) -> tuple[bool, str]:
+        """In a git thread: the rollback to ``desired``, recorded as a run (trigger fleet)."""
+        config, record = target.config, self.hub.record
+        before = releases.live_sha(config)
+        run_id = record.call(lambda s: s.start_run(
+            "fleet", config.branch or "", before, [], [f"fleet: {desired.by}"[:200]],
+            target=target.name))
+        try:
+            ok, reason, steps = releases.roll_back(config, desired.sha)
+        except LookupError as exc:
+            ok, reason, steps = False, str(exc), []
+        after = releases.live_sha(config)
+        if run_id is not None:
+            record.call(lambda s: s.finish_run(run_id, ok, before, after, reason, steps))
+        return ok, reason
 
     def _ran(self, target: Target, result: RunResult) -> None:
         """After each run of ours: when it covered the generation we bring this target
