@@ -82,7 +82,7 @@ class Fleet:
         self.covering: dict[str, Desired] = {}  # target -> the generation our worker runs
         self.pending: dict[str, Desired] = {}  # accepted while Redis was unreachable
         self.outbox: dict[str, Outcome] = {}  # our outcomes not written yet
-        self.local: dict[str, NodeState] = {}  # target -> our last outcome (by generation)
+        self.local: dict[str, tuple[int, NodeState]] = {}  # target -> our last outcome
         self.cached: dict[str, Any] = {}  # every target's fleet as last read (/health)
         self.reachable: bool | None = None
         self.error = ""
@@ -305,8 +305,9 @@ class Fleet:
             f"{covering.sha[:12]} is not in {covering.ref} after fetching"))
         outcome = Outcome(self.node, covering.generation, covering.sha, result.head_after,
                           ok, redact(reason)[:300])
-        self.local[target.name] = NodeState(self.node, "deployed" if ok else "failed",
-                                            result.head_after, outcome.reason, outcome.time)
+        self.local[target.name] = (covering.generation, NodeState(
+            self.node, "deployed" if ok else "failed", result.head_after, outcome.reason,
+            outcome.time))
         self.outbox[target.name] = outcome
         self._spawn(self._write_quietly(target.name, outcome))
 
@@ -377,11 +378,11 @@ class Fleet:
         beats = parse_beats(nodes, await self.client.mget(
             [heartbeat_key(n) for n in nodes])) if nodes else {}
         found = states(name, desired, outcomes[name], beats)
-        own = self.local.get(name)
+        generation, own = self.local.get(name, (0, None))
         mine = outcomes[name].get(self.node)
-        if own is not None and (mine is None or mine.generation < desired.generation):
-            if self.covering.get(name) is None:  # written by _ran, maybe not in Redis yet
-                found = [own if s.node == self.node else s for s in found]
+        if own is not None and generation >= desired.generation and (
+                mine is None or mine.generation < generation):  # not in Redis yet
+            found = [own if s.node == self.node else s for s in found]
         return found
 
     async def snapshot(self) -> dict[str, Any]:
