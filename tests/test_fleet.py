@@ -156,7 +156,7 @@ def test_redis_stopped_and_restarted_loses_nothing(fleet: Fleet,
     """Redis stopped cleanly (SIGTERM) after a delivery and started again on the same
     folder: the desired state is still there; a push while it is down is deployed by the
     node that received it, which says the fleet could not be told, and the fleet catches
-    up once Redis is back."""
+    up once Redis is back, even after a restart of its own meanwhile."""
     _, _, pusher, _ = world
     web1, web2, _ = fleet.nodes
     first = commit(pusher, "print('before')\n")
@@ -173,6 +173,8 @@ def test_redis_stopped_and_restarted_loses_nothing(fleet: Fleet,
     assert web2.head() == second and web1.head() == first
     shown = cli(web1, "fleet")
     assert shown.returncode == 1 and "unreachable" in shown.stderr
+    web2.stop()  # what it must tell the fleet outlives a restart
+    web2.start()
     fleet.redis.start()
     wait_for(lambda: all(n.head() == second for n in fleet.nodes), what="every node at second")
     after = json.loads(cli(web1, "fleet", "--json").stdout)["default"]

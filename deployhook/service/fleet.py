@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -41,6 +42,7 @@ from deployhook.service.fleetstate import (
     delivery_key,
     desired_key,
     heartbeat_key,
+    load_pending,
     masked,
     outcomes_key,
     parse_beats,
@@ -53,6 +55,7 @@ from deployhook.service.fleetstate import (
     queue_publish,
     queue_read,
     queue_report,
+    save_pending,
     states,
     view,
 )
@@ -81,6 +84,7 @@ class Fleet:
             socket_timeout=TIMEOUT, socket_connect_timeout=2.0, health_check_interval=10)
         self.covering: dict[str, Desired] = {}  # target -> the generation our worker runs
         self.pending: dict[str, Desired] = {}  # accepted while Redis was unreachable
+        self.pending_path = Path(config.state_db + ".fleet-pending")  # ...kept there too
         self.outbox: dict[str, Outcome] = {}  # our outcomes not written yet
         self.local: dict[str, tuple[int, NodeState]] = {}  # target -> our last outcome
         self.cached: dict[str, Any] = {}  # every target's fleet as last read (/health)
@@ -97,6 +101,7 @@ class Fleet:
     def start(self) -> None:
         """Start the heartbeat and the notification listener (neither waits for Redis)."""
         log.info("fleet: node %s, desired state in Redis at %s", self.node, self.where)
+        self.pending.update(load_pending(self.pending_path))
         self._spawn(self._beat_loop())
         self._spawn(self._listen_loop())
 
@@ -171,8 +176,15 @@ class Fleet:
                 log.info("fleet: told the fleet %s of %s at last (generation %d)",
                          desired.sha[:12], name, done.generation)
             self.pending.pop(name, None)
+            await self._keep_pending()
         for name, outcome in list(self.outbox.items()):
             await self._write(name, outcome)
+
+    async def _keep_pending(self) -> None:
+        """Write :attr:`pending` to its file (in a thread), so that a restart before
+        Redis is back still tells the fleet."""
+        await asyncio.get_running_loop().run_in_executor(
+            self.hub.executor, save_pending, self.pending_path, dict(self.pending))
 
     def _reached(self) -> None:
         if self.reachable is False:
@@ -353,6 +365,7 @@ class Fleet:
         except (RedisError, OSError) as exc:
             self._unreachable(exc)
             self.pending[target.name] = desired
+            await self._keep_pending()
             return Told(None, True, self.error)
         self.covering[target.name] = done
         return Told(done, True)

@@ -24,6 +24,8 @@ Keys (``deployhook:`` first):
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +35,7 @@ from typing import Any
 from deployhook.errors import ConfigError
 from deployhook.git.steps import redact
 
+log = logging.getLogger("deployhook.fleet")
 PREFIX = "deployhook:"
 CHANNEL = PREFIX + "desired"
 HEARTBEAT_TTL = 15  # seconds a node stays live after its last heartbeat
@@ -285,6 +288,28 @@ def view(target: str, desired: Desired | None, found: list[NodeState]) -> dict[s
         "nodes": {s.node: {"state": s.state, "head": s.head, "reason": s.reason,
                            "time": s.time} for s in found},
     }
+
+
+def save_pending(path: Path, pending: dict[str, Desired]) -> None:
+    """Keep the desired states not published yet in ``path`` (removed when none);
+    blocking.  A failure is logged: they still wait in memory."""
+    try:
+        if not pending:
+            path.unlink(missing_ok=True)
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({t: asdict(d) for t, d in pending.items()}))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.error("cannot keep the fleet's pending desired state in %s: %s", path, exc)
+
+
+def load_pending(path: Path) -> dict[str, Desired]:
+    """What :func:`save_pending` kept (nothing when the file is missing or damaged)."""
+    try:
+        return {t: Desired(**d) for t, d in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _text(value: Any) -> str:
