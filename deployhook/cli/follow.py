@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from deployhook.cli.common import CommandFailed, open_record, seconds
+from deployhook.cli.common import open_record, seconds
 from deployhook.record.store import Store
 from deployhook.settings import Config
 
@@ -18,12 +18,12 @@ POLL = 0.2  # seconds between reads of the record
 
 def follow(config: Config, args: argparse.Namespace) -> int:
     """Print run ``args.id`` as it goes; exit status 0 when it ends well, 1 when it fails
-    or there is no such run, 130 on Ctrl-C."""
-    try:
-        store = open_record(config)
-    except CommandFailed as exc:
-        print(f"deployhook: {exc.reason}", file=sys.stderr)
-        return exc.status
+    or there is no such run, 130 on Ctrl-C.
+
+    Raises:
+        CommandFailed: the record cannot be read.
+    """
+    store = open_record(config)
     if store is None:
         print(f"deployhook: no deployment record at {config.state_db} yet", file=sys.stderr)
         return 1

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from typing import Any
 
 from deployhook.cli.common import (
-    CommandFailed,
     add_command,
     choose_target,
     local,
@@ -50,27 +48,23 @@ def add_parsers(commands: Any) -> None:
 def history(config: Config, args: argparse.Namespace) -> int:
     """``deployhook history``: recent runs, newest first, as a table or JSON.
 
-    Exit status 2 for an unknown ``--target`` (one the config does not name and the
-    record has no runs of), 1 when the record cannot be read."""
+    Raises:
+        CommandFailed: (status 2) an unknown ``--target`` (one the config does not name
+            and the record has no runs of); (1) a record that cannot be read.
+        sqlite3.Error: the record could not be read.
+    """
+    store = open_record(config)
+    if store is None:
+        choose_target(config, args.target, required=False)
+        if args.json:
+            print(json.dumps({"runs": [], "total": 0}))
+        print(f"deployhook: no deployment record at {config.state_db} yet",
+              file=sys.stderr if args.json else sys.stdout)
+        return 0
     try:
-        store = open_record(config)
-        if store is None:
-            choose_target(config, args.target, required=False)
-            if args.json:
-                print(json.dumps({"runs": [], "total": 0}))
-            print(f"deployhook: no deployment record at {config.state_db} yet",
-                  file=sys.stderr if args.json else sys.stdout)
-            return 0
-        try:
-            runs, total, several = _read(store, config, args)
-        finally:
-            store.close()
-    except CommandFailed as exc:
-        print(f"deployhook: {exc.reason}", file=sys.stderr)
-        return exc.status
-    except sqlite3.Error as exc:
-        print(f"deployhook: {exc}", file=sys.stderr)
-        return 1
+        runs, total, several = _read(store, config, args)
+    finally:
+        store.close()
     if args.json:
         print(json.dumps({"runs": runs, "total": total}, indent=2))
         return 0
@@ -119,24 +113,16 @@ def show(config: Config, args: argparse.Namespace) -> int:
     ``--follow``, see :mod:`deployhook.cli.follow`."""
     if args.follow:
         return follow(config, args)
-    try:
-        if args.target is not None:
-            choose_target(config, args.target, required=False)
-        store = open_record(config)
-        if store is None:
-            print(f"deployhook: no deployment record at {config.state_db} yet",
-                  file=sys.stderr)
-            return 1
-        try:
-            run = store.run(args.id) if 0 < args.id < 2**63 else None
-        finally:
-            store.close()
-    except CommandFailed as exc:
-        print(f"deployhook: {exc.reason}", file=sys.stderr)
-        return exc.status
-    except sqlite3.Error as exc:
-        print(f"deployhook: {exc}", file=sys.stderr)
+    if args.target is not None:
+        choose_target(config, args.target, required=False)
+    store = open_record(config)
+    if store is None:
+        print(f"deployhook: no deployment record at {config.state_db} yet", file=sys.stderr)
         return 1
+    try:
+        run = store.run(args.id) if 0 < args.id < 2**63 else None
+    finally:
+        store.close()
     if run is None:
         print(f"deployhook: no run {args.id} in {config.state_db} "
               "(see 'deployhook history')", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from deployhook import __version__, settings
 from deployhook.cli import deploy, fleet, history, pause, send
 from deployhook.cli import releases as release_commands
 from deployhook.cli.check import Result, local_host, run_checks
+from deployhook.cli.common import CommandFailed
 from deployhook.daemon import logs
 from deployhook.daemon.server import serve
 from deployhook.errors import ConfigError
@@ -62,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"deployhook: {exc}", file=sys.stderr)
         return 2
     if getattr(args, "run", None) is not None:
-        return int(args.run(config, args))
+        return _run(config, args)
     if args.command == "init":
         return init(config, args.config)
     if args.command == "check":
@@ -75,6 +77,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(serve(config, args.config))
     except (ConfigError, OSError) as exc:
         print(f"deployhook: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(config: settings.Config, args: argparse.Namespace) -> int:
+    """Run a record or target command (``args.run``); a :class:`CommandFailed` it raises
+    is printed on stderr and its status returned, a record that cannot be read is 1."""
+    try:
+        return int(args.run(config, args))
+    except CommandFailed as exc:
+        print(f"deployhook: {exc.reason}", file=sys.stderr)
+        return exc.status
+    except sqlite3.Error as exc:
+        print(f"deployhook: cannot read the deployment record {config.state_db}: {exc}",
+              file=sys.stderr)
         return 1
 
 
