@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
@@ -93,14 +92,14 @@ def read(config: Config, names: list[str]) -> dict[str, Any]:
 
 def show(config: Config, args: argparse.Namespace) -> int:
     """``deployhook fleet``: per target, the desired commit and one line per node; 0, 1
-    when Redis is unreachable, 2 without ``redis_url`` or for a bad ``--target``."""
-    try:
-        chosen = choose_target(config, args.target, required=False)
-        names = [chosen.name] if chosen is not None else list(config.target_names)
-        fleet = read(config, names)
-    except CommandFailed as exc:
-        print(f"deployhook: {exc.reason}", file=sys.stderr)
-        return exc.status
+    when Redis is unreachable, 2 without ``redis_url`` or for a bad ``--target``.
+
+    Raises:
+        CommandFailed: as :func:`read`, or a bad ``--target`` (main prints it).
+    """
+    chosen = choose_target(config, args.target, required=False)
+    names = [chosen.name] if chosen is not None else list(config.target_names)
+    fleet = read(config, names)
     if args.json:
         print(json.dumps(fleet, indent=2))
         return 0
