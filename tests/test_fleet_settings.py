@@ -100,3 +100,12 @@ def test_the_answer_counts_live_nodes_names_failed_and_absent_ones() -> None:
     assert status == 200
     assert reason == (f"deployed on 2/2 nodes; absent (no heartbeat for {HEARTBEAT_TTL} s, "
                       "not counted): web3")
+
+
+def test_deployhook_fleet_without_redis_url_says_so(tmp_path: Path) -> None:
+    (tmp_path / "config.py").write_text("")
+    out = subprocess.run([sys.executable, "-m", "deployhook", "fleet", "--config",
+                          str(tmp_path / "config.py")], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "redis_url is not set" in out.stderr
