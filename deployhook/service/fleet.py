@@ -175,7 +175,8 @@ class Fleet:
                 done = await self._publish(desired)
                 log.info("fleet: told the fleet %s of %s at last (generation %d)",
                          desired.sha[:12], name, done.generation)
-            self.pending.pop(name, None)
+            if self.pending.get(name) is desired:  # not replaced by a newer one meanwhile
+                del self.pending[name]
             await self._keep_pending()
         for name, outcome in list(self.outbox.items()):
             await self._write(name, outcome)
