@@ -77,6 +77,7 @@ def one_round(work: Path, pushes: int) -> dict[str, Any]:
             fleet.nodes.append(make_node(work, origin, name, fleet.redis, secret,
                                          reconcile_interval=60.0).start())
         single.wait_ready()
+        fleet.wait_registered()
         checkouts = [n.checkout for n in fleet.nodes]
         one, reached, answered = [], [], []
         for i in range(pushes):

@@ -130,6 +130,16 @@ class Fleet:
             node.stop()
         self.redis.stop()
 
+    def wait_registered(self, target: str = "default") -> None:
+        """Wait until the first node sees every node (each one's first heartbeat)."""
+        names = {node.name for node in self.nodes}
+
+        def known() -> bool:
+            fleet = http("GET", self.nodes[0].url + "/deployments")[1].get("fleet", {})
+            return set(fleet.get(target, {}).get("nodes", {})) == names
+
+        wait_for(known, what="every node's first heartbeat")
+
 
 def make_node(root: Path, origin: Path, name: str, redis: RedisServer, secret: Path,
               **extra: Any) -> Node:

@@ -47,6 +47,7 @@ def fleet(world: tuple[Path, Path, Path, Path]) -> Iterator[Fleet]:
     try:
         for name in ("web1", "web2", "web3"):
             fleet.nodes.append(make_node(root, origin, name, fleet.redis, secret).start())
+        fleet.wait_registered()
         yield fleet
     finally:
         fleet.stop()
@@ -133,6 +134,7 @@ def test_a_failing_node_is_reported_and_not_retried_until_a_redelivery(
             fleet.nodes.append(make_node(root, origin, name, fleet.redis, secret).start())
         fleet.nodes.append(make_node(root, origin, "web3", fleet.redis, secret,
                                      post_deploy=["false"]).start())
+        fleet.wait_registered()
         web1, web2, web3 = fleet.nodes
         sha = commit(pusher, "print('broken on web3')\n")
         status, body = deliver_push(web1.url, sha, delivery="fail-1")
@@ -199,6 +201,7 @@ def test_a_rollback_rolls_back_the_fleet_and_the_reconcile_keeps_it(
             fleet.nodes.append(make_node(
                 root, origin, name, fleet.redis, secret, deploy_mode="releases",
                 releases_path=str(root / name / "releases")).start())
+        fleet.wait_registered()
         web1, web2 = fleet.nodes
 
         def live(node: Node) -> str:
@@ -229,3 +232,28 @@ def test_a_rollback_rolls_back_the_fleet_and_the_reconcile_keeps_it(
         wait_for(lambda: live(web2) == second, what="web2 at the newest commit again")
     finally:
         fleet.stop()
+
+
+def test_a_killed_node_is_absent_once_its_heartbeat_expires(fleet: Fleet,
+                                                            world: tuple[Path, ...]) -> None:
+    """web3 killed (SIGKILL: no goodbye): live until its heartbeat expires (15 s), then
+    listed absent and not counted."""
+    from tests.helpers import http
+
+    _, _, pusher, _ = world
+    web1, _, web3 = fleet.nodes
+    assert web3.daemon is not None
+
+    def web3_state() -> str | None:
+        nodes = http("GET", web1.url + "/deployments")[1]["fleet"]["default"]["nodes"]
+        return nodes["web3"]["state"] if "web3" in nodes else None
+
+    wait_for(web3_state, what="web3's first heartbeat")
+    web3.daemon.proc.kill()
+    web3.daemon.proc.wait(10)
+    wait_for(lambda: web3_state() == "absent", timeout=40, what="web3 absent")
+    sha = commit(pusher, "print('without web3')\n")
+    status, body = deliver_push(web1.url, sha, delivery="killed-1")
+    assert status == 200, body
+    assert body["reason"] == ("deployed on 2/2 nodes; absent (no heartbeat for 15 s, not "
+                              "counted): web3")
