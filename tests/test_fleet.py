@@ -85,6 +85,9 @@ def test_a_delivery_to_any_node_deploys_all_three(fleet: Fleet,
     nodes = listing["fleet"]["default"]["nodes"]
     assert {k: v["state"] for k, v in nodes.items()} == dict.fromkeys(
         ("web1", "web2", "web3"), "deployed")
+    checked = cli(web1, "check")
+    assert "OK   redis      redis://127.0.0.1:" in checked.stdout, checked.stdout
+    assert "this server is node web1" in checked.stdout
     shown = cli(web1, "fleet")
     assert shown.returncode == 0, shown.stderr
     for name in ("web1", "web2", "web3"):
@@ -175,6 +178,8 @@ def test_redis_stopped_and_restarted_loses_nothing(fleet: Fleet,
     assert web2.head() == second and web1.head() == first
     shown = cli(web1, "fleet")
     assert shown.returncode == 1 and "unreachable" in shown.stderr
+    checked = cli(web1, "check")
+    assert "FAIL redis      Redis at redis://127.0.0.1:" in checked.stdout, checked.stdout
     web2.stop()  # what it must tell the fleet outlives a restart
     web2.start()
     fleet.redis.start()

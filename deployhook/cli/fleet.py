@@ -90,6 +90,24 @@ def read(config: Config, names: list[str]) -> dict[str, Any]:
     return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats)) for n in names}
 
 
+def ping(config: Config) -> None:
+    """PING the fleet's Redis with the configured password.
+
+    Raises:
+        CommandFailed: no ``redis_url``, an unreadable password file, or no answer.
+    """
+    import redis
+
+    client = _client(config)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise CommandFailed(f"Redis at {masked(config.redis_url)} does not answer "
+                            f"({type(exc).__name__}: {exc})") from None
+    finally:
+        client.close()
+
+
 def show(config: Config, args: argparse.Namespace) -> int:
     """``deployhook fleet``: per target, the desired commit and one line per node; 0, 1
     when Redis is unreachable, 2 without ``redis_url`` or for a bad ``--target``.
