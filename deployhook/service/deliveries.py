@@ -114,6 +114,8 @@ class Deliveries:
             answer = replayed(push, earlier) if earlier is not None and done else \
                 fleet_replayed(push, told)
             if told is not None:
+                if told.new and self.hub.fleet is not None:  # deployed here before the
+                    self.hub.fleet.uncover(target.name)  # fleet knew: the agent reports
                 answer = await self._fleet(target, push, told, answer, deadline)
             self._answered(target.name, facts, answer, None)
             return answer

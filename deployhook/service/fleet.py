@@ -371,6 +371,12 @@ class Fleet:
         self.covering[target.name] = done
         return Told(done, True)
 
+    def uncover(self, name: str) -> None:
+        """No run of ours covers the generation :meth:`accepted` set for target ``name``
+        (a delivery this node had deployed already): the reconcile reports it."""
+        self.covering.pop(name, None)
+        self.poke(name)
+
     async def _current(self, name: str) -> tuple[Desired | None, list[str]]:
         """The desired state of ``name`` and the nodes that failed its generation."""
         pipe = self.client.pipeline(transaction=False)
