@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import compileall
 import http.client
 import json
 import os
@@ -157,6 +158,13 @@ class Deployhook(Target):
     """``python -m deployhook serve`` with a config for the fixtures."""
 
     name, label = "deployhook", "deployhook"
+
+    def start(self, timeout: float = 30.0, interval: float = 0.05) -> None:
+        """As installed: the package's .pyc files are written first (pip writes them at
+        install time).  Without them, as under PYTHONDONTWRITEBYTECODE, every start
+        compiles the package again: slower, and about 1.3 MB more RSS here."""
+        compileall.compile_dir(str(ROOT / "deployhook"), quiet=1)
+        super().start(timeout, interval)
 
     @property
     def hook_url(self) -> str:

@@ -15,16 +15,18 @@ With a single target, ``hook.worker``, ``hook.head``, ``hook.repository`` and
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployhook.git.checkout import RunResult
-from deployhook.report.reporter import Reporter
 from deployhook.service.hub import Hub
 from deployhook.service.reload import Reloader, reexec
 from deployhook.service.target import Target
 from deployhook.service.worker import GitWorker
 from deployhook.settings import Config
 from deployhook.web.app import routes
+
+if TYPE_CHECKING:
+    from deployhook.report.reporter import Reporter
 
 
 class DeployHook(Hub):
@@ -41,7 +43,26 @@ class DeployHook(Hub):
                                  on_reexec or self._close_and_reexec, repo_path=first.repo_path)
         self.listeners.append(self._reload_after)
         self.idle_listeners.append(self.reloader.poke)
-        self.reporter = Reporter(self)
+        self.reporter: Reporter | None = None  # made once a target sets ``report``
+        self._report_if_configured()
+
+    def _report_if_configured(self) -> None:
+        """Make the forge reporter once a target sets ``report``: only then are it and its
+        HTTP client imported (at start, or by the reload that first sets ``report``)."""
+        if self.reporter is None and any(t.report is not None for t in self.config.targets):
+            from deployhook.report.reporter import Reporter
+
+            self.reporter = Reporter(self)
+
+    async def reconfigure(self, config: Config) -> None:
+        """:meth:`Hub.reconfigure`, then start reporting if ``config`` is the first to set
+        ``report``.
+
+        Raises:
+            ConfigError: as :meth:`Hub.reconfigure`.
+        """
+        await super().reconfigure(config)
+        self._report_if_configured()
 
     def _reload_after(self, target: Target, result: RunResult) -> None:
         if result.deployed:

@@ -16,7 +16,6 @@ import socket
 import sqlite3
 import stat
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -431,6 +430,8 @@ def _webhook_url(config: Config) -> str:
 
 def _deployhook_answers(url: str) -> bool:
     """True when ``GET url`` gets deployhook's reachability answer (within 5 s)."""
+    import urllib.request  # only for this command: ``serve`` imports no HTTP client
+
     try:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # this machine
         with opener.open(url, timeout=5) as answer:

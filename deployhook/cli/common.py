@@ -4,7 +4,6 @@ choosing the target, opening the record, asking the remote, and table/time helpe
 from __future__ import annotations
 
 import argparse
-import getpass
 import sqlite3
 import time
 from collections.abc import Callable
@@ -154,6 +153,8 @@ def base_url(config: Config) -> str:
 
 def user() -> str:
     """The name of the user running the command ("unknown" when it has none)."""
+    import getpass  # only for the commands that name their user: not for ``serve``
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -13,7 +13,6 @@ import json
 import os
 import sqlite3
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +225,8 @@ def _daemon_note(config: Config, target: TargetConfig) -> str:
 
 def _health(config: Config) -> dict[str, Any] | None:
     """The daemon's ``/health`` answer, or None when nothing answers quickly."""
+    import urllib.request  # only for this command: ``serve`` imports no HTTP client
+
     try:
         with urllib.request.urlopen(base_url(config) + "/health", timeout=2) as response:
             body = json.loads(response.read() or b"{}")

@@ -16,7 +16,6 @@ from pathlib import Path
 from deployhook import __version__, settings
 from deployhook.cli import deploy, fleet, history, pause, send
 from deployhook.cli import releases as release_commands
-from deployhook.cli.check import Result, local_host, run_checks
 from deployhook.cli.common import CommandFailed
 from deployhook.daemon import logs
 from deployhook.daemon.server import serve
@@ -58,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = settings.load(args.config)
     except ConfigError as exc:
         if args.command == "check":
+            from deployhook.cli.check import Result
+
             hint = "edit the config file (README.rst, Configuration)"
             print(Result("FAIL", "config", str(exc), hint).line())
             return 1
@@ -68,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "init":
         return init(config, args.config)
     if args.command == "check":
+        from deployhook.cli.check import run_checks  # with what it imports: not for serve
+
         results = run_checks(config, args.config)
         for result in results:
             print(result.line())
@@ -131,6 +134,8 @@ def init(config: settings.Config, config_path: str) -> int:
     """Create what is missing: the secret and the status page's password, random, mode
     0600; keep what exists.  Says how to add the webhook and how to log in, and prints
     neither secret (they are in files only their owner can read)."""
+    from deployhook.cli.check import local_host
+
     _init_secrets(config)
     password = config.status_password_file or str(
         Path(config_path).resolve().parent / PASSWORD_FILE)

@@ -16,11 +16,8 @@ import json
 import socket
 import sys
 import urllib.parse
-import uuid
 from pathlib import Path
-from typing import Any
-
-import git
+from typing import TYPE_CHECKING, Any
 
 from deployhook.cli.common import (
     CommandFailed,
@@ -33,11 +30,14 @@ from deployhook.cli.common import (
     user,
 )
 from deployhook.errors import ConfigError, DeliveryError
-from deployhook.forges import FORGES, payloads, sign_headers
+from deployhook.forges import FORGES, sign_headers
 from deployhook.git.checkout import Checkout, github_repository, resolve_target
 from deployhook.git.steps import redact
 from deployhook.secret import SecretSource
 from deployhook.settings import Config, TargetConfig
+
+if TYPE_CHECKING:
+    import git
 
 ZERO = "0" * 40
 USER_AGENT = "GitHub-Hookshot/deployhook-send"  # GitHub's, marked as sent by this command
@@ -84,6 +84,8 @@ def send(config: Config, args: argparse.Namespace) -> int:
         print(f"deployhook: {exc}", file=sys.stderr)
         return 1
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    import uuid  # this command's modules load when it runs: ``serve`` never imports them
+
     delivery = str(uuid.uuid4())
     headers = sign_headers(forge, secret, body, event, delivery_id=delivery)
     if forge == "github":
@@ -179,6 +181,8 @@ def _push(target: TargetConfig, forge: str, branch: str | None, tag: str | None 
         CommandFailed: the remote cannot be asked, or has no such branch or tag.
         ConfigError: no checkout and no repo_url, or a detached HEAD and no branch.
     """
+    from deployhook.forges import payloads  # with uuid: loaded when ``send`` runs
+
     checkout = Checkout(target)
     try:
         target_branch, repository, head = resolve_target(checkout, target)
@@ -227,6 +231,8 @@ def _ping(target: TargetConfig, forge: str, url: str) -> dict[str, Any]:
     Raises:
         CommandFailed: (status 2) ``forge`` tests a hook with a push.
     """
+    from deployhook.forges import payloads  # with uuid: loaded when ``send`` runs
+
     checkout = Checkout(target)
     try:
         branch, repository, _ = resolve_target(checkout, target)
@@ -252,6 +258,8 @@ def _github_extras(url: str, payload: dict[str, Any]) -> dict[str, str]:
 
 def _hook_id(url: str) -> int:
     """The hook's id, the same for the same URL (what a ping's ``hook_id`` says)."""
+    from deployhook.forges import payloads  # with uuid: loaded when ``send`` runs
+
     return payloads.stable_id(f"hook {redact(url)}")
 
 
@@ -265,6 +273,8 @@ def _commits(checkout: Checkout, before: str, after: str) -> list[dict[str, Any]
     """The pushed commits (at most 20, oldest first) when the checkout already has them,
     in :mod:`~deployhook.forges.payloads`' neutral form; else [] (``send`` never
     fetches: that is the daemon's job)."""
+    import git  # GitPython only for this command: the daemon never imports it
+
     try:
         commits = list(checkout.repo.iter_commits(f"{before}..{after}", max_count=MAX_COMMITS))
     except (git.GitCommandError, ValueError):
@@ -294,6 +304,8 @@ def _commit_json(commit: git.Commit) -> dict[str, Any]:
 
 def _email(target: TargetConfig) -> str:
     """The local git identity's e-mail, else ``user@host``."""
+    import git
+
     try:
         email = git.Git(target.repo_path if Path(target.repo_path).is_dir() else None).config(
             "user.email")

@@ -30,7 +30,6 @@ from deployhook.daemon.sdnotify import Notifier, watchdog_interval
 from deployhook.embed import DeployHook
 from deployhook.errors import ConfigError
 from deployhook.git.checkout import RunResult
-from deployhook.report.reporter import SETTLE
 from deployhook.service import reload
 from deployhook.service.target import Target
 from deployhook.settings import Config
@@ -187,7 +186,10 @@ class Daemon:
             log.error("a deploy was still running after stop_timeout=%gs; exiting anyway "
                       "(git finishes its current command on its own)", timeout)
             status = 1
-        await self.hook.reporter.settle(min(timeout, SETTLE))  # the forge hears the end
+        if self.hook.reporter is not None:  # the forge hears the end
+            from deployhook.report.reporter import SETTLE
+
+            await self.hook.reporter.settle(min(timeout, SETTLE))
         await self.hook.leave()
         if watchdog is not None:
             watchdog.stop()

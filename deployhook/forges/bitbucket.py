@@ -9,7 +9,6 @@ change several refs in one delivery: one :class:`Push` per change.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -134,6 +133,8 @@ def _server_change(change: Any, common: dict[str, Any]) -> Push:
 def sign_headers(forge: str, secret: bytes, body: bytes, event: str,
                  delivery_id: str | None = None) -> dict[str, str]:
     """The headers Bitbucket Cloud or Data Center sends with ``body`` signed with ``secret``."""
+    import uuid  # signing is for ``send`` and tests: the daemon never imports it
+
     delivery_id = delivery_id or str(uuid.uuid4())
     headers = {EVENT_HEADER: event, DELIVERY_HEADERS[forge]: delivery_id,
                SIGNATURE_HEADER: "sha256=" + mac.hmac_sha256(secret, body).hex()}

@@ -141,6 +141,7 @@ def parse_body(content_type: str | None, body: bytes | bytearray) -> dict[str, A
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedDelivery("body is not UTF-8") from exc
+    del body  # a body passed as a temporary (the parsing child's) is freed before the parse
     if media == FORM_TYPE:
         text = _form_payload(text)
     elif media != JSON_TYPE:

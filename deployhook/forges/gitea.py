@@ -12,7 +12,6 @@ tag deletion arrives as a ``delete`` event (``ref`` is the short name and
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -109,6 +108,8 @@ def _user(user: Any) -> str | None:
 def sign_headers(forge: str, secret: bytes, body: bytes, event: str = "push",
                  delivery_id: str | None = None) -> dict[str, str]:
     """The headers ``forge`` sends with ``body`` signed with ``secret``."""
+    import uuid  # signing is for ``send`` and tests: the daemon never imports it
+
     delivery_id = delivery_id or str(uuid.uuid4())
     sha256 = mac.hmac_sha256(secret, body).hex()
     headers = {"Content-Type": "application/json"}

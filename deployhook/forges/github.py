@@ -7,7 +7,6 @@ sent, as :mod:`deployhook.forges.signature` does.  Push payloads are validated b
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -95,6 +94,8 @@ def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
 def sign_headers(secret: bytes, body: bytes, event: str = "push",
                  delivery_id: str | None = None) -> dict[str, str]:
     """The headers GitHub sends with ``body`` signed with ``secret``."""
+    import uuid  # signing is for ``send`` and tests: the daemon never imports it
+
     delivery_id = delivery_id or str(uuid.uuid4())
     return {
         "Content-Type": "application/json",

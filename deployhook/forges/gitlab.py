@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -166,6 +165,8 @@ def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
 def sign_headers(secret: bytes, body: bytes, event: str = "Push Hook",
                  delivery_id: str | None = None, now: float | None = None) -> dict[str, str]:
     """The headers GitLab sends: the token, or the signature for a ``whsec_`` secret."""
+    import uuid  # signing is for ``send`` and tests: the daemon never imports it
+
     delivery_id = delivery_id or str(uuid.uuid4())
     headers = {"Content-Type": "application/json", "User-Agent": "GitLab/17.5.0",
                EVENT_HEADER: event, "X-Gitlab-Webhook-UUID": str(uuid.uuid4()),

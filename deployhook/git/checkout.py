@@ -26,28 +26,26 @@ import fnmatch
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
-
-import git
-from git.refs.symbolic import SymbolicReference
+from typing import TYPE_CHECKING, TextIO
 
 from deployhook.errors import ConfigError, SecretMissing
 from deployhook.forges.delivery import Push
 from deployhook.forges.events import TAG_PREFIX
-from deployhook.git import postdeploy
+from deployhook.git import headref, postdeploy
 from deployhook.git.repair import NO_HOOKS, only, paths_of, repair, undo_partial_update
 from deployhook.git.ssh import ssh_command
 from deployhook.git.steps import Step, redact, summary, tail
 from deployhook.secret import SecretSource
 from deployhook.settings import Config, TargetConfig
+
+if TYPE_CHECKING:
+    import git
 
 log = logging.getLogger("deployhook.checkout")
 UNFINISHED = "deployhook-unfinished"  # in .git: the last run that moved HEAD did not finish
@@ -244,7 +242,11 @@ class Checkout:
 
     @property
     def repo(self) -> git.Repo:
+        """A GitPython Repo, made (and GitPython imported) on first use: the daemon never
+        uses one (HEAD and refs are read from .git by :mod:`headref`); ``close`` ends it."""
         if self._repo is None:
+            import git
+
             self._repo = git.Repo(self.path)
             self._repo.git.update_environment(**self._env)
         return self._repo
@@ -257,8 +259,7 @@ class Checkout:
     def current_branch(self) -> str | None:
         """The checked-out branch, or None when HEAD is detached (read from .git, no git
         process)."""
-        head = self.repo.head
-        return None if head.is_detached else head.reference.name
+        return headref.current_branch(self.path)
 
     def remote_url(self) -> str | None:
         status, out, _ = self._git("remote", "get-url", self.config.remote)
@@ -270,10 +271,7 @@ class Checkout:
 
     def ref(self, name: str) -> str | None:
         """The SHA ``name`` (a full ref or HEAD) points to, read from .git; None if unset."""
-        try:
-            return SymbolicReference.dereference_recursive(self.repo, name)
-        except ValueError:
-            return None
+        return headref.read_ref(self.path, name)
 
     def ls_remote(self, *args: str) -> tuple[int, str, str]:
         """``git ls-remote ARGS`` within the network timeout, from the checkout (or its
@@ -493,6 +491,9 @@ class Checkout:
         url = self.config.repo_url
         if not url:
             raise DeployFailed(f"{self.path} is not a git checkout and repo_url is not set", steps)
+        import shutil  # the first clone only
+        import tempfile
+
         parent = Path(self.path).parent
         parent.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".deployhook-clone-", dir=parent)

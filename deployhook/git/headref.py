@@ -14,13 +14,20 @@ MAX_DEPTH = 5  # symbolic refs pointing at symbolic refs
 def read_head(repo_path: str) -> str | None:
     """The commit SHA HEAD names in the checkout at ``repo_path``, or None when there is
     no checkout, HEAD names a branch without commits, or the files cannot be read."""
+    return read_ref(repo_path, "HEAD")
+
+
+def read_ref(repo_path: str, name: str) -> str | None:
+    """The SHA ``name`` (``HEAD`` or a full ref such as ``refs/remotes/origin/main``)
+    points to in the checkout at ``repo_path``, following symbolic refs; None when there
+    is no checkout, no such ref, or the files cannot be read."""
     try:
         gitdir = _gitdir(Path(repo_path))
         if gitdir is None:
             return None
         common = _common_dir(gitdir)
-        value = (gitdir / "HEAD").read_text().strip()
-        for _ in range(MAX_DEPTH):
+        value = f"ref: {name}"
+        for _ in range(MAX_DEPTH + 1):
             if not value.startswith("ref:"):
                 return value or None
             value = _resolve_ref(gitdir, common, value[4:].strip())
@@ -29,6 +36,21 @@ def read_head(repo_path: str) -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     return None
+
+
+def current_branch(repo_path: str) -> str | None:
+    """The branch HEAD is on (``main`` for ``refs/heads/main``), or None when HEAD is
+    detached, there is no checkout, or its files cannot be read."""
+    try:
+        gitdir = _gitdir(Path(repo_path))
+        value = (gitdir / "HEAD").read_text().strip() if gitdir is not None else ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not value.startswith("ref:"):
+        return None
+    ref = value[4:].strip()
+    parts = ref.split("/")
+    return "/".join(parts[2:]) if len(parts) > 2 else ref
 
 
 def _gitdir(root: Path) -> Path | None:

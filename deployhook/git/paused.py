@@ -9,7 +9,6 @@ notices a resume.  Blocking but cheap; no git process.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import socket
@@ -98,6 +97,8 @@ def who() -> str:
 
 
 def _user() -> str:
+    import getpass  # pausing only: not imported by the daemon until then
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

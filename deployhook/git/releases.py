@@ -27,10 +27,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -183,6 +180,8 @@ def clean_partial(config: TargetConfig | Config) -> list[str]:
 
 
 def _remove_partial(folder: Path) -> list[str]:
+    import shutil  # releases mode only: an in-place daemon never imports it
+
     removed = []
     for marker in sorted(folder.glob("*" + PARTIAL)):
         name = marker.name.removesuffix(PARTIAL)
@@ -270,6 +269,8 @@ def _release(checkout: Checkout, store: Checkout, branch: str, pushes: list[Push
         DeployFailed: a step failed (after a switch back, the reason starts with
             "rolled back: ").
     """
+    import shutil  # releases mode only: an in-place daemon never imports it
+
     config = checkout.config
     folder = root(config) / RELEASES
     previous = live_name(config)
@@ -337,6 +338,8 @@ def _link_shared(config: TargetConfig | Config, path: Path, steps: list[Step]) -
     """Link each of ``shared_paths`` in the release to ``shared/<path>``.  A shared path
     that does not exist yet is seeded from the release's copy (moved there), or made an
     empty folder."""
+    import shutil  # releases mode only: an in-place daemon never imports it
+
     linked = []
     for item in config.shared_paths:
         shared = root(config) / SHARED / item
@@ -424,6 +427,9 @@ def _health(config: TargetConfig | Config, steps: list[Step]) -> str:
     url = config.health_url
     if not url:
         return ""
+    import urllib.error  # only where health_url is set: the daemon imports no HTTP client
+    import urllib.request
+
     start = time.monotonic()
     shown = redact(url)
     try:
@@ -445,6 +451,8 @@ def _health(config: TargetConfig | Config, steps: list[Step]) -> str:
 def prune(config: TargetConfig | Config) -> list[str]:
     """Remove the releases beyond the newest ``keep_releases``; never the live one or the
     one before it.  The names removed."""
+    import shutil  # releases mode only: an in-place daemon never imports it
+
     found = releases(config)
     keep = {r.name for r in found[-config.keep_releases:]}
     live = next((i for i, r in enumerate(found) if r.live), None)

@@ -29,6 +29,8 @@ from deployhook.git.steps import Step, redact, redact_recorded
 SCHEMA_VERSION = 3
 DEFAULT_TARGET = "default"  # history from before targets is kept under this name
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
+CACHE_KIB = 512  # SQLite page cache per connection (its default: 2 MiB); pages beyond it are
+# read again from the file, which the OS caches
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE runs (
@@ -132,6 +134,7 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # the OS caches the file too
         self.version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
         if self.version > SCHEMA_VERSION:
             self.db.close()

@@ -9,11 +9,13 @@ One child runs at a time, at a lower priority than the daemon.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 from deployhook.errors import DeliveryError
 from deployhook.forges.delivery import essentials, parse_body
@@ -36,6 +38,8 @@ def _one_at_a_time() -> asyncio.Semaphore:
     """One child at a time: each may need several times the body's size in memory."""
     global _SEMAPHORE
     if _SEMAPHORE is None:
+        import asyncio  # here, not at the top: the child imports only what parsing needs
+
         _SEMAPHORE = asyncio.Semaphore(1)
     return _SEMAPHORE
 
@@ -44,6 +48,8 @@ _SEMAPHORE: asyncio.Semaphore | None = None
 
 
 async def _parse(content_type: str | None, body: IO[bytes]) -> dict[str, Any]:
+    import asyncio
+
     body.flush()
     body.seek(0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYHOOK_")}

@@ -14,7 +14,6 @@ legitimate large delivery still gets in as soon as a body frees room.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from concurrent.futures import Executor
 from typing import IO
 
@@ -82,6 +81,8 @@ class Body:
             self._in_memory += size
         elif self.disk.take(size):
             if self.file is None:
+                import tempfile  # the first large body only
+
                 self.file = tempfile.TemporaryFile(prefix="deployhook-body-")
                 self._unwritten.append(bytes(self.data))  # written by write_pending
                 self.memory.give(self._in_memory)
