@@ -181,6 +181,7 @@ class Config:
     body_timeout: float = 60.0
     unverified_memory: int = 16 * 1024 * 1024
     unverified_disk: int = 1024 * 1024 * 1024
+    refused_delay: float = 0.5
     ssh_key: str | None = None
     forge: str | None = None
     tags: str | None = None
@@ -231,6 +232,8 @@ class Config:
                 raise ConfigError(f"{key} must be a positive number of seconds")
         if min(self.workers, self.max_body_size, self.keep_runs) < 1 or self.keep_days <= 0:
             raise ConfigError("workers, max_body_size, keep_runs and keep_days must be positive")
+        if self.refused_delay < 0 or self.refused_delay > 60:
+            raise ConfigError("refused_delay must be between 0 and 60 seconds")
         if min(self.max_connections, self.unverified_memory, self.unverified_disk) < 1:
             raise ConfigError("max_connections, unverified_memory and unverified_disk "
                               "must be positive")
@@ -336,7 +339,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "status_password_file": (str, type(None)), "allowed_networks": (list, tuple),
     "trusted_proxies": (list, tuple), "max_connections": (int,),
     "idle_timeout": (int, float), "body_timeout": (int, float),
-    "unverified_memory": (int,), "unverified_disk": (int,),
+    "unverified_memory": (int,), "unverified_disk": (int,), "refused_delay": (int, float),
     "ssh_key": (str, type(None)), "forge": (str, type(None)), "tags": (str, type(None)),
     "pre_deploy": (list, tuple, type(None)), "pre_deploy_timeout": (int, float),
     "on_failure": (list, tuple, type(None)), "on_failure_timeout": (int, float),

@@ -83,6 +83,7 @@ idle_timeout = 60.0        # seconds to send a request's headers
 body_timeout = 60.0        # seconds to send a request's body
 unverified_memory = 16777216   # 16 MiB
 unverified_disk = 1073741824   # 1 GiB
+refused_delay = 0.5        # seconds a sender refused often this minute waits for its 401
 
 # The deployment record (SQLite): every delivery and deploy run, kept for
 # 'deployhook history', /deployments and the status page; replays of a delivery

@@ -38,6 +38,9 @@ from deployhook.web.connections import make_server
 
 log = logging.getLogger("deployhook")
 LAST_DEPLOY_ENV = "_DEPLOYHOOK_LAST_DEPLOY"
+# How long a thread holding the GIL (the body thread hashing, the record's thread, a git
+# worker) may keep the IOLoop waiting: Python's default is 5 ms.
+SWITCH_INTERVAL = 0.001
 
 
 class Daemon:
@@ -62,6 +65,7 @@ class Daemon:
             OSError: the address cannot be bound.
         """
         hook, config = self.hook, self.hook.config
+        sys.setswitchinterval(SWITCH_INTERVAL)
         self._install_signals()  # first: a signal from here on always takes _shutdown
         await hook.start()
         self.sockets = listening_sockets(config.address, config.port)

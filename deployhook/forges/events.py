@@ -89,11 +89,22 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     Tornado's ``HTTPHeaders`` is case-insensitive already; a plain dict is
     searched case-insensitively when the exact spelling misses.
     """
+    value = present(headers, name)
+    return value.strip() or None if isinstance(value, str) else None
+
+
+def present(headers: Mapping[str, str], name: str) -> str | None:
+    """Header ``name`` as sent (an empty value included), or None when absent.
+
+    Only a plain ``dict`` is searched for another spelling: any other mapping (Tornado's
+    ``HTTPHeaders``) is taken to be case-insensitive, so a missing header costs one
+    lookup, not a pass over every header.
+    """
     value = headers.get(name)
-    if value is None:
+    if value is None and type(headers) is dict:
         lower = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lower), None)
-    return value.strip() or None if isinstance(value, str) else None
+    return value if isinstance(value, str) else None
 
 
 def wire_bytes(value: str) -> bytes:

@@ -13,7 +13,16 @@ from typing import Any
 from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
 from deployhook.forges import mac
 from deployhook.forges.delivery import Delivery, parse_push
-from deployhook.forges.events import Event, Other, Ping, Pushes, field, from_github_push, header
+from deployhook.forges.events import (
+    Event,
+    Other,
+    Ping,
+    Pushes,
+    field,
+    from_github_push,
+    header,
+    present,
+)
 from deployhook.forges.signature import split_header
 
 FORGE = "github"
@@ -33,7 +42,7 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body)
             malformed one, or no secret that matches (401).
     """
     name = signature_header(headers)
-    value = _present(headers, name)
+    value = present(headers, name)
     if value is None:
         raise SignatureError(f"missing {SHA256_HEADER} header: set a secret on the webhook")
     received = parse_signature(name, value)
@@ -47,16 +56,7 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body)
 def signature_header(headers: Mapping[str, str]) -> str:
     """The header to check: ``X-Hub-Signature-256`` whenever it is sent (even empty),
     else the SHA-1 ``X-Hub-Signature``."""
-    return SHA256_HEADER if _present(headers, SHA256_HEADER) is not None else SHA1_HEADER
-
-
-def _present(headers: Mapping[str, str], name: str) -> str | None:
-    """Header ``name`` as sent (an empty value included), in any spelling; None if absent."""
-    value = headers.get(name)
-    if value is None:
-        lower = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lower), None)
-    return value if isinstance(value, str) else None
+    return SHA256_HEADER if present(headers, SHA256_HEADER) is not None else SHA1_HEADER
 
 
 def parse_signature(name: str, value: str) -> bytes:

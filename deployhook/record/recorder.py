@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -19,9 +20,11 @@ class Recorder:
     """Owns the Store and its thread; ``await run(fn)`` calls ``fn(store)`` there.
 
     Deliveries answered at once go through :meth:`log`: a bounded queue written
-    in one transaction every ``FLUSH_EVERY`` seconds, so a flood of bad requests
-    costs the IOLoop little and memory stays bounded (the excess is counted and
-    reported, not kept).
+    in one transaction every ``FLUSH_EVERY`` seconds (the excess is counted and
+    reported, not kept).  Unverified deliveries refused go through :meth:`reject`:
+    counted per minute, sender, target, status and reason, and those counts added to
+    the record's ``rejections`` table in the same batch, so a flood of bad requests
+    costs the IOLoop a dictionary update each and the record a row per sender a minute.
     """
 
     FLUSH_EVERY = 0.05
@@ -33,6 +36,8 @@ class Recorder:
         self._store: Store | None = None
         self._queue: list[tuple[DeliveryRecord, float, int, str, str]] = []
         self._flushing: Future[object] | None = None
+        self._scheduled = False
+        self._rejected: Counter[tuple[int, str, str, int, str]] = Counter()
         self.dropped = 0
 
     def log(self, record: DeliveryRecord, status: int, result: str, reason: str) -> None:
@@ -41,20 +46,36 @@ class Recorder:
             self.dropped += 1
             return
         self._queue.append((record, time.time(), status, result, reason))
-        if len(self._queue) == 1:
+        self._schedule()
+
+    def reject(self, remote_addr: str, target: str, status: int, reason: str) -> None:
+        """Count an unverified delivery refused now; the counts are written within
+        ``FLUSH_EVERY`` seconds (senders past ``MAX_QUEUED`` in one batch count as ``-``)."""
+        key = (int(time.time()) // 60 * 60, remote_addr, target, status, reason)
+        if key not in self._rejected and len(self._rejected) >= self.MAX_QUEUED:
+            key = (key[0], "-", target, status, reason)
+        self._rejected[key] += 1
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Flush within ``FLUSH_EVERY`` seconds (one timer at a time)."""
+        if not self._scheduled:
+            self._scheduled = True
             asyncio.get_running_loop().call_later(self.FLUSH_EVERY, self._flush)
 
     def _flush(self) -> None:
+        self._scheduled = False
         if self._flushing is not None and not self._flushing.done():
-            asyncio.get_running_loop().call_later(self.FLUSH_EVERY, self._flush)
+            self._schedule()
             return  # the database is behind: let the queue fill (it is bounded)
         batch, self._queue = self._queue, []
+        rejected, self._rejected = self._rejected, Counter()
         if self.dropped:
             log.warning("the deployment record fell behind: %d deliveries not recorded",
                         self.dropped)
             self.dropped = 0
-        if batch:
-            self._flushing = self.submit(lambda s: s.log_deliveries(batch))
+        if batch or rejected:
+            self._flushing = self.submit(lambda s: _write(s, batch, rejected))
 
     def _call(self, fn: Callable[[Store], T]) -> T:
         if self._store is None:
@@ -92,8 +113,9 @@ class Recorder:
     def close(self) -> None:
         """Finish queued writes, then close the database."""
         batch, self._queue = self._queue, []
-        if batch:
-            self.submit(lambda s: s.log_deliveries(batch))
+        rejected, self._rejected = self._rejected, Counter()
+        if batch or rejected:
+            self.submit(lambda s: _write(s, batch, rejected))
         self.executor.submit(self._close).result()
         self.executor.shutdown(wait=True)
 
@@ -101,6 +123,14 @@ class Recorder:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _write(store: Store, batch: list[tuple[DeliveryRecord, float, int, str, str]],
+           rejected: Counter[tuple[int, str, str, int, str]]) -> None:
+    if batch:
+        store.log_deliveries(batch)
+    if rejected:
+        store.count_rejections(rejected)
 
 
 def _log_failure(future: Future[object]) -> None:

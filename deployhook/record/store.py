@@ -19,14 +19,14 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deployhook.git.steps import Step, redact, redact_recorded
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_TARGET = "default"  # history from before targets is kept under this name
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
 CACHE_KIB = 512  # SQLite page cache per connection (its default: 2 MiB); pages beyond it are
@@ -88,6 +88,17 @@ MIGRATIONS: dict[int, str] = {
         output TEXT NOT NULL,
         updated REAL NOT NULL
     );
+    """,
+    4: """
+    CREATE TABLE rejections (             -- unverified deliveries refused, counted per minute
+        minute INTEGER NOT NULL,          -- Unix time of the minute's start
+        remote_addr TEXT NOT NULL,
+        target TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (minute, remote_addr, target, status, reason)
+    ) WITHOUT ROWID;
     """,
 }
 
@@ -182,6 +193,25 @@ class Store:
                 # keep a flood of rejected deliveries from growing the file
                 self.db.execute("DELETE FROM deliveries WHERE accepted=0 AND run_id IS NULL"
                                 " AND id <= ?", (last - REJECTED_KEPT,))
+
+    def count_rejections(self, counts: Mapping[tuple[int, str, str, int, str], int]) -> None:
+        """Add ``counts`` of refused unverified deliveries, keyed (minute, sender's address,
+        target, status, reason), to the per-minute totals, in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO rejections (minute, remote_addr, target, status, reason, count)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT (minute, remote_addr, target, status, reason)"
+                " DO UPDATE SET count = count + excluded.count",
+                [(minute, _text(addr), target, status, _text(reason), count)
+                 for (minute, addr, target, status, reason), count in counts.items()])
+
+    def rejections(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """The per-minute counts of refused unverified deliveries from ``since`` (Unix
+        time) on, newest minute first."""
+        rows = self.db.execute("SELECT * FROM rejections WHERE minute >= ?"
+                               " ORDER BY minute DESC, count DESC", (int(since),)).fetchall()
+        return [dict(row) for row in rows]
 
     def answer_delivery(self, row: int, status: int, result: str, reason: str,
                         run_id: int | None = None) -> None:
@@ -357,6 +387,7 @@ class Store:
             self.db.execute("DELETE FROM deliveries WHERE run_id IS NULL AND received < ?"
                             " AND status IS NOT NULL AND (result IS NOT 'paused' OR received < ?)",
                             (max(cutoff, self._oldest_run()), cutoff))
+            self.db.execute("DELETE FROM rejections WHERE minute < ?", (cutoff,))
         return gone
 
     def _oldest_run(self) -> float:

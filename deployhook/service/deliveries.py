@@ -2,8 +2,12 @@
 
 No Tornado: the web handler streams and verifies the body, asks :mod:`rules` for a
 decision per target, then calls :meth:`Deliveries.handle` and writes the
-:class:`Answer` it gets.  :meth:`Deliveries.refuse` records and logs a delivery
-refused before any target decided (a wrong signature, a malformed body).
+:class:`Answer` it gets.  :meth:`Deliveries.refuse` answers a delivery refused before
+any target decided: one whose sender was verified (a malformed body, another
+repository) is recorded and logged on its own; one nobody verified (a wrong or
+missing signature, an unknown target, a body too large) only counts in aggregate
+(:class:`~deployhook.service.rejections.Rejections`), so that a flood of them costs
+little and cannot bury the record and the log.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from deployhook.git.checkout import RunResult
 from deployhook.record.store import DeliveryRecord, Store
 from deployhook.service.fleetstate import Told, summary, view
 from deployhook.service.hub import Hub
+from deployhook.service.rejections import FREE_REFUSALS, Rejections
 from deployhook.service.rules import Decision, Deploy, Ignore, Ping
 from deployhook.service.target import Target
 
@@ -58,6 +63,7 @@ class Answer:
     status: int
     body: dict[str, Any]
     push: Push | None = field(default=None, repr=False)
+    delay: float = 0.0  # seconds to wait before sending it (a sender refused often)
 
 
 class Deliveries:
@@ -65,6 +71,7 @@ class Deliveries:
 
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
+        self.rejections = Rejections(hub.record)
         # Called with (target name or "-", facts, answer) for each answer, as it is logged.
         self.answered: list[Callable[[str, Facts, Answer], None]] = []
 
@@ -92,8 +99,18 @@ class Deliveries:
         return answer
 
     def refuse(self, exc: DeliveryError, facts: Facts, target: str = "") -> Answer:
-        """Record, log and answer a delivery refused before any target decided."""
+        """Answer a delivery refused before any target decided: recorded and logged when
+        its signature was verified, else counted (see :class:`Rejections`)."""
         answer = Answer(exc.status, {"result": "rejected", "reason": exc.reason})
+        if facts.signature != "valid":
+            refusals = self.rejections.count(facts.client, target, exc.status, exc.reason)
+            if refusals == 1:
+                self._log(target or "-", facts, answer)
+            else:
+                self._tell(target or "-", facts, answer)
+            if refusals > FREE_REFUSALS and facts.signature == "invalid":
+                answer.delay = self.hub.config.refused_delay
+            return answer
         self._log(target or "-", facts, answer)
         self.hub.record.log(self._delivery(target, facts, None), answer.status, "rejected",
                             exc.reason)
@@ -219,6 +236,9 @@ class Deliveries:
                 facts.delivery_id[:100], facts.client, target, facts.forge,
                 facts.event[:100], ref, shas, answer.status, answer.body.get("result"),
                 answer.body.get("reason", ""))
+        self._tell(target, facts, answer)
+
+    def _tell(self, target: str, facts: Facts, answer: Answer) -> None:
         for listener in self.answered:
             listener(target, facts, answer)
 

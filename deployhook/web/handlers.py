@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -185,18 +186,30 @@ class WebhookHandler(JSONHandler):
         secrets = [] if self.deferred else [secret for secret, _ in self.candidates]
         self.hashed = mac.Hashed(forges.hash_keys(self.forge, secrets, headers))
 
-    async def data_received(self, chunk: bytes) -> None:
-        """Hash ``chunk`` for every candidate secret and keep it until the body is verified;
-        wait (so Tornado stops reading) while no budget has room for it."""
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        """Hash ``chunk`` for every candidate secret and keep it until the body is verified.
+
+        A small chunk of a body kept in memory is hashed here and None returned; else the
+        awaitable Tornado waits for (so it stops reading): room in a budget, then the
+        hashing and spooling on the body thread."""
         if self.too_large or self._finished or self.hashed is None:
-            return
+            return None
         self._check_size(self.body.size + len(chunk))
         if self.too_large:
-            return
-        while (room := self.body.add(chunk)) is not None:
+            return None
+        room = self.body.add(chunk)
+        if room is None and len(chunk) < HASH_IN_THREAD and self.body.file is None:
+            self.hashed.update(chunk)
+            return None
+        return self._keep(chunk, room)
+
+    async def _keep(self, chunk: bytes, room: asyncio.Future[None] | None) -> None:
+        """Wait for ``room`` (adding ``chunk`` again each time), then hash and spool it."""
+        while room is not None:
             await room
             if self._finished or self.hashed is None:
                 return
+            room = self.body.add(chunk)
         if len(chunk) < HASH_IN_THREAD and self.body.file is None:
             self.hashed.update(chunk)
             return
@@ -250,8 +263,12 @@ class WebhookHandler(JSONHandler):
         try:
             verified = await self._verified_event()
         except DeliveryError as exc:
+            self.body.release()  # before any wait
             self.signature = _signature_result(exc)
-            self.refuse(exc)
+            answer = self.deliveries.refuse(exc, self._facts(), self._target_name())
+            if answer.delay:  # a sender refused often waits (see Rejections)
+                await asyncio.sleep(answer.delay)
+            self.reply(answer.status, answer.body)
             return
         finally:
             self.body.release()
@@ -354,9 +371,11 @@ class WebhookHandler(JSONHandler):
 
     def refuse(self, exc: DeliveryError) -> None:
         """Answer (and record) a delivery refused before any target decided."""
-        target = self.target.name if self.target is not None else ""
-        answer = self.deliveries.refuse(exc, self._facts(), target)
+        answer = self.deliveries.refuse(exc, self._facts(), self._target_name())
         self.reply(answer.status, answer.body)
+
+    def _target_name(self) -> str:
+        return self.target.name if self.target is not None else ""
 
 
 def _deploys(target: Target, repository: str | None) -> bool:
