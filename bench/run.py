@@ -17,7 +17,8 @@ long history, a submodule; built once into ~/.cache/deployhook-bench).
 bench/deploy.json); ``--only strangers`` measures large bodies only; ``--only targets``
 one daemon with 100 targets against one with a single target (bench/targets.json);
 ``--only releases`` deploy time in releases mode against in-place, and disk per release
-(bench/releases.json).
+(bench/releases.json); ``--only fleet`` three daemons sharing a Redis against one daemon
+alone (bench/fleet.json, see bench/fleet.py).
 """
 
 from __future__ import annotations
@@ -322,6 +323,25 @@ def run_releases(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_fleet(args: argparse.Namespace) -> int:
+    """Three daemons sharing a Redis against one alone (bench/fleet.py): bench/fleet.json."""
+    import fleet
+
+    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
+    isolate_git(work)
+    try:
+        figures = fleet.run(work, args.rounds, 10)
+    finally:
+        kill_all()
+        shutil.rmtree(work, ignore_errors=True)
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), **figures}
+    output = BENCH / "fleet.json" if args.output == str(BENCH / "results.json") \
+        else Path(args.output)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
 def run_targets(args: argparse.Namespace) -> int:
     """Many targets in one daemon: ``args.sites`` clones of one small origin.  Start time
     until /health answers and RSS, with 1 and with ``args.sites`` targets; then signed
@@ -435,7 +455,7 @@ def main() -> int:
                         help="remote delay (s) during the burst")
     parser.add_argument("--stall-delay", type=float, default=2.0,
                         help="remote delay (s) during the stall deploy")
-    parser.add_argument("--only", choices=["deploy", "strangers", "targets", "releases"],
+    parser.add_argument("--only", choices=["deploy", "strangers", "targets", "releases", "fleet"],
                         help="deploy: delivery -> updated checkout only, on the small and "
                         "the large repository, to bench/deploy.json; strangers: only the "
                         "large-body figures for deployhook (5 signed "
@@ -443,7 +463,7 @@ def main() -> int:
                         "targets: one daemon with --sites targets against one with 1 (start "
                         "time, RSS, ignored deliveries), to bench/targets.json; "
                         "releases: deploy time in releases mode against in-place and disk "
-                        "per release, to bench/releases.json")
+                        "per release, to bench/releases.json; fleet: bench/fleet.py")
     parser.add_argument("--sites", type=int, default=100,
                         help="--only targets: how many targets (clones) in the big daemon")
     parser.add_argument("--starts", type=int, default=3,
@@ -466,6 +486,8 @@ def main() -> int:
         return run_releases(args)
     if args.only == "targets":
         return run_targets(args)
+    if args.only == "fleet":
+        return run_fleet(args)
     if args.profile and shutil.which("py-spy") is None:
         parser.error("--profile needs py-spy: python -m pip install py-spy")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

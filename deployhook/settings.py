@@ -14,6 +14,7 @@ import os
 import re
 import runpy
 import shlex
+import socket
 import types
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,9 @@ RELOAD_MODES = ("auto", "autoreload", "exit", "none")
 ENV_PREFIX = "DEPLOYHOOK_"
 REPORTS = ("status", "deployment")  # what ``report`` tells the forge (None: nothing)
 REPORT_CREDENTIAL = "report-token"  # systemd: LoadCredential=report-token-<target>:/path
+REDIS_CREDENTIAL = "redis-password"  # systemd: LoadCredential=redis-password:/path
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FORGES = ("github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "bitbucket-server")
 DEFAULT_TARGET = "default"  # the one target of a config without ``targets``
 TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -198,6 +202,11 @@ class Config:
     activate: tuple[str, ...] | None = None
     shared_paths: tuple[str, ...] = ()
     keep_releases: int = 5
+    # fleet mode (service/fleet.py): None keeps the single-server daemon, with no Redis
+    redis_url: str | None = None
+    redis_password_file: str | None = None
+    node: str | None = None  # this server's name in the fleet; None: the host name
+    reconcile_interval: float = 60.0
     # name -> that target's settings; empty: one target, ``default``, from the keys above.
     targets: tuple[TargetConfig, ...] = ()
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
@@ -214,6 +223,7 @@ class Config:
                               f"{self.public_url!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
+        _check_fleet(self)
         if not self.targets:  # the one target ``default``, from the top-level keys
             object.__setattr__(self, "targets", (self.default_target(),))
         _check_targets(self.targets)
@@ -253,6 +263,24 @@ class Config:
     @property
     def target_names(self) -> tuple[str, ...]:
         return tuple(target.name for target in self.targets)
+
+
+def _check_fleet(config: Config) -> None:
+    """The fleet keys: ``redis_url``'s scheme, ``node`` (the host name when unset, its
+    first label), ``reconcile_interval``.
+
+    Raises:
+        ConfigError: naming the key and what is valid (never showing the URL's password).
+    """
+    if config.redis_url is not None and not config.redis_url.startswith(REDIS_SCHEMES):
+        raise ConfigError("redis_url must start with redis://, rediss:// or unix:// "
+                          "(e.g. 'redis://127.0.0.1:6379/0'), or be None")
+    if config.node is None:
+        object.__setattr__(config, "node", socket.gethostname().split(".")[0] or "localhost")
+    if not NODE_NAME.fullmatch(config.node or ""):
+        raise ConfigError(f"node must match {NODE_NAME.pattern}, got {config.node!r}")
+    if config.reconcile_interval <= 0:
+        raise ConfigError("reconcile_interval must be a positive number of seconds")
 
 
 def _check_releases(target: TargetConfig, where: str) -> None:
@@ -323,10 +351,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "deploy_mode": (str,), "releases_path": (str, type(None)), "health_url": (str, type(None)),
     "health_timeout": (int, float), "activate": (list, tuple, type(None)),
     "shared_paths": (list, tuple), "keep_releases": (int,),
+    # fleet mode (service/fleet.py)
+    "redis_url": (str, type(None)), "redis_password_file": (str, type(None)),
+    "node": (str, type(None)), "reconcile_interval": (int, float),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file", "ssh_key",
-              "report_token_file", "releases_path")
+              "report_token_file", "releases_path", "redis_password_file")
 
 
 def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:
@@ -362,6 +393,9 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
         values["secret_file"] = str(Path(credentials) / CREDENTIAL_NAME)
     if "status_password_file" not in values and credentials:
         values["status_password_file"] = str(Path(credentials) / PASSWORD_CREDENTIAL)
+    redis_password = Path(credentials or ".") / REDIS_CREDENTIAL
+    if "redis_password_file" not in values and credentials and _present(redis_password):
+        values["redis_password_file"] = str(redis_password)
     if "report_token_file" not in values and credentials:
         token = Path(credentials) / REPORT_CREDENTIAL
         if _present(token):

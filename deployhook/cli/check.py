@@ -26,6 +26,7 @@ from deployhook.git.steps import redact
 from deployhook.record.store import Store
 from deployhook.report.reporter import ReportError, read_token
 from deployhook.secret import SecretSource
+from deployhook.service.fleetstate import masked
 from deployhook.settings import Config, TargetConfig
 
 
@@ -66,7 +67,24 @@ def _checks(config: Config, config_path: str) -> Iterator[Result]:
         yield from _target_checks(target)
         yield from _secret_uses(target, uses.get(target.name, {}))
     yield _writable_path("state_db", os.path.dirname(config.state_db) or ".")
+    if config.redis_url is not None:
+        yield _redis(config)
     yield _bind(config)
+
+
+def _redis(config: Config) -> Result:
+    """Fleet mode: Redis answers PING with the configured password (URL masked)."""
+    from deployhook.cli.common import CommandFailed
+    from deployhook.cli.fleet import ping
+
+    where = masked(config.redis_url)
+    try:
+        ping(config)
+    except CommandFailed as exc:
+        return Result("FAIL", "redis", exc.reason, "start Redis (systemctl start "
+                      "redis-server) and check redis_url and redis_password_file (README.rst, "
+                      "Several servers)")
+    return Result("OK", "redis", f"{where} answers; this server is node {config.node}")
 
 
 def _target_checks(target: TargetConfig) -> Iterator[Result]:

@@ -158,3 +158,16 @@ health_timeout = 10.0
 activate = None  # e.g. ["systemctl", "reload", "myapp"]
 shared_paths = []
 keep_releases = 5
+
+# Several servers behind a balancer (README.rst, "Several servers"): every server's
+# daemon names the same Redis in redis_url (e.g. "redis://127.0.0.1:6379/0",
+# "rediss://..." for TLS); the one that receives a delivery records the desired commit
+# there and each server brings its own checkout to it.  Its password: a file
+# (redis_password_file; under systemd, when unset, $CREDENTIALS_DIRECTORY/redis-password),
+# never in the URL you commit.  node: this server's name (None: the host name);
+# reconcile_interval: seconds between checks against the desired commit (a safety net
+# for lost notifications).  redis_url = None: one server, no Redis at all.
+redis_url = None
+redis_password_file = None
+node = None
+reconcile_interval = 60.0

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deployhook.cli import fleet
 from deployhook.cli.common import (
     CommandFailed,
     add_command,
@@ -158,6 +159,8 @@ def _report(config: Config, target: TargetConfig, args: argparse.Namespace, bran
         if result.run_id is not None:
             print(f"details: deployhook show {result.run_id} --config {args.config}")
         return 1
+    told = fleet.tell(config, target.name, result.head_after, branch if branch.startswith(
+        "refs/tags/") else f"refs/heads/{branch}", "deploy")
     if result.deployed:
         done = "finished the unfinished deploy of" if result.resumed else (
             "deployed" if head else "cloned")
@@ -168,6 +171,8 @@ def _report(config: Config, target: TargetConfig, args: argparse.Namespace, bran
     else:
         print(f"already up to date: {branch} at {short(result.head_after, 12)} "
               f"(checked in {result.duration:.2f}s)")
+    if told:
+        print(told)
     return 0
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deployhook import __version__, settings
-from deployhook.cli import deploy, history, pause, send
+from deployhook.cli import deploy, fleet, history, pause, send
 from deployhook.cli import releases as release_commands
 from deployhook.cli.common import CommandFailed
 from deployhook.daemon import logs
@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     send.add_parser(subparsers)
     release_commands.add_parsers(subparsers)
     pause.add_parsers(subparsers)
+    fleet.add_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command == "init" and not os.path.lexists(args.config):
         try:

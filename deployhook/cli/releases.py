@@ -13,10 +13,10 @@ import sys
 import time
 from typing import Any
 
+from deployhook.cli import fleet
 from deployhook.cli.common import CommandFailed, add_command, choose_target, short, table, user
 from deployhook.cli.deploy import _writable_record
 from deployhook.git import releases
-from deployhook.git.steps import Step
 from deployhook.settings import Config, TargetConfig
 
 
@@ -75,7 +75,7 @@ def rollback(config: Config, args: argparse.Namespace) -> int:
     start = time.monotonic()
     before = releases.live_sha(target)
     try:
-        ok, reason, steps = _switch(target, args.to)
+        ok, reason, steps = releases.roll_back(target, args.to)
         after = releases.live_sha(target)
         if store is not None:
             run_id = store.start_run("rollback", target.branch or "", before, [], [user()],
@@ -89,26 +89,8 @@ def rollback(config: Config, args: argparse.Namespace) -> int:
         print(f"rollback FAILED after {elapsed:.2f}s: {reason}")
         return 1
     print(f"{reason} ({short(before, 12)} -> {short(after, 12)})")
+    told = fleet.tell(config, target.name, after, f"refs/heads/{target.branch}"
+                      if target.branch else "", "rollback")
+    if told:
+        print(told)
     return 0
-
-
-def _switch(target: TargetConfig, which: str | None) -> tuple[bool, str, list[Step]]:
-    """Under the releases lock: (ok, reason, steps) of switching to ``which``."""
-    steps: list[Step] = []
-    with releases.locked(target) as held:
-        if not held:
-            return False, (f"another deploy holds {releases.root(target) / releases.LOCK} "
-                           f"for more than {target.lock_timeout:g}s"), steps
-        try:
-            release = releases.find(target, which)
-        except LookupError as exc:
-            return False, str(exc), steps
-        if release.live:
-            return True, f"release {release.name} is already live", steps
-        releases.switch(target, release.name)
-        steps.append(Step("switch", f"current -> {releases.RELEASES}/{release.name}", 0,
-                          0.0, ""))
-        failure = releases.activate(target, release.path, steps)
-        if failure:
-            return False, f"switched to {release.name} but {failure}", steps
-        return True, f"rolled back to {release.name}", steps

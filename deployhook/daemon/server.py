@@ -194,6 +194,7 @@ class Daemon:
             from deployhook.report.reporter import SETTLE
 
             await self.hook.reporter.settle(min(timeout, SETTLE))
+        await self.hook.leave()
         if watchdog is not None:
             watchdog.stop()
         await server.close_all_connections()

@@ -474,3 +474,28 @@ def _head_of(path: Path) -> str | None:
     except OSError:
         return None
     return head if len(head) == 40 and not head.startswith("ref:") else None
+
+
+def roll_back(target: TargetConfig | Config, which: str | None
+              ) -> tuple[bool, str, list[Step]]:
+    """Under the releases lock, switch ``current`` to release ``which`` (its name or a
+    commit SHA prefix; None: the one before the live one) and run ``activate``:
+    (ok, reason, steps).  Blocking; ``deployhook rollback`` and a fleet's rollback."""
+    steps: list[Step] = []
+    with locked(target) as held:
+        if not held:
+            return False, (f"another deploy holds {root(target) / LOCK} "
+                           f"for more than {target.lock_timeout:g}s"), steps
+        try:
+            release = find(target, which)
+        except LookupError as exc:
+            return False, str(exc), steps
+        if release.live:
+            return True, f"release {release.name} is already live", steps
+        switch(target, release.name)
+        steps.append(Step("switch", f"current -> {RELEASES}/{release.name}", 0,
+                          0.0, ""))
+        failure = activate(target, release.path, steps)
+        if failure:
+            return False, f"switched to {release.name} but {failure}", steps
+        return True, f"rolled back to {release.name}", steps

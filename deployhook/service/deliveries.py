@@ -23,12 +23,15 @@ from deployhook.forges.delivery import Push
 from deployhook.git import paused
 from deployhook.git.checkout import RunResult
 from deployhook.record.store import DeliveryRecord, Store
+from deployhook.service.fleetstate import Told, summary, view
 from deployhook.service.hub import Hub
 from deployhook.service.rejections import FREE_REFUSALS, Rejections
 from deployhook.service.rules import Decision, Deploy, Ignore, Ping
 from deployhook.service.target import Target
 
 log = logging.getLogger("deployhook.http")
+FLEET_POLL = 0.05  # seconds between reads of the fleet's outcomes while an answer waits
+RESULTS = {200: "deployed", 202: "deploying", 500: "failed"}
 
 
 @dataclass(frozen=True)
@@ -114,15 +117,25 @@ class Deliveries:
         return answer
 
     async def _deploy(self, target: Target, push: Push, facts: Facts) -> Answer:
-        """Deploy ``push`` on ``target`` (or answer a replayed delivery from the record)."""
+        """Deploy ``push`` on ``target`` (or answer a replayed delivery from the record);
+        in fleet mode, tell the fleet and answer for every node (see :meth:`_fleet`)."""
         record = self.hub.record
+        deadline = asyncio.get_running_loop().time() + self.hub.config.response_timeout
+        earlier = None
         if push.delivery_id != "-":
             earlier = await record.try_run(
                 lambda s: s.earlier_deploy(push.delivery_id, push.after, target.name))
-            if earlier is not None and earlier["run_outcome"] == "ok":
-                answer = replayed(push, earlier)
-                self._answered(target.name, facts, answer, None)
-                return answer
+        told = await self.hub.fleet.accepted(target, push) if self.hub.fleet else None
+        done = earlier is not None and earlier["run_outcome"] == "ok"
+        if done or (told is not None and not told.new):
+            answer = replayed(push, earlier) if earlier is not None and done else \
+                fleet_replayed(push, told)
+            if told is not None:
+                if told.new and self.hub.fleet is not None:  # deployed here before the
+                    self.hub.fleet.uncover(target.name)  # fleet knew: the agent reports
+                answer = await self._fleet(target, push, told, answer, deadline)
+            self._answered(target.name, facts, answer, None)
+            return answer
         accepted = self._delivery(target.name, facts, push, accepted=True)
         pause = paused.read(target.config.repo_path)  # a stat (and a few bytes) per push
         if pause is not None:
@@ -140,8 +153,31 @@ class Deliveries:
                           "and /health"}, push)
         else:
             answer = outcome(push, result)
+        if told is not None:
+            answer = await self._fleet(target, push, told, answer, deadline)
         self._answered(target.name, facts, answer, row)
         return answer
+
+    async def _fleet(self, target: Target, push: Push, told: Told, local: Answer,
+                     deadline: float) -> Answer:
+        """The answer for the fleet: ``local`` (this node's) when the fleet could not be
+        told, else every node's state for the generation ``told`` names, waiting until
+        ``deadline`` (the loop's clock) while live nodes are still deploying."""
+        fleet, loop = self.hub.fleet, asyncio.get_running_loop()
+        assert fleet is not None
+        if told.desired is None:
+            return fleet_untold(local, told.error)
+        while True:
+            try:
+                found = await fleet.states(target.name, told.desired)
+            except Exception as exc:  # Redis went away after it was told
+                return fleet_untold(local, f"the fleet's state cannot be read: "
+                                    f"{type(exc).__name__}", told=True)
+            status, reason = summary(found)
+            if status != 202 or loop.time() >= deadline:
+                break
+            await asyncio.sleep(FLEET_POLL)
+        return fleet_answer(local, status, reason, view(target.name, told.desired, found))
 
     async def _paused(self, target: Target, push: Push, facts: Facts,
                       accepted: DeliveryRecord, pause: paused.Pause) -> Answer:
@@ -233,6 +269,39 @@ def replayed(push: Push, earlier: dict[str, Any]) -> Answer:
         "result": earlier["result"] if status != 200 else "deployed", "reason": reason,
         "run": earlier["run"], "head": earlier["run_head"], "after": push.after,
         "replayed": True}, push)
+
+
+def fleet_replayed(push: Push, told: Told | None) -> Answer:
+    """The answer to a delivery another node accepted first: the fleet deploys it."""
+    by = told.desired.by if told is not None and told.desired is not None else "another node"
+    return Answer(200, {"result": "deployed", "after": push.after, "replayed": True,
+                        "reason": f"delivery {push.delivery_id} was already accepted by the "
+                                  f"fleet ({by}); not deployed again"}, push)
+
+
+def fleet_answer(local: Answer, status: int, reason: str, fleet: dict[str, Any]) -> Answer:
+    """``local`` (this node's answer) made the fleet's: ``status`` and ``reason`` from
+    :func:`~deployhook.service.fleetstate.summary`, every node under ``fleet``."""
+    body = {**local.body, "result": RESULTS[status], "reason": reason, "fleet": fleet,
+            "here": {"status": local.status, "result": local.body.get("result"),
+                     "reason": local.body.get("reason", "")}}
+    if status == 202:
+        body["see"] = "/deployments"
+    return Answer(status, body, local.push)
+
+
+def fleet_untold(local: Answer, error: str, told: bool = False) -> Answer:
+    """``local`` when the fleet could not be told (or read): 202 when this node deployed
+    it, with the reason; the fleet is told (by this node's agent) once Redis is back."""
+    if told:
+        note = f"{error}; see 'deployhook fleet'"
+    else:
+        note = (f"the fleet could not be told: {error}; the other nodes get it once Redis "
+                "is back")
+    status = 202 if local.status == 200 else local.status
+    return Answer(status, {**local.body, "reason": f"{local.body.get('reason', '')} on this "
+                           f"node only; {note}", "fleet": {"told": told, "reason": error}},
+                  local.push)
 
 
 def combine(answers: dict[str, Answer]) -> Answer:

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.ioloop import PeriodicCallback
 
@@ -32,8 +32,12 @@ from deployhook.secret import SecretSource
 from deployhook.service.target import Target, recorded_summary
 from deployhook.settings import Config
 
+if TYPE_CHECKING:
+    from deployhook.service.fleet import Fleet
+
 log = logging.getLogger("deployhook")
-RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db")
+RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db", "redis_url",
+                "redis_password_file", "node", "reconcile_interval")
 WATCH_EVERY = 0.25  # seconds between refreshes; each target's HEAD is read once a second
 HEAD_ROUNDS = 4  # refreshes in which every target's HEAD is read once (a quarter each)
 RECORD_EVERY = 20  # refreshes between reads of the record when nobody else wrote to it
@@ -65,6 +69,11 @@ class Hub:
         self._watching: asyncio.Future[None] | None = None
         self._ticks = 0
         self._data_version: int | None = None
+        self.fleet: Fleet | None = None  # with ``redis_url``: this node's fleet agent
+        if config.redis_url is not None:
+            from deployhook.service.fleet import Fleet  # redis is imported only here
+
+            self.fleet = Fleet(self)
 
     def _target(self, config: Any) -> Target:
         return Target(config, self.executor, self.record, self.gate, self._result, self._start)
@@ -114,6 +123,14 @@ class Hub:
         await self.refresh()
         self._watch = PeriodicCallback(self._tick, WATCH_EVERY * 1000)
         self._watch.start()
+        if self.fleet is not None:
+            self.fleet.start()
+
+    async def leave(self) -> None:
+        """Leave the fleet (with ``redis_url``): stop its agent, drop this node's
+        heartbeat.  Never raises."""
+        if self.fleet is not None:
+            await self.fleet.close()
 
     def _tick(self) -> None:
         if self._watching is None or self._watching.done():
@@ -231,6 +248,8 @@ class Hub:
         if self.single is not None:
             body.update(targets[self.single.name])
         body.update({"targets": targets, "pid": os.getpid(), "started": self.started})
+        if self.fleet is not None:
+            body["fleet"] = self.fleet.status()
         return body
 
     async def idle(self) -> None:

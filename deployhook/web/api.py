@@ -68,10 +68,13 @@ class DeploymentsHandler(RecordAccess, JSONHandler):
             lambda s: (s.runs(per_page, offset, target), s.count_runs(target)))
         more = offset + per_page < total
         also = f"&target={target}" if target is not None else ""
-        self.reply(200, {
+        body: dict[str, Any] = {
             "runs": runs, "page": page, "per_page": per_page, "total": total,
             "next": f"/deployments?page={page + 1}&per_page={per_page}{also}" if more else None,
-        })
+        }
+        if self.hub.fleet is not None:
+            body["fleet"] = await fleet_view(self.hub)
+        self.reply(200, body)
 
 
 class DeploymentHandler(RecordAccess, JSONHandler):
@@ -85,6 +88,17 @@ class DeploymentHandler(RecordAccess, JSONHandler):
         if run is None:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id}")
         self.reply(200, run)
+
+
+async def fleet_view(hub: Hub) -> dict[str, Any]:
+    """Every target's desired commit and each node's state, read from Redis now (when
+    Redis is unreachable: ``{"reachable": false, "reason": ...}``)."""
+    assert hub.fleet is not None
+    try:
+        return await hub.fleet.snapshot()
+    except Exception as exc:  # RedisError, OSError: redis is not imported here
+        hub.fleet.note_unreachable(exc)
+        return {"reachable": False, "reason": hub.fleet.error}
 
 
 def whole(value: str, name: str) -> int:

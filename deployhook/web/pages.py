@@ -30,7 +30,7 @@ import tornado.web
 
 from deployhook.git import releases
 from deployhook.git.steps import redact
-from deployhook.web.api import RecordAccess
+from deployhook.web.api import RecordAccess, fleet_view
 from deployhook.web.handlers import JSONHandler, set_allow
 
 if TYPE_CHECKING:
@@ -179,7 +179,8 @@ class StatusPage(PageHandler):
         runs, total = await self.hub.record.run(
             lambda s: (s.runs(RUNS_SHOWN), s.count_runs()))
         self.render("targets.html", targets=list(self.hub.targets.values()), runs=runs,
-                    total=total, deploying=any(t.worker.busy for t in self.hub.targets.values()))
+                    total=total, deploying=any(t.worker.busy for t in self.hub.targets.values()),
+                    fleet=await fleet_of(self.hub))
 
 
 class TargetPage(PageHandler):
@@ -207,7 +208,17 @@ async def render_target(page: PageHandler, target: Target, only: str | None) -> 
                 repository=target.repository, branch=target.branch, head=target.head,
                 checkout=config.repo_path, remote=config.remote, name=target.name,
                 repo_url=redact(config.repo_url) if config.repo_url else None,
-                last=runs[0] if runs else None, paused=target.paused)
+                last=runs[0] if runs else None, paused=target.paused,
+                fleet=await fleet_of(page.hub, target.name))
+
+
+async def fleet_of(hub: Hub, name: str | None = None) -> dict[str, Any] | None:
+    """In fleet mode, the fleet's state of target ``name`` (None: every target) for
+    ``fleet.html``; None outside fleet mode."""
+    if hub.fleet is None:
+        return None
+    fleet = await fleet_view(hub)
+    return {name: fleet[name]} if name is not None and name in fleet else fleet
 
 
 class RunPage(PageHandler):

@@ -1,0 +1,448 @@
+"""Fleet mode: every server behind a balancer keeps its checkout at the commit the
+fleet's Redis says (``redis_url``; the keys are in :mod:`~deployhook.service.fleetstate`).
+
+Level-triggered, as Flux and Argo CD do it: the node that accepts a delivery records
+the *desired* commit of the target (a new generation) and publishes a notification;
+every node's agent reconciles its own checkout to it through the target's usual
+worker (coalescing, strategies, submodules, post_deploy, reload, its own record) and
+writes its own outcome back.  The agent reconciles at start, on each notification,
+after a lost connection comes back, and every ``reconcile_interval`` seconds.  A
+generation that failed on this node is not tried again by the reconcile: a new
+generation (a push, a redelivery, an explicit deploy) is.
+
+This module imports ``redis`` (redis.asyncio: nothing blocks the IOLoop); the hub
+imports it only when ``redis_url`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from deployhook.forges.delivery import Push
+from deployhook.git import releases
+from deployhook.git.checkout import RunResult
+from deployhook.git.steps import redact
+from deployhook.service.fleetstate import (
+    CHANNEL,
+    DELIVERY_TTL,
+    HEARTBEAT_EVERY,
+    Desired,
+    NodeState,
+    Outcome,
+    Told,
+    delivery_key,
+    desired_key,
+    heartbeat_key,
+    load_pending,
+    masked,
+    outcomes_key,
+    parse_beats,
+    parse_desired,
+    parse_outcomes,
+    parse_read,
+    password,
+    published,
+    queue_beat,
+    queue_publish,
+    queue_read,
+    queue_report,
+    save_pending,
+    states,
+    view,
+)
+
+if TYPE_CHECKING:
+    from deployhook.service.hub import Hub
+    from deployhook.service.target import Target
+
+log = logging.getLogger("deployhook.fleet")
+RETRY = 1.0  # seconds between attempts while Redis is unreachable or something waits
+TIMEOUT = 3.0  # seconds for one Redis command (connecting: 2 s)
+
+
+class Fleet:
+    """This node's agent: heartbeat, notifications, reconcile, outcomes."""
+
+    def __init__(self, hub: Hub) -> None:
+        """Raises ConfigError: ``redis_password_file`` cannot be read."""
+        config = hub.config
+        assert config.redis_url is not None and config.node is not None
+        self.hub = hub
+        self.node: str = config.node
+        self.where = masked(config.redis_url)
+        self.client = aioredis.from_url(
+            config.redis_url, password=password(config.redis_password_file),
+            socket_timeout=TIMEOUT, socket_connect_timeout=2.0, health_check_interval=10)
+        self.covering: dict[str, Desired] = {}  # target -> the generation our worker runs
+        self.pending: dict[str, Desired] = {}  # accepted while Redis was unreachable
+        self.pending_path = Path(config.state_db + ".fleet-pending")  # ...kept there too
+        self.outbox: dict[str, Outcome] = {}  # our outcomes not written yet
+        self.local: dict[str, tuple[int, NodeState]] = {}  # target -> our last outcome
+        self.cached: dict[str, Any] = {}  # every target's fleet as last read (/health)
+        self.reachable: bool | None = None
+        self.error = ""
+        self.closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reconciling: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self._rolling: set[str] = set()  # targets a fleet rollback is switching
+        hub.listeners.append(self._ran)
+
+    # -- running -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the heartbeat and the notification listener (neither waits for Redis)."""
+        log.info("fleet: node %s, desired state in Redis at %s", self.node, self.where)
+        self.pending.update(load_pending(self.pending_path))
+        self._spawn(self._beat_loop())
+        self._spawn(self._listen_loop())
+
+    async def close(self) -> None:
+        """Stop; leave the fleet (this node is absent at once, not after the TTL)."""
+        self.closing = True
+        for task in list(self._tasks) + list(self._reconciling.values()):
+            task.cancel()
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            await asyncio.wait_for(self.client.delete(heartbeat_key(self.node)), 1.0)
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.aclose()
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _beat_loop(self) -> None:
+        """Heartbeat, flush what waited for Redis, reconcile every ``reconcile_interval``."""
+        interval = self.hub.config.reconcile_interval
+        next_reconcile = 0.0
+        while not self.closing:
+            try:
+                await self._beat()
+                await self._flush()
+                if time.monotonic() >= next_reconcile:
+                    next_reconcile = time.monotonic() + interval
+                    self.reconcile_all()
+                self.cached = await self.snapshot()
+                self._reached()
+            except (RedisError, OSError) as exc:
+                self._unreachable(exc)
+            busy = self.pending or self.outbox or not self.reachable
+            await asyncio.sleep(RETRY if busy else min(HEARTBEAT_EVERY, interval))
+
+    async def _listen_loop(self) -> None:
+        """Reconcile the target each notification names; after (re)subscribing, every
+        target (notifications sent meanwhile are lost)."""
+        while not self.closing:
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(CHANNEL)
+                self.reconcile_all()
+                while not self.closing:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=1.0)
+                    if message is not None:
+                        self.poke(_text(message["data"]))
+            except (RedisError, OSError) as exc:
+                self._unreachable(exc)
+                await asyncio.sleep(RETRY)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+
+    async def _beat(self) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        queue_beat(pipe, self.node, {t.name: t.head for t in self.hub.targets.values()})
+        await pipe.execute()
+
+    async def _flush(self) -> None:
+        """Publish the desired states accepted while Redis was unreachable (unless a
+        newer one is there), and write our outcomes that could not be written."""
+        for name, desired in list(self.pending.items()):
+            current = parse_desired(name, await self.client.hgetall(desired_key(name)))
+            if current is None or current.time <= desired.time:
+                if desired.delivery != "-":
+                    await self.client.set(delivery_key(name, desired.delivery), self.node,
+                                          nx=True, ex=DELIVERY_TTL)
+                done = await self._publish(desired)
+                log.info("fleet: told the fleet %s of %s at last (generation %d)",
+                         desired.sha[:12], name, done.generation)
+            if self.pending.get(name) is desired:  # not replaced by a newer one meanwhile
+                del self.pending[name]
+            await self._keep_pending()
+        for name, outcome in list(self.outbox.items()):
+            await self._write(name, outcome)
+
+    async def _keep_pending(self) -> None:
+        """Write :attr:`pending` to its file (in a thread), so that a restart before
+        Redis is back still tells the fleet."""
+        await asyncio.get_running_loop().run_in_executor(
+            self.hub.executor, save_pending, self.pending_path, dict(self.pending))
+
+    def _reached(self) -> None:
+        if self.reachable is False:
+            log.warning("fleet: Redis at %s is reachable again", self.where)
+        self.reachable, self.error = True, ""
+
+    def note_unreachable(self, exc: BaseException) -> None:
+        """A read of Redis by someone else (a page) failed with ``exc``."""
+        self._unreachable(exc)
+
+    def _unreachable(self, exc: BaseException) -> None:
+        self.error = redact(f"Redis at {self.where} is unreachable ({type(exc).__name__}: "
+                            f"{exc})")[:300]
+        if self.reachable is not False and not self.closing:
+            log.warning("fleet: %s; this node keeps deploying its own deliveries and tells "
+                        "the fleet once it is back", self.error)
+        self.reachable = False
+
+    # -- reconciling -------------------------------------------------------------------
+    def reconcile_all(self) -> None:
+        for name in self.hub.targets:
+            self.poke(name)
+
+    def poke(self, name: str) -> None:
+        """Reconcile target ``name`` soon (once more if a reconcile of it runs)."""
+        if name not in self.hub.targets or self.closing:
+            return
+        running = self._reconciling.get(name)
+        if running is not None and not running.done():
+            self._again.add(name)
+            return
+        self._reconciling[name] = asyncio.ensure_future(self._reconcile_loop(name))
+
+    async def _reconcile_loop(self, name: str) -> None:
+        while True:
+            self._again.discard(name)
+            try:
+                await self.reconcile(self.hub.targets[name])
+            except (RedisError, OSError) as exc:
+                self._unreachable(exc)
+            except Exception:
+                log.exception("fleet: reconciling %s failed", name)
+            if name not in self._again or self.closing:
+                return
+
+    async def reconcile(self, target: Target) -> None:
+        """Bring ``target``'s checkout to the desired commit unless this node already
+        reported on its generation (deployed or failed), a run of ours covers it, or
+        deploys are paused here."""
+        name = target.name
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(desired_key(name))
+        pipe.hget(outcomes_key(name), self.node)
+        raw, mine = await pipe.execute()
+        desired = parse_desired(name, raw)
+        if desired is None:
+            return
+        outcome = parse_outcomes({self.node: mine}).get(self.node) if mine else None
+        covering = self.covering.get(name)
+        if (outcome is not None and outcome.generation >= desired.generation) or (
+                covering is not None and covering.generation >= desired.generation) or (
+                target.paused is not None or name in self._rolling):
+            return
+        last = target.last_run
+        if target.head == desired.sha and (last is None or last.get("ok")):
+            await self._write(name, Outcome(self.node, desired.generation, desired.sha,
+                                            target.head, True, "at the desired commit"))
+            return
+        if desired.kind == "rollback":
+            await self._roll_back(target, desired)
+            return
+        refused = _refused(target, desired)
+        if refused:
+            await self._write(name, Outcome(self.node, desired.generation, desired.sha,
+                                            target.head, False, refused))
+            return
+        self.covering[name] = desired
+        log.info("%s: fleet: deploying %s (generation %d, from %s)", name, desired.sha[:12],
+                 desired.generation, desired.by)
+        target.worker.submit(_push(desired), None, trigger="fleet")
+
+    async def _roll_back(self, target: Target, desired: Desired) -> None:
+        """Switch ``current`` to this node's release of the desired commit (a
+        ``deployhook rollback`` on another node), recorded; write the outcome."""
+        name, config = target.name, target.config
+        if not releases.enabled(config):
+            ok, reason = False, "a rollback needs deploy_mode = \"releases\" on this node"
+        else:
+            self._rolling.add(name)
+            try:
+                ok, reason = await target.worker.run_in_executor(
+                    self._recorded_rollback, target, desired)
+            finally:
+                self._rolling.discard(name)
+        head = await target.worker.run_in_executor(releases.live_sha, config) \
+            if releases.enabled(config) else target.head
+        log.info("%s: fleet: rollback to %s: %s", name, desired.sha[:12], reason)
+        await self._write(name, Outcome(self.node, desired.generation, desired.sha, head,
+                                        ok and head == desired.sha, redact(reason)[:300]))
+
+    def _recorded_rollback(self, target: Target, desired: Desired) -> tuple[bool, str]:
+        """In a git thread: the rollback to ``desired``, recorded as a run (trigger fleet)."""
+        config, record = target.config, self.hub.record
+        before = releases.live_sha(config)
+        run_id = record.call(lambda s: s.start_run(
+            "fleet", config.branch or "", before, [], [f"fleet: {desired.by}"[:200]],
+            target=target.name))
+        try:
+            ok, reason, steps = releases.roll_back(config, desired.sha)
+        except LookupError as exc:
+            ok, reason, steps = False, str(exc), []
+        after = releases.live_sha(config)
+        if run_id is not None:
+            record.call(lambda s: s.finish_run(run_id, ok, before, after, reason, steps))
+        return ok, reason
+
+    def _ran(self, target: Target, result: RunResult) -> None:
+        """After each run of ours: when it covered the generation we bring this target
+        to, write our outcome for it."""
+        covering = self.covering.get(target.name)
+        if covering is None:
+            return
+        covered = covering.sha in result.contains or result.head_after == covering.sha
+        if result.ok and not covered:
+            return  # a run that began before ours was queued: ours comes next
+        del self.covering[target.name]
+        ok = result.ok and (result.head_after == covering.sha or (
+            covering.kind != "rollback" and bool(result.contains.get(covering.sha))))
+        reason = "deployed" if ok else (result.reason if not result.ok else (
+            f"{covering.sha[:12]} is not in {covering.ref} after fetching"))
+        outcome = Outcome(self.node, covering.generation, covering.sha, result.head_after,
+                          ok, redact(reason)[:300])
+        self.local[target.name] = (covering.generation, NodeState(
+            self.node, "deployed" if ok else "failed", result.head_after, outcome.reason,
+            outcome.time))
+        self.outbox[target.name] = outcome
+        self._spawn(self._write_quietly(target.name, outcome))
+
+    async def _write_quietly(self, name: str, outcome: Outcome) -> None:
+        try:
+            await self._write(name, outcome)
+        except (RedisError, OSError) as exc:
+            self._unreachable(exc)  # the beat loop writes it once Redis is back
+
+    async def _write(self, name: str, outcome: Outcome) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        queue_report(pipe, name, outcome)
+        await pipe.execute()
+        if self.outbox.get(name) is outcome:
+            del self.outbox[name]
+
+    # -- deliveries --------------------------------------------------------------------
+    async def _publish(self, desired: Desired) -> Desired:
+        pipe = self.client.pipeline(transaction=True)
+        queue_publish(pipe, desired)
+        return published(desired, await pipe.execute())
+
+    async def accepted(self, target: Target, push: Push) -> Told:
+        """Tell the fleet of a verified push for ``target``: a new delivery sets the
+        desired commit (a new generation, covered by our own worker's run); a
+        redelivery does not, unless a node failed its generation (then those nodes try
+        again, through their agents).  Redis unreachable: the push waits to be published
+        (never raises)."""
+        desired = Desired(target.name, push.after, push.ref, push.delivery_id,
+                          f"{self.node} (push by {push.pusher})"[:200])
+        try:
+            new = push.delivery_id == "-" or bool(await self.client.set(
+                delivery_key(target.name, push.delivery_id), self.node, nx=True,
+                ex=DELIVERY_TTL))
+            if not new:
+                current, failed = await self._current(target.name)
+                if current is None or current.delivery != push.delivery_id or not failed:
+                    return Told(current, False)
+                log.info("%s: fleet: redelivery %s: %s try generation %d again", target.name,
+                         push.delivery_id, ", ".join(failed), current.generation)
+                return Told(await self._publish(current), False)  # their agents retry
+            done = await self._publish(desired)
+        except (RedisError, OSError) as exc:
+            self._unreachable(exc)
+            self.pending[target.name] = desired
+            await self._keep_pending()
+            return Told(None, True, self.error)
+        self.covering[target.name] = done
+        return Told(done, True)
+
+    def uncover(self, name: str) -> None:
+        """No run of ours covers the generation :meth:`accepted` set for target ``name``
+        (a delivery this node had deployed already): the reconcile reports it."""
+        self.covering.pop(name, None)
+        self.poke(name)
+
+    async def _current(self, name: str) -> tuple[Desired | None, list[str]]:
+        """The desired state of ``name`` and the nodes that failed its generation."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(desired_key(name))
+        pipe.hgetall(outcomes_key(name))
+        raw, outcomes = await pipe.execute()
+        desired = parse_desired(name, raw)
+        if desired is None:
+            return None, []
+        failed = [o.node for o in parse_outcomes(outcomes).values()
+                  if o.generation == desired.generation and not o.ok]
+        return desired, failed
+
+    async def states(self, name: str, desired: Desired) -> list[NodeState]:
+        """Every node's state for target ``name`` against ``desired``'s generation."""
+        pipe = self.client.pipeline(transaction=False)
+        queue_read(pipe, [name])
+        _, outcomes, nodes = parse_read([name], await pipe.execute())
+        beats = parse_beats(nodes, await self.client.mget(
+            [heartbeat_key(n) for n in nodes])) if nodes else {}
+        found = states(name, desired, outcomes[name], beats)
+        generation, own = self.local.get(name, (0, None))
+        mine = outcomes[name].get(self.node)
+        if own is not None and generation >= desired.generation and (
+                mine is None or mine.generation < generation):  # not in Redis yet
+            found = [own if s.node == self.node else s for s in found]
+        return found
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Every target's desired state and nodes, read now.
+
+        Raises:
+            RedisError, OSError: Redis is unreachable.
+        """
+        names = list(self.hub.targets)
+        pipe = self.client.pipeline(transaction=False)
+        queue_read(pipe, names)
+        desired, outcomes, nodes = parse_read(names, await pipe.execute())
+        beats = parse_beats(nodes, await self.client.mget(
+            [heartbeat_key(n) for n in nodes])) if nodes else {}
+        return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats))
+                for n in names}
+
+    def status(self) -> dict[str, Any]:
+        """For ``/health``: this node, Redis (its URL masked), each target's fleet as the
+        last heartbeat read it."""
+        return {"node": self.node, "redis": self.where, "reachable": self.reachable,
+                "reason": self.error, "targets": self.cached}
+
+
+def _push(desired: Desired) -> Push:
+    """The push a reconcile hands the worker for ``desired``."""
+    return Push(ref=desired.ref, before="", after=desired.sha, deleted=False, repository="",
+                default_branch=None, pusher=f"fleet: {desired.by}"[:200],
+                delivery_id=desired.delivery)
+
+
+def _refused(target: Target, desired: Desired) -> str:
+    """Why this node cannot deploy ``desired`` ("" when it can)."""
+    if target.config.tags is not None:
+        return "" if desired.ref.startswith("refs/tags/") else (
+            f"this node deploys tags, the desired commit is on {desired.ref}")
+    if target.branch and desired.ref != f"refs/heads/{target.branch}":
+        return f"this node deploys {target.branch}, the desired commit is on {desired.ref}"
+    return ""
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

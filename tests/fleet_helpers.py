@@ -1,0 +1,169 @@
+"""A real Redis (Debian's redis-server) and a fleet of real daemons, for the fleet tests
+and bench/fleet.py.
+
+Redis runs on a free port in its own folder with the persistence README.rst
+recommends (``appendonly yes``) and a password (``requirepass``), which each node
+reads from its ``redis_password_file``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import (
+    REPOSITORY,
+    Daemon,
+    free_port,
+    git,
+    http,
+    write_config,
+)
+
+REDIS_PASSWORD = "fleet test password"
+
+
+def redis_server() -> str | None:
+    """The redis-server program, or None when it is not installed."""
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+
+
+class RedisServer:
+    """``redis-server`` as a subprocess on 127.0.0.1:``port`` keeping its data in ``folder``."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        self.folder = folder
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start it and wait until it answers PING (with the password)."""
+        program = redis_server()
+        assert program is not None
+        self.proc = subprocess.Popen(
+            [program, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.folder), "--appendonly", "yes", "--appendfsync", "everysec",
+             "--save", "", "--requirepass", REDIS_PASSWORD, "--logfile",
+             str(self.folder / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=self.folder)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.ping():
+                return self
+            assert self.proc.poll() is None, (self.folder / "redis.log").read_text()
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not answer in 20 s")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+                conn.sendall(f'AUTH "{REDIS_PASSWORD}"\r\nPING\r\n'.encode())
+                data = b""
+                while data.count(b"\r\n") < 2:
+                    chunk = conn.recv(100)
+                    if not chunk:
+                        return False
+                    data += chunk
+                return data.endswith(b"+PONG\r\n")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM (a clean stop: Redis writes its append-only file) and wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+
+
+@dataclass
+class Node:
+    """One server of the fleet: its checkout and its daemon."""
+
+    name: str
+    root: Path
+    checkout: Path
+    config: Path
+    port: int
+    daemon: Daemon | None = None
+
+    def start(self) -> Node:
+        self.daemon = Daemon(self.config, self.port)
+        self.daemon.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def head(self) -> str:
+        return git(self.checkout, "rev-parse", "HEAD")
+
+    def runs(self) -> int:
+        """How many runs this node's record holds."""
+        return int(http("GET", self.url + "/deployments")[1]["total"])
+
+
+@dataclass
+class Fleet:
+    """Nodes sharing one origin and one Redis."""
+
+    redis: RedisServer
+    nodes: list[Node] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.redis.stop()
+
+    def wait_registered(self, target: str = "default") -> None:
+        """Wait until the first node sees every node (each one's first heartbeat)."""
+        names = {node.name for node in self.nodes}
+
+        def known() -> bool:
+            fleet = http("GET", self.nodes[0].url + "/deployments")[1].get("fleet", {})
+            return set(fleet.get(target, {}).get("nodes", {})) == names
+
+        wait_for(known, what="every node's first heartbeat")
+
+
+def make_node(root: Path, origin: Path, name: str, redis: RedisServer, secret: Path,
+              **extra: Any) -> Node:
+    """A clone of ``origin`` (with submodules) and a config for node ``name``."""
+    folder = root / name
+    folder.mkdir()
+    checkout = folder / "site"
+    git(root, "clone", "-q", "--recurse-submodules", origin.as_uri(), str(checkout))
+    password = folder / "redis-password.txt"
+    password.write_text(REDIS_PASSWORD + "\n")
+    port = free_port()
+    values = {"port": port, "repo_path": str(checkout), "secret_file": str(secret),
+              "repository": REPOSITORY, "reload": "none", "redis_url": redis.url,
+              "redis_password_file": str(password), "node": name,
+              "reconcile_interval": 1.0, **extra}
+    return Node(name, folder, checkout, write_config(folder / "config.py", **values), port)
+
+
+def wait_for(check: Any, timeout: float = 30, what: str = "condition") -> Any:
+    """Poll ``check()`` until it returns something true; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached in {timeout} s")

@@ -1,0 +1,264 @@
+"""Fleet mode against a real Redis (Debian's redis-server) and three real daemons, each
+with its own clone of one origin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fleet_helpers import Fleet, Node, RedisServer, make_node, redis_server, wait_for
+from tests.helpers import SECRET, basic_auth, deliver_push, isolate_git, make_origin
+from tests.tools import require_tool
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Path, Path, Path, Path]]:
+    """(root, origin, pusher, secret file) with git isolated."""
+    require_tool(redis_server(), "redis-server is not installed (Debian: redis-server)")
+    isolate_git(tmp_path)
+    origin, _, pusher = make_origin(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET.decode() + "\n")
+    yield tmp_path, origin, pusher, secret
+
+
+def commit(pusher: Path, text: str) -> str:
+    from tests.helpers import git
+
+    (pusher / "app.py").write_text(text)
+    git(pusher, "commit", "-qam", f"change {text[:20]}")
+    git(pusher, "push", "-q", "origin", "HEAD:main")
+    return git(pusher, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def fleet(world: tuple[Path, Path, Path, Path]) -> Iterator[Fleet]:
+    """Redis and three started nodes, web1..web3."""
+    root, origin, _, secret = world
+    fleet = Fleet(RedisServer(root / "redis").start())
+    try:
+        for name in ("web1", "web2", "web3"):
+            fleet.nodes.append(make_node(root, origin, name, fleet.redis, secret).start())
+        fleet.wait_registered()
+        yield fleet
+    finally:
+        fleet.stop()
+
+
+def cli(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "deployhook", *args, "--config",
+                           str(node.config)], capture_output=True, text=True,
+                          cwd=node.root, env=os.environ, timeout=60)
+
+
+def test_a_delivery_to_any_node_deploys_all_three(fleet: Fleet,
+                                                  world: tuple[Path, ...]) -> None:
+    """One delivery to web2: all three checkouts reach the commit, the answer lists the
+    three nodes; a redelivery to web3 deploys nothing again; the status page, /deployments,
+    /health and ``deployhook fleet`` show every node."""
+    _, _, pusher, _ = world
+    sha = commit(pusher, "print('v2')\n")
+    web1, web2, web3 = fleet.nodes
+    status, body = deliver_push(web2.url, sha, delivery="fleet-1")
+    assert status == 200, body
+    assert body["reason"] == "deployed on 3/3 nodes"
+    assert set(body["fleet"]["nodes"]) == {"web1", "web2", "web3"}
+    assert all(n["state"] == "deployed" and n["head"] == sha
+               for n in body["fleet"]["nodes"].values())
+    assert [n.head() for n in fleet.nodes] == [sha, sha, sha]
+    runs = [n.runs() for n in fleet.nodes]
+    status, again = deliver_push(web3.url, sha, delivery="fleet-1")
+    assert status == 200 and again["replayed"] is True, again
+    assert "deployed on 3/3 nodes" in again["reason"]
+    assert [n.runs() for n in fleet.nodes] == runs
+    from tests.helpers import http
+
+    _, listing = http("GET", web1.url + "/deployments")
+    nodes = listing["fleet"]["default"]["nodes"]
+    assert {k: v["state"] for k, v in nodes.items()} == dict.fromkeys(
+        ("web1", "web2", "web3"), "deployed")
+    checked = cli(web1, "check")
+    assert "OK   redis      redis://127.0.0.1:" in checked.stdout, checked.stdout
+    assert "this server is node web1" in checked.stdout
+    shown = cli(web1, "fleet")
+    assert shown.returncode == 0, shown.stderr
+    for name in ("web1", "web2", "web3"):
+        assert f"{name}  deployed  {sha[:12]}" in shown.stdout
+    assert json.loads(cli(web1, "fleet", "--json").stdout)["default"]["desired"]["sha"] == sha
+    request = urllib.request.Request(web2.url + "/", headers=basic_auth())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        page = response.read().decode()
+    assert "<h2>Servers</h2>" in page
+    for name in ("web1", "web2", "web3"):
+        assert f'<td data-label="Node">{name}</td>' in page
+    assert page.count('class="badge ok">deployed</span>') == 3
+    assert "redis" in wait_for(lambda: http("GET", web3.url + "/health")[1].get("fleet"))
+    assert fleet.redis.url in http("GET", web3.url + "/health")[1]["fleet"]["redis"]
+
+
+def test_a_stopped_node_converges_after_restart(fleet: Fleet, world: tuple[Path, ...]) -> None:
+    """web3 is stopped during five pushes: it is listed absent, not counted; restarted,
+    it reaches the last commit."""
+    _, _, pusher, _ = world
+    web1, _, web3 = fleet.nodes
+    web3.stop()
+    for i in range(5):
+        sha = commit(pusher, f"print({i})\n")
+        status, body = deliver_push(web1.url, sha, delivery=f"stopped-{i}")
+        assert status == 200, body
+        assert body["reason"].startswith("deployed on 2/2 nodes; absent"), body
+        assert body["fleet"]["nodes"]["web3"]["state"] == "absent"
+    assert web3.head() != sha
+    web3.start()
+    wait_for(lambda: web3.head() == sha, what="web3 at the last commit")
+    shown = json.loads(cli(web1, "fleet", "--json").stdout)["default"]
+    wait_for(lambda: json.loads(cli(web1, "fleet", "--json").stdout)["default"]["nodes"]
+             ["web3"]["state"] == "deployed", what="web3 reported")
+    assert shown["desired"]["sha"] == sha
+
+
+def test_a_failing_node_is_reported_and_not_retried_until_a_redelivery(
+        world: tuple[Path, Path, Path, Path]) -> None:
+    """web3's post_deploy fails: the answer is 500 naming web3, the others deploy; the
+    reconcile loop does not try the commit again on web3; a redelivery does (and only
+    there)."""
+    root, origin, pusher, secret = world
+    fleet = Fleet(RedisServer(root / "redis").start())
+    try:
+        for name in ("web1", "web2"):
+            fleet.nodes.append(make_node(root, origin, name, fleet.redis, secret).start())
+        fleet.nodes.append(make_node(root, origin, "web3", fleet.redis, secret,
+                                     post_deploy=["false"]).start())
+        fleet.wait_registered()
+        web1, web2, web3 = fleet.nodes
+        sha = commit(pusher, "print('broken on web3')\n")
+        status, body = deliver_push(web1.url, sha, delivery="fail-1")
+        assert status == 500, body
+        assert body["reason"].startswith("deployed on 2/3 nodes; failed on web3 ("), body
+        assert body["fleet"]["nodes"]["web3"]["state"] == "failed"
+        assert web1.head() == sha and web2.head() == sha
+        runs = web3.runs()
+        time.sleep(3.5)  # three reconcile periods (1 s each): web3 does not try again
+        assert web3.runs() == runs
+        status, again = deliver_push(web2.url, sha, delivery="fail-1")
+        assert status == 500 and "failed on web3" in again["reason"], again
+        assert web3.runs() == runs + 1
+        assert web1.runs() == 1 and web2.runs() == 1  # nothing deployed again there
+    finally:
+        fleet.stop()
+
+
+def test_redis_stopped_and_restarted_loses_nothing(fleet: Fleet,
+                                                   world: tuple[Path, ...]) -> None:
+    """Redis stopped cleanly (SIGTERM) after a delivery and started again on the same
+    folder: the desired state is still there; a push while it is down is deployed by the
+    node that received it, which says the fleet could not be told, and the fleet catches
+    up once Redis is back, even after a restart of its own meanwhile."""
+    _, _, pusher, _ = world
+    web1, web2, _ = fleet.nodes
+    first = commit(pusher, "print('before')\n")
+    assert deliver_push(web1.url, first, delivery="r-1")[0] == 200
+    generation = json.loads(cli(web1, "fleet", "--json").stdout)["default"]["desired"]
+    fleet.redis.stop()
+    second = commit(pusher, "print('while redis is down')\n")
+    status, body = deliver_push(web2.url, second, delivery="r-2")
+    assert status == 202, body
+    assert "the fleet could not be told" in body["reason"], body
+    assert body["fleet"]["told"] is False
+    assert fleet.redis.url.rsplit(":", 1)[0] in body["reason"]
+    assert "fleet test password" not in json.dumps(body)
+    assert web2.head() == second and web1.head() == first
+    shown = cli(web1, "fleet")
+    assert shown.returncode == 1 and "unreachable" in shown.stderr
+    checked = cli(web1, "check")
+    assert "FAIL redis      Redis at redis://127.0.0.1:" in checked.stdout, checked.stdout
+    web2.stop()  # what it must tell the fleet outlives a restart
+    web2.start()
+    fleet.redis.start()
+    wait_for(lambda: all(n.head() == second for n in fleet.nodes), what="every node at second")
+    after = json.loads(cli(web1, "fleet", "--json").stdout)["default"]
+    assert after["desired"]["sha"] == second
+    assert after["desired"]["generation"] > generation["generation"]
+    wait_for(lambda: all(s["state"] == "deployed" for s in json.loads(cli(
+        web1, "fleet", "--json").stdout)["default"]["nodes"].values()), what="all reported")
+    for node in fleet.nodes:
+        assert "fleet test password" not in node.daemon.log()  # type: ignore[union-attr]
+
+
+def test_a_rollback_rolls_back_the_fleet_and_the_reconcile_keeps_it(
+        world: tuple[Path, Path, Path, Path]) -> None:
+    """Two nodes in releases mode: ``deployhook rollback`` on web1 makes the release
+    before the desired commit of both; web2 switches its own ``current`` back, and the
+    reconcile does not undo it; ``deployhook deploy`` on web1 makes the newest commit the
+    desired one again."""
+    root, origin, pusher, secret = world
+    fleet = Fleet(RedisServer(root / "redis").start())
+    try:
+        for name in ("web1", "web2"):
+            fleet.nodes.append(make_node(
+                root, origin, name, fleet.redis, secret, deploy_mode="releases",
+                releases_path=str(root / name / "releases")).start())
+        fleet.wait_registered()
+        web1, web2 = fleet.nodes
+
+        def live(node: Node) -> str:
+            from tests.helpers import git
+
+            return git(node.root / "releases" / "current", "rev-parse", "HEAD")
+
+        first = commit(pusher, "print('first')\n")
+        assert deliver_push(web1.url, first, delivery="rb-1")[0] == 200
+        time.sleep(1.1)  # release names carry the second
+        second = commit(pusher, "print('second')\n")
+        status, body = deliver_push(web2.url, second, delivery="rb-2")
+        assert status == 200, body
+        assert live(web1) == second and live(web2) == second
+        rolled = cli(web1, "rollback")
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        assert "is the desired commit of default on every node" in rolled.stdout
+        wait_for(lambda: live(web2) == first, what="web2 rolled back")
+        time.sleep(2.5)  # two reconcile periods: nothing undoes it
+        assert live(web1) == first and live(web2) == first
+        state = json.loads(cli(web2, "fleet", "--json").stdout)["default"]
+        assert state["desired"]["kind"] == "rollback" and state["desired"]["sha"] == first
+        assert {n: s["state"] for n, s in state["nodes"].items()} == {
+            "web1": "deployed", "web2": "deployed"}
+        deployed = cli(web1, "deploy")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert live(web1) == second
+        wait_for(lambda: live(web2) == second, what="web2 at the newest commit again")
+    finally:
+        fleet.stop()
+
+
+def test_a_killed_node_is_absent_once_its_heartbeat_expires(fleet: Fleet,
+                                                            world: tuple[Path, ...]) -> None:
+    """web3 killed (SIGKILL: no goodbye): live until its heartbeat expires (15 s), then
+    listed absent and not counted."""
+    from tests.helpers import http
+
+    _, _, pusher, _ = world
+    web1, _, web3 = fleet.nodes
+    assert web3.daemon is not None
+
+    def web3_state() -> str | None:
+        nodes = http("GET", web1.url + "/deployments")[1]["fleet"]["default"]["nodes"]
+        return nodes["web3"]["state"] if "web3" in nodes else None
+
+    wait_for(web3_state, what="web3's first heartbeat")
+    web3.daemon.proc.kill()
+    web3.daemon.proc.wait(10)
+    wait_for(lambda: web3_state() == "absent", timeout=40, what="web3 absent")
+    sha = commit(pusher, "print('without web3')\n")
+    status, body = deliver_push(web1.url, sha, delivery="killed-1")
+    assert status == 200, body
+    assert body["reason"] == ("deployed on 2/2 nodes; absent (no heartbeat for 15 s, not "
+                              "counted): web3")
