@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from fixtures import Repos, push_payload, read_head, signed
-from measure import WRK_SCRIPT
-from targets import Target, request
+from measure import WRK_SCRIPT, deliver_and_wait
+from targets import Target
 
 THREADS, CONNECTIONS = 2, 8
 WRONG = "sha256=" + "0" * 64
@@ -40,18 +40,9 @@ def under_flood(target: Target, repos: Repos, workdir: Path, reps: int = 5,
             before = read_head(repos.deployed) or ""
             sha, sub = repos.commit_submodule()
             body, headers = signed(push_payload(sha, before), delivery=f"flood-{i}")
-            start = time.perf_counter()
-            status, answer, _ = request("POST", target.hook_url, body, headers, timeout=60)
-            deadline = start + 30
-            while not (read_head(repos.deployed) == sha
-                       and read_head(repos.deployed / "posts") == sub):
-                if time.perf_counter() > deadline:
-                    problems.append(f"push {i}: not deployed ({status}: {answer[:120]!r})")
-                    break
-                time.sleep(0.002)
-            times.append(time.perf_counter() - start)
-            if not 200 <= status < 300:
-                problems.append(f"push {i}: {status}: {answer[:120]!r}")
+            elapsed, _ = deliver_and_wait(target, repos, body, headers, (sha, sub),
+                                          f"push {i}", problems)
+            times.append(elapsed)
             if wrk.poll() is not None:
                 problems.append(f"wrk ended early (exit {wrk.returncode})")
                 break

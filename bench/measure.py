@@ -179,6 +179,28 @@ def burst(target: Target, repos: Repos, n: int = 30, delay: float = 0.25) -> dic
     }
 
 
+def deliver_and_wait(target: Target, repos: Repos, body: bytes, headers: dict[str, str],
+                     heads: tuple[str, str], label: str, problems: list[str]
+                     ) -> tuple[float, bytes]:
+    """POST one delivery and wait (at most 30 s) until the deployed clone and its ``posts``
+    submodule are at ``heads``; (seconds from the request, the answer's body).  A non-2xx
+    answer or a checkout that never got there is appended to ``problems``."""
+    sha, sub = heads
+    start = time.perf_counter()
+    status, answer, _ = request("POST", target.hook_url, body, headers, timeout=60)
+    deadline = start + 30
+    while not (read_head(repos.deployed) == sha
+               and read_head(repos.deployed / "posts") == sub):
+        if time.perf_counter() > deadline:
+            problems.append(f"{label}: not deployed ({status}: {answer[:120]!r})")
+            break
+        time.sleep(0.002)
+    elapsed = time.perf_counter() - start
+    if not 200 <= status < 300:
+        problems.append(f"{label}: {status}: {answer[:120]!r}")
+    return elapsed, answer
+
+
 def overhead(target: Target, repos: Repos, reps: int = 7) -> dict[str, Any]:
     """Delivery-to-updated-checkout time vs. the plain deploy script on an equivalent clone,
     for ``reps`` submodule bumps each.  One untimed warm-up round first; the order of the
@@ -195,18 +217,8 @@ def overhead(target: Target, repos: Repos, reps: int = 7) -> dict[str, Any]:
 
         def deliver(body: bytes = body, headers: dict[str, str] = headers,
                     sha: str = sha, sub: str = sub, i: int = i) -> float:
-            start = time.perf_counter()
-            status, answer, _ = request("POST", target.hook_url, body, headers, timeout=60)
-            deadline = start + 30
-            while not (read_head(repos.deployed) == sha
-                       and read_head(repos.deployed / "posts") == sub):
-                if time.perf_counter() > deadline:
-                    problems.append(f"round {i}: not deployed ({status}: {answer[:120]!r})")
-                    break
-                time.sleep(0.002)
-            elapsed = time.perf_counter() - start
-            if not 200 <= status < 300:
-                problems.append(f"round {i}: {status}: {answer[:120]!r}")
+            elapsed, answer = deliver_and_wait(target, repos, body, headers, (sha, sub),
+                                               f"round {i}", problems)
             reported = _json(answer).get("duration")
             if i > 0 and isinstance(reported, (int, float)):
                 server.append(reported)
@@ -434,15 +446,15 @@ def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
     counted once, over the number of releases)."""
     from deployhook.git.checkout import Checkout
     from deployhook.service.runs import run_deploy
-    from deployhook.settings import TargetConfig
+    from deployhook.settings import Config
 
     site = repos.root / "site"
     modes = {
-        "in-place": TargetConfig(name="inplace", repo_path=str(repos.plain), branch="main",
-                                 reload="none"),
-        "releases": TargetConfig(repo_path=str(repos.deployed), branch="main", reload="none",
-                                 deploy_mode="releases", releases_path=str(site),
-                                 keep_releases=reps + 2),
+        "in-place": Config().default_target("inplace", repo_path=str(repos.plain),
+                                            branch="main", reload="none"),
+        "releases": Config().default_target(repo_path=str(repos.deployed), branch="main",
+                                            reload="none", deploy_mode="releases",
+                                            releases_path=str(site), keep_releases=reps + 2),
     }
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(reps):

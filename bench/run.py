@@ -231,6 +231,24 @@ def markdown(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def write(results: dict[str, Any], args: argparse.Namespace, default: str) -> Path:
+    """Write ``results`` as JSON to ``--output``, or to bench/``default`` when ``--output``
+    was left at its own default; the path written."""
+    output = BENCH / default if args.output == str(BENCH / "results.json") \
+        else Path(args.output)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    return output
+
+
+def summary(results: dict[str, Any], rows: list[list[str]], output: Path) -> None:
+    """Print the table ``rows``, the load averages, the run's length and where it went."""
+    took = f"{results['seconds']} s; " if "seconds" in results else ""
+    print()
+    print(markdown(rows))
+    print(f"\nload average before {results['load_before']}, after {results['load_after']}; "
+          f"{took}written to {output}")
+
+
 def run_strangers(args: argparse.Namespace, rounds: int = 3) -> int:
     """The large-body figures only, for deployhook: ``rounds`` of each, all printed."""
     from fixtures import big_push_body
@@ -256,9 +274,7 @@ def run_strangers(args: argparse.Namespace, rounds: int = 3) -> int:
     finally:
         kill_all()
         shutil.rmtree(work, ignore_errors=True)
-    output = BENCH / "strangers.json" if args.output == str(BENCH / "results.json") \
-        else Path(args.output)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    write(results, args, "strangers.json")
     print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1))
     return 0
 
@@ -295,13 +311,7 @@ def run_deploy(args: argparse.Namespace, names: list[str]) -> int:
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
     rows = [row for row in table(results)[0] if row[0].startswith(("figure", "deploy"))]
     results["table"] = rows
-    output = BENCH / "deploy.json" if args.output == str(BENCH / "results.json") \
-        else Path(args.output)
-    output.write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print(markdown(rows))
-    print(f"\nload average before {results['load_before']}, after {results['load_after']}; "
-          f"written to {output}")
+    summary(results, rows, write(results, args, "deploy.json"))
     return 0
 
 
@@ -316,9 +326,7 @@ def run_releases(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
                "releases": figures}
-    output = BENCH / "releases.json" if args.output == str(BENCH / "results.json") \
-        else Path(args.output)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    write(results, args, "releases.json")
     print(json.dumps(figures, indent=1))
     return 0
 
@@ -335,9 +343,7 @@ def run_fleet(args: argparse.Namespace) -> int:
         kill_all()
         shutil.rmtree(work, ignore_errors=True)
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(), **figures}
-    output = BENCH / "fleet.json" if args.output == str(BENCH / "results.json") \
-        else Path(args.output)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    write(results, args, "fleet.json")
     print(json.dumps(figures, indent=1))
     return 0
 
@@ -391,13 +397,7 @@ def run_targets(args: argparse.Namespace) -> int:
     results["seconds"] = round(time.time() - started, 1)
     rows = targets_table(results, [d.name for d in daemons])
     results["table"] = rows
-    output = BENCH / "targets.json" if args.output == str(BENCH / "results.json") \
-        else Path(args.output)
-    output.write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print(markdown(rows))
-    print(f"\nload average before {results['load_before']}, after {results['load_after']}; "
-          f"{results['seconds']} s; written to {output}")
+    summary(results, rows, write(results, args, "targets.json"))
     return 0
 
 
@@ -524,10 +524,7 @@ def main() -> int:
     results["verdicts"] = verdicts
     results["table"] = rows
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
-    print()
-    print(markdown(rows))
-    print(f"\nload average before {results['load_before']}, after {results['load_after']}; "
-          f"{results['seconds']} s; written to {args.output}")
+    summary(results, rows, Path(args.output))
     return 0
 
 
