@@ -206,7 +206,7 @@ def table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, str]]:
     rss = get(dh, "memory", "rss_mb")
     row("memory: RSS of the process tree after the run (MB)",
         lambda r: fmt(get(r, "memory", "rss_mb")) + f" ({get(r, 'memory', 'processes')} proc)",
-        "<= 40 MB", rss is not None and rss <= 40, "rss")
+        "<= 30 MB", rss is not None and rss <= 30, "rss")
     row("memory: RSS before the wrk runs (MB)",
         lambda r: fmt(get(r, "memory_before_load", "rss_mb")))
     row("memory: RSS after a 25 MB delivery (MB)",
