@@ -61,6 +61,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import SECRET, STATUS_PASSWORD, free_port, http, push_payload, signed
+from tests.tools import require_tool, under_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "contrib" / "systemd" / "deployhook.service"
@@ -80,7 +81,7 @@ GIT_IDENTITY = {
 }
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("podman") is None and not os.environ.get("CI"),
+    pytest.mark.skipif(shutil.which("podman") is None and not under_ci(),
                        reason="podman is not installed: run tests/systemd/build-image.sh "
                               "as root (CI: .ci/setup-systemd.sh)"),
     pytest.mark.timeout(900),  # includes building the image when it is missing
@@ -93,13 +94,6 @@ def timed(label: str) -> Iterator[None]:
     start = time.monotonic()
     yield
     print(f"\n[systemd] {label}: {time.monotonic() - start:.1f}s", end="", flush=True)
-
-
-def unavailable(reason: str) -> None:
-    """Skip, or fail under CI, where .ci/setup-systemd.sh must have provided podman."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI runs .ci/setup-systemd.sh before the tests)")
-    pytest.skip(reason)
 
 
 def config_text(port: int, **changes: Any) -> str:
@@ -222,18 +216,17 @@ def readme_check(read_write: str) -> tuple[str, ...]:
 
 def podman_ready() -> None:
     """Skip (fail under CI) unless podman runs and the image exists or can be built."""
-    if shutil.which("podman") is None:
-        unavailable("podman is not installed: run tests/systemd/build-image.sh as root")
+    require_tool(shutil.which("podman"),
+                 "podman is not installed: run tests/systemd/build-image.sh as root")
     info = subprocess.run(["podman", "info"], capture_output=True, text=True)
-    if info.returncode != 0:
-        unavailable(f"podman cannot run here: {info.stderr.strip()[-300:]}")
+    require_tool(info.returncode == 0, f"podman cannot run here: {info.stderr.strip()[-300:]}")
     # Idempotent: a no-op when the image exists and was built with the current package list.
     with timed("build-image.sh"):
         build = subprocess.run(["sh", str(BUILD_IMAGE)], capture_output=True, text=True,
                                stdin=subprocess.DEVNULL)
-    if build.returncode != 0:
-        unavailable(f"image {IMAGE} is missing and tests/systemd/build-image.sh failed: "
-                    f"{(build.stdout + build.stderr).strip()[-500:]}")
+    require_tool(build.returncode == 0,
+                 f"image {IMAGE} is missing and tests/systemd/build-image.sh failed: "
+                 f"{(build.stdout + build.stderr).strip()[-500:]}")
 
 
 def build_wheels(target: Path) -> None:
