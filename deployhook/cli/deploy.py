@@ -46,11 +46,7 @@ def add_parser(commands: Any) -> None:
 def deploy(config: Config, args: argparse.Namespace) -> int:
     """``deployhook deploy``: one deploy now (trigger ``cli``), recorded; 0 when it worked,
     1 when it failed, 2 for a missing or unknown ``--target``, 130 on Ctrl-C."""
-    try:
-        target = choose_target(config, args.target, required=True)
-    except CommandFailed as exc:
-        print(f"deployhook: {exc.reason}", file=sys.stderr)
-        return exc.status
+    target = choose_target(config, args.target, required=True)
     assert target is not None  # required=True
     checkout = Checkout(target)
     try:

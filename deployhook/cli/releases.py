@@ -9,7 +9,6 @@ with trigger ``rollback`` (heads: the live release's commit before and after).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
@@ -47,11 +46,7 @@ def _target(config: Config, args: argparse.Namespace) -> TargetConfig:
 def list_releases(config: Config, args: argparse.Namespace) -> int:
     """``deployhook releases``: one line per release, oldest first, ``*`` on the live one;
     0, or 2 for a bad ``--target``."""
-    try:
-        target = _target(config, args)
-    except CommandFailed as exc:
-        print(f"deployhook: {exc.reason}", file=sys.stderr)
-        return exc.status
+    target = _target(config, args)
     found = releases.releases(target)
     if not found:
         print(f"no releases yet in {releases.root(target)}")
@@ -66,11 +61,7 @@ def rollback(config: Config, args: argparse.Namespace) -> int:
     to ``--to``; recorded with trigger ``rollback``.  0 when it worked, 1 when it failed
     (no such release, the lock stayed held, ``activate`` failed), 2 for a bad
     ``--target``."""
-    try:
-        target = _target(config, args)
-    except CommandFailed as exc:
-        print(f"deployhook: {exc.reason}", file=sys.stderr)
-        return exc.status
+    target = _target(config, args)
     store = _writable_record(config)
     start = time.monotonic()
     before = releases.live_sha(target)

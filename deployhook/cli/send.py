@@ -74,9 +74,6 @@ def send(config: Config, args: argparse.Namespace) -> int:
             payload, event, summary_line = _push(target, forge, args.branch, args.tag)
         else:
             payload, event, summary_line = _ping(target, forge, url), "ping", "ping"
-    except CommandFailed as exc:
-        print(f"deployhook: {exc.reason}", file=sys.stderr)
-        return exc.status
     except DeliveryError as exc:
         print(f"deployhook: {exc.reason}", file=sys.stderr)
         return 1
