@@ -392,11 +392,7 @@ class Fleet:
 
     async def states(self, name: str, desired: Desired) -> list[NodeState]:
         """Every node's state for target ``name`` against ``desired``'s generation."""
-        pipe = self.client.pipeline(transaction=False)
-        queue_read(pipe, [name])
-        _, outcomes, nodes = parse_read([name], await pipe.execute())
-        beats = parse_beats(nodes, await self.client.mget(
-            [heartbeat_key(n) for n in nodes])) if nodes else {}
+        _, outcomes, beats = await self._read([name])
         found = states(name, desired, outcomes[name], beats)
         generation, own = self.local.get(name, (0, None))
         mine = outcomes[name].get(self.node)
@@ -412,13 +408,24 @@ class Fleet:
             RedisError, OSError: Redis is unreachable.
         """
         names = list(self.hub.targets)
+        desired, outcomes, beats = await self._read(names)
+        return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats))
+                for n in names}
+
+    async def _read(self, names: list[str]) -> tuple[
+            dict[str, Desired | None], dict[str, dict[str, Outcome]], dict[str, dict[str, Any]]]:
+        """The desired states, outcomes and the nodes' heartbeats of targets ``names``
+        (as :func:`parse_read` and :func:`parse_beats` give them).
+
+        Raises:
+            RedisError, OSError: Redis is unreachable.
+        """
         pipe = self.client.pipeline(transaction=False)
         queue_read(pipe, names)
         desired, outcomes, nodes = parse_read(names, await pipe.execute())
         beats = parse_beats(nodes, await self.client.mget(
             [heartbeat_key(n) for n in nodes])) if nodes else {}
-        return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats))
-                for n in names}
+        return desired, outcomes, beats
 
     def status(self) -> dict[str, Any]:
         """For ``/health``: this node, Redis (its URL masked), each target's fleet as the
