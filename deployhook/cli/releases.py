@@ -16,6 +16,7 @@ from deployhook.cli import fleet
 from deployhook.cli.common import CommandFailed, add_command, choose_target, short, table, user
 from deployhook.cli.deploy import _writable_record
 from deployhook.git import releases
+from deployhook.service.runs import run_rollback
 from deployhook.settings import Config, TargetConfig
 
 
@@ -64,14 +65,10 @@ def rollback(config: Config, args: argparse.Namespace) -> int:
     target = _target(config, args)
     store = _writable_record(config)
     start = time.monotonic()
-    before = releases.live_sha(target)
     try:
-        ok, reason, steps = releases.roll_back(target, args.to)
-        after = releases.live_sha(target)
-        if store is not None:
-            run_id = store.start_run("rollback", target.branch or "", before, [], [user()],
-                                     target=target.name)
-            store.finish_run(run_id, ok, before, after, reason, steps)
+        ok, reason, before, after = run_rollback(
+            target, lambda fn: None if store is None else fn(store), trigger="rollback",
+            which=args.to, pushers=[user()])
     finally:
         if store is not None:
             store.close()

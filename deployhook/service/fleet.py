@@ -59,6 +59,7 @@ from deployhook.service.fleetstate import (
     states,
     view,
 )
+from deployhook.service.runs import run_rollback
 
 if TYPE_CHECKING:
     from deployhook.service.hub import Hub
@@ -288,18 +289,9 @@ class Fleet:
 
     def _recorded_rollback(self, target: Target, desired: Desired) -> tuple[bool, str]:
         """In a git thread: the rollback to ``desired``, recorded as a run (trigger fleet)."""
-        config, record = target.config, self.hub.record
-        before = releases.live_sha(config)
-        run_id = record.call(lambda s: s.start_run(
-            "fleet", config.branch or "", before, [], [f"fleet: {desired.by}"[:200]],
-            target=target.name))
-        try:
-            ok, reason, steps = releases.roll_back(config, desired.sha)
-        except LookupError as exc:
-            ok, reason, steps = False, str(exc), []
-        after = releases.live_sha(config)
-        if run_id is not None:
-            record.call(lambda s: s.finish_run(run_id, ok, before, after, reason, steps))
+        ok, reason, _, _ = run_rollback(target.config, self.hub.record.call, trigger="fleet",
+                                        which=desired.sha,
+                                        pushers=[f"fleet: {desired.by}"[:200]])
         return ok, reason
 
     def _ran(self, target: Target, result: RunResult) -> None:

@@ -1,5 +1,6 @@
 """One deploy run, recorded: the same orchestration for the daemon's worker, recovery
-and ``deployhook deploy``.
+and ``deployhook deploy``; and one rollback, recorded, for ``deployhook rollback`` and
+a fleet's rollback.
 
 Blocking: call :func:`run_deploy` from a git thread (the daemon) or the CLI's main
 thread.  The record is reached through ``record(fn)``, which runs ``fn(store)`` and
@@ -67,6 +68,24 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
         record(lambda s: s.finish_run(run_id, result.ok, result.head_before,
                                       result.head_after, result.reason, result.steps))
     return result
+
+
+def run_rollback(config: Any, record: Record, *, trigger: str, which: str | None,
+                 pushers: Sequence[str]) -> tuple[bool, str, str | None, str | None]:
+    """Record a rollback of target ``config`` starting, switch its ``current`` to release
+    ``which`` (see :func:`releases.roll_back`), record how it ended: (ok, reason, the live
+    commit before, after).  Blocking, as :func:`run_deploy`."""
+    before = releases.live_sha(config)
+    run_id = record(lambda s: s.start_run(trigger, config.branch or "", before, [],
+                                          list(pushers), target=config.name))
+    try:
+        ok, reason, steps = releases.roll_back(config, which)
+    except LookupError as exc:
+        ok, reason, steps = False, str(exc), []
+    after = releases.live_sha(config)
+    if run_id is not None:
+        record(lambda s: s.finish_run(run_id, ok, before, after, reason, steps))
+    return ok, reason, before, after
 
 
 def live(record: Record, run_id: int | None) -> Callable[[str], None] | None:
