@@ -113,6 +113,12 @@ class RunResult:
         return self.moved or (self.ok and self.resumed)
 
 
+def process_env(env: dict[str, str]) -> dict[str, str]:
+    """The whole environment of a git process: ours, git's messages in English (they are
+    parsed and shown as reasons), then ``env``."""
+    return {**os.environ, "LC_ALL": "C", "LANGUAGE": "C", **env}
+
+
 def git_environment(timeout: float, ssh_key: str | None = None,
                     config: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """Environment for every git command: git never prompts or hangs on a dead peer, and
@@ -359,8 +365,7 @@ class Checkout:
         Each command is bounded by ``git_timeout``.  Never raises."""
         if not self.maintenance_due or not self.exists():
             return
-        env = {**os.environ, "LC_ALL": "C", "LANGUAGE": "C",
-               **git_environment(self.config.git_timeout, self.config.ssh_key)}
+        env = process_env(git_environment(self.config.git_timeout, self.config.ssh_key))
         try:
             with open(Path(self.path) / ".git" / LOCK, "a") as lock:
                 try:
@@ -796,7 +801,7 @@ class Checkout:
             split = 2 if args[0] in ("submodule", "submodule--helper") else 1
             args = (*args[:split], "--progress", *args[split:])
         return run_bounded(["git", *args], cwd or self.path,
-                           {**os.environ, "LC_ALL": "C", "LANGUAGE": "C", **env},
+                           process_env(env),
                            self.config.git_timeout, capture_stderr=not progress)
 
     def _identity(self) -> dict[str, str]:
