@@ -126,12 +126,16 @@ def test_webhook_path_deploys_only_the_target_the_delivery_names(two: Two) -> No
 
 
 def test_webhook_path_verifies_with_the_named_targets_secret(two: Two) -> None:
-    """A's repository signed with B's secret is refused (401), and A is not touched."""
+    """A's repository signed with B's secret is refused (403: verified as B's webhook,
+    which deploys another repository), and neither target is touched."""
     sha_a = two.repos["a"].commit()
     status, answer = post(two.daemon.url + "/github",
                           *delivery(REPOSITORIES["a"], sha_a, secret=SECRETS["b"]))
     assert two.repos["a"].fetches() == 0 and two.head("a") != sha_a
-    assert status == 401, two.context(answer)
+    assert two.repos["b"].fetches() == 0
+    assert status == 403, two.context(answer)
+    assert "another secret" in answer["reason"] and "check the webhook's secret" in \
+        answer["reason"], answer
 
 
 def test_webhook_path_ignores_a_repository_no_target_deploys(two: Two) -> None:

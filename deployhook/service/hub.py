@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado.ioloop import PeriodicCallback
 
-from deployhook.errors import ConfigError, DeliveryError
+from deployhook.errors import ConfigError
 from deployhook.forges.delivery import Push
 from deployhook.git import releases
 from deployhook.git.checkout import Checkout, RunResult
@@ -183,27 +183,6 @@ class Hub:
         for listener in self.listeners:
             listener(target, result)
         self._idle()
-
-    def secrets(self, targets: list[Target]) -> list[tuple[bytes, list[tuple[Target, int]]]]:
-        """The distinct secrets of ``targets`` (every line of each secret file), each with
-        the targets it belongs to and its position (1-based) among that target's secrets.
-
-        Raises:
-            DeliveryError: no target's secret can be read (500, naming the files).
-        """
-        found: dict[bytes, list[tuple[Target, int]]] = {}
-        missing: list[DeliveryError] = []
-        for target in targets:
-            try:
-                values = target.secret.all()
-            except DeliveryError as exc:
-                missing.append(exc)
-                continue
-            for position, value in enumerate(values, 1):
-                found.setdefault(value, []).append((target, position))
-        if not found and missing:
-            raise missing[0]
-        return list(found.items())
 
     async def reconfigure(self, config: Config) -> None:
         """Switch every target to its settings in ``config`` once no deploy runs.  Adding

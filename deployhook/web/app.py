@@ -5,17 +5,20 @@ Every target answers at ``/hooks/<name>``; ``webhook_path`` routes by repository
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import tornado.web
+from tornado.httputil import HTTPServerRequest
 from tornado.log import access_log
 
+from deployhook.network import client_address
 from deployhook.service.deliveries import Deliveries
 from deployhook.service.hub import Hub
+from deployhook.service.intake import Intake
 from deployhook.web.access import Access
 from deployhook.web.api import DeploymentHandler, DeploymentsHandler
 from deployhook.web.apidocs import DocsAssetHandler, DocsHandler, OpenAPIHandler
+from deployhook.web.bodylimit import BoundedApplication
 from deployhook.web.handlers import HealthHandler, JSONHandler, WebhookHandler
 from deployhook.web.metrics import Metrics, MetricsHandler
 from deployhook.web.pages import page_routes
@@ -23,6 +26,7 @@ from deployhook.web.pages import page_routes
 HOOKS_PATH = "/hooks"
 TARGET_NAME = "([a-z0-9][a-z0-9_-]{0,63})"
 Spec = tuple[str, Any, dict[str, Any]]
+METHODS = frozenset(tornado.web.RequestHandler.SUPPORTED_METHODS)
 
 
 class NotFoundHandler(tornado.web.RequestHandler):
@@ -43,29 +47,50 @@ class FaviconHandler(JSONHandler):
         self.set_header("Cache-Control", "public, max-age=86400")
 
 
-def log_request(handler: tornado.web.RequestHandler) -> None:
-    """Tornado's access log line, with the URI cut short (it comes from anyone)."""
-    status = handler.get_status()
-    if status < 400 or isinstance(handler, WebhookHandler):
-        return  # deliveries log their own line; health checks and pages need none
-    level = logging.ERROR if status >= 500 else logging.WARNING
-    request = handler.request
-    access_log.log(level, "%d %s %s (%s) %.2fms", status, request.method,
-                   request.uri[:200] if request.uri else "", request.remote_ip,
-                   1000.0 * request.request_time())
+class Refusals:
+    """Counts what non-webhook routes refuse (4xx) with the refused deliveries: in
+    aggregate, per sender and minute (:class:`~deployhook.service.rejections.Rejections`),
+    never a line per request, and nothing of what the stranger sent (no path, no
+    header): the route's own pattern and the status.  5xx answers are logged."""
+
+    def __init__(self, hub: Hub, deliveries: Deliveries) -> None:
+        self.hub, self.rejections = hub, deliveries.rejections
+
+    def log(self, handler: tornado.web.RequestHandler) -> None:
+        """Tornado's ``log_function``: webhook answers log themselves; a refusal is
+        counted; a 5xx gets one line."""
+        status = handler.get_status()
+        if status < 400 or isinstance(handler, WebhookHandler):
+            return
+        request = handler.request
+        if status >= 500:
+            access_log.error("%d %s %s (%s) %.2fms", status, request.method,
+                             request.path[:200].encode("unicode_escape").decode(),
+                             request.remote_ip, 1000.0 * request.request_time())
+            return
+        self.refused(request, status, type(handler).__name__)
+
+    def refused(self, request: HTTPServerRequest, status: int, what: str = "body") -> None:
+        """Count one refusal of ``request`` (``what``: the handler, or ``body``)."""
+        client = client_address(request.remote_ip, request.headers.get("X-Forwarded-For"),
+                                self.hub.trusted)
+        method = request.method if request.method in METHODS else "other"
+        self.rejections.count(str(client) if client is not None else "unknown", "",
+                              status, f"{method} refused by {what}")
 
 
 def routes(hub: Hub, health_path: str | None = "/health",
            record_path: str | None = "/deployments", page_path: str | None = "/",
            hooks_path: str = HOOKS_PATH, api_path: str | None = "/openapi.json",
            docs_path: str | None = "/docs", metrics_path: str | None = "/metrics",
-           ) -> list[Spec]:
+           deliveries: Deliveries | None = None) -> list[Spec]:
     """URL specs for the webhook (``<hooks_path>/<target>`` for each target, and
     ``webhook_path`` routing by repository) and, unless None, the health check, the
     record's JSON API, the status page (``page_path``, with ``runs/<id>`` and
-    ``targets/<name>`` below it), the OpenAPI document, its page and the metrics."""
-    access, deliveries = Access(hub), Deliveries(hub)
-    hook = {"hub": hub, "deliveries": deliveries}
+    ``targets/<name>`` below it), the OpenAPI document, its page and the metrics.
+    ``deliveries``: the delivery service to use (default: a new one)."""
+    access, deliveries = Access(hub), deliveries or Deliveries(hub)
+    hook = {"intake": Intake(hub, deliveries)}
     view = {"hub": hub, "access": access}
     specs: list[Spec] = [(hub.config.webhook_path, WebhookHandler, {**hook, "routed": True}),
                          (f"{hooks_path}/{TARGET_NAME}", WebhookHandler, hook)]
@@ -90,7 +115,11 @@ def routes(hub: Hub, health_path: str | None = "/health",
 
 def make_app(hub: Hub) -> tornado.web.Application:
     """The daemon's application: the webhooks, ``/health``, the record, a quiet
-    ``/favicon.ico``, JSON 404s."""
-    specs = [*routes(hub), (r"/favicon\.ico", FaviconHandler)]
-    return tornado.web.Application(specs, default_handler_class=NotFoundHandler,
-                                   log_function=log_request)
+    ``/favicon.ico``, JSON 404s; every other route's body bounded (see
+    :mod:`~deployhook.web.bodylimit`), and what they refuse counted in aggregate."""
+    deliveries = Deliveries(hub)
+    refusals = Refusals(hub, deliveries)
+    specs = [*routes(hub, deliveries=deliveries), (r"/favicon\.ico", FaviconHandler)]
+    return BoundedApplication(specs, default_handler_class=NotFoundHandler,
+                              log_function=refusals.log,
+                              refused=lambda request, status: refusals.refused(request, status))

@@ -30,6 +30,7 @@ from tornado.iostream import IOStream
 from tornado.web import Application
 
 from deployhook.settings import Config
+from deployhook.web.bodylimit import SMALL_BODY
 
 log = logging.getLogger("deployhook.connections")
 OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -181,6 +182,6 @@ def make_server(app: Application, config: Config) -> LimitedHTTPServer:
     """The daemon's HTTP server, with every limit taken from ``config``."""
     return LimitedHTTPServer(
         app, max_connections=fitting_connections(config.max_connections),
-        max_body_size=config.max_body_size * 4,
+        max_body_size=SMALL_BODY,  # webhooks lift it for their own requests
         idle_connection_timeout=config.idle_timeout,
         body_timeout=config.body_timeout, chunk_size=READ_CHUNK)
