@@ -63,10 +63,13 @@ def blast(port: int, path: str, size: int, headers: dict[str, str] | None = None
                 sock.sendall(chunk[:min(MiB, size - sent)])
                 sent += MiB
             sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # answered and closed while the body was still going out
+        try:
             while piece := sock.recv(65536):
                 received += piece
         except OSError:
-            pass  # answered and closed while the body was still going out
+            pass  # reset: keep what arrived before
     if not received.startswith(b"HTTP/1.1 "):
         return None, received
     head_bytes, _, body = received.partition(b"\r\n\r\n")
