@@ -216,3 +216,20 @@ def test_large_bad_bodies_at_the_shared_path_are_never_parsed(two: Daemon) -> No
     assert all("does not match the body" in answer["reason"] for _, answer in answers)
     assert peak_rss(two) < PEAK_LIMIT, peak_rss(two)
     assert "payload" not in two.log()
+
+
+def test_the_shared_path_bounds_the_secrets_it_tries(two: Daemon, tmp_path: Path) -> None:
+    """More than MAX_SHARED_SECRETS distinct secrets among the targets: webhook_path
+    refuses at the headers (404, naming /hooks/<target name>); each target's own path
+    still deploys."""
+    with (tmp_path / "a.secret").open("a") as f:
+        f.writelines(f"rotated secret number {n:04d} of a\n" for n in range(40))
+    body = unknown_repository_push("octo-org/b")
+    headers = sign_headers("github", b"secret of target b 0123456789abcdef", body, "push",
+                           delivery_id=str(uuid.uuid4()))
+    status, answer = http("POST", two.url + "/github", body, headers, auth=False)
+    assert status == 404, answer
+    assert "at most 32 distinct secrets" in answer["reason"], answer
+    assert "/hooks/<target name>" in answer["reason"], answer
+    status, answer = http("POST", two.url + "/hooks/b", body, headers, auth=False)
+    assert status != 404 and answer["result"] != "rejected", answer
