@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 from deployhook.forges.delivery import Push
 from deployhook.git import releases
 from deployhook.git.checkout import RunResult
-from deployhook.git.steps import redact
+from deployhook.redact import redact
 from deployhook.service.fleetstate import (
     CHANNEL,
     DELIVERY_TTL,
