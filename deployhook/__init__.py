@@ -11,12 +11,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from deployhook.version import __version__
+
 if TYPE_CHECKING:
     from deployhook.embed import DeployHook
     from deployhook.settings import Config, load
     from deployhook.web.app import make_app
 
-__version__ = "0.1.0"
 __all__ = ["Config", "DeployHook", "__version__", "load", "make_app"]
 _WHERE = {"DeployHook": "deployhook.embed", "Config": "deployhook.settings",
           "load": "deployhook.settings", "make_app": "deployhook.web.app"}

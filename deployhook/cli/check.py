@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.git.checkout import Checkout, git_environment, resolve_target, run_bounded
 from deployhook.git.ssh import SshRemote, ssh_remote
-from deployhook.git.steps import redact
 from deployhook.record.store import Store
+from deployhook.redact import redact
 from deployhook.report.reporter import ReportError, read_token
 from deployhook.secret import SecretSource
 from deployhook.service.fleetstate import masked

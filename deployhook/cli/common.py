@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from deployhook.git.checkout import Checkout
-from deployhook.git.steps import Step, redact, summary, tail
+from deployhook.git.steps import Step, summary, tail
 from deployhook.record.store import Store
+from deployhook.redact import redact
 from deployhook.settings import Config, TargetConfig
 
 Run = Callable[[Config, argparse.Namespace], int]

@@ -28,8 +28,9 @@ from deployhook.cli.common import (
 )
 from deployhook.errors import ConfigError
 from deployhook.git.checkout import Checkout, RunResult, resolve_target
-from deployhook.git.steps import Step, redact
+from deployhook.git.steps import Step
 from deployhook.record.store import Store
+from deployhook.redact import redact
 from deployhook.service.reload import effective_mode
 from deployhook.service.runs import run_deploy
 from deployhook.settings import Config, TargetConfig

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from deployhook import __version__, settings
+from deployhook import settings
 from deployhook.cli import deploy, fleet, history, pause, send
 from deployhook.cli import releases as release_commands
 from deployhook.cli.common import CommandFailed
@@ -21,6 +21,7 @@ from deployhook.daemon import logs
 from deployhook.daemon.server import serve
 from deployhook.errors import ConfigError
 from deployhook.secret import create_secret_file
+from deployhook.version import __version__
 
 EXAMPLE_CONFIG = Path(__file__).with_name("config_example.py")  # what init writes
 PASSWORD_FILE = "status-password.txt"  # status_password_file's default, next to the config

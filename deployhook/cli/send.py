@@ -32,7 +32,7 @@ from deployhook.cli.common import (
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.forges import FORGES, sign_headers
 from deployhook.git.checkout import Checkout, github_repository, resolve_target
-from deployhook.git.steps import redact
+from deployhook.redact import redact
 from deployhook.secret import SecretSource
 from deployhook.settings import Config, TargetConfig
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from deployhook.forges.delivery import ZERO_SHA
 from deployhook.forges.events import BRANCH_PREFIX, TAG_PREFIX
-from deployhook.git.steps import redact
+from deployhook.redact import redact
 
 ZEN = ("Design for failure.", "Keep it logically awesome.", "Speak like a human.",
        "Non-blocking is better than blocking.", "Anything added dilutes everything else.",

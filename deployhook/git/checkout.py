@@ -48,8 +48,9 @@ from deployhook.git.repair import (
     undo_partial_update,
 )
 from deployhook.git.ssh import ssh_command
-from deployhook.git.steps import Step, redact, summary, tail
+from deployhook.git.steps import Step, summary, tail
 from deployhook.git.submodules import update_command
+from deployhook.redact import redact
 from deployhook.secret import SecretSource
 from deployhook.settings import Config, TargetConfig
 

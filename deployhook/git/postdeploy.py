@@ -20,7 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from deployhook.forges.delivery import Push
-from deployhook.git.steps import OUTPUT_LIMIT, Step, hidden_values, mask, shown_command, tail
+from deployhook.git.steps import OUTPUT_LIMIT, Step, tail
+from deployhook.redact import hidden_values, mask, shown_command
 from deployhook.settings import SECRET_ENV
 
 LIVE_EVERY = 0.2  # seconds between looks at a running command's new output
@@ -44,8 +45,8 @@ def run(
     Returns a Step whose status is the exit status, 127 when the program cannot
     be started, or -9 after a timeout (the whole process group is killed).
     Output (stdout and stderr together) is kept to its last ``limit`` bytes.  The
-    step's command is the program alone (:func:`~deployhook.git.steps.shown_command`);
-    in its output the arguments' values (:func:`~deployhook.git.steps.hidden_values`),
+    step's command is the program alone (:func:`~deployhook.redact.shown_command`);
+    in its output the arguments' values (:func:`~deployhook.redact.hidden_values`),
     each of ``hidden`` (say, the webhook secret) and URL credentials are masked.  ``name``
     is the step's name (``post_deploy``, ``pre_deploy``, ``on_failure``).
 

@@ -37,7 +37,8 @@ from pathlib import Path
 from deployhook.forges.delivery import Push
 from deployhook.git import postdeploy
 from deployhook.git.checkout import Checkout, DeployFailed, RunResult, resolve_target
-from deployhook.git.steps import Step, redact, summary, tail
+from deployhook.git.steps import Step, summary, tail
+from deployhook.redact import redact
 from deployhook.settings import Config, TargetConfig
 
 log = logging.getLogger("deployhook.releases")

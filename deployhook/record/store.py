@@ -9,7 +9,7 @@ The record is private: its file is created mode 0600 (SQLite gives ``-wal`` and
 ``-shm`` the database file's mode), and an older file readable by others is made
 0600 when opened for writing.  Text from deliveries is stored as valid UTF-8 (a
 lone surrogate from JSON becomes ``?``).  What is read back for showing (runs and
-their steps) goes through :func:`~deployhook.git.steps.redact_recorded`, so rows an
+their steps) goes through :func:`~deployhook.redact.redact_recorded`, so rows an
 older deployhook wrote unredacted do not leak either.
 """
 
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployhook.git.steps import Step, redact, redact_recorded
+from deployhook.git.steps import Step
+from deployhook.redact import redact, redact_recorded
 
 SCHEMA_VERSION = 4
 DEFAULT_TARGET = "default"  # history from before targets is kept under this name

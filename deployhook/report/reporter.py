@@ -25,7 +25,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 
 from deployhook.forges.delivery import ZERO_SHA, Push
 from deployhook.git.checkout import RunResult
-from deployhook.git.steps import Step, redact
+from deployhook.git.steps import Step
+from deployhook.redact import redact
 from deployhook.report import bitbucket, gitea, github, gitlab
 from deployhook.report.call import FAILURE, PENDING, SUCCESS, Call, Status
 

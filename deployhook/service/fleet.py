@@ -11,7 +11,9 @@ generation that failed on this node is not tried again by the reconcile: a new
 generation (a push, a redelivery, an explicit deploy) is.
 
 This module imports ``redis`` (redis.asyncio: nothing blocks the IOLoop); the hub
-imports it only when ``redis_url`` is set.
+imports it only when ``redis_url`` is set.  The agent is built from the parts it uses
+(the config, the targets, the git executor, the record, a subscription to run
+results), not from the hub, which builds it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Mapping
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +33,7 @@ from redis.exceptions import RedisError
 from deployhook.forges.delivery import Push
 from deployhook.git import releases
 from deployhook.git.checkout import RunResult
-from deployhook.git.steps import redact
+from deployhook.redact import redact
 from deployhook.service.fleetstate import (
     CHANNEL,
     DELIVERY_TTL,
@@ -62,8 +65,9 @@ from deployhook.service.fleetstate import (
 from deployhook.service.runs import run_rollback
 
 if TYPE_CHECKING:
-    from deployhook.service.hub import Hub
+    from deployhook.record.recorder import Recorder
     from deployhook.service.target import Target
+    from deployhook.settings import Config
 
 log = logging.getLogger("deployhook.fleet")
 RETRY = 1.0  # seconds between attempts while Redis is unreachable or something waits
@@ -73,11 +77,19 @@ TIMEOUT = 3.0  # seconds for one Redis command (connecting: 2 s)
 class Fleet:
     """This node's agent: heartbeat, notifications, reconcile, outcomes."""
 
-    def __init__(self, hub: Hub) -> None:
-        """Raises ConfigError: ``redis_password_file`` cannot be read."""
-        config = hub.config
+    def __init__(self, config: Config, targets: Mapping[str, Target], executor: Executor,
+                 record: Recorder,
+                 subscribe: Callable[[Callable[[Target, RunResult], None]], None]) -> None:
+        """The agent of this node (``config.node``) for ``targets`` (by name; the
+        mapping is read, never changed), running its file writes on ``executor`` and
+        recording rollbacks in ``record``; ``subscribe`` registers the callback it wants
+        after each run of a target.  What it reads of ``config`` takes effect at a restart
+        only (:data:`~deployhook.service.hub.RESTART_KEYS`).
+
+        Raises ConfigError: ``redis_password_file`` cannot be read.
+        """
         assert config.redis_url is not None and config.node is not None
-        self.hub = hub
+        self.config, self.targets, self.executor, self.record = config, targets, executor, record
         self.node: str = config.node
         self.where = masked(config.redis_url)
         self.client = aioredis.from_url(
@@ -96,7 +108,7 @@ class Fleet:
         self._reconciling: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._rolling: set[str] = set()  # targets a fleet rollback is switching
-        hub.listeners.append(self._ran)
+        subscribe(self._ran)
 
     # -- running -------------------------------------------------------------------------
     def start(self) -> None:
@@ -123,7 +135,7 @@ class Fleet:
 
     async def _beat_loop(self) -> None:
         """Heartbeat, flush what waited for Redis, reconcile every ``reconcile_interval``."""
-        interval = self.hub.config.reconcile_interval
+        interval = self.config.reconcile_interval
         next_reconcile = 0.0
         while not self.closing:
             try:
@@ -161,7 +173,7 @@ class Fleet:
 
     async def _beat(self) -> None:
         pipe = self.client.pipeline(transaction=False)
-        queue_beat(pipe, self.node, {t.name: t.head for t in self.hub.targets.values()})
+        queue_beat(pipe, self.node, {t.name: t.head for t in self.targets.values()})
         await pipe.execute()
 
     async def _flush(self) -> None:
@@ -186,7 +198,7 @@ class Fleet:
         """Write :attr:`pending` to its file (in a thread), so that a restart before
         Redis is back still tells the fleet."""
         await asyncio.get_running_loop().run_in_executor(
-            self.hub.executor, save_pending, self.pending_path, dict(self.pending))
+            self.executor, save_pending, self.pending_path, dict(self.pending))
 
     def _reached(self) -> None:
         if self.reachable is False:
@@ -207,12 +219,12 @@ class Fleet:
 
     # -- reconciling -------------------------------------------------------------------
     def reconcile_all(self) -> None:
-        for name in self.hub.targets:
+        for name in self.targets:
             self.poke(name)
 
     def poke(self, name: str) -> None:
         """Reconcile target ``name`` soon (once more if a reconcile of it runs)."""
-        if name not in self.hub.targets or self.closing:
+        if name not in self.targets or self.closing:
             return
         running = self._reconciling.get(name)
         if running is not None and not running.done():
@@ -224,7 +236,7 @@ class Fleet:
         while True:
             self._again.discard(name)
             try:
-                await self.reconcile(self.hub.targets[name])
+                await self.reconcile(self.targets[name])
             except (RedisError, OSError) as exc:
                 self._unreachable(exc)
             except Exception:
@@ -289,7 +301,7 @@ class Fleet:
 
     def _recorded_rollback(self, target: Target, desired: Desired) -> tuple[bool, str]:
         """In a git thread: the rollback to ``desired``, recorded as a run (trigger fleet)."""
-        ok, reason, _, _ = run_rollback(target.config, self.hub.record.call, trigger="fleet",
+        ok, reason, _, _ = run_rollback(target.config, self.record.call, trigger="fleet",
                                         which=desired.sha,
                                         pushers=[f"fleet: {desired.by}"[:200]])
         return ok, reason
@@ -399,7 +411,7 @@ class Fleet:
         Raises:
             RedisError, OSError: Redis is unreachable.
         """
-        names = list(self.hub.targets)
+        names = list(self.targets)
         desired, outcomes, beats = await self._read(names)
         return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats))
                 for n in names}

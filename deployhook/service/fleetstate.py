@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from deployhook.errors import ConfigError
-from deployhook.git.steps import redact
+from deployhook.redact import redact
 
 log = logging.getLogger("deployhook.fleet")
 PREFIX = "deployhook:"

@@ -73,7 +73,8 @@ class Hub:
         if config.redis_url is not None:
             from deployhook.service.fleet import Fleet  # redis is imported only here
 
-            self.fleet = Fleet(self)
+            self.fleet = Fleet(config, self.targets, self.executor, self.record,
+                               self.listeners.append)
 
     def _target(self, config: Any) -> Target:
         return Target(config, self.executor, self.record, self.gate, self._result, self._start)

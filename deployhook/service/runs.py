@@ -19,8 +19,8 @@ from deployhook.errors import SecretMissing
 from deployhook.forges.delivery import Push
 from deployhook.git import postdeploy, releases
 from deployhook.git.checkout import Checkout, RunResult
-from deployhook.git.steps import redact
 from deployhook.record.store import Store
+from deployhook.redact import redact
 from deployhook.secret import SecretSource
 
 log = logging.getLogger("deployhook.runs")

@@ -5,7 +5,7 @@ runs, and the last runs; ``GET <page_path>runs/<id>`` shows one run with each
 step's command and output and the deliveries it covered.  Same access rule as
 the JSON API (:class:`~deployhook.web.api.RecordAccess`).  Every database call runs
 on the record's thread.  Nothing shown can hold a credential: URLs lose their
-userinfo (:func:`~deployhook.git.steps.redact`, applied again on display), and the
+userinfo (:func:`~deployhook.redact.redact`, applied again on display), and the
 secret, the status password, ``post_deploy``'s arguments and the environment are
 never shown.  Links are relative, so the pages also work behind a path prefix.
 While a run is running, its page loads ``<page_path>live.js`` (the only script, and
@@ -29,7 +29,7 @@ import tornado.template
 import tornado.web
 
 from deployhook.git import releases
-from deployhook.git.steps import redact
+from deployhook.redact import redact
 from deployhook.web.api import RecordAccess, fleet_view
 from deployhook.web.handlers import JSONHandler, set_allow
 
