@@ -462,7 +462,7 @@ class DecisionTest(EndpointTestCase):
         """A push with a non-hex ``after``: 400 naming the field."""
         status, body = await self.post(push_payload("not-a-sha"))
         assert status == 400, body
-        assert body["reason"] == "push 'after' is not a hex commit SHA"
+        assert body["reason"] == "github push 'after' is not a hex commit SHA"
 
 
 class DeployTest(EndpointTestCase):

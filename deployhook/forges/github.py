@@ -1,8 +1,8 @@
 """GitHub: ``X-Hub-Signature-256`` (HMAC-SHA256 of the body), ``X-GitHub-Event``.
 
 SHA-1 (``X-Hub-Signature``) is accepted only when it is the only signature
-sent, as :mod:`deployhook.forges.signature` does.  Push payloads are validated by
-:func:`deployhook.forges.delivery.parse_push`.
+sent, as :mod:`deployhook.forges.signature` does.  Push payloads are checked by
+:func:`deployhook.forges.events.make_push`, as every forge's are.
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from typing import Any
 
 from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
 from deployhook.forges import mac
-from deployhook.forges.delivery import Delivery, parse_push
 from deployhook.forges.events import (
     Event,
     Other,
     Ping,
     Pushes,
     field,
-    from_github_push,
     header,
+    make_push,
     present,
 )
 from deployhook.forges.signature import split_header
@@ -73,7 +72,7 @@ def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
 
     Raises:
         MalformedDelivery: no ``X-GitHub-Event`` header, or a push payload
-            that :func:`deployhook.forges.delivery.parse_push` refuses (400).
+            that :func:`deployhook.forges.events.make_push` refuses (400).
     """
     event = header(headers, EVENT_HEADER)
     if event is None:
@@ -87,8 +86,12 @@ def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
     if event != "push":
         return Other(FORGE, delivery_id, repository, event,
                      f"event '{event}' is not deployed; only push is")
-    push = parse_push(Delivery(event=event, delivery_id=delivery_id, payload=payload))
-    return Pushes(FORGE, delivery_id, push.repository, (from_github_push(push, FORGE),))
+    push = make_push(forge=FORGE, delivery_id=delivery_id, ref=payload.get("ref"),
+                     before=payload.get("before"), after=payload.get("after"),
+                     repository=repository, pusher=field(payload, "pusher", "name"),
+                     default_branch=field(payload, "repository", "default_branch"),
+                     deleted=payload.get("deleted") is True)
+    return Pushes(FORGE, delivery_id, push.repository, (push,))
 
 
 def sign_headers(secret: bytes, body: bytes, event: str = "push",
