@@ -32,7 +32,7 @@ from urllib.parse import quote
 import pytest
 from tornado.testing import gen_test
 
-from deployhook.forges.signature import sign
+from deployhook.forges.github import sign
 from tests.apptest import HookTestCase
 from tests.helpers import (
     REPOSITORY,

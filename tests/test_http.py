@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from tornado.httpclient import HTTPResponse
 from tornado.testing import gen_test
 
-from deployhook.forges.signature import sign
+from deployhook.forges.github import sign
 from tests.apptest import HookTestCase
 from tests.helpers import FIXTURES, REPOSITORY, SECRET, ZERO, free_port, git, push_payload, signed
 

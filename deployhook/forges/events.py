@@ -8,16 +8,19 @@ with :meth:`Pushes.for_branch` whatever the forge.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from deployhook.errors import MalformedDelivery
 from deployhook.forges import delivery
-from deployhook.forges.delivery import _BAD_REF_CHARS, _SHA, ZERO_SHA
+from deployhook.forges.delivery import ZERO_SHA
 
 BRANCH_PREFIX = "refs/heads/"
 TAG_PREFIX = "refs/tags/"
+_SHA = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})")
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
 @dataclass(frozen=True)
