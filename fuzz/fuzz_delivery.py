@@ -1,4 +1,5 @@
-"""Atheris fuzz harness over deployhook's pure entry point: read_delivery, then decide.
+"""Atheris fuzz harness over a GitHub delivery's pure path through the daemon: the size
+check, ``forges.verify``, ``parse_body``, ``forges.parse``, then ``decide_event``.
 
 Any exception other than a DeliveryError (the typed errors that carry an HTTP status)
 is a crash.  Run it (see fuzz/README.rst)::
@@ -31,13 +32,15 @@ except ImportError:  # the harness's function stays importable without atheris
 
 if atheris is not None:
     with atheris.instrument_imports(include=["deployhook"]):
+        from deployhook import forges
         from deployhook.errors import DeliveryError
-        from deployhook.forges.delivery import read_delivery
-        from deployhook.service.rules import Deploy, decide
+        from deployhook.forges.delivery import check_size, parse_body
+        from deployhook.service.rules import Deploy, decide_event
 else:
+    from deployhook import forges
     from deployhook.errors import DeliveryError
-    from deployhook.forges.delivery import read_delivery
-    from deployhook.service.rules import Deploy, decide
+    from deployhook.forges.delivery import check_size, parse_body
+    from deployhook.service.rules import Deploy, decide_event
 
 from tornado.httputil import HTTPHeaders
 
@@ -87,13 +90,15 @@ def build(data: bytes) -> tuple[HTTPHeaders, bytes, int]:
 
 
 def test_one_input(data: bytes) -> None:
-    """One execution: only DeliveryError may escape read_delivery and decide."""
+    """One execution: only DeliveryError may escape verifying, parsing and deciding."""
     headers, body, limit = build(data)
     try:
-        delivery = read_delivery(headers, body, SECRET, limit)
+        check_size(len(body), limit)
+        forges.verify("github", [SECRET], headers, body)
+        event = forges.parse("github", headers, parse_body(headers.get("Content-Type"), body))
         for repository, branch in TARGETS:
             try:
-                decision = decide(delivery, repository, branch)
+                decision = decide_event(event, repository, branch)
             except DeliveryError:
                 continue
             if isinstance(decision, Deploy):

@@ -16,11 +16,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deployhook.forges.signature import sign
+from deployhook import forges
+from deployhook.forges.delivery import check_size, parse_body
+from deployhook.forges.events import present
+from deployhook.forges.github import sign
 
 FIXTURES = Path(__file__).parent / "fixtures" / "github"
 SECRET = b"It's a Secret to Everybody"
@@ -200,6 +204,20 @@ def signed(
         "X-Hub-Signature-256": sign(secret, raw, "sha256"),
     }
     return raw, headers
+
+
+def read_github(headers: Mapping[str, str], body: bytes, secret: bytes = SECRET,
+                limit: int = 26 * 1024 * 1024) -> forges.Event:
+    """A GitHub delivery read as the daemon reads it: the size check, ``forges.verify``
+    with ``secret``, ``parse_body``, then ``forges.parse``.
+
+    Raises:
+        DeliveryError: BodyTooLarge (413), SignatureError (401), UnsupportedMediaType
+            (415) or MalformedDelivery (400), checked in that order.
+    """
+    check_size(len(body), limit)
+    forges.verify("github", [secret], headers, body)
+    return forges.parse("github", headers, parse_body(present(headers, "Content-Type"), body))
 
 
 def free_port() -> int:

@@ -32,7 +32,7 @@ from urllib.parse import quote
 import pytest
 from tornado.testing import gen_test
 
-from deployhook.forges.signature import sign
+from deployhook.forges.github import sign
 from tests.apptest import HookTestCase
 from tests.helpers import (
     REPOSITORY,
@@ -63,8 +63,10 @@ MISMATCH_1 = "X-Hub-Signature does not match the body"
 NOT_JSON = "payload is not valid JSON"
 NOT_OBJECT = "payload is not a JSON object"
 NOT_UTF8 = "body is not UTF-8"
-BAD_REF = "push 'ref' is not a valid git ref"
-BAD_AFTER = "push 'after' is not a hex commit SHA"
+BAD_REF = "github push 'ref' is not a valid git ref"
+BAD_AFTER = "github push 'after' is not a hex commit SHA"
+NO_REF = "github push 'ref' is missing or not a string"
+NO_REPOSITORY = "github push names no repository"
 ONE_PAYLOAD = "form body needs exactly one 'payload' field"
 NOT_FOUND = "not found"
 NOT_ALLOWED = "Method Not Allowed"
@@ -493,27 +495,23 @@ CASES: list[Case] = [
     body_case("body deeply nested objects", lambda c: nested(100_000), 400, NOT_JSON),
     body_case("body integer of 5000 digits", lambda c: b'{"a":' + b"9" * 5000 + b"}", 400,
               NOT_JSON),
-    edit_case("push without ref", {"ref": DROP}, 400, "push 'ref' is missing or not a string"),
+    edit_case("push without ref", {"ref": DROP}, 400, NO_REF),
     edit_case("push without before", {"before": DROP}, 400,
-              "push 'before' is missing or not a string"),
+              "github push 'before' is missing or not a string"),
     edit_case("push without after", {"after": DROP}, 400,
-              "push 'after' is missing or not a string"),
-    edit_case("push without repository", {"repository": DROP}, 400,
-              "push 'repository' is missing or not an object"),
+              "github push 'after' is missing or not a string"),
+    edit_case("push without repository", {"repository": DROP}, 400, NO_REPOSITORY),
     edit_case("push without repository.full_name", {"repository.full_name": DROP}, 400,
-              "push 'repository.full_name' is missing or not a string"),
-    edit_case("push ref is a number", {"ref": 1}, 400, "push 'ref' is missing or not a string"),
-    edit_case("push ref is a list", {"ref": ["refs/heads/main"]}, 400,
-              "push 'ref' is missing or not a string"),
-    edit_case("push ref is null", {"ref": None}, 400, "push 'ref' is missing or not a string"),
+              NO_REPOSITORY),
+    edit_case("push ref is a number", {"ref": 1}, 400, NO_REF),
+    edit_case("push ref is a list", {"ref": ["refs/heads/main"]}, 400, NO_REF),
+    edit_case("push ref is null", {"ref": None}, 400, NO_REF),
     edit_case("push after is a number", {"after": 1234}, 400,
-              "push 'after' is missing or not a string"),
+              "github push 'after' is missing or not a string"),
     edit_case("push after is an object", {"after": {"sha": "x"}}, 400,
-              "push 'after' is missing or not a string"),
-    edit_case("push repository is a string", {"repository": REPOSITORY}, 400,
-              "push 'repository' is missing or not an object"),
-    edit_case("push full_name is a number", {"repository.full_name": 7}, 400,
-              "push 'repository.full_name' is missing or not a string"),
+              "github push 'after' is missing or not a string"),
+    edit_case("push repository is a string", {"repository": REPOSITORY}, 400, NO_REPOSITORY),
+    edit_case("push full_name is a number", {"repository.full_name": 7}, 400, NO_REPOSITORY),
     edit_case("push after 39 hex", {"after": "a" * 39}, 400, BAD_AFTER),
     edit_case("push after 41 hex", {"after": "a" * 41}, 400, BAD_AFTER),
     edit_case("push after not hex", {"after": "g" * 40}, 400, BAD_AFTER),
@@ -523,7 +521,7 @@ CASES: list[Case] = [
     edit_case("push after option-like", {"after": "--upload-pack=touch /tmp/pwned"}, 400,
               BAD_AFTER),
     edit_case("push before not hex", {"before": "z" * 40}, 400,
-              "push 'before' is not a hex commit SHA"),
+              "github push 'before' is not a hex commit SHA"),
     edit_case("push ref with ..", {"ref": "refs/heads/../main"}, 400, BAD_REF),
     edit_case("push ref with space", {"ref": "refs/heads/ma in"}, 400, BAD_REF),
     edit_case("push ref with newline", {"ref": "refs/heads/main\n"}, 400, BAD_REF),

@@ -1,7 +1,8 @@
 """Run the atheris harness (fuzz/fuzz_delivery.py) for a short, bounded time.
 
 Skipped, saying so, when atheris is not installed (``pip install atheris``).  Any
-exception other than a DeliveryError in read_delivery or decide fails the run;
+exception other than a DeliveryError in verifying, parsing or deciding a GitHub
+delivery (``forges.verify``, ``forges.parse``, ``decide_event``) fails the run;
 libFuzzer then writes the crashing input to the temporary directory.
 """
 
@@ -20,7 +21,7 @@ SEEDS = Path(__file__).parent / "fixtures" / "github"
 RUNS = 200_000
 
 
-def test_fuzz_read_delivery_and_decide(tmp_path: Path) -> None:
+def test_fuzz_github_delivery_verify_parse_and_decide(tmp_path: Path) -> None:
     """200 000 executions (at most 20 s) seeded with GitHub's example payloads: no crash."""
     require_tool(importlib.util.find_spec("atheris"),
                  "atheris is not installed (pip install atheris): fuzzing skipped")

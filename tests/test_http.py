@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from tornado.httpclient import HTTPResponse
 from tornado.testing import gen_test
 
-from deployhook.forges.signature import sign
+from deployhook.forges.github import sign
 from tests.apptest import HookTestCase
 from tests.helpers import FIXTURES, REPOSITORY, SECRET, ZERO, free_port, git, push_payload, signed
 
@@ -462,7 +462,7 @@ class DecisionTest(EndpointTestCase):
         """A push with a non-hex ``after``: 400 naming the field."""
         status, body = await self.post(push_payload("not-a-sha"))
         assert status == 400, body
-        assert body["reason"] == "push 'after' is not a hex commit SHA"
+        assert body["reason"] == "github push 'after' is not a hex commit SHA"
 
 
 class DeployTest(EndpointTestCase):

@@ -25,7 +25,7 @@ from deployhook import forges
 from deployhook.errors import SignatureError
 from deployhook.forges import mac
 from deployhook.forges.delivery import essentials
-from deployhook.forges.signature import sign
+from deployhook.forges.github import sign
 from deployhook.settings import Config
 from deployhook.web import spool
 from tests.helpers import (

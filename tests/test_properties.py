@@ -1,10 +1,12 @@
-"""Property tests (hypothesis) of the pure entry point: read_delivery, parse_push, decide.
+"""Property tests (hypothesis) of a GitHub delivery's path through the daemon's pure
+functions: the size check, ``forges.verify``, ``parse_body``, ``forges.parse`` and
+``rules.decide_event`` (chained as the daemon does by ``tests.helpers.read_github``).
 
 - Arbitrary headers and bytes never raise anything but a DeliveryError subclass.
 - A delivery is accepted if and only if its signature is the HMAC of the exact body
   with the secret (computed here with ``hmac`` directly, not with deployhook's ``sign``).
-- parse_push and decide never raise anything but a DeliveryError for any JSON object,
-  and a Deploy decision only ever carries a safe ref and a hex SHA.
+- ``forges.parse`` and ``decide_event`` never raise anything but a DeliveryError for
+  any JSON object, and a Deploy decision only ever carries a safe ref and a hex SHA.
 
 Each property is bounded (a few hundred examples, no deadline) so the file runs in
 seconds; no example database is written (failures print their falsifying example).
@@ -23,10 +25,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tornado.httputil import HTTPHeaders
 
+from deployhook import forges
 from deployhook.errors import DeliveryError, MalformedDelivery, SignatureError
-from deployhook.forges.delivery import Delivery, parse_push, read_delivery
-from deployhook.service.rules import Deploy, Ignore, Ping, decide
-from tests.helpers import REPOSITORY, push_payload
+from deployhook.forges.delivery import parse_body
+from deployhook.service.rules import Deploy, Ignore, Ping, decide_event
+from tests.helpers import REPOSITORY, push_payload, read_github
 
 BOUNDED = settings(max_examples=200, deadline=None, database=None,
                    suppress_health_check=[HealthCheck.too_slow])
@@ -103,7 +106,7 @@ def fields_near_valid() -> st.SearchStrategy[dict[str, Any]]:
 payload_objects = st.one_of(json_objects, fields_near_valid())
 
 
-# --- read_delivery: never anything but a DeliveryError -------------------------------------
+# --- verify and parse: never anything but a DeliveryError ----------------------------------
 
 
 @BOUNDED
@@ -112,14 +115,14 @@ payload_objects = st.one_of(json_objects, fields_near_valid())
 def test_arbitrary_requests_raise_only_delivery_errors(
         headers: dict[str, str], body: bytes, secret: bytes, limit: int,
         tornado_headers: bool) -> None:
-    """Arbitrary header maps and bytes: a Delivery or a DeliveryError, never anything else."""
+    """Arbitrary header maps and bytes: an Event or a DeliveryError, never anything else."""
     mapping: Any = HTTPHeaders(headers) if tornado_headers else headers
     try:
-        delivery = read_delivery(mapping, body, secret, limit)
+        event = read_github(mapping, body, secret, limit)
     except DeliveryError as exc:
         assert 400 <= exc.status < 600 and exc.reason
         return
-    decide_safely(delivery)
+    decide_safely(event)
 
 
 @BOUNDED
@@ -135,14 +138,14 @@ def test_signed_arbitrary_bodies_raise_only_delivery_errors(
     sent["Content-Type"] = content_type
     sent["X-GitHub-Event"] = event
     try:
-        delivery = read_delivery(sent, body, secret, LIMIT)
+        event = read_github(sent, body, secret, LIMIT)
     except SignatureError as exc:  # pragma: no cover - the property's failure
         raise AssertionError(f"a correct signature was refused: {exc.reason}") from exc
     except DeliveryError as exc:
         assert exc.status in (400, 415) and exc.reason
         return
-    assert isinstance(delivery.payload, dict)
-    decide_safely(delivery)
+    assert isinstance(event, (forges.Pushes, forges.Ping, forges.Other))
+    decide_safely(event)
 
 
 # --- acceptance iff the signature is correct -----------------------------------------------
@@ -202,7 +205,7 @@ def test_accepted_iff_correctly_signed(payload: dict[str, Any], secret: bytes, m
     elif mutation == "secret with newline":
         key = secret + b"\n"
     try:
-        delivery = read_delivery(HTTPHeaders(headers), sent, key, LIMIT)
+        event = read_github(HTTPHeaders(headers), sent, key, LIMIT)
     except SignatureError:
         assert not correct, f"{mutation}: a correct signature was refused"
         return
@@ -211,19 +214,20 @@ def test_accepted_iff_correctly_signed(payload: dict[str, Any], secret: bytes, m
         assert correct and mutation != "none", mutation
         return
     assert correct, f"{mutation}: accepted with a wrong signature"
-    assert delivery.payload == payload
+    assert isinstance(event, forges.Ping)
+    assert parse_body(content_type, sent) == payload
 
 
-# --- parse_push and decide ------------------------------------------------------------------
+# --- parse and decide_event ----------------------------------------------------------------
 
 
-def decide_safely(delivery: Delivery) -> None:
-    """decide() for a few targets: a Decision or a DeliveryError, and safe Deploys only."""
+def decide_safely(event: forges.Event) -> None:
+    """decide_event() for a few targets: a Decision or a 403, and safe Deploys only."""
     for repository, branch in ((REPOSITORY, "main"), (None, None), ("", ""), ("x/y", "dev")):
         try:
-            decision = decide(delivery, repository, branch)
+            decision = decide_event(event, repository, branch)
         except DeliveryError as exc:
-            assert exc.status in (400, 403) and exc.reason
+            assert exc.status == 403 and exc.reason
             continue
         assert isinstance(decision, (Ping, Ignore, Deploy))
         if isinstance(decision, Deploy):
@@ -238,19 +242,29 @@ def decide_safely(delivery: Delivery) -> None:
        delivery_id=st.text(max_size=20))
 def test_decide_raises_only_delivery_errors(payload: dict[str, Any], event: str,
                                             delivery_id: str) -> None:
-    """decide() on any JSON object and event: a Decision or a DeliveryError."""
-    decide_safely(Delivery(event=event, delivery_id=delivery_id, payload=payload))
+    """parse and decide_event() on any JSON object and event: a Decision or a
+    DeliveryError (400 from parse, 403 from decide_event)."""
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery_id}
+    try:
+        parsed = forges.parse("github", headers, payload)
+    except MalformedDelivery as exc:
+        assert exc.status == 400 and exc.reason
+        return
+    decide_safely(parsed)
 
 
 @BOUNDED
 @given(payload=payload_objects)
-def test_parse_push_raises_only_malformed(payload: dict[str, Any]) -> None:
-    """parse_push() on any JSON object: a Push with well-formed fields, or a 400."""
+def test_github_push_parse_raises_only_malformed(payload: dict[str, Any]) -> None:
+    """forges.parse() of any JSON object as a push: one Push with well-formed fields,
+    or a 400."""
     try:
-        push = parse_push(Delivery(event="push", delivery_id="-", payload=payload))
+        event = forges.parse("github", {"X-GitHub-Event": "push"}, payload)
     except MalformedDelivery as exc:
-        assert exc.status == 400 and exc.reason.startswith("push '")
+        assert exc.status == 400 and exc.reason.startswith("github push ")
         return
+    assert isinstance(event, forges.Pushes) and len(event.changes) == 1
+    push = event.changes[0]
     assert push.ref.startswith("refs/") and ".." not in push.ref
     assert SHA.fullmatch(push.before) and SHA.fullmatch(push.after)
     assert isinstance(push.repository, str) and isinstance(push.pusher, str)
@@ -268,6 +282,7 @@ def test_json_and_form_bodies_agree(payload: dict[str, Any], secret: bytes) -> N
              "application/x-www-form-urlencoded")):
         headers = HTTPHeaders({"X-GitHub-Event": "push", "Content-Type": content_type,
                                H256: mac(secret, body)})
-        read.append(read_delivery(headers, body, secret, LIMIT).payload)
+        assert forges.verify("github", [secret], headers, body) == 0
+        read.append(parse_body(headers.get("Content-Type"), body))
     assume(read[0] == read[0])  # NaN-free by construction; keeps the comparison meaningful
     assert read[0] == read[1] == payload

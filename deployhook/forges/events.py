@@ -8,16 +8,19 @@ with :meth:`Pushes.for_branch` whatever the forge.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from deployhook.errors import MalformedDelivery
 from deployhook.forges import delivery
-from deployhook.forges.delivery import _BAD_REF_CHARS, _SHA, ZERO_SHA
+from deployhook.forges.delivery import ZERO_SHA
 
 BRANCH_PREFIX = "refs/heads/"
 TAG_PREFIX = "refs/tags/"
+_SHA = re.compile(r"(?:[0-9a-f]{40}|[0-9a-f]{64})")
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 
 @dataclass(frozen=True)
@@ -118,18 +121,24 @@ def wire_bytes(value: str) -> bytes:
 def make_push(*, forge: str, delivery_id: str, ref: Any, before: Any, after: Any,
               repository: Any, default_branch: Any = None, pusher: Any = None,
               deleted: bool = False) -> Push:
-    """Build a :class:`Push` after the checks :func:`deployhook.forges.delivery.parse_push` makes.
+    """Build a :class:`Push` from a payload's values after checking them, for every forge.
 
-    ``deleted`` is also implied by an all-zero ``after``.
+    ``deleted`` is also implied by an all-zero ``after``; a ``default_branch`` or
+    ``pusher`` that is not a string is dropped (None, ``unknown``).
 
     Raises:
-        MalformedDelivery: ``ref`` is not a safe git ref, a SHA is not 40 or 64
-            lowercase hex digits, or ``repository`` is not a non-empty string.
+        MalformedDelivery: ``ref``, ``before`` or ``after`` missing or not a string,
+            ``ref`` not a safe git ref, a SHA not 40 or 64 lowercase hex digits, or
+            ``repository`` not a non-empty string (400).
     """
-    if not isinstance(ref, str) or not safe_ref(ref):
-        raise MalformedDelivery(f"{forge} push ref is not a valid git ref")
+    if not isinstance(ref, str):
+        raise MalformedDelivery(f"{forge} push 'ref' is missing or not a string")
+    if not safe_ref(ref):
+        raise MalformedDelivery(f"{forge} push 'ref' is not a valid git ref")
     for name, sha in (("before", before), ("after", after)):
-        if not isinstance(sha, str) or not _SHA.fullmatch(sha):
+        if not isinstance(sha, str):
+            raise MalformedDelivery(f"{forge} push '{name}' is missing or not a string")
+        if not _SHA.fullmatch(sha):
             raise MalformedDelivery(f"{forge} push '{name}' is not a hex commit SHA")
     if not isinstance(repository, str) or not repository:
         raise MalformedDelivery(f"{forge} push names no repository")
@@ -137,12 +146,6 @@ def make_push(*, forge: str, delivery_id: str, ref: Any, before: Any, after: Any
                 repository=repository, pusher=pusher if isinstance(pusher, str) else "unknown",
                 default_branch=default_branch if isinstance(default_branch, str) else None,
                 delivery_id=delivery_id, forge=forge)
-
-
-def from_github_push(push: delivery.Push, forge: str) -> Push:
-    """The forge-aware copy of a push parsed by :func:`deployhook.forges.delivery.parse_push`."""
-    values = {f.name: getattr(push, f.name) for f in fields(delivery.Push)}
-    return Push(**values, forge=forge)
 
 
 def safe_ref(ref: str) -> bool:

@@ -1,29 +1,31 @@
 """GitHub: ``X-Hub-Signature-256`` (HMAC-SHA256 of the body), ``X-GitHub-Event``.
 
-SHA-1 (``X-Hub-Signature``) is accepted only when it is the only signature
-sent, as :mod:`deployhook.forges.signature` does.  Push payloads are validated by
-:func:`deployhook.forges.delivery.parse_push`.
+GitHub signs the raw request body with HMAC and the hook's secret and sends
+``X-Hub-Signature-256: sha256=<hex>`` (and, for compatibility,
+``X-Hub-Signature: sha1=<hex>``).  SHA-1 is accepted only when it is the only
+signature sent.  Digests are compared in constant time and no error message
+ever contains the expected MAC.  Push payloads are checked by
+:func:`deployhook.forges.events.make_push`, as every forge's are.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
 from deployhook.forges import mac
-from deployhook.forges.delivery import Delivery, parse_push
 from deployhook.forges.events import (
     Event,
     Other,
     Ping,
     Pushes,
     field,
-    from_github_push,
     header,
+    make_push,
     present,
 )
-from deployhook.forges.signature import split_header
 
 FORGE = "github"
 SHA256_HEADER = "X-Hub-Signature-256"
@@ -60,12 +62,28 @@ def signature_header(headers: Mapping[str, str]) -> str:
 
 
 def parse_signature(name: str, value: str) -> bytes:
-    """The raw digest of ``sha256=<hex>`` (or ``sha1=<hex>`` for ``X-Hub-Signature``).
+    """The raw digest of signature header ``name``'s ``value``: ``sha256=<hex>`` (64 hex
+    digits), or ``sha1=<hex>`` (40) for ``X-Hub-Signature``; whitespace around is ignored.
 
     Raises:
-        SignatureError: any other form (401), as :func:`signature.split_header` says.
+        SignatureError: any other form (401).
     """
-    return bytes.fromhex(split_header(name, value)[1])
+    algorithm, sep, digest = value.strip().partition("=")
+    wanted, _, length = _ALGORITHMS[name]
+    if not sep or algorithm != wanted:
+        raise SignatureError(f"malformed {name} header: expected '{wanted}=<hex digest>'")
+    received = mac.from_hex(digest, length)
+    if received is None:
+        raise SignatureError(
+            f"malformed {name} header: expected {length} hex digits after '{wanted}='"
+        )
+    return received
+
+
+def sign(secret: bytes, body: bytes, algorithm: str = "sha256") -> str:
+    """The signature header value GitHub sends for ``body``: ``sha256=<hex>``, or
+    ``sha1=<hex>`` with ``algorithm`` ``sha1``."""
+    return f"{algorithm}={hmac.new(secret, body, mac.ALGORITHMS[algorithm]).hexdigest()}"
 
 
 def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
@@ -73,7 +91,7 @@ def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
 
     Raises:
         MalformedDelivery: no ``X-GitHub-Event`` header, or a push payload
-            that :func:`deployhook.forges.delivery.parse_push` refuses (400).
+            that :func:`deployhook.forges.events.make_push` refuses (400).
     """
     event = header(headers, EVENT_HEADER)
     if event is None:
@@ -87,8 +105,12 @@ def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
     if event != "push":
         return Other(FORGE, delivery_id, repository, event,
                      f"event '{event}' is not deployed; only push is")
-    push = parse_push(Delivery(event=event, delivery_id=delivery_id, payload=payload))
-    return Pushes(FORGE, delivery_id, push.repository, (from_github_push(push, FORGE),))
+    push = make_push(forge=FORGE, delivery_id=delivery_id, ref=payload.get("ref"),
+                     before=payload.get("before"), after=payload.get("after"),
+                     repository=repository, pusher=field(payload, "pusher", "name"),
+                     default_branch=field(payload, "repository", "default_branch"),
+                     deleted=payload.get("deleted") is True)
+    return Pushes(FORGE, delivery_id, push.repository, (push,))
 
 
 def sign_headers(secret: bytes, body: bytes, event: str = "push",
@@ -102,6 +124,6 @@ def sign_headers(secret: bytes, body: bytes, event: str = "push",
         "User-Agent": "GitHub-Hookshot/deployhook",
         EVENT_HEADER: event,
         DELIVERY_HEADER: delivery_id,
-        SHA1_HEADER: "sha1=" + mac.hmac_sha1(secret, body).hex(),
-        SHA256_HEADER: "sha256=" + mac.hmac_sha256(secret, body).hex(),
+        SHA1_HEADER: sign(secret, body, "sha1"),
+        SHA256_HEADER: sign(secret, body),
     }
