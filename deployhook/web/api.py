@@ -101,15 +101,16 @@ async def fleet_view(hub: Hub) -> dict[str, Any]:
         return {"reachable": False, "reason": hub.fleet.error}
 
 
-def whole(value: str, name: str) -> int:
-    """``value`` as a positive whole number written with ASCII digits (at most 18).
+def whole(value: str, name: str, least: int = 1) -> int:
+    """``value`` as a whole number of at least ``least`` (1 unless given) written with
+    ASCII digits (at most 18).
 
     Raises:
         tornado.web.HTTPError: 400 naming ``name`` for anything else (``²``, ``-1``,
-            ``0``, ``1e3``, twenty digits).
+            ``0`` when ``least`` is 1, ``1e3``, twenty digits).
     """
     if not (value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS) \
-            or int(value) < 1:
-        raise tornado.web.HTTPError(400, reason=f"{name} must be a whole number from 1 "
-                                    f"(ASCII digits, at most {MAX_DIGITS})")
+            or int(value) < least:
+        raise tornado.web.HTTPError(400, reason=f"{name} must be a whole number from "
+                                    f"{least} (ASCII digits, at most {MAX_DIGITS})")
     return int(value)
