@@ -52,6 +52,23 @@ def allowed(address: Address | None, networks: Sequence[Network]) -> bool:
     return address is not None and _within(address, networks)
 
 
+def sender_key(address: Address | str | None) -> str:
+    """The key a sender is counted and throttled by: an IPv4 address itself (also when
+    written IPv4-mapped, ``::ffff:203.0.113.7``), an IPv6 address its /64
+    (``2001:db8:1:2::/64``: one host holds a whole /64, so a key per address would
+    give it 2^64 fresh counters), ``"unknown"`` for None or what is not an address."""
+    if isinstance(address, str):
+        address = _address(address)
+    if address is None:
+        return "unknown"
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        return str(mapped)
+    if address.version == 6:
+        return str(ipaddress.ip_network((address, 64), strict=False))
+    return str(address)
+
+
 def _within(address: Address, networks: Sequence[Network]) -> bool:
     mapped = getattr(address, "ipv4_mapped", None)
     candidates = [address] + ([mapped] if mapped is not None else [])

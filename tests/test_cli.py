@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -23,6 +24,8 @@ from typing import Any, ClassVar
 
 import pytest
 
+from deployhook.git.steps import Step
+from deployhook.record.store import DeliveryRecord, Store
 from tests.helpers import (
     SECRET,
     Daemon,
@@ -139,6 +142,48 @@ def test_deploy_records_a_cli_run_then_history_and_show(repos: Repos,
         assert missing.returncode == 1 and f"no run {unknown} " in missing.stderr
     again = cli("deploy", "--config", "config.py", cwd=repos.root)
     assert again.returncode == 0 and "already up to date" in again.stdout
+
+
+# Free text a forge lets anyone put in a display name, a ref or a command's output.
+FORGED = "mallory\x00\n2  2024-01-01 00:00:00  cli  ok  0.10s  forged"
+ESCAPES = "\x1b[2J\x1b]0;pwned\x07eve\x7f\x9b31m\x85\r"
+# What a terminal must never get from the record: C0 but newline, DEL, C1.
+RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def test_history_and_show_print_control_characters_from_the_record_visibly(
+        tmp_path: Path) -> None:
+    """Second review, finding 8: a pusher name with NUL + newline forged a row of
+    ``deployhook history``, and ESC reached the terminal from ``history``, ``show`` and
+    ``show --follow``.  Every value from the record is printed with its control
+    characters escaped (``\\x1b``); a step's output keeps its lines and tabs."""
+    write_config(tmp_path / "config.py", state_db="record.sqlite3")
+    store = Store(str(tmp_path / "record.sqlite3"))
+    row = store.add_delivery(DeliveryRecord(
+        f"d-{ESCAPES}", "push", "203.0.113.9", "valid", f"refs/heads/{ESCAPES}", "a" * 40,
+        "b" * 40, FORGED, accepted=True))
+    run_id = store.start_run("webhook", f"main{ESCAPES}", "a" * 40, [row],
+                             [FORGED, ESCAPES])
+    store.answer_delivery(row, 500, "failed", ESCAPES, run_id)
+    store.finish_run(run_id, False, "a" * 40, "a" * 40, f"failed\n{FORGED}{ESCAPES}", [
+        Step(f"post{ESCAPES}", f"notify {ESCAPES}", 1, 0.1,
+             f"one\ttabbed\n{ESCAPES}two\nthree")])
+    store.close()
+
+    history = cli("history", "--config", "config.py", cwd=tmp_path)
+    assert history.returncode == 0, history.stderr
+    assert len(history.stdout.splitlines()) == 2, history.stdout  # the header and one row
+    shown = cli("show", str(run_id), "--config", "config.py", cwd=tmp_path)
+    followed = cli("show", str(run_id), "--follow", "--config", "config.py", cwd=tmp_path)
+    assert shown.returncode == 0 and followed.returncode == 1, shown.stderr + followed.stderr
+    for out in (history.stdout, shown.stdout, followed.stdout):
+        lines = out.splitlines()
+        assert not RAW_CONTROL.search(out.replace("\ttabbed", "")), out
+        assert "\\x1b[2J\\x1b]0;pwned\\x07eve\\x7f\\x9b31m" in out, out
+        assert not any(line.lstrip().startswith("2 ") for line in lines), out
+    for out in (shown.stdout, followed.stdout):
+        assert "| one\ttabbed" in out and "| three" in out, out
+    assert "by mallory\\x00\\x0a2  2024" in shown.stdout, shown.stdout
 
 
 def test_deploy_from_scratch_clones_with_submodules(repos: Repos, secret_file: Path) -> None:

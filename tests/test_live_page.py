@@ -219,6 +219,23 @@ class LiveEndpointTest(PageTestCase):
                                                 raise_error=False)
         assert response.code == 401
 
+    @gen_test(timeout=60)
+    async def test_a_malformed_after_is_400_naming_it(self) -> None:
+        """Second review, finding 7: ``after=²`` (``str.isdigit()`` accepts it, ``int()``
+        does not) was a 500; every malformed ``after`` is a 400 whose reason names it,
+        and ``after=0`` and a large count still answer."""
+        run_id = await self.hook.record.run(
+            lambda s: s.start_run("webhook", "main", "a" * 40, [], ["octocat"]))
+        for after in ("%C2%B2", "%D9%A3", "x", "-1", "1e3", "",
+                      "9" * 19, "99999999999999999999"):
+            response = await self.http_client.fetch(
+                self.get_url(f"/runs/{run_id}/live?after={after}"), raise_error=False)
+            body = json.loads(response.body)
+            assert response.code == 400, (after, response.body)
+            assert body["result"] == "error" and "after" in body["reason"], (after, body)
+        for after in ("0", "7", "9" * 18):
+            assert (await self.live(f"/runs/{run_id}/live?after={after}"))["result"] == "ok"
+
     async def live(self, path: str) -> dict[str, Any]:
         """GET a live endpoint logged in; its JSON body (asserting 200)."""
         response = await self.http_client.fetch(self.get_url(path))

@@ -9,7 +9,7 @@ import pytest
 from tornado.testing import gen_test
 
 from deployhook.errors import ConfigError
-from deployhook.network import allowed, client_address, parse_networks
+from deployhook.network import allowed, client_address, parse_networks, sender_key
 from deployhook.settings import Config
 from tests.apptest import HookTestCase
 from tests.helpers import push_payload, signed
@@ -49,6 +49,26 @@ def test_client_address(peer: str, forwarded: str | None, expected: str | None) 
 def test_allowed(address: str | None, networks: Any, expected: bool) -> None:
     ip = ipaddress.ip_address(address) if address else None
     assert allowed(ip, networks) is expected
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("203.0.113.7", "203.0.113.7"),                              # IPv4: the address
+    (ipaddress.ip_address("203.0.113.7"), "203.0.113.7"),
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),                    # IPv6: its /64
+    ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),   # the same /64
+    (ipaddress.ip_address("2001:db8:1:2:abcd::9"), "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),                    # the next /64: another
+    ("::ffff:203.0.113.7", "203.0.113.7"),                       # v4-mapped: the IPv4
+    ("fe80::1%eth0", "fe80::/64"),                               # scoped
+    ("::1", "::/64"),
+    ("unknown", "unknown"), ("", "unknown"), (None, "unknown"), ("not-an-ip", "unknown"),
+])
+def test_a_sender_is_keyed_by_its_address_or_ipv6_slash_64(
+        address: str | ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+        expected: str) -> None:
+    """Second review, finding 10a: one key per IPv4 address and per IPv6 /64 (one host
+    holds a whole /64), for every count and throttle of senders."""
+    assert sender_key(address) == expected
 
 
 def test_bad_cidr_is_a_config_error() -> None:

@@ -239,3 +239,25 @@ class PagingTest(HookTestCase):
         status, body = await self.send(b"", {}, method="GET",
                                        path="/deployments?page=1000000&per_page=100000")
         assert status == 200 and body["runs"] == [] and body["per_page"] == 100, body
+
+    @gen_test(timeout=30)
+    async def test_an_unknown_query_parameter_is_400_naming_it(self) -> None:
+        """Second review, finding 10b: a typo (``per-page``) was ignored and the default
+        page served; each API route answers 400 naming the parameter and the known ones
+        (the name bounded and ASCII in the reason), and takes its known ones still."""
+        run_id = await self.hook.record.run(
+            lambda s: s.start_run("webhook", "main", "a" * 40, [], ["octocat"]))
+        cases = [("/deployments?per-page=5", "'per-page'", "page, per_page, target"),
+                 ("/deployments?page=1&perpage=5", "'perpage'", "page, per_page, target"),
+                 ("/deployments?target=default&page=1&x=", "'x'", "page, per_page, target"),
+                 (f"/deployments/{run_id}?verbose=1", "'verbose'", "none"),
+                 ("/deployments?%E2%82%AC=1", "'\\u20ac'", "page, per_page, target"),
+                 ("/deployments?" + "y" * 5000 + "=1", "'" + "y" * 40 + "'", "page")]
+        for path, name, known in cases:
+            status, body = await self.send(b"", {}, method="GET", path=path)
+            assert status == 400, (path, body)
+            assert body["reason"].startswith(f"unknown query parameter {name}"), body
+            assert known in body["reason"] and len(body["reason"]) < 120, body
+        for path in ("/deployments?page=1&per_page=5&target=default",
+                     f"/deployments/{run_id}"):
+            assert (await self.send(b"", {}, method="GET", path=path))[0] == 200, path

@@ -86,6 +86,29 @@ def test_the_summary_names_each_sender_and_how_many_more_were_refused(
     assert total == [("198.51.100.1", 1), ("203.0.113.7", 4)]
 
 
+def test_ipv6_senders_of_one_slash_64_are_counted_and_throttled_as_one(
+        tmp_path: Path) -> None:
+    """Second review, finding 10a: each address of one IPv6 /64 got a counter of its
+    own (2^64 fresh senders, never throttled, the table growing); now a /64 is one
+    sender, in the count that throttles and in the record, and another /64 is not."""
+    recorder = Recorder(str(tmp_path / "state.sqlite3"))
+    same = [f"2001:db8:1:2::{n:x}" for n in range(1, FREE_REFUSALS + 3)]
+
+    async def scenario() -> tuple[list[int], int]:
+        rejections = Rejections(recorder)
+        counts = [rejections.count(address, "", 401, "wrong") for address in same]
+        return counts, rejections.count("2001:db8:1:3::1", "", 401, "wrong")
+
+    counts, other = asyncio.run(scenario())
+    recorder.close()  # writes the counts
+    assert counts == list(range(1, len(same) + 1))  # past FREE_REFUSALS: throttled
+    assert other == 1
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        rows = db.execute("SELECT remote_addr, SUM(count) FROM rejections"
+                          " GROUP BY remote_addr ORDER BY remote_addr").fetchall()
+    assert rows == [("2001:db8:1:2::/64", len(same)), ("2001:db8:1:3::/64", 1)]
+
+
 def test_a_sender_refused_often_waits_for_its_answers(repos: Repos, secret_file: Path) -> None:
     """Past FREE_REFUSALS, each wrong-signature answer waits refused_delay: a flood on
     one connection at a time gets fewer answers; a valid push is still answered."""

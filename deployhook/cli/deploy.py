@@ -22,6 +22,7 @@ from deployhook.cli.common import (
     add_command,
     base_url,
     choose_target,
+    printable,
     remote_heads,
     short,
     user,
@@ -62,7 +63,7 @@ def deploy(config: Config, args: argparse.Namespace) -> int:
             branch, failure = _default_branch(target, checkout)
             if failure is not None:
                 _record_failure(announce, target, head, failure)
-                print(f"deploy FAILED: {failure.reason}")
+                print(printable(f"deploy FAILED: {failure.reason}"))
                 return 1
         checkout.progress = sys.stderr.isatty()  # a first clone can take minutes
         _warn_if_not_owner(checkout)
@@ -147,10 +148,10 @@ def _report(config: Config, target: TargetConfig, args: argparse.Namespace, bran
     """Print the steps and the outcome of ``result``; the exit status."""
     for step in result.steps:
         state = "ok" if step.ok else f"FAILED ({step.status})"
-        print(f"  {step.name:<18} {state:<11} {step.duration:6.2f}s  {step.command}")
+        print(printable(f"  {step.name:<18} {state:<11} {step.duration:6.2f}s  {step.command}"))
     moved = f"{short(result.head_before, 12)} -> {short(result.head_after, 12)}"
     if not result.ok:
-        print(f"deploy FAILED after {result.duration:.2f}s: {result.reason}")
+        print(printable(f"deploy FAILED after {result.duration:.2f}s: {result.reason}"))
         print(f"HEAD {moved}" if result.head_before != result.head_after
               else f"HEAD stays at {short(result.head_after, 12)}")
         if result.run_id is not None:

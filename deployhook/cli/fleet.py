@@ -16,6 +16,7 @@ from deployhook.cli.common import (
     add_command,
     choose_target,
     local,
+    printable,
     short,
     table,
     truncate,
@@ -126,9 +127,10 @@ def show(config: Config, args: argparse.Namespace) -> int:
         if desired is None:
             print(f"target {name}: no desired commit yet")
         else:
-            print(f"target {name}: desired {short(desired['sha'], 12)} on {desired['ref']} "
-                  f"(generation {desired['generation']}, {desired['kind']} by "
-                  f"{desired['by']}, {local(desired['time'])})")
+            print(printable(f"target {name}: desired {short(desired['sha'], 12)} on "
+                            f"{desired['ref']} (generation {desired['generation']}, "
+                            f"{desired['kind']} by {desired['by']}, "
+                            f"{local(desired['time'])})"))
         rows = [[node, s["state"], short(s["head"], 12), local(s["time"]),
                  truncate(s["reason"], 60)] for node, s in state["nodes"].items()]
         print(table(["node", "state", "head", "reported", "reason"], rows) if rows

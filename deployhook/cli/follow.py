@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from deployhook.cli.common import open_record, seconds
+from deployhook.cli.common import open_record, printable, seconds
 from deployhook.record.store import Store
 from deployhook.settings import Config
 
@@ -46,7 +46,7 @@ def _follow(store: Store, run_id: int, path: str) -> int:
         watcher.show(run)
         if run["outcome"] != "running":
             reason = f": {run['reason']}" if run["reason"] else ""
-            print(f"run {run_id} {run['outcome']}{reason}", flush=True)
+            print(printable(f"run {run_id} {run['outcome']}{reason}"), flush=True)
             return 0 if run["outcome"] == "ok" else 1
         time.sleep(POLL)
 
@@ -62,8 +62,9 @@ class _Watcher:
     def show(self, run: dict[str, Any]) -> None:
         if not self.started:
             self.started = True
-            print(f"run {run['id']} of {run.get('target') or '-'} ({run['trigger']}, "
-                  f"branch {run['branch'] or '-'}): {run['outcome']}", flush=True)
+            print(printable(f"run {run['id']} of {run.get('target') or '-'} "
+                            f"({run['trigger']}, branch {run['branch'] or '-'}): "
+                            f"{run['outcome']}"), flush=True)
         for step in run["steps"]:
             if step["seq"] not in self.steps:
                 self.steps.add(step["seq"])
@@ -72,17 +73,17 @@ class _Watcher:
         if live and run["outcome"] == "running":
             name = live["step"]
             if name not in self.shown:
-                print(f"{name}: running", flush=True)
+                print(printable(f"{name}: running"), flush=True)
                 self.shown[name] = ""
             self.shown[name] += _new_lines(self.shown[name], live["output"], whole=False)
 
     def _finished(self, step: dict[str, Any]) -> None:
         name = step["name"]
         if name not in self.shown:
-            print(f"{name}: $ {step['command']}")
+            print(printable(f"{name}: $ {step['command']}"))
         _new_lines(self.shown.pop(name, ""), step["output"] or "", whole=True)
         state = "ok" if step["status"] == 0 else f"FAILED (exit status {step['status']})"
-        print(f"{name}: {state}, {seconds(step['duration'])}", flush=True)
+        print(printable(f"{name}: {state}, {seconds(step['duration'])}"), flush=True)
 
 
 def _new_lines(printed: str, output: str, whole: bool) -> str:
@@ -92,6 +93,6 @@ def _new_lines(printed: str, output: str, whole: bool) -> str:
     if not whole:
         new = new[:new.rfind("\n") + 1]
     for line in new.splitlines():
-        print(f"  | {line}".rstrip())
+        print(f"  | {printable(line, tab=True)}".rstrip())
     sys.stdout.flush()
     return new

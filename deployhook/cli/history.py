@@ -18,6 +18,7 @@ from deployhook.cli.common import (
     local,
     open_record,
     positive,
+    printable,
     seconds,
     short,
     table,
@@ -139,26 +140,30 @@ def show(config: Config, args: argparse.Namespace) -> int:
 
 
 def _print_run(run: dict[str, Any]) -> None:
-    print(f"run {run['id']}: {run['outcome']}  (target {run.get('target') or '-'}, "
-          f"trigger {run['trigger']}, branch {run['branch'] or '-'})")
+    """Print ``run`` for a terminal: each line :func:`printable` (the values in it come
+    from the record), its steps' output line by line."""
     finished = local(run["finished"]) if run["finished"] else "-"
+    print(printable(f"run {run['id']}: {run['outcome']}  (target {run.get('target') or '-'}, "
+                    f"trigger {run['trigger']}, branch {run['branch'] or '-'})"))
     print(f"  started   {local(run['started'])}   finished {finished}   "
           f"duration {seconds(run['duration'])}")
-    print(f"  head      {run['head_before'] or 'none'} -> {run['head_after'] or 'none'}")
-    print(f"  pushers   {run['pushers'] or '-'}")
+    print(printable(f"  head      {run['head_before'] or 'none'} -> "
+                    f"{run['head_after'] or 'none'}"))
+    print(printable(f"  pushers   {run['pushers'] or '-'}"))
     if run["reason"]:
-        print(f"  reason    {run['reason']}")
+        print(printable(f"  reason    {run['reason']}"))
     print(f"steps ({len(run['steps'])}):")
     for step in run["steps"]:
         state = "ok" if step["status"] == 0 else f"FAILED (exit status {step['status']})"
-        print(f"  {step['seq'] + 1}. {step['name']}: {state}, {seconds(step['duration'])}")
-        print(f"     $ {step['command']}")
+        print(printable(f"  {step['seq'] + 1}. {step['name']}: {state}, "
+                        f"{seconds(step['duration'])}"))
+        print(printable(f"     $ {step['command']}"))
         for line in (step["output"] or "").splitlines():
-            print(f"     | {line}".rstrip())
+            print(f"     | {printable(line, tab=True)}".rstrip())
     print(f"deliveries ({len(run['deliveries'])}):")
     for d in run["deliveries"]:
         shas = f" {short(d['before'], 8)}..{short(d['after'], 8)}" if d["after"] else ""
         answer = f"{d['status']} {d['result']}" if d["status"] is not None else "pending"
-        print(f"  {d['delivery_id']}  {d['event']} {d['ref'] or ''}{shas} by "
-              f"{d['pusher'] or '-'} from {d['remote_addr']} at {local(d['received'])}"
-              f" -> {answer}")
+        print(printable(f"  {d['delivery_id']}  {d['event']} {d['ref'] or ''}{shas} by "
+                        f"{d['pusher'] or '-'} from {d['remote_addr']} at "
+                        f"{local(d['received'])} -> {answer}"))

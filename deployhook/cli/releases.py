@@ -13,7 +13,15 @@ import time
 from typing import Any
 
 from deployhook.cli import fleet
-from deployhook.cli.common import CommandFailed, add_command, choose_target, short, table, user
+from deployhook.cli.common import (
+    CommandFailed,
+    add_command,
+    choose_target,
+    printable,
+    short,
+    table,
+    user,
+)
 from deployhook.cli.deploy import _writable_record
 from deployhook.git import releases
 from deployhook.service.runs import run_rollback
@@ -74,9 +82,9 @@ def rollback(config: Config, args: argparse.Namespace) -> int:
             store.close()
     elapsed = time.monotonic() - start
     if not ok:
-        print(f"rollback FAILED after {elapsed:.2f}s: {reason}")
+        print(printable(f"rollback FAILED after {elapsed:.2f}s: {reason}"))
         return 1
-    print(f"{reason} ({short(before, 12)} -> {short(after, 12)})")
+    print(printable(f"{reason} ({short(before, 12)} -> {short(after, 12)})"))
     told = fleet.tell(config, target.name, after, f"refs/heads/{target.branch}"
                       if target.branch else "", "rollback")
     if told:

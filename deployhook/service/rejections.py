@@ -3,8 +3,8 @@ rate-limited log.
 
 A stranger can send thousands of wrongly signed requests a second.  Each is still
 answered (401 and its reason), but none gets a row of its own in the record or a
-line of its own in the log: the record adds it to a count per minute, sender,
-target, status and reason (:meth:`Recorder.reject
+line of its own in the log: the record adds it to a count per minute, sender (an
+IPv4 address, an IPv6 /64), target, status and reason (:meth:`Recorder.reject
 <deployhook.record.recorder.Recorder.reject>`), and the log shows the first refusal
 of each sender in a minute in full, then at the end of that minute one summary line
 per sender with how many more there were.  ``/metrics`` counts every answer as before.
@@ -21,6 +21,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from deployhook.network import sender_key
 from deployhook.record.recorder import Recorder
 
 log = logging.getLogger("deployhook.http")
@@ -49,9 +50,12 @@ class Rejections:
         self.total = 0
 
     def count(self, sender: str, target: str, status: int, reason: str) -> int:
-        """Count one refusal; how many ``sender`` has had since the last summary, this
-        one included (1: the caller logs it in full; more: it is in the summary)."""
+        """Count one refusal of the client at address ``sender``, under its
+        :func:`~deployhook.network.sender_key` (an IPv6 client by its /64); how many that
+        sender has had since the last summary, this one included (1: the caller logs it
+        in full; more: it is in the summary)."""
         self.total += 1
+        sender = sender_key(sender)
         self.record.reject(sender, target, status, reason)
         tally = self._tallies.get(sender)
         if tally is not None:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import tornado.httputil
 import tornado.web
 
-from deployhook.network import Network, client_address
+from deployhook.network import Network, client_address, sender_key
 
 if TYPE_CHECKING:
     from deployhook.service.hub import Hub
@@ -226,18 +226,10 @@ def local_host(host: str, allowed_hosts: Sequence[str] = ()) -> bool:
 
 
 def client_key(request: tornado.httputil.HTTPServerRequest, trusted: Sequence[Network]) -> str:
-    """The throttle's key for ``request``: the client behind trusted proxies, an IPv6
-    client by its /64 (one host holds a whole /64)."""
-    address = client_address(request.remote_ip or "", request.headers.get("X-Forwarded-For"),
-                             trusted)
-    if address is None:
-        return "unknown"
-    if address.version == 6:
-        mapped = address.ipv4_mapped  # type: ignore[union-attr]
-        if mapped is not None:
-            return str(mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+    """The throttle's key for ``request``: the client behind trusted proxies, keyed as
+    :func:`~deployhook.network.sender_key` does (an IPv6 client by its /64)."""
+    return sender_key(client_address(request.remote_ip or "",
+                                     request.headers.get("X-Forwarded-For"), trusted))
 
 
 def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

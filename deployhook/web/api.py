@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import tornado.httputil
 import tornado.web
 
 from deployhook.web.access import AccessError
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000
 MAX_DIGITS = 18
+SHOWN_NAME = 40  # characters of an unknown parameter's name shown in the reason
 
 
 class RecordAccess:
@@ -56,6 +58,7 @@ class DeploymentsHandler(RecordAccess, JSONHandler):
         self.hub, self.access = hub, access
 
     async def get(self) -> None:
+        only_known(self.request, ("page", "per_page", "target"))
         page = whole(self.get_argument("page", "1"), "page")
         if page > MAX_PAGE:
             raise tornado.web.HTTPError(400, reason=f"page must be at most {MAX_PAGE}")
@@ -84,6 +87,7 @@ class DeploymentHandler(RecordAccess, JSONHandler):
         self.hub, self.access = hub, access
 
     async def get(self, run_id: str) -> None:
+        only_known(self.request, ())
         run = await self.hub.record.run(lambda s: s.run(int(run_id)))
         if run is None:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id}")
@@ -101,15 +105,32 @@ async def fleet_view(hub: Hub) -> dict[str, Any]:
         return {"reachable": False, "reason": hub.fleet.error}
 
 
-def whole(value: str, name: str) -> int:
-    """``value`` as a positive whole number written with ASCII digits (at most 18).
+def only_known(request: tornado.httputil.HTTPServerRequest, known: tuple[str, ...]) -> None:
+    """Check that ``request``'s query names only parameters in ``known`` (a typo such
+    as ``per-page`` is not silently ignored).
+
+    Raises:
+        tornado.web.HTTPError: 400 naming the first unknown parameter (at most
+            ``SHOWN_NAME`` characters of it, as an ASCII literal) and the known ones.
+    """
+    unknown = [name for name in request.query_arguments if name not in known]
+    if unknown:
+        name = unknown[0].encode("latin-1").decode("utf-8", "replace")  # Tornado's latin-1
+        raise tornado.web.HTTPError(
+            400, reason=f"unknown query parameter {name[:SHOWN_NAME]!a}; "
+            f"known: {', '.join(known) or 'none'}")
+
+
+def whole(value: str, name: str, least: int = 1) -> int:
+    """``value`` as a whole number of at least ``least`` (1 unless given) written with
+    ASCII digits (at most 18).
 
     Raises:
         tornado.web.HTTPError: 400 naming ``name`` for anything else (``²``, ``-1``,
-            ``0``, ``1e3``, twenty digits).
+            ``0`` when ``least`` is 1, ``1e3``, twenty digits).
     """
     if not (value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS) \
-            or int(value) < 1:
-        raise tornado.web.HTTPError(400, reason=f"{name} must be a whole number from 1 "
-                                    f"(ASCII digits, at most {MAX_DIGITS})")
+            or int(value) < least:
+        raise tornado.web.HTTPError(400, reason=f"{name} must be a whole number from "
+                                    f"{least} (ASCII digits, at most {MAX_DIGITS})")
     return int(value)

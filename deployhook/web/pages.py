@@ -30,7 +30,7 @@ import tornado.web
 
 from deployhook.git import releases
 from deployhook.redact import redact
-from deployhook.web.api import RecordAccess, fleet_view
+from deployhook.web.api import RecordAccess, fleet_view, whole
 from deployhook.web.handlers import JSONHandler, set_allow
 
 if TYPE_CHECKING:
@@ -259,16 +259,14 @@ class LiveOutput(RecordAccess, JSONHandler):
         self.hub, self.access = hub, access
 
     async def get(self, run_id: str) -> None:
-        after = self.get_argument("after", "0")
-        if not after.isdigit() or len(after) > 12:
-            raise tornado.web.HTTPError(400, reason="after must be a count of characters")
+        after = whole(self.get_argument("after", "0"), "after", least=0)
         number = int(run_id)
         run = await self.hub.record.run(lambda s: s.run(number))
         if run is None:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id} in the record")
         self.set_header("Content-Security-Policy", "default-src 'none'")
         self.set_header("X-Content-Type-Options", "nosniff")
-        self.reply(200, live_answer(run, int(after)))
+        self.reply(200, live_answer(run, after))
 
 
 class LiveScript(PageHandler):
