@@ -348,14 +348,34 @@ def test_a_gitlab_signature_without_its_id_or_timestamp_is_401(drop: str) -> Non
         forges.verify("gitlab", [WHSEC], headers, b"{}")
 
 
-def test_gitlab_delivery_id_is_the_idempotency_key_or_webhook_id() -> None:
-    body = body_of(fixture("gitlab/push-event.json"))
-    signed = standard_webhook(body, 1)
-    event = forges.parse("gitlab", signed, json.loads(body))
-    assert isinstance(event, Pushes) and event.delivery_id == "msg_1"
-    fresh = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Webhook-UUID": "fresh-per-request"}
-    event = forges.parse("gitlab", fresh, json.loads(body))
-    assert isinstance(event, Pushes) and event.delivery_id == "-"
+SIGNED_ID = standard_webhook(b"{}", 1)  # webhook-id msg_1, signed with the body
+PLAIN = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET.decode()}
+
+
+@pytest.mark.parametrize("name", ["gitlab/push-event.json", "gitlab/tag-event.json"])
+@pytest.mark.parametrize(("headers", "expected"), [
+    # a signing token signs webhook-id, never Idempotency-Key: a replay under a new key
+    # must keep the id it was signed with
+    ({**SIGNED_ID, "Idempotency-Key": "new-key"}, "msg_1"),
+    (SIGNED_ID, "msg_1"),
+    ({**SIGNED_ID, **PLAIN, "Idempotency-Key": "new-key"}, "msg_1"),
+    # a clear token signs nothing: Idempotency-Key (kept across GitLab's retries) first
+    ({**PLAIN, "Idempotency-Key": "key-1"}, "key-1"),
+    ({**PLAIN, "Idempotency-Key": "key-1", "webhook-id": "msg_1"}, "key-1"),
+    ({**PLAIN, "webhook-id": "msg_1"}, "msg_1"),
+    ({**PLAIN, "X-Gitlab-Webhook-UUID": "fresh-per-request"}, "-"),
+], ids=["signed-new-key", "signed", "signed-and-token", "token", "token-webhook-id",
+        "token-webhook-id-only", "none"])
+def test_gitlab_delivery_id_is_the_signed_webhook_id_when_signed(
+        name: str, headers: dict[str, str], expected: str) -> None:
+    """parse() and labels() (the log's id) agree on a GitLab delivery's id."""
+    payload = fixture(name)
+    event = "Tag Push Hook" if payload["object_kind"] == "tag_push" else "Push Hook"
+    sent = HTTPHeaders({**headers, "X-Gitlab-Event": event})
+    parsed_event = forges.parse("gitlab", sent, payload)
+    assert isinstance(parsed_event, Pushes)
+    assert parsed_event.delivery_id == parsed_event.changes[0].delivery_id == expected
+    assert forges.labels("gitlab", sent) == (expected, event)
 
 
 # --- parsing ---------------------------------------------------------------------------

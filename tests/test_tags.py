@@ -16,6 +16,7 @@ from deployhook.cli.check import run_checks
 from deployhook.forges import payloads
 from deployhook.forges.delivery import Push
 from deployhook.git.checkout import Checkout, RunResult, resolve_target
+from deployhook.record.store import Store
 from deployhook.settings import Config
 from tests.helpers import (
     REPOSITORY,
@@ -241,8 +242,8 @@ def test_check_accepts_a_detached_checkout_in_tags_mode(repos: Repos, tmp_path: 
 
 # -- end to end: a real daemon with a tags target -------------------------------------------
 
-def _deliver(daemon: Daemon, ref: str, after: str, number: int) -> tuple[int, dict[str, Any]]:
-    """POST a signed GitHub push of ``ref`` to /hooks/site."""
+def signed_tag(ref: str, after: str, number: int) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a signed GitHub push of ``ref``, delivery ``d-<number>``."""
     payload = payloads.push_payload(
         "github", repository=REPOSITORY, ref=ref, before=ZERO, after=after, pusher="octocat",
         email="octocat@example.com", default_branch="main")
@@ -250,7 +251,23 @@ def _deliver(daemon: Daemon, ref: str, after: str, number: int) -> tuple[int, di
     headers = {**forges.sign_headers("github", SECRET, body, "tag" if "/tags/" in ref
                                      else "push", delivery_id=f"d-{number}"),
                "Content-Type": "application/json"}
-    return http("POST", daemon.url + "/hooks/site", body, headers)
+    return body, headers
+
+
+def _deliver(daemon: Daemon, ref: str, after: str, number: int) -> tuple[int, dict[str, Any]]:
+    """POST a signed GitHub push of ``ref`` to /hooks/site."""
+    return http("POST", daemon.url + "/hooks/site", *signed_tag(ref, after, number))
+
+
+def _tags_daemon(repos: Repos, secret_file: Path, **extra: Any) -> Daemon:
+    """A daemon (started, maybe not ready yet) with one target ``site`` deploying
+    ``repos.deployed`` in tags mode."""
+    port = free_port()
+    config = write_config(
+        repos.root / "config.py", port=port, secret_file=str(secret_file),
+        targets={"site": {"repo_path": str(repos.deployed), "repository": REPOSITORY,
+                          "tags": TAGS, "reload": "none", **extra}})
+    return Daemon(config, port)
 
 
 def test_daemon_deploys_pushed_tags_and_ignores_the_rest(repos: Repos, secret_file: Path
@@ -258,13 +275,7 @@ def test_daemon_deploys_pushed_tags_and_ignores_the_rest(repos: Repos, secret_fi
     marker = repos.root / "post_deploy.log"
     script = (f"import os; open({str(marker)!r}, 'a')"
               ".write(os.environ['DEPLOYHOOK_TAG'] + '\\n')")
-    port = free_port()
-    config = write_config(
-        repos.root / "config.py", port=port, secret_file=str(secret_file),
-        targets={"site": {"repo_path": str(repos.deployed), "repository": REPOSITORY,
-                          "tags": TAGS, "reload": "none",
-                          "post_deploy": [sys.executable, "-c", script]}})
-    daemon = Daemon(config, port)
+    daemon = _tags_daemon(repos, secret_file, post_deploy=[sys.executable, "-c", script])
     try:
         daemon.wait_ready()
         start = Repos.head(repos.deployed)
@@ -289,6 +300,58 @@ def test_daemon_deploys_pushed_tags_and_ignores_the_rest(repos: Repos, secret_fi
     finally:
         daemon.stop()
     assert "Traceback" not in daemon.log(), daemon.log()
+
+
+def test_a_replayed_old_tag_delivery_does_not_move_the_checkout_back(
+        repos: Repos, secret_file: Path) -> None:
+    """v1 deployed, then v2; v1's exact signed body and signature again under a fresh
+    ``X-GitHub-Delivery`` (GitHub does not sign it) is answered 409 without deploying,
+    recorded and logged, and HEAD stays at v2.  v1's own delivery ID again is answered
+    as a replay, as before; a new tag still deploys."""
+    marker = repos.root / "post_deploy.log"
+    script = (f"import os; open({str(marker)!r}, 'a')"
+              ".write(os.environ['DEPLOYHOOK_TAG'] + '\\n')")
+    daemon = _tags_daemon(repos, secret_file, post_deploy=[sys.executable, "-c", script])
+    url = daemon.url + "/hooks/site"
+    try:
+        daemon.wait_ready()
+        repos.commit("site.txt", "one\n")
+        v1 = tag(repos, "v1", annotated=True)
+        v1_body, v1_headers = signed_tag("refs/tags/v1", v1, 1)
+        status, answer = http("POST", url, v1_body, v1_headers)
+        assert status == 200, answer
+        v2_commit = repos.commit("site.txt", "two\n")
+        status, answer = _deliver(daemon, "refs/tags/v2", tag(repos, "v2"), 2)
+        assert status == 200 and detached_at(repos) == v2_commit, answer
+
+        replay = {**v1_headers, "X-GitHub-Delivery": "d-replayed"}
+        status, answer = http("POST", url, v1_body, replay)
+        assert status == 409 and answer["result"] == "not deployed", answer
+        assert f"tag v1 at {v1[:12]} was deployed before (run 1) and v2" in answer["reason"]
+        assert "push a new tag to deploy it" in answer["reason"], answer
+        assert detached_at(repos) == v2_commit
+        assert (repos.deployed / "site.txt").read_text() == "two\n"
+
+        status, answer = http("POST", url, v1_body, v1_headers)  # v1's own delivery ID
+        assert answer.get("replayed") is True and "already handled by run 1" in \
+            answer["reason"], answer
+        assert detached_at(repos) == v2_commit
+
+        v3_commit = repos.commit("site.txt", "three\n")
+        status, answer = _deliver(daemon, "refs/tags/v3", tag(repos, "v3"), 3)
+        assert status == 200 and detached_at(repos) == v3_commit, answer
+        assert marker.read_text() == "v1\nv2\nv3\n"
+    finally:
+        daemon.stop()
+    assert "delivery d-replayed from 127.0.0.1 to site" in daemon.log(), daemon.log()
+    assert "-> 409 not deployed: tag v1 at" in daemon.log()
+    store = Store(str(repos.root / "deployhook.sqlite3"), readonly=True)
+    try:
+        rows = store.db.execute("SELECT status, result, run_id FROM deliveries"
+                                " WHERE delivery_id='d-replayed'").fetchall()
+    finally:
+        store.close()
+    assert [tuple(row) for row in rows] == [(409, "not deployed", None)]
 
 
 def test_cli_deploy_in_tags_mode_deploys_the_newest_matching_tag(repos: Repos,

@@ -165,7 +165,7 @@ def sign_headers(forge: str, secret: bytes, body: bytes, event: str = "push", *,
 
 _LABELS = {  # forge -> (event header, delivery id headers, first present wins)
     "github": ("X-GitHub-Event", ("X-GitHub-Delivery",)),
-    "gitlab": ("X-Gitlab-Event", ("Idempotency-Key", "webhook-id")),
+    "gitlab": ("X-Gitlab-Event", ()),  # gitlab.delivery_id_of: it depends on the signature
     "gitea": ("X-Gitea-Event", ("X-Gitea-Delivery",)),
     "forgejo": ("X-Forgejo-Event", ("X-Forgejo-Delivery",)),
     "gogs": ("X-Gogs-Event", ("X-Gogs-Delivery",)),
@@ -178,5 +178,9 @@ def labels(forge: str, headers: Mapping[str, str]) -> tuple[str, str]:
     """(delivery id, event name) as the forge's headers give them, ``-`` where absent:
     for the log and the record, before or without verifying (never trusted)."""
     event_header, id_headers = _LABELS.get(forge, _LABELS["github"])
-    delivery_id = next((v for v in map(lambda h: header(headers, h), id_headers) if v), "-")
+    if forge == "gitlab":  # the id parse() gives, so that the log and the record agree
+        delivery_id = gitlab.delivery_id_of(headers) or "-"
+    else:
+        delivery_id = next((v for v in map(lambda h: header(headers, h), id_headers) if v),
+                           "-")
     return delivery_id, header(headers, event_header) or "-"

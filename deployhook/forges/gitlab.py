@@ -8,8 +8,9 @@ holds the HMAC-SHA256, keyed with the base64-decoded rest of the secret, of
 is compared (as a SHA-256, in constant time) with ``X-Gitlab-Token``.
 
 ``Push Hook`` and ``Tag Push Hook`` (and a system hook's push) are pushes; the
-delivery id is ``Idempotency-Key`` (GitLab 17.4+, kept across retries) or
-``webhook-id``.  GitLab has no ping: its "Test" button sends a push.
+delivery id is the signed ``webhook-id`` of a signed delivery, else
+``Idempotency-Key`` (GitLab 17.4+, kept across retries) or ``webhook-id`` (see
+:func:`delivery_id_of`).  GitLab has no ping: its "Test" button sends a push.
 """
 
 from __future__ import annotations
@@ -134,6 +135,24 @@ def _check_fresh(stamp: str, now: float | None) -> None:
                              f"clock (over {TOLERANCE} s): stale or replayed delivery")
 
 
+def delivery_id_of(headers: Mapping[str, str]) -> str | None:
+    """The id that tells a delivery from a replay of it (None: no such header).
+
+    With a ``webhook-signature`` header, ``webhook-id``: a signing token signs it (it
+    is part of ``{webhook-id}.{webhook-timestamp}.{body}``) but not ``Idempotency-Key``,
+    so anyone holding a captured delivery could otherwise replay it, within the
+    timestamp's :data:`TOLERANCE`, as a new delivery under a new key.  Which secret
+    verified is not known here, and need not be: a delivery that carries a signature
+    yet was verified by a clear ``X-Gitlab-Token`` has nothing signed, so its id may
+    be any header.  Without a signature, ``Idempotency-Key`` (GitLab keeps it across
+    retries), else ``webhook-id``.
+    """
+    names = ("webhook-id", "Idempotency-Key") if header(headers, "webhook-signature") \
+        else ("Idempotency-Key", "webhook-id")
+    return next((value for value in map(lambda name: header(headers, name), names) if value),
+                None)
+
+
 def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
     """Classify a verified GitLab delivery: a push (branch or tag) or another event.
 
@@ -145,7 +164,7 @@ def parse(headers: Mapping[str, str], payload: dict[str, Any]) -> Event:
     event = header(headers, EVENT_HEADER)
     if event is None:
         raise MalformedDelivery(f"missing {EVENT_HEADER} header")
-    delivery_id = header(headers, "Idempotency-Key") or header(headers, "webhook-id") or "-"
+    delivery_id = delivery_id_of(headers) or "-"
     repository = field(payload, "project", "path_with_namespace")
     kind = payload.get("object_kind")
     wanted = _PUSH_KINDS.get(event)

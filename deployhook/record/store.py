@@ -232,6 +232,31 @@ class Store:
             " ORDER BY d.id DESC LIMIT 1", (delivery_id, after, target)).fetchone()
         return dict(row) if row else None
 
+    def deployed_before(self, ref: str, after: str,
+                        target: str = DEFAULT_TARGET) -> dict[str, Any] | None:
+        """Whether ``target`` already ran a deploy of ``ref`` at ``after``, and what is
+        deployed now.
+
+        None when no finished run (ok or failed) of ``target`` covered an accepted
+        delivery of that ref and commit, nor deployed that ref to that commit (a run
+        with no delivery here: a fleet node's, the CLI's).  Else the newest such run as
+        ``{"run", "outcome", "branch", "head"}`` (``branch``: the ref it deployed;
+        ``head``: HEAD after it), with under ``"live"`` the same of the target's newest
+        successful run (None when there is none).
+        """
+        row = self.db.execute(
+            "SELECT r.id AS run, r.outcome, r.branch, r.head_after AS head FROM runs r"
+            " WHERE r.target=? AND r.outcome IN ('ok', 'failed') AND (EXISTS (SELECT 1"
+            " FROM deliveries d WHERE d.run_id = r.id AND d.accepted=1 AND d.ref=?"
+            " AND d.after=?) OR (r.branch=? AND r.head_after=?)) ORDER BY r.id DESC LIMIT 1",
+            (target, ref, after, ref, after)).fetchone()
+        if row is None:
+            return None
+        live = self.db.execute(
+            "SELECT id AS run, outcome, branch, head_after AS head FROM runs"
+            " WHERE target=? AND outcome='ok' ORDER BY id DESC LIMIT 1", (target,)).fetchone()
+        return {**dict(row), "live": dict(live) if live else None}
+
     def unfinished_deliveries(self, target: str = DEFAULT_TARGET) -> list[dict[str, Any]]:
         """Accepted deliveries to ``target`` whose deploy never ended well (crash,
         failure, pending)."""

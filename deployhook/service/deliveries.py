@@ -20,9 +20,11 @@ from typing import Any
 
 from deployhook.errors import DeliveryError
 from deployhook.forges.delivery import Push
+from deployhook.forges.events import TAG_PREFIX
 from deployhook.git import paused
 from deployhook.git.checkout import RunResult
 from deployhook.record.store import DeliveryRecord, Store
+from deployhook.service import replay
 from deployhook.service.fleetstate import Told, summary, view
 from deployhook.service.hub import Hub
 from deployhook.service.rejections import FREE_REFUSALS, Rejections
@@ -125,8 +127,17 @@ class Deliveries:
         if push.delivery_id != "-":
             earlier = await record.try_run(
                 lambda s: s.earlier_deploy(push.delivery_id, push.after, target.name))
-        told = await self.hub.fleet.accepted(target, push) if self.hub.fleet else None
         done = earlier is not None and earlier["run_outcome"] == "ok"
+        back = None
+        if push.ref.startswith(TAG_PREFIX):  # checked out as pushed: see service.replay
+            back = replay.refusal(push, await record.try_run(
+                lambda s: s.deployed_before(push.ref, push.after, target.name)))
+        if back is not None:  # an old tag replayed: never moves the target (or fleet) back
+            answer = replayed(push, earlier) if done and earlier is not None else \
+                Answer(replay.STATUS, back, push)
+            self._answered(target.name, facts, answer, None)
+            return answer
+        told = await self.hub.fleet.accepted(target, push) if self.hub.fleet else None
         if done or (told is not None and not told.new):
             answer = replayed(push, earlier) if earlier is not None and done else \
                 fleet_replayed(push, told)
