@@ -19,9 +19,10 @@ from deployhook.web.access import Access
 from deployhook.web.api import DeploymentHandler, DeploymentsHandler
 from deployhook.web.apidocs import DocsAssetHandler, DocsHandler, OpenAPIHandler
 from deployhook.web.bodylimit import BoundedApplication
-from deployhook.web.handlers import HealthHandler, JSONHandler, WebhookHandler
+from deployhook.web.handlers import HealthHandler, JSONHandler
 from deployhook.web.metrics import Metrics, MetricsHandler
 from deployhook.web.pages import page_routes
+from deployhook.web.webhook import WebhookHandler
 
 HOOKS_PATH = "/hooks"
 TARGET_NAME = "([a-z0-9][a-z0-9_-]{0,63})"

@@ -2,7 +2,7 @@
 
 Only the webhook routes take large bodies: they stream them (``stream_request_body``),
 lift Tornado's cap for their own request and check the size themselves (see
-:class:`~deployhook.web.handlers.WebhookHandler`).  Every other route (``/health``, the
+:class:`~deployhook.web.webhook.WebhookHandler`).  Every other route (``/health``, the
 record, the pages, an unknown path) takes at most :data:`SMALL_BODY` bytes: a larger
 announced body is answered 413 as soon as its headers arrive, and a chunked one as soon
 as it passes the cap, and no byte of it is kept; the connection closes once the answer

@@ -14,10 +14,30 @@ legitimate large delivery still gets in as soon as a body frees room.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
+import os
+import threading
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import IO
 
 IN_MEMORY_MAX = 256 * 1024  # bodies over this go to a file (and are parsed in a child)
+
+
+def _lower_priority() -> None:
+    """Run this thread below the IOLoop's: on a busy machine the loop is scheduled first."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BODY_NICENESS)
+    except OSError:  # not permitted or not Linux: same priority, still off the loop
+        pass
+
+
+# Bodies are hashed and spooled on one thread of their own, at a lower priority: the
+# IOLoop keeps a core however many strangers send at once (hashlib and file writes drop
+# the GIL).
+BODY_NICENESS = 5
+BODY_THREAD = ThreadPoolExecutor(1, thread_name_prefix="deployhook-body",
+                                 initializer=_lower_priority)
+HASH_IN_THREAD = 16 * 1024  # chunks this big are hashed in a thread (hashlib drops the GIL)
+# as are the writes of spooled bodies (a write may wait on the disk)
 
 
 class Budget:
