@@ -1,8 +1,8 @@
 """The webhook secrets: read from their file on demand, never logged or returned.
 
 The file holds one secret per line (blank lines and ``#`` comment lines ignored,
-surrounding whitespace removed), so a secret can be rotated with no delivery refused: add the new line,
-change the forge, remove the old line.
+surrounding whitespace removed), so a secret can be rotated with no delivery
+refused: add the new line, change the forge, remove the old line.
 
 The file is checked (one ``stat``) for every delivery and read again when it
 changed, so rotating the secret needs no restart and a deleted file is noticed

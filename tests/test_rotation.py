@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from deployhook.cli.check import run_checks
 from deployhook.errors import SecretMissing
 from deployhook.secret import SecretSource, create_secret_file
-from deployhook.cli.check import run_checks
 from deployhook.settings import Config
 from tests.helpers import http, make_repos, signed, start_daemon, start_targets
 
