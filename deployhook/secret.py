@@ -1,8 +1,8 @@
 """The webhook secrets: read from their file on demand, never logged or returned.
 
-The file holds one secret per line (blank lines ignored, surrounding whitespace
-removed), so a secret can be rotated with no delivery refused: add the new line,
-change the forge, remove the old line.
+The file holds one secret per line (blank lines and ``#`` comment lines ignored,
+surrounding whitespace removed), so a secret can be rotated with no delivery
+refused: add the new line, change the forge, remove the old line.
 
 The file is checked (one ``stat``) for every delivery and read again when it
 changed, so rotating the secret needs no restart and a deleted file is noticed
@@ -21,6 +21,7 @@ from pathlib import Path
 from deployhook.errors import SecretMissing
 
 PLACEHOLDER = b"replace-me"  # how secret.txt.example starts
+MIN_LENGTH = 16  # bytes; ``deployhook check`` warns for a shorter secret
 SETTLED_NS = 2_000_000_000  # a file unchanged this long is cached until its stat changes
 
 
@@ -45,12 +46,12 @@ class SecretSource:
         return self.all()[0]
 
     def all(self) -> tuple[bytes, ...]:
-        """Return every secret, in file order (each line's surrounding whitespace removed,
-        blank lines skipped); ``$DEPLOYHOOK_SECRET`` is the only one when set.
+        """Return every secret, in file order (as :func:`parse_secrets` reads them);
+        ``$DEPLOYHOOK_SECRET`` is the only one when set.
 
         Raises:
-            SecretMissing: the file does not exist, cannot be read, holds no secret, or a
-                line still holds the example placeholder.
+            SecretMissing: the file does not exist, cannot be read, holds no secret (only
+                blank and comment lines), or a line still holds the example placeholder.
         """
         if self._fixed:
             return (self._fixed,)
@@ -81,8 +82,17 @@ class SecretSource:
 
 
 def parse_secrets(text: bytes) -> tuple[bytes, ...]:
-    """The secrets of a secret file's bytes: one per line, stripped, blank lines skipped."""
-    return tuple(line.strip() for line in text.splitlines() if line.strip())
+    """The secrets of a secret file's bytes (:func:`numbered_secrets` without the numbers)."""
+    return tuple(value for _, value in numbered_secrets(text))
+
+
+def numbered_secrets(text: bytes) -> tuple[tuple[int, bytes], ...]:
+    """(line number, secret) of each secret of a secret file's bytes: one per line,
+    stripped; blank lines and comment lines (``#`` first, after any whitespace) are
+    never secrets."""
+    lines = ((number, line.strip()) for number, line in enumerate(text.splitlines(), 1))
+    return tuple((number, line) for number, line in lines
+                 if line and not line.startswith(b"#"))
 
 
 def create_secret_file(path: str) -> bool:

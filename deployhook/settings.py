@@ -478,11 +478,41 @@ _taken: list[str] = []  # $DEPLOYHOOK_SECRET once taken out of os.environ
 def _take_secret() -> str | None:
     """``$DEPLOYHOOK_SECRET``, taken out of ``os.environ`` the first time so that no child
     process (git, post_deploy, ...) inherits it; later calls (SIGHUP) get the same value.
-    A re-executed process gets it back through :func:`reexec_environment`."""
+    A re-executed process gets it back through :func:`reexec_environment`.  It is also
+    wiped from the process's initial environment block (:func:`wipe_initial_environment`),
+    so that ``/proc/<pid>/environ`` does not show it to children either."""
     value = os.environ.pop(SECRET_ENV, None)
     if value is not None:
         _taken[:] = [value]
+        wipe_initial_environment(SECRET_ENV)
     return _taken[0] if _taken else None
+
+
+def wipe_initial_environment(name: str) -> int:
+    """Overwrite with NUL bytes every ``name=value`` entry of this process's initial
+    environment block (the memory ``/proc/self/stat`` fields env_start..env_end point to,
+    which ``/proc/<pid>/environ`` shows), as setproctitle does; return how many.
+
+    Call it only once ``name`` is out of ``os.environ`` (``unsetenv``: the C library no
+    longer points into the entry).  Without Linux's ``/proc`` it does nothing (returns 0).
+    """
+    import ctypes
+
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # fields 50 and 51 of proc(5)
+    except (OSError, IndexError, ValueError):
+        return 0
+    if not 0 < start < end:
+        return 0
+    block = ctypes.string_at(start, end - start)
+    prefix, wiped, offset = name.encode() + b"=", 0, 0
+    for entry in block.split(b"\0"):
+        if entry.startswith(prefix):
+            ctypes.memset(start + offset, 0, len(entry))
+            wiped += 1
+        offset += len(entry) + 1
+    return wiped
 
 
 def reexec_environment() -> dict[str, str]:

@@ -256,7 +256,9 @@ class Daemon:
     """``python -m deployhook serve`` as a real subprocess, with its log captured."""
 
     def __init__(self, config: Path, port: int, env: dict[str, str] | None = None,
-                 new_session: bool = False) -> None:
+                 new_session: bool = False, command: list[str] | None = None) -> None:
+        """``command``: what runs ``serve`` (default ``python -m deployhook``; the
+        installed ``deployhook`` script puts no working directory on ``sys.path``)."""
         self.port = port
         password = config.parent / "status-password.txt"  # the default status_password_file
         if not password.exists():
@@ -264,7 +266,8 @@ class Daemon:
         self.log_path = config.parent / f"daemon-{port}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deployhook", "serve", "--config", str(config)],
+            [*(command or [sys.executable, "-m", "deployhook"]), "serve", "--config",
+             str(config)],
             stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
             cwd=config.parent, start_new_session=new_session,
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -177,6 +178,15 @@ def test_container_deploys_restarts_on_reload_and_stops_cleanly(image: str, site
         podman("secret", "rm", name, check=False)
 
 
+def test_compose_publishes_plain_http_on_loopback_only() -> None:
+    """compose.yaml publishes the container's plain-HTTP port on the host's loopback
+    address only, saying to put a TLS proxy in front for the outside."""
+    text = (ROOT / "compose.yaml").read_text()
+    published = re.findall(r"(?m)^ {4}ports:\n((?: {6}- .*\n)+)", text)
+    assert published == ['      - "127.0.0.1:${DH_HOST_PORT:-8000}:8000"\n'], published
+    assert "TLS proxy" in text
+
+
 def test_compose_file_runs_the_image(image: str, site: Repos, tmp_path: Path) -> None:
     """compose.yaml as shipped, run by podman-compose: the checkout volume, the secrets,
     the DEPLOYHOOK_* settings, the published port and the restart policy work.  An
@@ -212,6 +222,7 @@ def test_compose_file_runs_the_image(image: str, site: Repos, tmp_path: Path) ->
         wait_for("/health", lambda: http("GET", url + "/health", auth=False)[0] == 200,
                  lambda: container_logs(container))
         assert http("GET", url + "/deployments")[0] == 200  # the status-password secret
+        assert podman("port", container) == f"8000/tcp -> 127.0.0.1:{port}"  # loopback only
         deploy_restart_and_stop(container, url, site, lambda: container_logs(container))
     finally:
         subprocess.run([*compose, "down", "-v"], cwd=project, env=env, capture_output=True,

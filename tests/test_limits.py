@@ -13,6 +13,7 @@ import hmac
 import json
 import resource
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,12 +31,15 @@ from deployhook.settings import Config
 from deployhook.web import spool
 from tests.helpers import (
     SECRET,
+    Daemon,
     deliver_push,
+    free_port,
     http,
     make_repos,
     push_payload,
     signed,
     start_daemon,
+    write_config,
 )
 
 MIB = 1024 * 1024
@@ -315,6 +319,44 @@ def test_large_signed_delivery_is_parsed_off_the_loop_and_deployed(tmp_path: Pat
         assert (status, answer["reason"]) == (400, "payload is not valid JSON"), answer
     finally:
         daemon.stop()
+
+
+HOSTILE_MODULE = """
+import os
+fd = os.open({mark!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+os.write(fd, b"{name} imported\\n")
+raise ImportError("the hostile {name} in the working directory")
+"""
+
+
+def test_modules_in_the_working_directory_never_reach_the_payload_parser(
+        tmp_path: Path) -> None:
+    """The daemon (the installed ``deployhook`` script) runs in a folder holding a
+    hostile ``json.py`` and ``operator.py``: a signed delivery big enough to be spooled
+    to a file (so parsed in a child process) deploys, and neither file is imported."""
+    repos = make_repos(tmp_path)
+    mark = tmp_path / "hijacked"
+    for name in ("json", "operator"):
+        (repos.root / f"{name}.py").write_text(HOSTILE_MODULE.format(mark=str(mark),
+                                                                     name=name))
+    (tmp_path / "secret.txt").write_bytes(SECRET + b"\n")
+    port = free_port()
+    config = write_config(repos.root / "config.py", port=port, repo_path=str(repos.deployed),
+                          secret_file=str(tmp_path / "secret.txt"), reload="none")
+    daemon = Daemon(config, port, command=[str(Path(sys.executable).parent / "deployhook")])
+    try:
+        daemon.wait_ready()
+        sha = repos.commit()
+        payload = push_payload(sha)
+        payload["commits"] = [{"id": "0" * 40, "message": "x" * 1000}] * 400
+        body, headers = signed(payload, delivery="big-cwd")
+        assert len(body) > spool.IN_MEMORY_MAX
+        status, answer = http("POST", daemon.url + "/github", body, headers, timeout=60)
+        assert (status, answer.get("result"), answer.get("after")) == (200, "deployed", sha), \
+            answer
+    finally:
+        daemon.stop()
+    assert not mark.exists(), mark.read_text()
 
 
 # --- the daemon's own timeouts -----------------------------------------------------------

@@ -257,6 +257,114 @@ def test_a_missing_token_is_recorded_and_the_deploy_goes_on(
         daemon.stop()
 
 
+@pytest.mark.parametrize("text", [f"{TOKEN}\n# the CI bot's token, rotate in May\n",
+                                  f"# the deploy token\n\n   {TOKEN}  \n\n"])
+def test_comment_lines_in_the_token_file_are_skipped_and_the_token_is_logged_nowhere(
+        repos: Repos, secret_file: Path, github: FakeForge, text: str) -> None:
+    """A token file with ``#`` comment lines and blank lines around the token: the token
+    line is sent (the forge sees it), and no log line, traceback or record holds it."""
+    token = repos.root / "commented.token"
+    token.write_text(text)
+    daemon = start(repos, secret_file, github, report_token_file=str(token))
+    try:
+        status, answer = deliver(daemon, "github", repos.commit("site.txt", "commented\n"))
+        assert status == 200, answer
+        seen = github.wait_for(2)
+        assert [(r.authorized, r.body["state"]) for r in seen] == [
+            (True, "pending"), (True, "success")]
+        assert_token_hidden(daemon, repos, answer["run"])
+    finally:
+        daemon.stop()
+    assert "Traceback" not in daemon.log() and "rotate in May" not in daemon.log()
+
+
+BAD_CHARACTERS = "holds a token with whitespace, control or non-ASCII characters"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (f"{TOKEN}\nghp_second0token0line\n", "holds more than one token line"),
+    (f"# two tokens\n{TOKEN}\n# old one\nghp_second0token0line\n",
+     "holds more than one token line"),
+    (f"{TOKEN[:8]} ghp_second0token0line\n", BAD_CHARACTERS),
+    (f"{TOKEN[:8]}\x1bghp_second0token0line\n", BAD_CHARACTERS),
+    (f"{TOKEN[:8]}\u00e9ghp_second0token0line\n", BAD_CHARACTERS),
+    ("# ghp_second0token0line, in the vault\n\n", "holds no token"),
+])
+def test_a_malformed_token_file_fails_naming_the_file_never_its_content(
+        repos: Repos, secret_file: Path, github: FakeForge, text: str, words: str) -> None:
+    """Two token lines, a token holding whitespace or a control character, or only
+    comments: no call is sent; the run gets a ``report`` step and ``deployhook check``
+    a FAIL line, both naming the file and what is wrong with it; no log line, step or
+    check line holds any of the file's content."""
+    from deployhook.cli.check import report_token
+
+    token = repos.root / "malformed.token"
+    token.write_text(text)
+    token.chmod(0o600)
+    daemon = start(repos, secret_file, github, report_token_file=str(token))
+    try:
+        status, answer = deliver(daemon, "github", repos.commit("site.txt", "malformed\n"))
+        assert status == 200, answer
+        step = wait_for_report_step(daemon, answer["run"])[-1]
+        assert f"{token} {words}" in step["output"], step
+        assert github.requests == []
+    finally:
+        daemon.stop()
+    config = load(repos.root / "config.py", {})
+    lines = [r.line() for r in report_token(config.target("site"))]
+    assert len(lines) == 1 and lines[0].startswith(f"FAIL report     {token} {words}"), lines
+    shown = "\n".join([daemon.log(), json.dumps(step), *lines])
+    for part in (TOKEN, TOKEN[:8], "ghp_second0token0line"):
+        assert part not in shown, part
+    assert "Traceback" not in daemon.log()
+
+
+def test_a_request_that_cannot_be_built_fails_with_no_header_in_its_reason() -> None:
+    """A token holding a newline (as a token file's two lines read whole gave it): the
+    HTTP client refuses the header with its text in the message; the ReportError says
+    what failed without that text, and nothing reaches the forge."""
+    fake = FakeForge("github").start()
+    token = f"{TOKEN}\n# the CI token"
+    call = reporter.status_call("github", fake.url, token,
+                                Status(REPOSITORY, "a" * 40, SUCCESS, CONTEXT, "ok"))
+    try:
+        with pytest.raises(reporter.ReportError) as caught:
+            asyncio.run(reporter.Reporter(_NoHub()).send(call, token))
+    finally:
+        fake.stop()
+    assert fake.requests == []
+    assert caught.value.reason == "the request could not be sent (ValueError)"
+    assert TOKEN not in str(caught.value) and "Authorization" not in str(caught.value)
+
+
+def test_a_crash_in_reporting_is_logged_as_its_type_and_place_only() -> None:
+    """An unexpected exception whose text holds a header: the log line names its type,
+    file, line and function, never its text."""
+    def build_headers() -> None:
+        raise ValueError(f"Illegal header: Authorization: Bearer {TOKEN}")
+
+    try:
+        build_headers()
+    except ValueError as exc:
+        site = reporter.crash_site(exc)
+    assert site.startswith("ValueError at test_report.py:") and "in build_headers" in site
+    assert TOKEN not in site and "Authorization" not in site
+
+
+def test_a_forge_that_cannot_be_reached_is_tried_again_then_a_report_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listening at ``api_url``: each try is a 599 (connection refused), tried
+    again as documented, then a ReportError with the connection's reason."""
+    monkeypatch.setattr(reporter, "BACKOFF", 0.01)
+    api = f"http://127.0.0.1:{free_port()}"
+    call = reporter.status_call("github", api, TOKEN,
+                                Status(REPOSITORY, "a" * 40, SUCCESS, CONTEXT, "ok"))
+    with pytest.raises(reporter.ReportError) as caught:
+        asyncio.run(reporter.Reporter(_NoHub()).send(call, TOKEN))
+    assert caught.value.status == 599 and "Connection refused" in caught.value.reason
+    assert TOKEN not in str(caught.value)
+
+
 # -- settings ---------------------------------------------------------------------------
 @pytest.mark.parametrize(("settings", "words"), [
     ({"report": "status"}, "needs forge"),

@@ -234,6 +234,51 @@ def test_the_secret_from_the_environment_reaches_no_child_process(repos: Repos) 
                                   "the record": record_bytes(repos.root)})
 
 
+# -- second review, finding 5: the daemon's own /proc/<pid>/environ --------------------------
+PARENT_ENV_SCRIPT = """
+import os, sys
+with open(sys.argv[1], "ab") as f:
+    f.write(open(f"/proc/{os.getppid()}/environ", "rb").read() + b"\\n--- run\\n")
+"""
+
+
+def test_children_cannot_read_the_secret_from_the_daemons_proc_environ(repos: Repos) -> None:
+    """``DEPLOYHOOK_SECRET`` is wiped from the daemon's initial environment block: a
+    post_deploy copying ``/proc/$PPID/environ`` and the test reading
+    ``/proc/<daemon>/environ`` find neither the secret nor its name, before and after
+    an autoreload (the re-executed daemon gets it back and wipes it again) and a
+    SIGHUP; every push is still verified with it."""
+    env_secret = "env-secret-" + uuid.uuid4().hex
+    copies = repos.root / "parent-environ.bin"
+    daemon = start(repos, repos.root / "no-secret-file",
+                   env={"DEPLOYHOOK_SECRET": env_secret}, reload="autoreload",
+                   post_deploy=[sys.executable, "-c", PARENT_ENV_SCRIPT, str(copies)])
+    environ = Path(f"/proc/{daemon.proc.pid}/environ")
+    seen: list[bytes] = []
+    try:
+        seen.append(environ.read_bytes())
+        started = json.loads(fetch(daemon.url + "/health")[1])["started"]
+        status, answer = push(daemon, repos.commit("one.rst"), env_secret.encode())
+        assert status == 200, answer
+        wait_for(lambda: json.loads(fetch(daemon.url + "/health")[1]).get("started")
+                 not in (None, started), "the autoreload")
+        seen.append(environ.read_bytes())
+        status, answer = push(daemon, repos.commit("two.rst"), env_secret.encode())
+        assert status == 200, answer
+        os.kill(daemon.proc.pid, signal.SIGHUP)
+        wait_for(lambda: "SIGHUP: configuration re-read" in daemon.log(), "the SIGHUP")
+        status, answer = push(daemon, repos.commit("three.rst"), env_secret.encode())
+        assert status == 200, answer
+        seen.append(environ.read_bytes())
+    finally:
+        daemon.stop()
+    assert copies.read_bytes().count(b"--- run") == 3
+    assert all(b"PATH=" in block for block in seen)  # the rest of the block is intact
+    assert_nowhere([env_secret, "DEPLOYHOOK_SECRET="],
+                   {"post_deploy's copies": copies.read_bytes(),
+                    **{f"/proc/<daemon>/environ ({i})": b for i, b in enumerate(seen)}})
+
+
 # -- git transports ---------------------------------------------------------------------------
 def permissive_git_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The test's global git config plus ``protocol.allow = always``."""

@@ -25,7 +25,7 @@ from deployhook.git.ssh import SshRemote, ssh_remote
 from deployhook.record.store import Store
 from deployhook.redact import redact
 from deployhook.report.reporter import ReportError, read_token
-from deployhook.secret import SecretSource
+from deployhook.secret import MIN_LENGTH, SecretSource, numbered_secrets
 from deployhook.service.fleetstate import masked
 from deployhook.settings import Config, TargetConfig
 
@@ -106,12 +106,31 @@ def _secret(config: TargetConfig) -> Iterator[Result]:
         return
     if config.secret is not None:
         yield Result("OK", "secret", "from $DEPLOYHOOK_SECRET")
+        yield from _short_secrets("$DEPLOYHOOK_SECRET", ((0, config.secret),))
         return
     yield Result("OK", "secret", f"{config.secret_file} is readable and not empty")
     mode = os.stat(config.secret_file).st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         yield Result("WARN", "secret", f"{config.secret_file} is readable by others "
                      f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {config.secret_file}")
+    try:
+        with open(config.secret_file, "rb") as file:
+            secrets = numbered_secrets(file.read())
+    except OSError:
+        return  # changed under us: the deliveries will say
+    yield from _short_secrets(config.secret_file, secrets)
+
+
+def _short_secrets(where: str, secrets: tuple[tuple[int, bytes], ...]) -> Iterator[Result]:
+    """A warning for each secret shorter than MIN_LENGTH bytes, naming ``where`` and its
+    line (0: no line), never the value."""
+    for number, value in secrets:
+        if len(value) < MIN_LENGTH:
+            line = f" line {number}" if number else ""
+            yield Result("WARN", "secret", f"{where}{line} holds a secret shorter than "
+                         f"{MIN_LENGTH} bytes (easy to guess)",
+                         "replace it with a random one (python3 -c 'import secrets; "
+                         "print(secrets.token_hex(32))'), on the forge too")
 
 
 def _secret_uses(target: TargetConfig, seen: dict[int, float]) -> Iterator[Result]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from deployhook.forges.delivery import ZERO_SHA, Push
 from deployhook.git.checkout import RunResult
@@ -29,6 +29,7 @@ from deployhook.git.steps import Step
 from deployhook.redact import redact
 from deployhook.report import bitbucket, gitea, github, gitlab
 from deployhook.report.call import FAILURE, PENDING, SUCCESS, Call, Status
+from deployhook.secret import parse_secrets
 
 log = logging.getLogger("deployhook.report")
 TRIES = 5
@@ -107,7 +108,7 @@ class Reporter:
     def _done(self, task: asyncio.Future[None]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("reporting to the forge crashed", exc_info=task.exception())
+            log.error("reporting to the forge crashed: %s", crash_site(task.exception()))
 
     # -- the calls ---------------------------------------------------------------------
     async def _start(self, job: Job) -> None:
@@ -168,11 +169,7 @@ class Reporter:
         client = self.client or AsyncHTTPClient()
         waited = 0.0
         for attempt in range(TRIES):
-            response = await client.fetch(HTTPRequest(
-                call.url, call.method, call.headers, call.encoded(),
-                request_timeout=REQUEST_TIMEOUT, connect_timeout=REQUEST_TIMEOUT,
-                follow_redirects=False),  # the token goes to api_url's host only
-                raise_error=False)
+            response = await _fetch(client, call)
             if 200 <= response.code < 300:
                 return _json(response)
             reason = _hide(forge_reason(response), token)
@@ -217,23 +214,69 @@ def status_call(forge: str | None, api: str | None, token: str, status: Status) 
     raise ValueError(f"no status API for forge {forge!r}")
 
 
-def read_token(path: str | None) -> str:
-    """The token in ``path`` (surrounding whitespace removed).
+async def _fetch(client: AsyncHTTPClient, call: Call) -> HTTPResponse:
+    """``call``'s response; a connection failure or timeout is a 599 response (tried
+    again like a 5xx) whose error is the connection's reason.
 
     Raises:
-        ReportError: unset, unreadable or empty (status 0).
+        ReportError: the request could not be sent for another reason (say, a header
+            value the HTTP client refuses); the reason names the exception's type only,
+            since its text can hold the headers and so the token.
+    """
+    request = HTTPRequest(call.url, call.method, call.headers, call.encoded(),
+                          request_timeout=REQUEST_TIMEOUT, connect_timeout=REQUEST_TIMEOUT,
+                          follow_redirects=False)  # the token goes to api_url's host only
+    try:
+        return await client.fetch(request, raise_error=False)
+    except (OSError, HTTPClientError) as exc:  # Tornado 6 raises these even so
+        return HTTPResponse(request, 599, error=exc)
+    except Exception as exc:  # its text is never shown: it can hold the headers
+        raise ReportError(call, 0, f"the request could not be sent "
+                          f"({type(exc).__name__})") from None
+
+
+def crash_site(exc: BaseException) -> str:
+    """``exc``'s type and where it was raised (file:line in function), for a log line
+    about an unexpected failure: never its text nor a traceback's, which can hold a
+    request's headers and so the token."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(exc).__name__
+    code = tb.tb_frame.f_code
+    return f"{type(exc).__name__} at {Path(code.co_filename).name}:{tb.tb_lineno} in {code.co_name}"
+
+
+def read_token(path: str | None) -> str:
+    """The token in ``path``: its one line that is neither blank nor a ``#`` comment
+    (surrounding whitespace removed; the same lines as a secret file's,
+    :func:`~deployhook.secret.parse_secrets`).
+
+    Raises:
+        ReportError: (status 0) unset, unreadable, no token line, more than one, or a
+            token holding whitespace, control or non-ASCII characters; the reason names
+            the file, never its content.
     """
     nowhere = Call("READ", path or "report_token_file", {}, {})
     if path is None:
         raise ReportError(nowhere, 0, "report_token_file is not set (and no systemd "
                           "credential report-token-<target>)")
     try:
-        token = Path(path).read_text().strip()
+        lines = parse_secrets(Path(path).read_bytes())
     except OSError as exc:
         raise ReportError(nowhere, 0, f"cannot read the token: {exc.strerror}") from None
-    if not token:
-        raise ReportError(nowhere, 0, "the token file is empty")
-    return token
+    if not lines:
+        raise ReportError(nowhere, 0, f"{path} holds no token (only blank lines and "
+                          "# comments)")
+    if len(lines) > 1:
+        raise ReportError(nowhere, 0, f"{path} holds more than one token line (one token "
+                          "per file; # starts a comment line)")
+    token = lines[0]
+    if not (token.isascii() and token.decode().isprintable() and len(token.split()) == 1):
+        raise ReportError(nowhere, 0, f"{path} holds a token with whitespace, control or "
+                          "non-ASCII characters")
+    return token.decode()
 
 
 def retry_after(response: HTTPResponse, backoff: float) -> float | None:

@@ -54,7 +54,7 @@ async def _parse(content_type: str | None, body: IO[bytes]) -> dict[str, Any]:
     body.seek(0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYHOOK_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "deployhook.web.bigparse", content_type or "",
+        *isolated_python(), content_type or "",
         stdin=body.fileno(), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL, env=env)
     try:
@@ -72,6 +72,17 @@ async def _parse(content_type: str | None, body: IO[bytes]) -> dict[str, Any]:
         raise DeliveryError(str(answer.get("reason")), status=int(answer.get("status", 400)))
     payload: dict[str, Any] = answer["payload"]
     return payload
+
+
+def isolated_python() -> list[str]:
+    """The command that runs :func:`main` in an isolated interpreter (``-I``: no working
+    directory, ``PYTHON*`` variable or user site on ``sys.path``, so a ``json.py`` in
+    the daemon's folder is never imported); the folder holding this ``deployhook`` is
+    appended to ``sys.path`` (after the standard library).  Arguments follow it."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    bootstrap = (f"import sys; sys.path.append({root!r}); "
+                 "from deployhook.web.bigparse import main; sys.exit(main())")
+    return [sys.executable, "-I", "-c", bootstrap]
 
 
 def main() -> int:
