@@ -233,3 +233,16 @@ def test_the_shared_path_bounds_the_secrets_it_tries(two: Daemon, tmp_path: Path
     assert "/hooks/<target name>" in answer["reason"], answer
     status, answer = http("POST", two.url + "/hooks/b", body, headers, auth=False)
     assert status != 404 and answer["result"] != "rejected", answer
+
+
+def test_a_signed_name_cannot_forge_a_line_of_the_log(two: Daemon) -> None:
+    """Even a verified sender (it holds a secret) writes one log line per delivery: a
+    repository name holding a newline and a log line is shown escaped, on its line."""
+    body = unknown_repository_push("octo-org/elsewhere" + FORGED)
+    headers = sign_headers("github", b"secret of target a 0123456789abcdef", body, "push",
+                           delivery_id=str(uuid.uuid4()))
+    status, answer = http("POST", two.url + "/github", body, headers, auth=False)
+    assert status == 202 and answer["result"] == "ignored", answer
+    lines = two.log().splitlines()
+    assert not any(line.startswith("2026-12-07 04:50:00,000") for line in lines), lines
+    assert any("octo-org/elsewhere\\x0a2026-12-07 04:50:00,000" in line for line in lines)

@@ -4,7 +4,6 @@ choosing the target, opening the record, asking the remote, and table/time helpe
 from __future__ import annotations
 
 import argparse
-import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -17,11 +16,10 @@ from deployhook.git.steps import Step, summary, tail
 from deployhook.record.store import Store
 from deployhook.redact import redact
 from deployhook.settings import Config, TargetConfig
+from deployhook.text import printable
 
 Run = Callable[[Config, argparse.Namespace], int]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1
-_CONTROL_BUT_TAB = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 class CommandFailed(Exception):
@@ -183,17 +181,6 @@ def short(sha: str | None, length: int) -> str:
 def truncate(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def printable(text: str, *, tab: bool = False) -> str:
-    """``text`` (a value from the record, the fleet or a command's output) safe to print
-    on one line of a terminal: each control character (C0, newline included, DEL and C1;
-    a tab is kept when ``tab``, for a line of output) becomes its escape, ``\\x1b`` for
-    ESC, so that it can neither forge a line nor drive the terminal.  Every printer of
-    the CLI passes what it did not write itself through this; multi-line output is
-    split into lines first."""
-    pattern = _CONTROL_BUT_TAB if tab else _CONTROL
-    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

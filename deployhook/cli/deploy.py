@@ -22,7 +22,6 @@ from deployhook.cli.common import (
     add_command,
     base_url,
     choose_target,
-    printable,
     remote_heads,
     short,
     user,
@@ -35,6 +34,7 @@ from deployhook.redact import redact
 from deployhook.service.reload import effective_mode
 from deployhook.service.runs import run_deploy
 from deployhook.settings import Config, TargetConfig
+from deployhook.text import printable
 
 INTERRUPTED = "interrupted by the user (Ctrl-C)"
 

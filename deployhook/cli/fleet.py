@@ -16,7 +16,6 @@ from deployhook.cli.common import (
     add_command,
     choose_target,
     local,
-    printable,
     short,
     table,
     truncate,
@@ -40,6 +39,7 @@ from deployhook.service.fleetstate import (
     view,
 )
 from deployhook.settings import Config
+from deployhook.text import printable
 
 
 def add_parser(commands: Any) -> None:

@@ -9,9 +9,10 @@ import sys
 import time
 from typing import Any
 
-from deployhook.cli.common import open_record, printable, seconds
+from deployhook.cli.common import open_record, seconds
 from deployhook.record.store import Store
 from deployhook.settings import Config
+from deployhook.text import printable
 
 POLL = 0.2  # seconds between reads of the record
 

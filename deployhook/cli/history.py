@@ -18,7 +18,6 @@ from deployhook.cli.common import (
     local,
     open_record,
     positive,
-    printable,
     seconds,
     short,
     table,
@@ -27,6 +26,7 @@ from deployhook.cli.common import (
 from deployhook.cli.follow import follow
 from deployhook.record.store import Store
 from deployhook.settings import Config
+from deployhook.text import printable
 
 REASON_WIDTH = 60
 

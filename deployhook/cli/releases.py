@@ -17,7 +17,6 @@ from deployhook.cli.common import (
     CommandFailed,
     add_command,
     choose_target,
-    printable,
     short,
     table,
     user,
@@ -26,6 +25,7 @@ from deployhook.cli.deploy import _writable_record
 from deployhook.git import releases
 from deployhook.service.runs import run_rollback
 from deployhook.settings import Config, TargetConfig
+from deployhook.text import printable
 
 
 def add_parsers(commands: Any) -> None:
