@@ -29,13 +29,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.helpers import http, isolate_git, make_repos, start_daemon, start_targets  # noqa: E402
+from tests.helpers import http, isolate_git  # noqa: E402
 from tests.test_intake import (  # noqa: E402
     FORGED,
     MiB,
     blast,
     in_parallel,
     peak_rss,
+    start_one,
+    start_two,
     unknown_repository_push,
     wrongly_signed,
 )
@@ -51,11 +53,7 @@ def timed_blast(port: int, path: str, size: int) -> dict[str, Any]:
 
 def routes(work: Path) -> dict[str, Any]:
     """Ten 100 MiB bodies at once to each route that takes none."""
-    repos = make_repos(work)
-    secret = work / "secret.txt"
-    secret.write_text("the one target's secret 0123456789\n")
-    daemon = start_daemon(repos, secret)
-    daemon.wait_ready()
+    daemon = start_one(work)
     found: dict[str, Any] = {}
     try:
         for path in ("/health", "/no-such-path", "/deployments"):
@@ -70,17 +68,8 @@ def routes(work: Path) -> dict[str, Any]:
 
 def shared_path(work: Path) -> dict[str, Any]:
     """Two targets: 10 parallel 26 MiB bad bodies, then 300 forged strangers."""
-    targets = {}
-    for name in ("a", "b"):
-        (work / name).mkdir()
-        repos = make_repos(work / name)
-        secret = work / f"{name}.secret"
-        secret.write_text(f"secret of target {name} 0123456789abcdef\n")
-        targets[name] = {"repo_path": str(repos.deployed), "repository": f"octo-org/{name}",
-                         "secret_file": str(secret)}
     db = work / "state.sqlite3"
-    daemon = start_targets(work, targets, refused_delay=0, state_db=str(db))
-    daemon.wait_ready()
+    daemon = start_two(work)
     found: dict[str, Any] = {}
     try:
         big = unknown_repository_push("octo-org/elsewhere", pad=26 * MiB - 1024)

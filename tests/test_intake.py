@@ -91,32 +91,44 @@ def in_parallel(count: int, call: Callable[[], Any]) -> list[Any]:
     return results
 
 
-@pytest.fixture
-def one(tmp_path: Path) -> Any:
-    repos = make_repos(tmp_path)
-    secret = tmp_path / "secret.txt"
+def start_one(root: Path) -> Daemon:
+    """A ready daemon with one target (its own origin, clone and secret) under ``root``."""
+    repos = make_repos(root)
+    secret = root / "secret.txt"
     secret.write_text("the one target's secret 0123456789\n")
     daemon = start_daemon(repos, secret)
     daemon.wait_ready()
+    return daemon
+
+
+def start_two(root: Path) -> Daemon:
+    """A ready daemon with two targets (a, b) under ``root``, each its own origin, clone
+    and secret; no forge pinned; the record at ``root/state.sqlite3``; a quick refusal
+    (``refused_delay`` 0) so that 300 refusals take no time."""
+    targets = {}
+    for name in ("a", "b"):
+        (root / name).mkdir()
+        repos = make_repos(root / name)
+        secret = root / f"{name}.secret"
+        secret.write_text(f"secret of target {name} 0123456789abcdef\n")
+        targets[name] = {"repo_path": str(repos.deployed), "repository": f"octo-org/{name}",
+                         "secret_file": str(secret)}
+    daemon = start_targets(root, targets, refused_delay=0,
+                           state_db=str(root / "state.sqlite3"))
+    daemon.wait_ready()
+    return daemon
+
+
+@pytest.fixture
+def one(tmp_path: Path) -> Any:
+    daemon = start_one(tmp_path)
     yield daemon
     daemon.stop()
 
 
 @pytest.fixture
 def two(tmp_path: Path) -> Any:
-    """Two targets (a, b), each its own origin, clone and secret; no forge pinned, a
-    quick refusal (``refused_delay`` 0) so that 300 refusals take no time."""
-    targets = {}
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        repos = make_repos(tmp_path / name)
-        secret = tmp_path / f"{name}.secret"
-        secret.write_text(f"secret of target {name} 0123456789abcdef\n")
-        targets[name] = {"repo_path": str(repos.deployed), "repository": f"octo-org/{name}",
-                         "secret_file": str(secret)}
-    daemon = start_targets(tmp_path, targets, refused_delay=0,
-                           state_db=str(tmp_path / "state.sqlite3"))
-    daemon.wait_ready()
+    daemon = start_two(tmp_path)
     yield daemon
     daemon.stop()
 
