@@ -385,3 +385,72 @@ def _quietly(fn: Any, *args: Any) -> None:
         fn(*args)
     except OSError:
         pass
+
+
+def _push_symlink(repos: Repos, name: str, to: str) -> str:
+    """Replace ``name`` in the pusher clone by a symlink to ``to``, commit and push it;
+    the new SHA."""
+    git(repos.pusher, "rm", "-r", "-q", "--ignore-unmatch", name)
+    os.symlink(to, repos.pusher / name)
+    git(repos.pusher, "add", name)
+    git(repos.pusher, "commit", "-q", "-m", f"{name} -> {to}")
+    git(repos.pusher, "push", "-q", "origin", "HEAD:main")
+    return Repos.head(repos.pusher)
+
+
+@pytest.mark.parametrize(("link", "victim"), [
+    ("../../shared/public", "site/shared/public/uploads/user-photo.jpg"),
+    ("../../../other-site", "other-site/uploads/keep.txt"),
+])
+def test_a_pushed_symlink_never_lets_shared_paths_touch_files_outside_the_release(
+        repos: Repos, store: Store, link: str, victim: str) -> None:
+    """A commit making ``public`` a symlink (into shared/, or to another site's folder)
+    with ``shared_paths = ["public/uploads"]``: the deploy fails naming the path before
+    anything is deleted or moved; the file outside the release survives, the live
+    release stays live and intact."""
+    config = target(repos, shared_paths=("public/uploads",))
+    repos.commit("index.html", "one\n")
+    assert deploy(config, store).ok  # public/ made in the release, shared/public/uploads too
+    before, release = os.readlink(repos.root / "site" / "current"), live(repos)
+    victim_path = repos.root / victim
+    victim_path.parent.mkdir(parents=True, exist_ok=True)
+    victim_path.write_text("keep me\n")
+    time.sleep(1.05)  # release names carry the second
+    _push_symlink(repos, "public", link)
+    result = deploy(config, store)
+    assert not result.ok
+    assert "shared path public/uploads: public is a symlink in the pushed tree" in \
+        result.reason, result.reason
+    assert victim_path.read_text() == "keep me\n"
+    assert os.readlink(repos.root / "site" / "current") == before
+    assert (release / "index.html").read_text() == "one\n"
+    assert (release / "public" / "uploads").is_symlink()
+    assert [r.name for r in releases.releases(config)] == [release.name]
+
+
+@pytest.mark.parametrize(("link", "words"), [
+    ("uploads", "uploads is a symlink in the pushed tree"),  # would seed shared/uploads
+    ("shared", "shared is a symlink in "),                   # shared/ itself
+])
+def test_a_shared_path_is_never_seeded_or_linked_through_a_symlink(
+        repos: Repos, store: Store, link: str, words: str) -> None:
+    """A pushed ``uploads`` symlink is never moved into shared/ as its seed, and a
+    shared/ that is a symlink is not followed: the first deploy fails, nothing is live,
+    the other site's folder is untouched."""
+    other = repos.root / "other-site" / "uploads"
+    other.mkdir(parents=True)
+    (other / "keep.txt").write_text("keep me\n")
+    config = target(repos, shared_paths=("uploads",))
+    if link == "uploads":
+        _push_symlink(repos, "uploads", "../../../other-site/uploads")
+    else:
+        (repos.root / "site").mkdir()
+        os.symlink(repos.root / "other-site", repos.root / "site" / "shared")
+        repos.commit("uploads/keep.txt", "from the tree\n")
+    result = deploy(config, store)
+    assert not result.ok and words in result.reason, result.reason
+    assert result.reason.startswith("shared path uploads: "), result.reason
+    assert (other / "keep.txt").read_text() == "keep me\n" and sorted(other.iterdir()) == [
+        other / "keep.txt"]
+    assert not os.path.lexists(repos.root / "site" / "current")
+    assert not (repos.root / "site" / "shared" / "uploads").is_symlink()

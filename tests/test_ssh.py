@@ -9,6 +9,7 @@ at the test's own known_hosts file (ssh reads ``~`` from the password database, 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shlex
@@ -27,7 +28,17 @@ from deployhook.forges.delivery import Push
 from deployhook.git.checkout import Checkout, git_environment
 from deployhook.git.ssh import ssh_command, ssh_remote
 from deployhook.settings import Config
-from tests.helpers import SECRET, ZERO, Repos, free_port, git, make_repos, write_config
+from tests.helpers import (
+    SECRET,
+    ZERO,
+    Repos,
+    deliver_push,
+    free_port,
+    git,
+    make_repos,
+    start_daemon,
+    write_config,
+)
 from tests.tools import require_tool
 
 SBIN = "/usr/sbin:/usr/local/sbin:/sbin"
@@ -40,7 +51,8 @@ def _sshd_binary() -> str | None:
 @dataclass
 class Sshd:
     """A running sshd: its port, the authorised deploy key, a key it does not accept,
-    the known_hosts file ssh is pointed at (empty at first) and sshd's log."""
+    the known_hosts file ssh is pointed at (empty at first), sshd's log and its
+    authorized_keys file (read at each connection)."""
 
     port: int
     deploy_key: Path
@@ -48,6 +60,7 @@ class Sshd:
     known_hosts: Path
     log: Path
     user: str
+    authorized: Path
 
     def url(self, path: Path) -> str:
         return f"ssh://{self.user}@127.0.0.1:{self.port}{path}"
@@ -110,7 +123,7 @@ def sshd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sshd]:
             f"ssh -F /dev/null -o UserKnownHostsFile={shlex.quote(str(known_hosts))} "
             "-o BatchMode=yes -o ConnectTimeout=20"))
         yield Sshd(port, deploy_key, other_key, known_hosts, log,
-                   pwd.getpwuid(os.geteuid()).pw_name)
+                   pwd.getpwuid(os.geteuid()).pw_name, authorized)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -296,3 +309,55 @@ def test_check_warns_of_a_key_an_https_remote_does_not_use(repos: Repos, tmp_pat
     result = _check(repos, secret, ssh_key=str(tmp_path / "key"))
     assert _line(result.stdout, "ssh").startswith("WARN")
     assert "host key" not in result.stdout
+
+
+# -- why a deploy over ssh failed --------------------------------------------------------
+
+def _changed_host_key(sshd: Sshd) -> None:
+    """known_hosts names another key for the server (as after a reinstall, or a man in
+    the middle)."""
+    key = Path(str(sshd.other_key) + ".pub").read_text().split()[:2]
+    sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(key)}\n")
+
+
+_SSH_FAILURES = [  # (what is wrong, how to make it so, what the reason must say)
+    ("unknown host key", lambda sshd: sshd.known_hosts.write_text(""),
+     "fetch failed: ssh: Host key verification failed. (the server's host key is not in "
+     "known_hosts: run deployhook check)"),
+    ("changed host key", _changed_host_key,
+     "fetch failed: ssh: WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! (the server's "
+     "host key differs from the one in known_hosts"),
+    ("unauthorised key", lambda sshd: sshd.authorized.write_text(""),
+     "Permission denied (publickey). (the server refused the key: add ssh_key's public "
+     "key to the repository's deploy keys)"),
+    ("key open to others", lambda sshd: sshd.deploy_key.chmod(0o644),
+     "fetch failed: ssh: WARNING: UNPROTECTED PRIVATE KEY FILE! (ssh ignores a key with "
+     "bad permissions, open to others: chmod 600 ssh_key)"),
+]
+
+
+def test_a_failed_ssh_fetch_says_why_in_the_answer_and_the_history(
+        ssh_repos: Repos, sshd: Sshd, secret_file: Path) -> None:
+    """Each way ssh refuses (host key unknown or changed, key refused, key file open to
+    others) gives its own reason, ssh's line and what to do, in the webhook's answer
+    and ``deployhook history``, not git's "Could not read from remote repository"."""
+    daemon = start_daemon(ssh_repos, secret_file, ssh_key=str(sshd.deploy_key),
+                          git_timeout=60.0)
+    try:
+        daemon.wait_ready()
+        for n, (_, make, words) in enumerate(_SSH_FAILURES):
+            sshd.trust()
+            sshd.authorized.write_text(Path(str(sshd.deploy_key) + ".pub").read_text())
+            sshd.deploy_key.chmod(0o600)
+            make(sshd)
+            status, body = deliver_push(daemon.url, ssh_repos.commit(), f"ssh-{n}")
+            assert status == 500 and words in body["reason"], body
+            assert "Could not read from remote repository" not in body["reason"]
+    finally:
+        daemon.stop()
+    listed = subprocess.run([sys.executable, "-m", "deployhook", "history", "--json",
+                             "--config", str(ssh_repos.root / "config.py")],
+                            capture_output=True, text=True, timeout=60, check=True)
+    reasons = [run["reason"] for run in json.loads(listed.stdout)["runs"]]
+    for _, _, words in _SSH_FAILURES:
+        assert any(words in reason for reason in reasons), (words, reasons)

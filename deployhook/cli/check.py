@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.git.checkout import Checkout, git_environment, resolve_target, run_bounded
-from deployhook.git.ssh import SshRemote, ssh_remote
+from deployhook.git.ssh import SshRemote, ssh_failure, ssh_remote
 from deployhook.record.store import Store
 from deployhook.redact import redact
 from deployhook.report.reporter import ReportError, read_token
@@ -269,8 +269,7 @@ def _remote(checkout: Checkout, config: TargetConfig, branch: str | None, remote
             fix = f"git -C {config.repo_path} push {remote} {branch}, or {fix}"
         return Result("FAIL", "remote", f"{remote} has no branch {branch}", fix)
     lines = err.strip().splitlines()
-    ssh_said = [line for line in lines if any(e in line for e in _SSH_ERRORS)]
-    reason = (ssh_said[:1] or lines[-1:] or [f"exit status {status}"])[0]  # not git's coda
+    reason = ssh_failure(err) or (lines[-1:] or [f"exit status {status}"])[0]  # not git's coda
     return Result("FAIL", "remote", f"{remote}: {reason}",
                   "check the remote's URL and the server's credentials (git never prompts)")
 
@@ -369,10 +368,6 @@ def _ssh_settings(config: TargetConfig, remote: SshRemote) -> dict[str, str]:
             pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
             return {key.lower(): value for key, value in pairs}
     return {}
-
-
-_SSH_ERRORS = ("Host key verification failed", "Permission denied", "ssh: ", "Load key",
-               "no such identity", "Connection refused", "Connection timed out")
 
 
 def _writable_path(name: str, path: str) -> Result:

@@ -1,4 +1,5 @@
-"""ssh for git: the ``GIT_SSH_COMMAND`` a checkout uses, and the host of an ssh remote.
+"""ssh for git: the ``GIT_SSH_COMMAND`` a checkout uses, the host of an ssh remote, and
+why ssh failed (its own line in a git command's output).
 
 Pure: no process is started here.
 """
@@ -69,3 +70,40 @@ def ssh_command(timeout: float, key: str | None = None, own: str | None = None) 
     if key:
         command += f" -i {shlex.quote(key)} -o IdentitiesOnly=yes"
     return command
+
+
+# ssh's own lines, the most telling first (a changed host key before the "Host key
+# verification failed." that follows it, a key open to others before the refusal that
+# follows it): what the line holds, what it means and what to do.
+_SSH_CAUSES = (
+    ("REMOTE HOST IDENTIFICATION HAS CHANGED",
+     "the server's host key differs from the one in known_hosts: a reinstalled server, or "
+     "someone in the middle; compare the fingerprints before replacing it"),
+    ("Host key verification failed",
+     "the server's host key is not in known_hosts: run deployhook check"),
+    ("UNPROTECTED PRIVATE KEY FILE",
+     "ssh ignores a key with bad permissions, open to others: chmod 600 ssh_key"),
+    ("Bad owner or permissions",
+     "ssh refuses a configuration file others can write: chown it to this user, chmod 600"),
+    ("no such identity", "the ssh_key file is missing"),
+    ("Load key", "ssh cannot read the key file"),
+    ("Permission denied",
+     "the server refused the key: add ssh_key's public key to the repository's deploy keys"),
+    ("Could not resolve hostname", "the remote's host name does not resolve"),
+    ("Connection refused", "nothing listens on the remote's ssh port"),
+    ("Connection timed out", "the remote's ssh port does not answer"),
+    ("ssh: ", ""),
+)
+
+
+def ssh_failure(output: str) -> str | None:
+    """Why ssh failed, from the output of a git command that ran it: ``ssh: <ssh's own
+    line> (<what it means and what to do>)``, the most telling line when ssh wrote
+    several; None when no line of ssh's is there.  Pure."""
+    lines = [line.strip().strip("@").strip() for line in output.splitlines()]
+    for words, meaning in _SSH_CAUSES:
+        said = next((line for line in lines if words in line), None)
+        if said is not None:
+            said = said if said.startswith("ssh: ") else f"ssh: {said}"
+            return f"{said} ({meaning})" if meaning else said
+    return None

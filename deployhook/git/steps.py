@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from deployhook.git.ssh import ssh_failure
 from deployhook.redact import redact
 
 OUTPUT_LIMIT = 64 * 1024
+UNREADABLE = "fatal: Could not read from remote repository"  # git's coda to any ssh failure
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ def tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
 
 
 def summary(step: Step, limit: int = 400) -> str:
-    """A one-paragraph reason for a failed step: its last meaningful output lines."""
+    """A one-paragraph reason for a failed step: its last meaningful output lines; git's
+    "Could not read from remote repository" replaced by what ssh said of why
+    (:func:`~deployhook.git.ssh.ssh_failure`) when it said anything."""
     lines = [line for line in step.output.splitlines() if line.strip()]
     wanted: list[str] = []
     for index, line in enumerate(lines):
@@ -42,6 +46,9 @@ def summary(step: Step, limit: int = 400) -> str:
             if line.endswith(":"):  # git lists what it means on the indented lines below
                 following = lines[index + 1:]
                 wanted += [x.strip() for x in following[:_count_indented(following)]]
+    said = ssh_failure(step.output) if any(x.startswith(UNREADABLE) for x in wanted) else None
+    if said:
+        wanted = [said if x.startswith(UNREADABLE) else x for x in wanted]
     text = " ".join(wanted or [x.strip() for x in lines[-3:]]) or f"exit status {step.status}"
     return redact(f"{step.name} failed: {text}")[:limit]
 
