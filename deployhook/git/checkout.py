@@ -6,8 +6,13 @@ is aborted, and whenever HEAD moved before a step failed (git can exit non-zero
 after moving it, a hook can time out, a submodule update can fail), HEAD and the
 work tree are put back with ``git reset --keep``.  Local changes are only ever
 discarded by the ``reset`` strategy.  Every git command (hooks included) is
-killed with its whole process group after ``git_timeout``; the wait for the
+killed with all its descendants after ``git_timeout``; the wait for the
 checkout's lock is bounded by ``lock_timeout``.
+
+The git work goes through GitPython: a ``git.Repo`` per run (closed when the run
+ends), its remote's URL and its refs and HEAD read from the files (no process), and
+every git command started by its command layer (``Git.execute``).  Nothing reads
+objects through GitPython: its ``git cat-file`` processes would outlive the run.
 
 A run that may move HEAD first writes ``.git/deployhook-unfinished``; only a run
 that ends with everything done (post_deploy included) removes it.  While it is
