@@ -99,6 +99,7 @@ def bench_all(names: list[str], work: Path, args: argparse.Namespace,
             out[name]["burst"] = measure.burst(target, target.repos, args.burst,
                                                args.burst_delay)
             out[name]["overhead"] = measure.overhead(target, target.repos, args.reps)
+            out[name]["memory_after_deploys"] = measure.memory(target.pid)
             print(f"[{name}] a valid push during a bad-signature flood ...", flush=True)
             out[name]["flood"] = flood.under_flood(target, target.repos, target.repos.root)
         for name, large in largerepo.bench(list(targets), work, args.reps).items():
@@ -186,6 +187,12 @@ def table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, str]]:
         lambda r: fmt(mine / deploy_fastest, 2) + "x" if mine and deploy_fastest and r["name"] ==
         "deployhook" else "", "<= 1.0x", None if mine is None or deploy_fastest is None
         else mine <= deploy_fastest, "overhead_peers")
+    held = get(dh, "memory_after_deploys", "rss_mb")
+    blocking = get(t.get("blocking", {}), "memory_after_deploys", "rss_mb")
+    row("deploy: RSS of the process tree after the deploys (MB)",
+        lambda r: fmt(get(r, "memory_after_deploys", "rss_mb")),
+        "<= 0.6x blocking" + (f" ({fmt(held / blocking, 2)}x)" if held and blocking else ""),
+        None if not (held and blocking) else held <= 0.6 * blocking, "rss_deploys")
     rows += largerepo.rows(t, names)
     flooded = get(dh, "flood", "median_ms")
     peers = [get(t[n], "flood", "median_ms") for n in names if n != "deployhook"]
@@ -284,7 +291,7 @@ def run_deploy(args: argparse.Namespace, names: list[str]) -> int:
     the table's deploy rows, bench/deploy.json."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     atexit.register(kill_all)
-    ensure_tools()
+    ensure_tools(("webhook",) if "webhook" in names else ())  # no wrk: no throughput here
     work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
     isolate_git(work)
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -300,7 +307,8 @@ def run_deploy(args: argparse.Namespace, names: list[str]) -> int:
                 target.start()
                 results["targets"][name] = {"name": name, "label": target.label,
                                             "overhead": measure.overhead(target, target.repos,
-                                                                         args.reps)}
+                                                                         args.reps),
+                                            "memory_after_deploys": measure.memory(target.pid)}
             finally:
                 target.stop()
         for name, large in largerepo.bench(names, work, args.reps).items():

@@ -327,6 +327,40 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+def child_commands(pid: int) -> list[str]:
+    """The command lines of the live children of process ``pid`` (from /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue
+    return sorted(found)
+
+
+def open_files(pid: int) -> list[str]:
+    """What process ``pid``'s file descriptors point to, sorted; sockets and pipes by
+    kind only (``socket``, ``pipe``), as their inode numbers change with each one."""
+    names = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        names.append(target.split(":[", 1)[0] if ":[" in target else target)
+    return sorted(names)
+
+
+def rss_kib(pid: int) -> int:
+    """Process ``pid``'s resident set size in KiB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
 def start_daemon(repos: Repos, secret_file: Path, port: int | None = None,
                  env: dict[str, str] | None = None, new_session: bool = False,
                  **extra: Any) -> Daemon:

@@ -1,12 +1,13 @@
 """What a daemon does not import until a feature is configured or first used.
 
 Optional features are imported inside the function that starts them (README.rst,
-"Layout"): GitPython (only ``deployhook send`` reads commits with it), the forge
-reporter and Tornado's HTTP client (a target with ``report``), urllib's client
+"Layout"): the forge reporter and Tornado's HTTP client (a target with ``report``), urllib's client
 (``health_url``, the CLI's checks), ``prometheus_client`` (the first scrape of
 ``/metrics``), Redis (``redis_url``), the CLI commands' own helpers.  The real
 ``python -m deployhook serve`` runs with a ``sitecustomize`` on its PYTHONPATH, this
 test's only hook, which writes the process's ``sys.modules`` to a file when it exits.
+GitPython is no optional feature: the daemon's git work goes through it, so a daemon
+that deployed has it loaded.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from tests.helpers import (
     write_config,
 )
 
+# GitPython's repository, command and reference layers: what a deploy goes through.
+GITPYTHON = ("git", "git.repo", "git.cmd", "git.refs.symbolic")
 NEVER_IN_A_PLAIN_DAEMON = (
-    "git",  # GitPython: HEAD and refs are read from .git (deployhook.git.headref)
-    "gitdb",
     "redis",  # fleet mode only (redis_url)
     "prometheus_client",  # the first scrape of /metrics
     "tornado.httpclient",  # the forge reporter's client (report)
@@ -102,6 +103,7 @@ def test_a_plain_daemon_that_deployed_imports_no_optional_client(
         modules = _modules_at_exit(daemon, out)
     assert "deployhook.daemon.server" in modules  # the list is the daemon's
     assert sorted(modules.intersection(NEVER_IN_A_PLAIN_DAEMON)) == []
+    assert set(GITPYTHON) <= modules, sorted(set(GITPYTHON) - modules)
 
 
 def test_a_daemon_that_reports_imports_the_reporter(
@@ -116,7 +118,6 @@ def test_a_daemon_that_reports_imports_the_reporter(
     finally:
         modules = _modules_at_exit(daemon, out)
     assert {"deployhook.report.reporter", "tornado.httpclient"} <= modules
-    assert "git" not in modules
 
 
 def test_the_first_reload_that_sets_report_starts_the_reporter(

@@ -6,8 +6,13 @@ is aborted, and whenever HEAD moved before a step failed (git can exit non-zero
 after moving it, a hook can time out, a submodule update can fail), HEAD and the
 work tree are put back with ``git reset --keep``.  Local changes are only ever
 discarded by the ``reset`` strategy.  Every git command (hooks included) is
-killed with its whole process group after ``git_timeout``; the wait for the
+killed with all its descendants after ``git_timeout``; the wait for the
 checkout's lock is bounded by ``lock_timeout``.
+
+The git work goes through GitPython: a ``git.Repo`` per run (closed when the run
+ends), its remote's URL and its refs and HEAD read from the files (no process), and
+every git command started by its command layer (``Git.execute``).  Nothing reads
+objects through GitPython: its ``git cat-file`` processes would outlive the run.
 
 A run that may move HEAD first writes ``.git/deployhook-unfinished``; only a run
 that ends with everything done (post_deploy included) removes it.  While it is
@@ -21,23 +26,28 @@ git command offers ssh that key only (``GIT_SSH_COMMAND``, see ``ssh.py``).
 
 from __future__ import annotations
 
+import configparser
 import fcntl
 import fnmatch
 import logging
 import os
 import re
+import selectors
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, TextIO
+from typing import BinaryIO, NamedTuple, TextIO
+
+import git
 
 from deployhook.errors import ConfigError, SecretMissing
 from deployhook.forges.delivery import Push
 from deployhook.forges.events import TAG_PREFIX
-from deployhook.git import headref, postdeploy
+from deployhook.git import postdeploy, refs
 from deployhook.git.objects import surely_absent
 from deployhook.git.repair import (
     NO_HOOKS,
@@ -52,10 +62,7 @@ from deployhook.git.steps import Step, summary, tail
 from deployhook.git.submodules import update_command
 from deployhook.redact import redact
 from deployhook.secret import SecretSource
-from deployhook.settings import Config, TargetConfig
-
-if TYPE_CHECKING:
-    import git
+from deployhook.settings import TargetConfig
 
 log = logging.getLogger("deployhook.checkout")
 GITLINK = "160000"  # the mode of a submodule's entry in a tree
@@ -69,6 +76,7 @@ FORBIDDEN_PROTOCOLS = ("protocol.ext.allow", "protocol.fd.allow")  # set to "nev
 # A deploy's git commands leave ``git maintenance run --auto`` (which fetch and merge
 # would run before returning) to :meth:`Checkout.housekeep`, after the answer.
 NO_AUTO_MAINTENANCE = (("maintenance.auto", "false"),)
+LEFTOVER_WAIT = 5.0  # seconds to read what a killed git wrote before its pipes are dropped
 
 
 class Change(NamedTuple):
@@ -114,12 +122,6 @@ class RunResult:
         return self.moved or (self.ok and self.resumed)
 
 
-def process_env(env: dict[str, str]) -> dict[str, str]:
-    """The whole environment of a git process: ours, git's messages in English (they are
-    parsed and shown as reasons), then ``env``."""
-    return {**os.environ, "LC_ALL": "C", "LANGUAGE": "C", **env}
-
-
 def git_environment(timeout: float, ssh_key: str | None = None,
                     config: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """Environment for every git command: git never prompts or hangs on a dead peer, and
@@ -154,35 +156,106 @@ def git_environment(timeout: float, ssh_key: str | None = None,
     return env
 
 
-def run_bounded(command: list[str], cwd: str, env: dict[str, str], timeout: float,
-                capture_stderr: bool = True) -> tuple[int, str, str]:
-    """Run ``command``; kill it with all its descendants (a hook git runs, an ssh it
-    started) once ``timeout`` seconds have passed, or when we are interrupted.  It stays
-    in our process group, so whoever kills our group (Ctrl-C, a supervisor) kills it too.
+def run_bounded(command: list[str], cwd: str, env: dict[str, str], timeout: float
+                ) -> tuple[int, str, str]:
+    """Run a program that is not git (``deployhook check``'s ssh probes) under the same
+    bound as git: see :func:`wait_bounded`.  ``env`` is its whole environment.
 
-    Returns (exit status, stdout, stderr) with one trailing newline removed; 124 and
-    "fatal: timed out after Ns" on a timeout.  With ``capture_stderr=False`` stderr goes
-    to ours and comes back as a note.  Raises OSError when git cannot be started.
+    Raises:
+        OSError: it cannot be started.
     """
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE if capture_stderr else None)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return wait_bounded(proc, timeout)
+
+
+def run_git(runner: git.Git, args: Sequence[str], env: dict[str, str], timeout: float,
+            relay: BinaryIO | None = None) -> tuple[int, str, str]:
+    """Run ``git ARGS`` through GitPython's command layer (``Git.execute`` with
+    ``as_process=True``): in ``runner``'s working directory, with ``env`` over ours and
+    git's messages in English (``LC_ALL=C``, set by GitPython: they are parsed and shown
+    as reasons), stdin from /dev/null; then :func:`wait_bounded` for at most ``timeout``.
+
+    Raises:
+        git.GitCommandNotFound: git cannot be started.
+    """
+    handle = runner.execute(["git", *args], as_process=True, env=env)
+    return wait_bounded(handle.proc, timeout, relay)
+
+
+def wait_bounded(proc: subprocess.Popen[bytes], timeout: float,
+                 relay: BinaryIO | None = None) -> tuple[int, str, str]:
+    """Collect ``proc``'s output and exit status; kill it with all its descendants (a
+    hook git runs, an ssh it started) once ``timeout`` seconds have passed, or when we
+    are interrupted.  It stays in our process group, so whoever kills our group (Ctrl-C,
+    a supervisor) kills it too.  GitPython's own ``kill_after_timeout`` is not used: it
+    kills the tree without stopping it first, and then waits without bound on pipes that
+    a process which left git's tree (a daemon a hook started) still holds.
+
+    Returns (exit status, stdout, stderr) with one trailing newline removed; 124 and
+    "fatal: timed out after Ns" on a timeout.  With ``relay`` (git's progress for a
+    terminal), stderr is also copied there as it comes and is returned as a note.
+    """
+    deadline = time.monotonic() + timeout
+    out, err = bytearray(), bytearray()
+    status: int | None = None
     try:
-        raw_out, raw_err = proc.communicate(timeout=timeout)
-        out, err, status = _text(raw_out), _text(raw_err), proc.returncode
+        if _read(proc, deadline, out, err, relay):
+            status = proc.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        kill_tree(proc.pid)
-        out, err = _leftover(proc)
-        status = 124
-        err = (err.rstrip("\n") + "\n" if err else "") + f"fatal: timed out after {timeout:g}s"
+        pass
     except BaseException:  # KeyboardInterrupt in ``deployhook deploy``: take git down too
         kill_tree(proc.pid)
+        _close(proc)
         proc.wait()
         raise
-    if not capture_stderr:
-        err = "(progress was shown on the terminal)" + (err[err.find("\nfatal"):]
-                                                        if status == 124 else "")
-    return status, _chomp(out), _chomp(err)
+    if status is None:
+        kill_tree(proc.pid)
+        _read(proc, time.monotonic() + LEFTOVER_WAIT, out, err, relay)  # what it wrote
+        _close(proc)
+        proc.wait()
+        status = 124
+        err += b"\n" if err and not err.endswith(b"\n") else b""
+        err += f"fatal: timed out after {timeout:g}s".encode()
+    _close(proc)
+    text = _text(err)
+    if relay is not None:
+        text = "(progress was shown on the terminal)" + (
+            text[text.find("\nfatal"):] if status == 124 else "")
+    return status, _chomp(_text(out)), _chomp(text)
+
+
+def _read(proc: subprocess.Popen[bytes], deadline: float, out: bytearray, err: bytearray,
+          relay: BinaryIO | None) -> bool:
+    """Read ``proc``'s stdout into ``out`` and stderr into ``err`` (and ``relay``) until
+    both pipes are at their end (True; each is closed then) or ``deadline`` (False)."""
+    sinks = {proc.stdout: out, proc.stderr: err}
+    with selectors.DefaultSelector() as selector:
+        for pipe in sinks:
+            if pipe is not None and not pipe.closed:
+                selector.register(pipe, selectors.EVENT_READ)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for key, _ in selector.select(left):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    key.fileobj.close()  # type: ignore[union-attr]
+                    continue
+                sinks[key.fileobj].extend(chunk)  # type: ignore[index]
+                if relay is not None and key.fileobj is proc.stderr:
+                    relay.write(chunk)
+                    relay.flush()
+    return True
+
+
+def _close(proc: subprocess.Popen[bytes]) -> None:
+    """Close ``proc``'s pipes (those a process that escaped the kill may still hold)."""
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def kill_tree(pid: int) -> None:
@@ -226,22 +299,8 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _leftover(proc: subprocess.Popen[bytes]) -> tuple[str, str]:
-    """What a killed process wrote; gives up after 5 s on pipes that a process which
-    escaped the kill (a daemon a hook started) still holds open."""
-    try:
-        out, err = proc.communicate(timeout=5)
-    except subprocess.TimeoutExpired:
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        proc.wait()
-        out, err = b"", b""
-    return _text(out), _text(err)
-
-
-def _text(data: bytes | None) -> str:
-    return (data or b"").decode("utf-8", "replace")
+def _text(data: bytes | bytearray | None) -> str:
+    return bytes(data or b"").decode("utf-8", "replace")
 
 
 def _chomp(text: str) -> str:
@@ -257,7 +316,7 @@ def github_repository(url: str | None) -> str | None:
 class Checkout:
     """One deployed checkout.  Not thread-safe: the git worker runs one deploy at a time."""
 
-    def __init__(self, config: TargetConfig | Config) -> None:
+    def __init__(self, config: TargetConfig) -> None:
         self.config = config
         self.path = config.repo_path
         self._env = git_environment(config.git_timeout, config.ssh_key, NO_AUTO_MAINTENANCE)
@@ -273,36 +332,46 @@ class Checkout:
 
     @property
     def repo(self) -> git.Repo:
-        """A GitPython Repo, made (and GitPython imported) on first use: the daemon never
-        uses one (HEAD and refs are read from .git by :mod:`headref`); ``close`` ends it."""
-        if self._repo is None:
-            import git
+        """GitPython's Repo of the checkout, opened on first use (no process started);
+        :meth:`deploy` closes it when the run ends, :meth:`close` too.  Its git commands
+        get the checkout's environment (:func:`git_environment`).
 
+        Raises:
+            git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError: no checkout.
+        """
+        if self._repo is None:
             self._repo = git.Repo(self.path)
             self._repo.git.update_environment(**self._env)
         return self._repo
 
     def close(self) -> None:
+        """Let go of the Repo: GitPython's persistent processes (``cat-file``, which
+        the deploy path never starts) are ended and its caches cleared."""
         if self._repo is not None:
             self._repo.close()
             self._repo = None
 
     def current_branch(self) -> str | None:
-        """The checked-out branch, or None when HEAD is detached (read from .git, no git
-        process)."""
-        return headref.current_branch(self.path)
+        """The checked-out branch, or None when HEAD is detached or there is no checkout
+        (GitPython's HEAD, read from .git: no git process)."""
+        return refs.current_branch(self.repo) if self.exists() else None
 
     def remote_url(self) -> str | None:
-        status, out, _ = self._git("remote", "get-url", self.config.remote)
-        return out.strip() if status == 0 else None
+        """The URL of the configured remote (GitPython's Remote, read from the git config:
+        no git process), or None when it has none."""
+        try:
+            return self.repo.remote(self.config.remote).url if self.exists() else None
+        except (ValueError, configparser.Error, OSError):
+            return None
 
     def head(self) -> str | None:
         """HEAD's commit SHA, or None before the first commit."""
         return self.ref("HEAD")
 
     def ref(self, name: str) -> str | None:
-        """The SHA ``name`` (a full ref or HEAD) points to, read from .git; None if unset."""
-        return headref.read_ref(self.path, name)
+        """The SHA ``name`` (a full ref or HEAD) points to (GitPython's reference layer,
+        read from .git: no git process); None if unset or there is no checkout."""
+        return refs.read_ref(self.repo, name) if self.exists() else None
 
     def ls_remote(self, *args: str) -> tuple[int, str, str]:
         """``git ls-remote ARGS`` within the network timeout, from the checkout (or its
@@ -343,18 +412,22 @@ class Checkout:
         """
         pushes = list(pushes)
         start = time.monotonic()
-        if not self.exists():
-            result = self._deploy(branch, pushes)
-        else:
-            with open(Path(self.path) / ".git" / LOCK, "a") as lock:
-                if self._wait_for(lock):
-                    result = self._deploy(branch, pushes)
-                else:
-                    head = self.head()
-                    result = RunResult(False, head, head, branch, reason=(
-                        f"another deploy holds the checkout's lock ({lock.name}) for more "
-                        f"than {self.config.lock_timeout:g}s"))
-                    result.contains = {p.after: self.contains(p.after, head) for p in pushes}
+        try:
+            if not self.exists():
+                result = self._deploy(branch, pushes)
+            else:
+                with open(Path(self.path) / ".git" / LOCK, "a") as lock:
+                    if self._wait_for(lock):
+                        result = self._deploy(branch, pushes)
+                    else:
+                        head = self.head()
+                        result = RunResult(False, head, head, branch, reason=(
+                            f"another deploy holds the checkout's lock ({lock.name}) for "
+                            f"more than {self.config.lock_timeout:g}s"))
+                        result.contains = {p.after: self.contains(p.after, head)
+                                           for p in pushes}
+        finally:
+            self.close()  # a Repo per run: nothing of GitPython's outlives it
         result.duration = time.monotonic() - start
         return result
 
@@ -366,7 +439,7 @@ class Checkout:
         Each command is bounded by ``git_timeout``.  Never raises."""
         if not self.maintenance_due or not self.exists():
             return
-        env = process_env(git_environment(self.config.git_timeout, self.config.ssh_key))
+        env = git_environment(self.config.git_timeout, self.config.ssh_key)
         try:
             with open(Path(self.path) / ".git" / LOCK, "a") as lock:
                 try:
@@ -381,14 +454,14 @@ class Checkout:
 
     def _maintain(self, git_dir: Path, env: dict[str, str]) -> None:
         """``git maintenance run --auto`` in ``git_dir`` as git would run it itself."""
-        timeout = self.config.git_timeout
-        base = ["git", f"--git-dir={git_dir}"]
-        status, out, _ = run_bounded([*base, "config", "--type=bool", "maintenance.auto"],
-                                     self.path, env, timeout)
+        timeout, runner = self.config.git_timeout, git.Git(self.path)
+        base = [f"--git-dir={git_dir}"]
+        status, out, _ = run_git(runner, [*base, "config", "--type=bool", "maintenance.auto"],
+                                 env, timeout)
         if status == 0 and out.strip() == "false":
             return
-        status, _, err = run_bounded([*base, "maintenance", "run", "--auto", "--quiet"],
-                                     self.path, env, timeout)
+        status, _, err = run_git(runner, [*base, "maintenance", "run", "--auto", "--quiet"],
+                                 env, timeout)
         if status != 0:
             log.warning("%s: git maintenance failed in %s: %s", self.path, git_dir,
                         redact(err.strip())[-400:])
@@ -789,10 +862,12 @@ class Checkout:
              ) -> tuple[int, str, str]:
         """Run git and return (status, stdout, stderr); never raises for exit status.
 
-        Every command, local ones and the hooks git runs included, is bounded by
-        ``git_timeout``: then its whole process group is killed and the status is 124
-        with "fatal: timed out after Ns" in stderr.  ``network``: show git's progress
-        on our stderr when ``self.progress`` is set.  ``env``: more environment.
+        Runs through GitPython's command layer (:func:`run_git`): the checkout's Repo
+        (``self.repo.git``), or a ``git.Git`` in ``cwd`` when given.  Every command, local
+        ones and the hooks git runs included, is bounded by ``git_timeout``: then it is
+        killed with all its descendants and the status is 124 with "fatal: timed out after
+        Ns" in stderr.  ``network``: show git's progress on our stderr when
+        ``self.progress`` is set.  ``env``: more environment.
         """
         env = {**self._env, **(env or {})}
         if identity:
@@ -801,9 +876,9 @@ class Checkout:
         if progress:
             split = 2 if args[0] in ("submodule", "submodule--helper") else 1
             args = (*args[:split], "--progress", *args[split:])
-        return run_bounded(["git", *args], cwd or self.path,
-                           process_env(env),
-                           self.config.git_timeout, capture_stderr=not progress)
+        runner = self.repo.git if cwd is None else git.Git(cwd)
+        return run_git(runner, args, env, self.config.git_timeout,
+                       sys.stderr.buffer if progress else None)
 
     def _identity(self) -> dict[str, str]:
         """A committer identity for merge and rebase when the checkout has none."""
@@ -813,7 +888,7 @@ class Checkout:
                 "GIT_COMMITTER_NAME": "deployhook", "GIT_COMMITTER_EMAIL": "deployhook@localhost"}
 
 
-def resolve_target(checkout: Checkout, config: TargetConfig | Config
+def resolve_target(checkout: Checkout, config: TargetConfig
                    ) -> tuple[str | None, str | None, str | None]:
     """(branch, repository, HEAD) for ``config``; blocking, run it in the executor.
 

@@ -40,7 +40,7 @@ from deployhook.git import postdeploy
 from deployhook.git.checkout import Checkout, DeployFailed, RunResult, resolve_target
 from deployhook.git.steps import Step, summary, tail
 from deployhook.redact import redact
-from deployhook.settings import Config, TargetConfig
+from deployhook.settings import TargetConfig
 
 log = logging.getLogger("deployhook.releases")
 CURRENT = "current"
@@ -61,23 +61,23 @@ class Release:
     live: bool = False
 
 
-def root(config: TargetConfig | Config) -> Path:
+def root(config: TargetConfig) -> Path:
     """``releases_path`` (the mode requires it)."""
     assert config.releases_path is not None
     return Path(config.releases_path)
 
 
-def enabled(config: TargetConfig | Config) -> bool:
+def enabled(config: TargetConfig) -> bool:
     return config.deploy_mode == "releases"
 
 
-def head_path(config: TargetConfig | Config) -> str:
+def head_path(config: TargetConfig) -> str:
     """Where the deployed HEAD is read from: ``releases_path/current`` in releases mode,
     else ``repo_path``."""
     return str(root(config) / CURRENT) if enabled(config) else config.repo_path
 
 
-def live_name(config: TargetConfig | Config) -> str | None:
+def live_name(config: TargetConfig) -> str | None:
     """The name of the release ``current`` points to, or None (no switch yet)."""
     try:
         return Path(os.readlink(root(config) / CURRENT)).name
@@ -85,7 +85,7 @@ def live_name(config: TargetConfig | Config) -> str | None:
         return None
 
 
-def live_sha(config: TargetConfig | Config) -> str | None:
+def live_sha(config: TargetConfig) -> str | None:
     """The commit of the live release (read from its .git, no git process), or None."""
     name = live_name(config)
     if name is None:
@@ -93,7 +93,7 @@ def live_sha(config: TargetConfig | Config) -> str | None:
     return _head_of(root(config) / RELEASES / name)
 
 
-def releases(config: TargetConfig | Config) -> list[Release]:
+def releases(config: TargetConfig) -> list[Release]:
     """The complete releases, oldest first (their names sort by time)."""
     folder = root(config) / RELEASES
     try:
@@ -106,7 +106,7 @@ def releases(config: TargetConfig | Config) -> list[Release]:
             for name in names]
 
 
-def find(config: TargetConfig | Config, which: str | None) -> Release:
+def find(config: TargetConfig, which: str | None) -> Release:
     """The release ``which`` names (a release name, or a commit SHA or its prefix: the
     newest release of it); None: the release before the live one.
 
@@ -128,7 +128,7 @@ def find(config: TargetConfig | Config, which: str | None) -> Release:
 
 
 @contextmanager
-def locked(config: TargetConfig | Config) -> Iterator[bool]:
+def locked(config: TargetConfig) -> Iterator[bool]:
     """Hold ``releases_path/.deployhook.lock`` (flock) for a deploy or a rollback; yields
     False when another one held it for more than ``lock_timeout``."""
     path = root(config)
@@ -147,7 +147,7 @@ def locked(config: TargetConfig | Config) -> Iterator[bool]:
         yield True
 
 
-def resolve(checkout: Checkout, config: TargetConfig | Config
+def resolve(checkout: Checkout, config: TargetConfig
             ) -> tuple[str | None, str | None, str | None]:
     """:func:`~deployhook.git.checkout.resolve_target`, and in releases mode: the
     half-built releases removed (:func:`clean_partial`) and HEAD the live release's
@@ -163,7 +163,7 @@ def resolve(checkout: Checkout, config: TargetConfig | Config
     return branch, repository, head
 
 
-def clean_partial(config: TargetConfig | Config) -> list[str]:
+def clean_partial(config: TargetConfig) -> list[str]:
     """Remove every half-built release (one with its ``.partial`` marker); the names
     removed.  Skipped (nothing removed) while a deploy holds the lock."""
     path = root(config) / RELEASES
@@ -339,7 +339,7 @@ def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
     _link_shared(config, path, steps)
 
 
-def _link_shared(config: TargetConfig | Config, path: Path, steps: list[Step]) -> None:
+def _link_shared(config: TargetConfig, path: Path, steps: list[Step]) -> None:
     """Link each of ``shared_paths`` in the release to ``shared/<path>``.  A shared path
     that does not exist yet is seeded from the release's copy (moved there), or made an
     empty folder.
@@ -486,7 +486,7 @@ def _post_deploy(checkout: Checkout, path: Path, branch: str, pushes: list[Push]
                            f"(exit status {step.status})", steps)
 
 
-def switch(config: TargetConfig | Config, name: str) -> None:
+def switch(config: TargetConfig, name: str) -> None:
     """Point ``current`` at ``releases/<name>`` atomically: a new relative symlink renamed
     over the old one, then the folder synced.
 
@@ -501,7 +501,7 @@ def switch(config: TargetConfig | Config, name: str) -> None:
     _sync(base)
 
 
-def _switch_back(config: TargetConfig | Config, previous: str | None) -> None:
+def _switch_back(config: TargetConfig, previous: str | None) -> None:
     if previous is not None:
         switch(config, previous)
     else:
@@ -517,7 +517,7 @@ def _sync(folder: Path) -> None:
         os.close(fd)
 
 
-def activate(config: TargetConfig | Config, path: Path, steps: list[Step]) -> str:
+def activate(config: TargetConfig, path: Path, steps: list[Step]) -> str:
     """Run ``activate`` in the new release; "" when it worked (or is unset), else why."""
     if not config.activate:
         return ""
@@ -528,7 +528,7 @@ def activate(config: TargetConfig | Config, path: Path, steps: list[Step]) -> st
     return "" if step.ok else f"{summary(step)} (exit status {step.status})"
 
 
-def _health(config: TargetConfig | Config, steps: list[Step]) -> str:
+def _health(config: TargetConfig, steps: list[Step]) -> str:
     """Fetch ``health_url``; "" when it answered 2xx within ``health_timeout`` (or is
     unset), else why not (credentials in the URL never shown)."""
     url = config.health_url
@@ -555,7 +555,7 @@ def _health(config: TargetConfig | Config, steps: list[Step]) -> str:
     return why
 
 
-def prune(config: TargetConfig | Config) -> list[str]:
+def prune(config: TargetConfig) -> list[str]:
     """Remove the releases beyond the newest ``keep_releases``; never the live one or the
     one before it.  The names removed."""
     import shutil  # releases mode only: an in-place daemon never imports it
@@ -580,7 +580,7 @@ def _head_of(path: Path) -> str | None:
     return head if len(head) == 40 and not head.startswith("ref:") else None
 
 
-def roll_back(target: TargetConfig | Config, which: str | None
+def roll_back(target: TargetConfig, which: str | None
               ) -> tuple[bool, str, list[Step]]:
     """Under the releases lock, switch ``current`` to release ``which`` (its name or a
     commit SHA prefix; None: the one before the live one) and run ``activate``:

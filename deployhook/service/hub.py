@@ -22,9 +22,9 @@ from deployhook.errors import ConfigError
 from deployhook.forges.delivery import Push
 from deployhook.git import releases
 from deployhook.git.checkout import Checkout, RunResult
-from deployhook.git.headref import read_head
 from deployhook.git.paused import Pause
 from deployhook.git.paused import read as read_pause
+from deployhook.git.refs import read_head
 from deployhook.network import parse_networks
 from deployhook.record.recorder import Recorder
 from deployhook.record.store import Store
