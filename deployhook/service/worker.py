@@ -22,8 +22,9 @@ from typing import TypeVar
 from deployhook.forges.delivery import Push
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.record.recorder import Recorder
-from deployhook.record.store import DEFAULT_TARGET, Store
+from deployhook.record.store import Store
 from deployhook.service.runs import crash_reason, run_deploy
+from deployhook.settings import DEFAULT_TARGET
 
 log = logging.getLogger("deployhook.worker")
 T = TypeVar("T")

@@ -15,6 +15,7 @@ from deployhook.network import client_address
 from deployhook.service.deliveries import Deliveries
 from deployhook.service.hub import Hub
 from deployhook.service.intake import Intake
+from deployhook.settings import TARGET_NAME
 from deployhook.web.access import Access
 from deployhook.web.api import DeploymentHandler, DeploymentsHandler
 from deployhook.web.apidocs import DocsAssetHandler, DocsHandler, OpenAPIHandler
@@ -25,7 +26,6 @@ from deployhook.web.pages import page_routes
 from deployhook.web.webhook import WebhookHandler
 
 HOOKS_PATH = "/hooks"
-TARGET_NAME = "([a-z0-9][a-z0-9_-]{0,63})"
 Spec = tuple[str, Any, dict[str, Any]]
 METHODS = frozenset(tornado.web.RequestHandler.SUPPORTED_METHODS)
 
@@ -94,7 +94,7 @@ def routes(hub: Hub, health_path: str | None = "/health",
     hook = {"intake": Intake(hub, deliveries)}
     view = {"hub": hub, "access": access}
     specs: list[Spec] = [(hub.config.webhook_path, WebhookHandler, {**hook, "routed": True}),
-                         (f"{hooks_path}/{TARGET_NAME}", WebhookHandler, hook)]
+                         (f"{hooks_path}/({TARGET_NAME.pattern})", WebhookHandler, hook)]
     if health_path:
         specs.append((health_path, HealthHandler, view))
     if record_path:

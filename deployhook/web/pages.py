@@ -30,6 +30,7 @@ import tornado.web
 
 from deployhook.git import releases
 from deployhook.redact import redact
+from deployhook.settings import TARGET_NAME
 from deployhook.web.api import RecordAccess, fleet_view, whole
 from deployhook.web.handlers import JSONHandler, set_allow
 
@@ -65,7 +66,7 @@ def page_routes(hub: Hub, access: Access,
         (base, StatusPage, kwargs), (base + r"runs/([0-9]{1,18})", RunPage, kwargs),
         (base + r"runs/([0-9]{1,18})/live", LiveOutput, kwargs),
         (base + "live.js", LiveScript, kwargs),
-        (base + r"targets/([a-z0-9][a-z0-9_-]{0,63})", TargetPage, kwargs)]
+        (base + f"targets/({TARGET_NAME.pattern})", TargetPage, kwargs)]
     if base != "/":
         specs.append((base.rstrip("/"), tornado.web.RedirectHandler, {"url": base}))
     return specs
