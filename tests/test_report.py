@@ -20,6 +20,7 @@ from tornado.httputil import HTTPHeaders
 from deployhook import forges
 from deployhook.errors import ConfigError
 from deployhook.forges import payloads
+from deployhook.record.recorder import Recorder
 from deployhook.report import reporter
 from deployhook.report.call import DESCRIPTION_MAX, SUCCESS, Status, short
 from deployhook.settings import Config, load
@@ -358,7 +359,7 @@ def test_github_rate_limit_reset_is_waited_for() -> None:
     assert wait is not None and 29 <= wait <= 32
 
 
-def test_retries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retries_are_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Against the fake forge over real HTTP: a forge that keeps failing gets TRIES calls,
     then the forge's reason (without the token) comes back as a ReportError."""
     monkeypatch.setattr(reporter, "BACKOFF", 0.01)
@@ -368,20 +369,13 @@ def test_retries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     call = reporter.status_call("github", fake.url, TOKEN, status)
     try:
         with pytest.raises(reporter.ReportError) as caught:
-            asyncio.run(reporter.Reporter(_NoHub()).send(call, TOKEN))
+            asyncio.run(reporter.Reporter(Recorder(str(tmp_path / "record.sqlite3")),
+                                          lambda: None).send(call, TOKEN))
     finally:
         fake.stop()
     assert len(fake.requests) == reporter.TRIES
     assert caught.value.status == 500 and "boom ***" in caught.value.reason
     assert TOKEN not in str(caught.value)
-
-
-class _NoHub:
-    """What Reporter needs of a hub, for calling :meth:`Reporter.send` alone."""
-
-    def __init__(self) -> None:
-        self.start_listeners: list[Any] = []
-        self.listeners: list[Any] = []
 
 
 def test_a_stopping_daemon_lets_the_forge_hear_the_end_of_the_run(

@@ -83,6 +83,10 @@ class GitWorker:
         """How many accepted pushes wait for the next run."""
         return len(self._pending)
 
+    def use(self, checkout: Checkout) -> None:
+        """Deploy ``checkout`` from the next run on (a reload; call while no run goes on)."""
+        self.checkout = checkout
+
     def submit(self, push: Push, row: int | None = None,
                trigger: str = "webhook") -> asyncio.Future[RunResult]:
         """Queue ``push``; the future resolves with the run that covered it."""
