@@ -454,7 +454,7 @@ def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
     and the disk used per additional release (``du`` of the releases folder, hard links
     counted once, over the number of releases)."""
     from deployhook.git.checkout import Checkout
-    from deployhook.service.runs import run_deploy
+    from deployhook.service.runs import Unrecorded, run_deploy
     from deployhook.settings import Config
 
     site = repos.root / "site"
@@ -471,7 +471,7 @@ def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
         for mode, config in modes.items():
             checkout = Checkout(config)
             start = time.perf_counter()
-            result = run_deploy(checkout, lambda fn: None, target=config.name, trigger="bench",
+            result = run_deploy(checkout, Unrecorded(), target=config.name, trigger="bench",
                                 branch="main")
             times[mode].append(time.perf_counter() - start)
             checkout.close()

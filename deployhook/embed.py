@@ -41,8 +41,8 @@ class DeployHook(Hub):
         first = config.targets[0]
         self.reloader = Reloader(first.reload, self.busy, on_exit,
                                  on_reexec or self._close_and_reexec, repo_path=first.repo_path)
-        self.listeners.append(self._reload_after)
-        self.idle_listeners.append(self.reloader.poke)
+        self.events.on_ran(self._reload_after)
+        self.events.on_idle(self.reloader.poke)
         self.reporter: Reporter | None = None  # made once a target sets ``report``
         self._report_if_configured()
 
@@ -52,7 +52,9 @@ class DeployHook(Hub):
         if self.reporter is None and any(t.report is not None for t in self.config.targets):
             from deployhook.report.reporter import Reporter
 
-            self.reporter = Reporter(self)
+            self.reporter = Reporter(self.record, lambda: self.config.public_url)
+            self.events.on_started(self.reporter.started)
+            self.events.on_ran(self.reporter.finished)
 
     async def reconfigure(self, config: Config) -> None:
         """:meth:`Hub.reconfigure`, then start reporting if ``config`` is the first to set

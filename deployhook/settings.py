@@ -35,8 +35,8 @@ REDIS_CREDENTIAL = "redis-password"  # systemd: LoadCredential=redis-password:/p
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FORGES = ("github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "bitbucket-server")
-DEFAULT_TARGET = "default"  # the one target of a config without ``targets``
-TARGET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+DEFAULT_TARGET = "default"  # the one target of a config without ``targets`` (and older history)
+TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # whole names: fullmatch; URLs: .pattern
 # Keys about one checkout: allowed inside a target; at the top level they are the defaults.
 TARGET_KEYS = ("repo_path", "remote", "branch", "repository", "repo_url", "submodules",
                "pull_strategy", "post_deploy", "post_deploy_timeout", "reload", "secret_file",
@@ -95,7 +95,7 @@ class TargetConfig:
     def __post_init__(self) -> None:
         where = "" if self.name == DEFAULT_TARGET else f" (target {self.name!r})"
         if not TARGET_NAME.fullmatch(self.name):
-            raise ConfigError(f"target name {self.name!r} must match {TARGET_NAME.pattern}")
+            raise ConfigError(f"target name {self.name!r} must match ^{TARGET_NAME.pattern}$")
         try:
             _check_choice("pull_strategy", self.pull_strategy, PULL_STRATEGIES)
             _check_choice("reload", self.reload, RELOAD_MODES)
@@ -425,7 +425,7 @@ def _target(config: Config, name: Any, raw: Any, base: Path,
             or a bad value; the message names the target and the key.
     """
     if not isinstance(name, str) or not TARGET_NAME.fullmatch(name):
-        raise ConfigError(f"target name {name!r} must match {TARGET_NAME.pattern} "
+        raise ConfigError(f"target name {name!r} must match ^{TARGET_NAME.pattern}$ "
                           "(lower-case letters, digits, '-' and '_')")
     if not isinstance(raw, dict):
         raise ConfigError(f"target {name!r} must be a dict of settings, got "

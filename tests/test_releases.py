@@ -35,7 +35,7 @@ def target(repos: Repos, **values: Any) -> TargetConfig:
 def deploy(config: TargetConfig, store: Store, trigger: str = "cli") -> Any:
     checkout = Checkout(config)
     try:
-        return run_deploy(checkout, lambda fn: fn(store), target=config.name, trigger=trigger,
+        return run_deploy(checkout, store, target=config.name, trigger=trigger,
                           branch="main")
     finally:
         checkout.close()

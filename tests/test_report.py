@@ -20,6 +20,7 @@ from tornado.httputil import HTTPHeaders
 from deployhook import forges
 from deployhook.errors import ConfigError
 from deployhook.forges import payloads
+from deployhook.record.recorder import Recorder
 from deployhook.report import reporter
 from deployhook.report.call import DESCRIPTION_MAX, SUCCESS, Status, short
 from deployhook.settings import Config, load
@@ -319,7 +320,7 @@ def test_a_malformed_token_file_fails_naming_the_file_never_its_content(
     assert "Traceback" not in daemon.log()
 
 
-def test_a_request_that_cannot_be_built_fails_with_no_header_in_its_reason() -> None:
+def test_a_request_that_cannot_be_built_fails_with_no_header_in_its_reason(tmp_path: Path) -> None:
     """A token holding a newline (as a token file's two lines read whole gave it): the
     HTTP client refuses the header with its text in the message; the ReportError says
     what failed without that text, and nothing reaches the forge."""
@@ -329,7 +330,8 @@ def test_a_request_that_cannot_be_built_fails_with_no_header_in_its_reason() -> 
                                 Status(REPOSITORY, "a" * 40, SUCCESS, CONTEXT, "ok"))
     try:
         with pytest.raises(reporter.ReportError) as caught:
-            asyncio.run(reporter.Reporter(_NoHub()).send(call, token))
+            asyncio.run(reporter.Reporter(Recorder(str(tmp_path / "record.sqlite3")),
+                                          lambda: None).send(call, token))
     finally:
         fake.stop()
     assert fake.requests == []
@@ -352,7 +354,7 @@ def test_a_crash_in_reporting_is_logged_as_its_type_and_place_only() -> None:
 
 
 def test_a_forge_that_cannot_be_reached_is_tried_again_then_a_report_error(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Nothing listening at ``api_url``: each try is a 599 (connection refused), tried
     again as documented, then a ReportError with the connection's reason."""
     monkeypatch.setattr(reporter, "BACKOFF", 0.01)
@@ -360,7 +362,8 @@ def test_a_forge_that_cannot_be_reached_is_tried_again_then_a_report_error(
     call = reporter.status_call("github", api, TOKEN,
                                 Status(REPOSITORY, "a" * 40, SUCCESS, CONTEXT, "ok"))
     with pytest.raises(reporter.ReportError) as caught:
-        asyncio.run(reporter.Reporter(_NoHub()).send(call, TOKEN))
+        asyncio.run(reporter.Reporter(Recorder(str(tmp_path / "record.sqlite3")),
+                                      lambda: None).send(call, TOKEN))
     assert caught.value.status == 599 and "Connection refused" in caught.value.reason
     assert TOKEN not in str(caught.value)
 
@@ -466,7 +469,7 @@ def test_github_rate_limit_reset_is_waited_for() -> None:
     assert wait is not None and 29 <= wait <= 32
 
 
-def test_retries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retries_are_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Against the fake forge over real HTTP: a forge that keeps failing gets TRIES calls,
     then the forge's reason (without the token) comes back as a ReportError."""
     monkeypatch.setattr(reporter, "BACKOFF", 0.01)
@@ -476,20 +479,13 @@ def test_retries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     call = reporter.status_call("github", fake.url, TOKEN, status)
     try:
         with pytest.raises(reporter.ReportError) as caught:
-            asyncio.run(reporter.Reporter(_NoHub()).send(call, TOKEN))
+            asyncio.run(reporter.Reporter(Recorder(str(tmp_path / "record.sqlite3")),
+                                          lambda: None).send(call, TOKEN))
     finally:
         fake.stop()
     assert len(fake.requests) == reporter.TRIES
     assert caught.value.status == 500 and "boom ***" in caught.value.reason
     assert TOKEN not in str(caught.value)
-
-
-class _NoHub:
-    """What Reporter needs of a hub, for calling :meth:`Reporter.send` alone."""
-
-    def __init__(self) -> None:
-        self.start_listeners: list[Any] = []
-        self.listeners: list[Any] = []
 
 
 def test_a_stopping_daemon_lets_the_forge_hear_the_end_of_the_run(

@@ -13,8 +13,9 @@ import json
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from deployhook.cli import fleet
 from deployhook.cli.common import (
@@ -32,11 +33,11 @@ from deployhook.git.steps import Step
 from deployhook.record.store import Store
 from deployhook.redact import redact
 from deployhook.service.reload import effective_mode
-from deployhook.service.runs import run_deploy
+from deployhook.service.runs import INTERRUPTED, run_deploy, run_failed
 from deployhook.settings import Config, TargetConfig
 from deployhook.text import printable
 
-INTERRUPTED = "interrupted by the user (Ctrl-C)"
+T = TypeVar("T")
 
 
 def add_parser(commands: Any) -> None:
@@ -62,7 +63,9 @@ def deploy(config: Config, args: argparse.Namespace) -> int:
         if branch is None:  # not cloned yet and no branch configured: the remote's default
             branch, failure = _default_branch(target, checkout)
             if failure is not None:
-                _record_failure(announce, target, head, failure)
+                run_failed(announce, target=target.name, trigger="cli", head=head,
+                           reason=failure.reason, pushers=[user()],
+                           steps=[failure.step] if failure.step else [])
                 print(printable(f"deploy FAILED: {failure.reason}"))
                 return 1
         checkout.progress = sys.stderr.isatty()  # a first clone can take minutes
@@ -95,26 +98,27 @@ def _default_branch(target: TargetConfig, checkout: Checkout
     return branch, None
 
 
-class _Announcer:
-    """The ``record`` that :func:`run_deploy` writes through: a failing record is a
-    warning, never a failed deploy; the first write (the run starting) is followed by
-    the line saying what is deployed and the run's id."""
+class CliRecord:
+    """The :class:`~deployhook.service.runs.RunLog` of a command run by hand, over the
+    store it opened (None: not recorded): a failing record is a warning, never a failed
+    deploy."""
 
-    def __init__(self, config: Config, target: TargetConfig, checkout: Checkout,
-                 repository: str | None, head: str | None, store: Store | None) -> None:
-        self.config, self.target, self.checkout = config, target, checkout
-        self.repository, self.head, self.store = repository, head, store
-        self.branch: str | None = None
-        self.announced = False
+    def __init__(self, store: Store | None) -> None:
+        self.store = store
 
-    def __call__(self, fn: Any) -> Any:
-        result = self._write(fn)
-        if not self.announced:
-            self.announced = True
-            self._announce(result)
-        return result
+    def start_run(self, trigger: str, branch: str, head_before: str | None,
+                  rows: list[int], pushers: list[str], target: str) -> int | None:
+        return self._write(lambda s: s.start_run(trigger, branch, head_before, rows, pushers,
+                                                 target))
 
-    def _write(self, fn: Any) -> Any:
+    def live_output(self, run_id: int, step: str, output: str) -> None:
+        self._write(lambda s: s.live_output(run_id, step, output))
+
+    def finish_run(self, run_id: int, ok: bool, head_before: str | None,
+                   head_after: str | None, reason: str, steps: list[Step]) -> None:
+        self._write(lambda s: s.finish_run(run_id, ok, head_before, head_after, reason, steps))
+
+    def _write(self, fn: Callable[[Store], T]) -> T | None:
         if self.store is None:
             return None
         try:
@@ -124,6 +128,24 @@ class _Announcer:
                   file=sys.stderr)
             return None
 
+
+class _Announcer(CliRecord):
+    """The record :func:`run_deploy` writes through: the run starting is followed by the
+    line saying what is deployed and the run's id."""
+
+    def __init__(self, config: Config, target: TargetConfig, checkout: Checkout,
+                 repository: str | None, head: str | None, store: Store | None) -> None:
+        super().__init__(store)
+        self.config, self.target, self.checkout = config, target, checkout
+        self.repository, self.head = repository, head
+        self.branch: str | None = None
+
+    def start_run(self, trigger: str, branch: str, head_before: str | None,
+                  rows: list[int], pushers: list[str], target: str) -> int | None:
+        run_id = super().start_run(trigger, branch, head_before, rows, pushers, target)
+        self._announce(run_id)
+        return run_id
+
     def _announce(self, run_id: int | None) -> None:
         target = self.target
         source = self.repository or redact(
@@ -132,15 +154,6 @@ class _Announcer:
         print(f"deployhook: {which}{'deploying' if self.checkout.exists() else 'cloning'} "
               f"{self.branch or 'the default branch'} of {source} into {target.repo_path} "
               f"(run {run_id if run_id is not None else 'not recorded'})", flush=True)
-
-
-def _record_failure(record: _Announcer, target: TargetConfig, head: str | None,
-                    failure: CommandFailed) -> None:
-    """Record a run that failed before any deploy could start (no branch to deploy)."""
-    run_id = record(lambda s: s.start_run("cli", "", head, [], [user()], target=target.name))
-    steps: list[Step] = [failure.step] if failure.step else []
-    if run_id is not None:
-        record(lambda s: s.finish_run(run_id, False, head, head, failure.reason, steps))
 
 
 def _report(config: Config, target: TargetConfig, args: argparse.Namespace, branch: str,

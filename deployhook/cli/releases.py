@@ -21,7 +21,7 @@ from deployhook.cli.common import (
     table,
     user,
 )
-from deployhook.cli.deploy import _writable_record
+from deployhook.cli.deploy import CliRecord, _writable_record
 from deployhook.git import releases
 from deployhook.service.runs import run_rollback
 from deployhook.settings import Config, TargetConfig
@@ -75,7 +75,7 @@ def rollback(config: Config, args: argparse.Namespace) -> int:
     start = time.monotonic()
     try:
         ok, reason, before, after = run_rollback(
-            target, lambda fn: None if store is None else fn(store), trigger="rollback",
+            target, CliRecord(store), trigger="rollback",
             which=args.to, pushers=[user()])
     finally:
         if store is not None:

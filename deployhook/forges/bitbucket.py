@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
+from deployhook.errors import MalformedDelivery
 from deployhook.forges import mac
 from deployhook.forges.delivery import ZERO_SHA
 from deployhook.forges.events import (
@@ -48,16 +48,10 @@ def verify(secrets: Sequence[bytes], headers: Mapping[str, str], body: mac.Body)
             ``sha256=<64 hex>``, or no secret that matches (401).
     """
     value = header(headers, SIGNATURE_HEADER)
-    if value is None:
-        raise SignatureError(f"missing {SIGNATURE_HEADER} header: set a secret on the webhook")
-    prefix, _, digest = value.partition("=")
-    received = mac.from_hex(digest, 64) if prefix == "sha256" else None
-    if received is None:
-        raise SignatureError(f"malformed {SIGNATURE_HEADER} header: expected 'sha256=<hex>'")
-    index = mac.first_match(secrets, lambda secret: mac.hmac_sha256(secret, body), [received])
-    if index is None:
-        raise Mismatch(f"{SIGNATURE_HEADER} does not match the body: check the secret")
-    return index
+    if value is not None:
+        prefix, _, value = value.partition("=")
+        value = value if prefix == "sha256" else ""
+    return mac.verify_hex_sha256(SIGNATURE_HEADER, value, "'sha256=<hex>'", secrets, body)
 
 
 def parse(forge: str, headers: Mapping[str, str], payload: dict[str, Any]) -> Event:

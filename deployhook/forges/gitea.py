@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from deployhook.errors import MalformedDelivery, Mismatch, SignatureError
+from deployhook.errors import MalformedDelivery
 from deployhook.forges import mac
 from deployhook.forges.delivery import ZERO_SHA
 from deployhook.forges.events import (
@@ -50,16 +50,7 @@ def verify(forge: str, secrets: Sequence[bytes], headers: Mapping[str, str],
             secret that matches (401).
     """
     name = f"X-{PREFIXES[forge]}-Signature"
-    value = header(headers, name)
-    if value is None:
-        raise SignatureError(f"missing {name} header: set a secret on the webhook")
-    received = mac.from_hex(value, 64)
-    if received is None:
-        raise SignatureError(f"malformed {name} header: expected 64 hex digits")
-    index = mac.first_match(secrets, lambda secret: mac.hmac_sha256(secret, body), [received])
-    if index is None:
-        raise Mismatch(f"{name} does not match the body: check the webhook's secret")
-    return index
+    return mac.verify_hex_sha256(name, header(headers, name), "64 hex digits", secrets, body)
 
 
 def parse(forge: str, headers: Mapping[str, str], payload: dict[str, Any]) -> Event:

@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from deployhook.errors import Mismatch, SignatureError
+
 _HEX = re.compile(r"[0-9a-fA-F]+")
 ALGORITHMS = {"sha256": hashlib.sha256, "sha1": hashlib.sha1}
 Key = tuple[str, bytes, bytes]  # (algorithm, HMAC key, bytes signed before the body)
@@ -109,3 +111,24 @@ def from_hex(value: str, length: int) -> bytes | None:
     if len(value) != length or not _HEX.fullmatch(value):
         return None
     return bytes.fromhex(value)
+
+
+def verify_hex_sha256(name: str, value: str | None, form: str, secrets: Sequence[bytes],
+                      body: Body) -> int:
+    """Index of the secret whose HMAC-SHA256 of ``body`` is ``value``, the 64 hex digits
+    (``form`` says how they are written, e.g. ``sha256=<hex>``) of header ``name``
+    (None: not sent); the caller strips any prefix from a ``value`` it found.
+
+    Raises:
+        SignatureError: no signature (the hook has no secret), not 64 hex digits, or no
+            secret that matches (401).
+    """
+    if value is None:
+        raise SignatureError(f"missing {name} header: set a secret on the webhook")
+    received = from_hex(value, 64)
+    if received is None:
+        raise SignatureError(f"malformed {name} header: expected {form}")
+    index = first_match(secrets, lambda secret: hmac_sha256(secret, body), [received])
+    if index is None:
+        raise Mismatch(f"{name} does not match the body: check the webhook's secret")
+    return index

@@ -1,4 +1,10 @@
-"""The deployment record, used from the IOLoop: every Store call runs on one thread."""
+"""The deployment record, used from the IOLoop: every Store call runs on one thread.
+
+Callers use the methods that name what they do (:meth:`Recorder.runs_page`,
+:meth:`Recorder.add_delivery`, ...); a git thread writes a run through
+:attr:`Recorder.from_thread` (a :class:`ThreadRecord`).  :meth:`Recorder.run` stays
+for a read no method names (a test's, a tool's).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,9 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from deployhook.git.steps import Step
 from deployhook.record.store import DeliveryRecord, Store
 
 log = logging.getLogger("deployhook.record")
@@ -39,6 +46,7 @@ class Recorder:
         self._scheduled = False
         self._rejected: Counter[tuple[int, str, str, int, str]] = Counter()
         self.dropped = 0
+        self.from_thread = ThreadRecord(self)
 
     def log(self, record: DeliveryRecord, status: int, result: str, reason: str) -> None:
         """Queue a delivery answered at once; written within ``FLUSH_EVERY`` seconds."""
@@ -110,6 +118,85 @@ class Recorder:
         future.add_done_callback(_log_failure)
         return future
 
+    # -- what the daemon reads and writes, by name (on the IOLoop) -------------------------
+    async def runs_page(self, limit: int, offset: int = 0, target: str | None = None
+                        ) -> tuple[list[dict[str, Any]], int]:
+        """Runs (of ``target``, or of every target) newest first, and how many there are.
+
+        Raises:
+            sqlite3.Error, OSError: the record cannot be read.
+        """
+        return await self.run(lambda s: (s.runs(limit, offset, target), s.count_runs(target)))
+
+    async def find_run(self, run_id: int) -> dict[str, Any] | None:
+        """Run ``run_id`` with its steps and deliveries (None: no such run).
+
+        Raises:
+            sqlite3.Error, OSError: the record cannot be read.
+        """
+        return await self.run(lambda s: s.run(run_id))
+
+    async def earlier_deploy(self, delivery_id: str, after: str, target: str
+                             ) -> dict[str, Any] | None:
+        """:meth:`Store.earlier_deploy`; None too when the record cannot be used (logged)."""
+        return await self.try_run(lambda s: s.earlier_deploy(delivery_id, after, target))
+
+    async def deployed_before(self, ref: str, after: str, target: str
+                              ) -> dict[str, Any] | None:
+        """:meth:`Store.deployed_before`; None too when the record cannot be used (logged)."""
+        return await self.try_run(lambda s: s.deployed_before(ref, after, target))
+
+    async def add_delivery(self, record: DeliveryRecord) -> int | None:
+        """Record an accepted delivery; its row, or None when the record cannot be used."""
+        return await self.try_run(lambda s: s.add_delivery(record))
+
+    async def add_answered(self, record: DeliveryRecord, status: int, result: str,
+                           reason: str) -> int | None:
+        """Record a delivery with its answer in one go; its row, or None when the record
+        cannot be used."""
+        def write(store: Store) -> int:
+            row = store.add_delivery(record)
+            store.answer_delivery(row, status, result, reason)
+            return row
+
+        return await self.try_run(write)
+
+    def answer_delivery(self, row: int, status: int, result: str, reason: str,
+                        run_id: int | None = None) -> None:
+        """Queue storing the answer delivery ``row`` got (and its run)."""
+        self.submit(lambda s: s.answer_delivery(row, status, result, reason, run_id))
+
+    def add_step(self, run_id: int, step: Step) -> None:
+        """Queue adding ``step`` to run ``run_id`` (a report to the forge that failed)."""
+        self.submit(lambda s: s.add_step(run_id, step))
+
+    async def unfinished_deliveries(self, target: str) -> list[dict[str, Any]]:
+        """The accepted deliveries of ``target`` no run finished ([] when the record
+        cannot be used)."""
+        return await self.try_run(lambda s: s.unfinished_deliveries(target)) or []
+
+    async def interrupt_unfinished(self) -> list[int]:
+        """Mark the runs a dead process left running as interrupted; their ids ([] when
+        the record cannot be used)."""
+        return await self.try_run(lambda s: s.interrupt_unfinished()) or []
+
+    async def prune(self, keep_runs: int, keep_days: float) -> None:
+        """Drop runs beyond ``keep_runs`` or older than ``keep_days`` (failures logged)."""
+        await self.try_run(lambda s: s.prune(keep_runs, keep_days))
+
+    def prune_later(self, keep_runs: int, keep_days: float) -> None:
+        """Queue :meth:`prune` without waiting."""
+        self.submit(lambda s: s.prune(keep_runs, keep_days))
+
+    async def summaries(self, unless: int | None) -> tuple[int, Summaries | None]:
+        """The record's data version, and each target's newest finished run, run count,
+        and the targets with a run going on, unless the data version is still ``unless``.
+
+        Raises:
+            sqlite3.Error, OSError: the record cannot be read.
+        """
+        return await self.run(lambda s: _summaries(s, unless))
+
     def close(self) -> None:
         """Finish queued writes, then close the database."""
         batch, self._queue = self._queue, []
@@ -123,6 +210,43 @@ class Recorder:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+class ThreadRecord:
+    """The record as a git thread writes a run (never the IOLoop's thread, never the
+    record's own): each method runs its Store method on the record's thread and waits; a
+    failing database is logged and gives None, and never stops a deploy."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def start_run(self, trigger: str, branch: str, head_before: str | None,
+                  rows: list[int], pushers: list[str], target: str) -> int | None:
+        """:meth:`Store.start_run`: the new run's id (None: not recorded)."""
+        return self.recorder.call(
+            lambda s: s.start_run(trigger, branch, head_before, rows, pushers, target=target))
+
+    def live_output(self, run_id: int, step: str, output: str) -> None:
+        """:meth:`Store.live_output`."""
+        self.recorder.call(lambda s: s.live_output(run_id, step, output))
+
+    def finish_run(self, run_id: int, ok: bool, head_before: str | None,
+                   head_after: str | None, reason: str, steps: list[Step]) -> None:
+        """:meth:`Store.finish_run`."""
+        self.recorder.call(lambda s: s.finish_run(run_id, ok, head_before, head_after,
+                                                  reason, steps))
+
+
+Summaries = tuple[dict[str, dict[str, Any]], dict[str, int], set[str]]
+
+
+def _summaries(store: Store, unless: int | None) -> tuple[int, Summaries | None]:
+    """The record's data version, and each target's newest finished run, run count,
+    and the targets with a run going on, unless the data version is still ``unless``."""
+    version = store.data_version()
+    if version == unless:
+        return version, None
+    return version, (store.last_runs(), store.run_counts(), store.running_targets())
 
 
 def _write(store: Store, batch: list[tuple[DeliveryRecord, float, int, str, str]],

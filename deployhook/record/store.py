@@ -26,9 +26,9 @@ from typing import Any
 
 from deployhook.git.steps import Step
 from deployhook.redact import redact, redact_recorded
+from deployhook.settings import DEFAULT_TARGET
 
 SCHEMA_VERSION = 4
-DEFAULT_TARGET = "default"  # history from before targets is kept under this name
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
 CACHE_KIB = 512  # SQLite page cache per connection (its default: 2 MiB); pages beyond it are
 # read again from the file, which the OS caches

@@ -17,9 +17,10 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
@@ -30,6 +31,10 @@ from deployhook.redact import redact
 from deployhook.report import bitbucket, gitea, github, gitlab
 from deployhook.report.call import FAILURE, PENDING, SUCCESS, Call, Status
 from deployhook.secret import parse_secrets
+from deployhook.settings import TargetConfig
+
+if TYPE_CHECKING:
+    from deployhook.record.recorder import Recorder
 
 log = logging.getLogger("deployhook.report")
 TRIES = 5
@@ -52,7 +57,7 @@ class Job:
     """What is reported for one commit of one run."""
 
     target: str
-    config: Any  # the target's TargetConfig
+    config: TargetConfig
     repository: str | None
     sha: str
     token: str | None = field(default=None, repr=False)
@@ -63,15 +68,16 @@ class Job:
 
 
 class Reporter:
-    """Follows a hub's runs (its ``start_listeners`` and ``listeners``)."""
+    """Follows runs: :meth:`started` and :meth:`finished` are to be subscribed to runs
+    starting and ending; failed calls are added to the run in ``record``;
+    ``public_url()`` gives the status pages' address in force (links; None: none)."""
 
-    def __init__(self, hub: Any, client: AsyncHTTPClient | None = None) -> None:
-        self.hub = hub
+    def __init__(self, record: Recorder, public_url: Callable[[], str | None],
+                 client: AsyncHTTPClient | None = None) -> None:
+        self.record, self.public_url = record, public_url
         self.client = client
         self.running: dict[str, list[Job]] = {}
         self.tasks: set[asyncio.Future[None]] = set()
-        hub.start_listeners.append(self.started)
-        hub.listeners.append(self.finished)
 
     async def settle(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for the calls under way (before the process
@@ -83,7 +89,7 @@ class Reporter:
                         len(self.tasks))
         return len(self.tasks)
 
-    # -- the hub's callbacks (on the IOLoop; they only start tasks) ---------------------
+    # -- the subscribers (on the IOLoop; they only start tasks) --------------------------
     def started(self, target: Any, pushes: list[Push]) -> None:
         if target.config.report is None:
             return
@@ -134,7 +140,7 @@ class Reporter:
         job.failures.clear()
 
     def _status(self, job: Job, state: str, description: str) -> Status:
-        base = (self.hub.config.public_url or "").rstrip("/")
+        base = (self.public_url() or "").rstrip("/")
         link = None
         if base:
             link = f"{base}/runs/{job.run_id}" if job.run_id else f"{base}/targets/{job.target}"
@@ -193,10 +199,8 @@ class Reporter:
     def _record(self, job: Job, exc: ReportError) -> None:
         if job.run_id is None:
             return
-        run_id = job.run_id
-        step = Step("report", exc.call.what, exc.status or 1, 0.0,
-                    f"{job.sha[:12]}: {exc.status} {exc.reason}")
-        self.hub.record.submit(lambda s: s.add_step(run_id, step))
+        self.record.add_step(job.run_id, Step("report", exc.call.what, exc.status or 1, 0.0,
+                                              f"{job.sha[:12]}: {exc.status} {exc.reason}"))
 
 
 def status_call(forge: str | None, api: str | None, token: str, status: Status) -> Call:

@@ -16,20 +16,24 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deployhook.errors import DeliveryError
 from deployhook.forges.delivery import Push
 from deployhook.forges.events import TAG_PREFIX
 from deployhook.git import paused
 from deployhook.git.checkout import RunResult
-from deployhook.record.store import DeliveryRecord, Store
+from deployhook.record.recorder import Recorder
+from deployhook.record.store import DeliveryRecord
 from deployhook.service import replay
+from deployhook.service.current import Current
 from deployhook.service.fleetstate import Told, summary, view
-from deployhook.service.hub import Hub
 from deployhook.service.rejections import FREE_REFUSALS, Rejections
 from deployhook.service.rules import Decision, Deploy, Ignore, Ping
 from deployhook.service.target import Target
+
+if TYPE_CHECKING:
+    from deployhook.service.fleet import Fleet
 
 log = logging.getLogger("deployhook.http")
 FLEET_POLL = 0.05  # seconds between reads of the fleet's outcomes while an answer waits
@@ -69,11 +73,13 @@ class Answer:
 
 
 class Deliveries:
-    """The delivery policy over a :class:`Hub`'s targets."""
+    """The delivery policy: what each target answers, written to ``record``, told to the
+    ``fleet`` (in fleet mode); ``current`` gives ``refused_delay`` and
+    ``response_timeout`` as a reload leaves them."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        self.rejections = Rejections(hub.record)
+    def __init__(self, record: Recorder, current: Current, fleet: Fleet | None = None) -> None:
+        self.record, self.current, self.fleet = record, current, fleet
+        self.rejections = Rejections(record)
         # Called with (target name or "-", facts, answer) for each answer, as it is logged.
         self.answered: list[Callable[[str, Facts, Answer], None]] = []
 
@@ -89,7 +95,7 @@ class Deliveries:
             assert isinstance(decision, Deploy)
             return await self._deploy(target, decision.push, facts)
         self._log(target.name, facts, answer)
-        self.hub.record.log(self._delivery(target.name, facts, None), answer.status,
+        self.record.log(self._delivery(target.name, facts, None), answer.status,
                             answer.body["result"], answer.body["reason"])
         return answer
 
@@ -97,7 +103,7 @@ class Deliveries:
         """Answer (202, recorded, logged) a verified delivery that no target takes."""
         answer = Answer(202, {"result": "ignored", "reason": reason})
         self._log("-", facts, answer)
-        self.hub.record.log(self._delivery("", facts, None), 202, "ignored", reason)
+        self.record.log(self._delivery("", facts, None), 202, "ignored", reason)
         return answer
 
     def refuse(self, exc: DeliveryError, facts: Facts, target: str = "") -> Answer:
@@ -111,39 +117,38 @@ class Deliveries:
             else:
                 self._tell(target or "-", facts, answer)
             if refusals > FREE_REFUSALS and facts.signature == "invalid":
-                answer.delay = self.hub.config.refused_delay
+                answer.delay = self.current.config.refused_delay
             return answer
         self._log(target or "-", facts, answer)
-        self.hub.record.log(self._delivery(target, facts, None), answer.status, "rejected",
+        self.record.log(self._delivery(target, facts, None), answer.status, "rejected",
                             exc.reason)
         return answer
 
     async def _deploy(self, target: Target, push: Push, facts: Facts) -> Answer:
         """Deploy ``push`` on ``target`` (or answer a replayed delivery from the record);
         in fleet mode, tell the fleet and answer for every node (see :meth:`_fleet`)."""
-        record = self.hub.record
-        deadline = asyncio.get_running_loop().time() + self.hub.config.response_timeout
+        record, timeout, fleet = self.record, self.current.config.response_timeout, self.fleet
+        deadline = asyncio.get_running_loop().time() + timeout
         earlier = None
         if push.delivery_id != "-":
-            earlier = await record.try_run(
-                lambda s: s.earlier_deploy(push.delivery_id, push.after, target.name))
+            earlier = await record.earlier_deploy(push.delivery_id, push.after, target.name)
         done = earlier is not None and earlier["run_outcome"] == "ok"
         back = None
         if push.ref.startswith(TAG_PREFIX):  # checked out as pushed: see service.replay
-            back = replay.refusal(push, await record.try_run(
-                lambda s: s.deployed_before(push.ref, push.after, target.name)))
+            back = replay.refusal(push, await record.deployed_before(push.ref, push.after,
+                                                                     target.name))
         if back is not None:  # an old tag replayed: never moves the target (or fleet) back
             answer = replayed(push, earlier) if done and earlier is not None else \
                 Answer(replay.STATUS, back, push)
             self._answered(target.name, facts, answer, None)
             return answer
-        told = await self.hub.fleet.accepted(target, push) if self.hub.fleet else None
+        told = await fleet.accepted(target, push) if fleet is not None else None
         if done or (told is not None and not told.new):
             answer = replayed(push, earlier) if earlier is not None and done else \
                 fleet_replayed(push, told)
             if told is not None:
-                if told.new and self.hub.fleet is not None:  # deployed here before the
-                    self.hub.fleet.uncover(target.name)  # fleet knew: the agent reports
+                if told.new and fleet is not None:  # deployed here before the fleet
+                    fleet.uncover(target.name)  # knew: the agent reports
                 answer = await self._fleet(target, push, told, answer, deadline)
             self._answered(target.name, facts, answer, None)
             return answer
@@ -151,11 +156,10 @@ class Deliveries:
         pause = paused.read(target.config.repo_path)  # a stat (and a few bytes) per push
         if pause is not None:
             return await self._paused(target, push, facts, accepted, pause)
-        row = await record.try_run(lambda s: s.add_delivery(accepted))
+        row = await record.add_delivery(accepted)
         future = target.worker.submit(push, row)
         try:
-            result = await asyncio.wait_for(asyncio.shield(future),
-                                            self.hub.config.response_timeout)
+            result = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             future.add_done_callback(lambda f: _log_late(target.name, push, f))
             answer = Answer(202, {
@@ -174,7 +178,7 @@ class Deliveries:
         """The answer for the fleet: ``local`` (this node's) when the fleet could not be
         told, else every node's state for the generation ``told`` names, waiting until
         ``deadline`` (the loop's clock) while live nodes are still deploying."""
-        fleet, loop = self.hub.fleet, asyncio.get_running_loop()
+        fleet, loop = self.fleet, asyncio.get_running_loop()
         assert fleet is not None
         if told.desired is None:
             return fleet_untold(local, told.error)
@@ -198,18 +202,11 @@ class Deliveries:
             "result": "paused", "after": push.after,
             "reason": f"deploys of {target.name} are paused {pause.describe()}; the newest "
                       "push accepted meanwhile is deployed on 'deployhook resume'"}, push)
-        reason = str(answer.body["reason"])
-
-        def store(s: Store) -> int:
-            row = s.add_delivery(accepted)
-            s.answer_delivery(row, 202, "paused", reason)
-            return row
-
-        row = await self.hub.record.try_run(store)
+        row = await self.record.add_answered(accepted, 202, "paused", str(answer.body["reason"]))
         self._log(target.name, facts, answer)
         if row is not None and target.paused is None and paused.read(
                 target.config.repo_path) is None:
-            # resumed while this was being recorded, and the hub has already seen it
+            # resumed while this was being recorded, and the refresh has already seen it
             target.worker.submit(push, row, trigger="resume")
         return answer
 
@@ -219,11 +216,10 @@ class Deliveries:
         status, result = answer.status, str(answer.body["result"])
         reason, run_id = str(answer.body.get("reason", "")), answer.body.get("run")
         if row is None:
-            self.hub.record.log(self._delivery(target, facts, answer.push), status, result,
+            self.record.log(self._delivery(target, facts, answer.push), status, result,
                                 reason)
         else:
-            self.hub.record.submit(lambda s: s.answer_delivery(row, status, result, reason,
-                                                               run_id))
+            self.record.answer_delivery(row, status, result, reason, run_id)
 
     @staticmethod
     def _delivery(target: str, facts: Facts, push: Push | None,

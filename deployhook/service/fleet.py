@@ -301,7 +301,7 @@ class Fleet:
 
     def _recorded_rollback(self, target: Target, desired: Desired) -> tuple[bool, str]:
         """In a git thread: the rollback to ``desired``, recorded as a run (trigger fleet)."""
-        ok, reason, _, _ = run_rollback(target.config, self.record.call, trigger="fleet",
+        ok, reason, _, _ = run_rollback(target.config, self.record.from_thread, trigger="fleet",
                                         which=desired.sha,
                                         pushers=[f"fleet: {desired.by}"[:200]])
         return ok, reason

@@ -1,9 +1,12 @@
-"""The hub: every target of one daemon and what they share.
+"""The hub: the registry that builds the parts of one daemon and wires them at start.
 
-The record (one SQLite file, one thread), the git executor, the bound on how many
-targets deploy at once (``workers``), the allow-list, and the count of webhook
-answers still in flight.  No Tornado: the web layer builds routes from
-:attr:`Hub.targets`.
+The parts: the record (one SQLite file, one thread), the git executor, the bound on
+how many targets deploy at once (``workers``), the targets, the settings in force
+(:class:`~deployhook.service.current.Current`), the event bus
+(:class:`~deployhook.service.events.Events`), the webhook answers in flight, and in
+fleet mode the fleet's agent.  Each part is handed only the parts it uses; only the
+wiring (:mod:`deployhook.embed`, :func:`deployhook.web.app.routes`) holds the hub.
+No Tornado.
 """
 
 from __future__ import annotations
@@ -12,25 +15,23 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from tornado.ioloop import PeriodicCallback
 
 from deployhook.errors import ConfigError
-from deployhook.forges.delivery import Push
 from deployhook.git import releases
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.git.paused import Pause
 from deployhook.git.paused import read as read_pause
 from deployhook.git.refs import read_head
-from deployhook.network import parse_networks
+from deployhook.network import Network
 from deployhook.record.recorder import Recorder
-from deployhook.record.store import Store
-from deployhook.secret import SecretSource
-from deployhook.service.target import Target, recorded_summary
-from deployhook.settings import Config
+from deployhook.service.current import Current
+from deployhook.service.events import Events, InFlight
+from deployhook.service.target import Target, only_target, recorded_summary
+from deployhook.settings import Config, TargetConfig
 
 if TYPE_CHECKING:
     from deployhook.service.fleet import Fleet
@@ -47,24 +48,16 @@ class Hub:
     """Every target by name, in config order; create it, ``await start()``."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
-        self.allowed = parse_networks(config.allowed_networks, "allowed_networks")
-        self.trusted = parse_networks(config.trusted_proxies, "trusted_proxies")
+        self.current = Current(config)
         self.record = Recorder(config.state_db)
         self.executor = ThreadPoolExecutor(config.workers + 2,
                                            thread_name_prefix="deployhook-git")
         self.gate = asyncio.Semaphore(config.workers)
+        self.events = Events()
+        self.flight = InFlight(self.events)  # webhook answers not sent yet
         self.targets: dict[str, Target] = {
             target.name: self._target(target) for target in config.targets}
         self.started = time.time()
-        self.in_flight = 0  # webhook answers not sent yet
-        # Called with (target, result) after each run, with a target whose HEAD moved
-        # without a deploy of ours, and whenever a run or an answer ends.
-        self.listeners: list[Callable[[Target, RunResult], None]] = []
-        # Called with (target, pushes) as each run starts.
-        self.start_listeners: list[Callable[[Target, list[Push]], None]] = []
-        self.head_listeners: list[Callable[[Target], None]] = []
-        self.idle_listeners: list[Callable[[], None]] = []
         self._watch: PeriodicCallback | None = None
         self._watching: asyncio.Future[None] | None = None
         self._ticks = 0
@@ -74,32 +67,40 @@ class Hub:
             from deployhook.service.fleet import Fleet  # redis is imported only here
 
             self.fleet = Fleet(config, self.targets, self.executor, self.record,
-                               self.listeners.append)
+                               self.events.on_ran)
 
-    def _target(self, config: Any) -> Target:
-        return Target(config, self.executor, self.record, self.gate, self._result, self._start)
+    def _target(self, config: TargetConfig) -> Target:
+        return Target(config, self.executor, self.record, self.gate, self._result,
+                      self.events.started)
 
-    def _start(self, target: Target, pushes: list[Push]) -> None:
-        for listener in self.start_listeners:
-            listener(target, pushes)
+    @property
+    def config(self) -> Config:
+        """The daemon's config in force (a reload replaces it)."""
+        return self.current.config
+
+    @property
+    def allowed(self) -> tuple[Network, ...]:
+        """``allowed_networks`` in force."""
+        return self.current.allowed
+
+    @property
+    def trusted(self) -> tuple[Network, ...]:
+        """``trusted_proxies`` in force."""
+        return self.current.trusted
+
+    @property
+    def in_flight(self) -> int:
+        """Webhook answers not sent yet."""
+        return self.flight.count
 
     @property
     def single(self) -> Target | None:
         """The one target of a config without ``targets`` (or with exactly one)."""
-        return next(iter(self.targets.values())) if len(self.targets) == 1 else None
+        return only_target(self.targets)
 
     def busy(self) -> bool:
         """True while a deploy runs or waits, or a webhook answer is unsent."""
-        return self.in_flight > 0 or any(t.worker.busy for t in self.targets.values())
-
-    def answered(self) -> None:
-        """A webhook answer has been sent (or its connection closed)."""
-        self.in_flight -= 1
-        self._idle()
-
-    def _idle(self) -> None:
-        for listener in self.idle_listeners:
-            listener()
+        return self.flight.count > 0 or any(t.worker.busy for t in self.targets.values())
 
     async def start(self) -> None:
         """Mark runs a dead process left running as interrupted, resolve every target (in
@@ -108,9 +109,8 @@ class Hub:
         Raises:
             ConfigError: a target cannot be resolved (the message names it).
         """
-        keep_runs, keep_days = self.config.keep_runs, self.config.keep_days
-        interrupted = await self.record.try_run(lambda s: s.interrupt_unfinished())
-        await self.record.try_run(lambda s: s.prune(keep_runs, keep_days))
+        interrupted = await self.record.interrupt_unfinished()
+        await self.record.prune(self.config.keep_runs, self.config.keep_days)
         if interrupted:
             log.warning("runs %s were interrupted by the end of the last process",
                         ", ".join(map(str, interrupted)))
@@ -163,27 +163,24 @@ class Hub:
             if target.pause_read(pause):
                 await target.recover("resume")
         try:
-            version, summaries = await self.record.run(
-                lambda s: _summaries(s, None if force else self._data_version))
+            version, summaries = await self.record.summaries(
+                None if force else self._data_version)
             self._data_version = version
         except Exception as exc:  # reported where the record is written
             log.debug("cannot read the deployment record: %s", exc)
             summaries = None
         for target, head, generation in zip(targets, heads, generations, strict=True):
+            last = None if summaries is None else summaries[0].get(target.name)
             recorded = None if summaries is None else (
-                summaries[0].get(target.name), summaries[1].get(target.name, 0))
+                last and recorded_summary(last), summaries[1].get(target.name, 0))
             if summaries is not None and target.name in summaries[2]:
                 head = None  # another process is deploying it: its HEAD is not final yet
             if target.refreshed(head, recorded, generation):
-                for listener in self.head_listeners:
-                    listener(target)
+                self.events.head_moved(target)
 
     def _result(self, target: Target, result: RunResult) -> None:
-        keep_runs, keep_days = self.config.keep_runs, self.config.keep_days
-        self.record.submit(lambda s: s.prune(keep_runs, keep_days))
-        for listener in self.listeners:
-            listener(target, result)
-        self._idle()
+        self.record.prune_later(self.config.keep_runs, self.config.keep_days)
+        self.events.ran(target, result)
 
     async def reconfigure(self, config: Config) -> None:
         """Switch every target to its settings in ``config`` once no deploy runs.  Adding
@@ -210,15 +207,9 @@ class Hub:
         for target in self.targets.values():
             await target.worker.idle()
         for settings in kept:
-            target = self.targets[settings.name]
-            checkout, (branch, repository, head) = resolved[settings.name]
-            target.checkout.close()
-            target.config, target.checkout, target.worker.checkout = settings, checkout, checkout
-            target.secret = SecretSource(settings.secret_file, settings.secret)
-            target.branch, target.repository, target.head = branch, repository, head
-        self.config = config
-        self.allowed = parse_networks(config.allowed_networks, "allowed_networks")
-        self.trusted = parse_networks(config.trusted_proxies, "trusted_proxies")
+            checkout, resolution = resolved[settings.name]
+            self.targets[settings.name].switch(settings, checkout, resolution)
+        self.current.set(config)
 
     def status(self) -> dict[str, Any]:
         """``/health`` with the password: every target, and with one target its fields
@@ -263,16 +254,3 @@ def _read_pauses(paths: list[str]) -> list[Pause | None]:
     """Each checkout's pause (``deployhook pause``), None where not paused."""
     return [read_pause(path) for path in paths]
 
-
-Summaries = tuple[dict[str, dict[str, Any]], dict[str, int], set[str]]
-
-
-def _summaries(store: Store, unless: int | None) -> tuple[int, Summaries | None]:
-    """The record's data version, and each target's newest finished run (as in
-    ``last_deploy``), run count, and the targets with a run going on, unless the data
-    version is still ``unless``."""
-    version = store.data_version()
-    if version == unless:
-        return version, None
-    last = {name: recorded_summary(run) for name, run in store.last_runs().items()}
-    return version, (last, store.run_counts(), store.running_targets())

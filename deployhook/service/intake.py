@@ -33,8 +33,9 @@ from deployhook.errors import DeliveryError, SignatureError, WrongRepository
 from deployhook.forges import mac
 from deployhook.forges.delivery import check_size
 from deployhook.network import allowed, client_address
+from deployhook.service.current import Current
 from deployhook.service.deliveries import Answer, Deliveries, Facts, combine
-from deployhook.service.hub import Hub
+from deployhook.service.events import InFlight
 from deployhook.service.rules import decide_event
 from deployhook.service.target import Target
 from deployhook.settings import Config
@@ -61,7 +62,7 @@ class Pending:
     hashed: mac.Hashed = field(default_factory=lambda: mac.Hashed(()), repr=False)
     signature: str = "unchecked"  # valid, invalid, unchecked
     positions: tuple[tuple[str, int], ...] = ()  # which secret verified, per target
-    open: bool = True  # counted in the hub's in-flight answers
+    open: bool = True  # counted in the answers in flight
 
     def update(self, chunk: bytes | memoryview) -> None:
         """Feed the next chunk of the body to every running HMAC (hashlib drops the GIL:
@@ -80,17 +81,21 @@ class Pending:
 class Intake:
     """Turns requests at the webhook routes into answers (see the module)."""
 
-    def __init__(self, hub: Hub, deliveries: Deliveries) -> None:
-        self.hub, self.deliveries = hub, deliveries
+    def __init__(self, current: Current, targets: Mapping[str, Target], flight: InFlight,
+                 deliveries: Deliveries) -> None:
+        """``current``: the settings in force; ``targets``: every target by name (read,
+        never changed); ``flight``: where each answer counts until it is sent."""
+        self.current, self.targets, self.flight = current, targets, flight
+        self.deliveries = deliveries
 
     @property
     def config(self) -> Config:
         """The daemon's settings now (a SIGHUP may replace them)."""
-        return self.hub.config
+        return self.current.config
 
     def has_target(self, name: str) -> bool:
         """True when ``name`` is one of the daemon's targets."""
-        return name in self.hub.targets
+        return name in self.targets
 
     def begin(self, route: str | None, headers: Mapping[str, str], remote_ip: str | None,
               length: int | None) -> tuple[Pending, Answer | None]:
@@ -103,11 +108,11 @@ class Intake:
         authentication headers (401), a readable secret (500), at ``webhook_path`` at
         most :data:`MAX_SHARED_SECRETS` distinct secrets (404).  Never raises.
         """
-        hub = self.hub
-        client = client_address(remote_ip, headers.get("X-Forwarded-For"), hub.trusted)
+        current = self.current
+        client = client_address(remote_ip, headers.get("X-Forwarded-For"), current.trusted)
         pending = Pending(route, headers, str(client) if client is not None else "unknown",
-                          hub.config.max_body_size)
-        hub.in_flight += 1  # a reload waits until this answer has been sent
+                          current.config.max_body_size)
+        self.flight.opened()  # a reload waits until this answer has been sent
         try:
             self._choose(pending, client, length)
         except DeliveryError as exc:
@@ -120,12 +125,11 @@ class Intake:
         Raises:
             DeliveryError: as :meth:`begin` lists.
         """
-        hub = self.hub
         if pending.route is not None:
-            pending.target = hub.targets.get(pending.route)
+            pending.target = self.targets.get(pending.route)
             if pending.target is None:
                 raise DeliveryError("no such target: the URL is /hooks/<target name>", 404)
-        if not allowed(client, hub.allowed):
+        if not allowed(client, self.current.allowed):
             raise DeliveryError(f"address {pending.client} is not in allowed_networks", 403)
         if length is not None:
             check_size(length, pending.limit)
@@ -133,11 +137,11 @@ class Intake:
         pending.forge = pinned or forges.detect(pending.headers)
         forges.check_headers(pending.forge, pending.headers)
         targets = [pending.target] if pending.target is not None else [
-            t for t in hub.targets.values() if t.config.forge in (None, pending.forge)]
+            t for t in self.targets.values() if t.config.forge in (None, pending.forge)]
         pending.candidates = candidate_secrets(targets)
         if pending.route is None and len(pending.candidates) > MAX_SHARED_SECRETS:
             raise DeliveryError(
-                f"{hub.config.webhook_path} takes deliveries for at most "
+                f"{self.config.webhook_path} takes deliveries for at most "
                 f"{MAX_SHARED_SECRETS} distinct secrets and this server has "
                 f"{len(pending.candidates)}: point each webhook at /hooks/<target name>", 404)
         secrets = [secret for secret, _ in pending.candidates]
@@ -184,11 +188,11 @@ class Intake:
                 deployed by a target whose secret did not sign the delivery (403).
         """
         deliveries = self.deliveries
-        if pending.target is not None or len(self.hub.targets) == 1:
+        if pending.target is not None or len(self.targets) == 1:
             target = targets[0]
             return await deliveries.handle(target, _decide(target, event), facts)
         chosen = [t for t in targets if deploys(t, event.repository)]
-        if not chosen and any(deploys(t, event.repository) for t in self.hub.targets.values()):
+        if not chosen and any(deploys(t, event.repository) for t in self.targets.values()):
             raise WrongRepository(
                 f"{event.repository} is deployed by a target with another secret; this "
                 f"delivery is signed for {', '.join(t.name for t in targets)}: check the "
@@ -212,7 +216,7 @@ class Intake:
         """The answer to ``pending`` was sent, or its connection closed (idempotent)."""
         if pending.open:
             pending.open = False
-            self.hub.answered()
+            self.flight.closed()
 
 
 def candidate_secrets(targets: list[Target]) -> Candidates:

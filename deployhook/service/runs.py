@@ -3,9 +3,10 @@ and ``deployhook deploy``; and one rollback, recorded, for ``deployhook rollback
 a fleet's rollback.
 
 Blocking: call :func:`run_deploy` from a git thread (the daemon) or the CLI's main
-thread.  The record is reached through ``record(fn)``, which runs ``fn(store)`` and
-returns its result, or None when the record cannot be used: a failing record never
-stops a deploy.
+thread.  The record is written through a :class:`RunLog` (the daemon's
+:class:`~deployhook.record.recorder.ThreadRecord`, the CLI's own store), whose
+methods give None when the record cannot be used: a failing record never stops a
+deploy.
 """
 
 from __future__ import annotations
@@ -13,22 +14,52 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Protocol
 
 from deployhook.errors import SecretMissing
 from deployhook.forges.delivery import Push
 from deployhook.git import postdeploy, releases
 from deployhook.git.checkout import Checkout, RunResult
-from deployhook.record.store import Store
+from deployhook.git.steps import Step
 from deployhook.redact import redact
 from deployhook.secret import SecretSource
+from deployhook.settings import TargetConfig
 
 log = logging.getLogger("deployhook.runs")
-T = TypeVar("T")
-Record = Callable[[Callable[[Store], Any]], Any]
+INTERRUPTED = "interrupted by the user (Ctrl-C)"
 
 
-def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str, branch: str,
+class RunLog(Protocol):
+    """Where a run is recorded; each method gives None when the record cannot be used."""
+
+    def start_run(self, trigger: str, branch: str, head_before: str | None,
+                  rows: list[int], pushers: list[str], target: str) -> int | None:
+        """Record a run starting; its id."""
+
+    def live_output(self, run_id: int, step: str, output: str) -> None:
+        """Keep a running step's output so far."""
+
+    def finish_run(self, run_id: int, ok: bool, head_before: str | None,
+                   head_after: str | None, reason: str, steps: list[Step]) -> None:
+        """Record how a run ended."""
+
+
+class Unrecorded:
+    """A :class:`RunLog` that records nothing (a benchmark, a run without a record)."""
+
+    def start_run(self, trigger: str, branch: str, head_before: str | None,
+                  rows: list[int], pushers: list[str], target: str) -> int | None:
+        return None
+
+    def live_output(self, run_id: int, step: str, output: str) -> None:
+        return None
+
+    def finish_run(self, run_id: int, ok: bool, head_before: str | None,
+                   head_after: str | None, reason: str, steps: list[Step]) -> None:
+        return None
+
+
+def run_deploy(checkout: Checkout, record: RunLog, *, target: str, trigger: str, branch: str,
                pushes: Sequence[Push] = (), rows: Sequence[int] = (),
                pushers: Sequence[str] = ()) -> RunResult:
     """Record a run of ``target`` starting, deploy ``branch`` (see
@@ -41,10 +72,9 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
     """
     pushers = list(pushers) or [p.pusher for p in pushes]
     before = _head(checkout)
-    run_id = record(lambda s: s.start_run(trigger, branch, before, list(rows), pushers,
-                                          target=target))
+    run_id = record.start_run(trigger, branch, before, list(rows), pushers, target)
     if run_id is not None:
-        checkout.live = lambda step, text: record(lambda s: s.live_output(run_id, step, text))
+        checkout.live = lambda step, text: record.live_output(run_id, step, text)
     try:
         if releases.enabled(checkout.config):  # build a release, switch ``current``
             result = releases.deploy(checkout, branch, list(pushes))
@@ -55,9 +85,7 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
         result = RunResult(False, before, _head(checkout), branch, reason=crash_reason(exc))
     except BaseException:
         if run_id is not None:
-            after = _head(checkout)
-            record(lambda s: s.finish_run(run_id, False, before, after,
-                                          "interrupted by the user (Ctrl-C)", []))
+            record.finish_run(run_id, False, before, _head(checkout), INTERRUPTED, [])
         raise
     finally:
         checkout.live = None
@@ -65,34 +93,44 @@ def run_deploy(checkout: Checkout, record: Record, *, target: str, trigger: str,
     if not result.ok:
         on_failure(checkout, result, target, list(pushes), live(record, run_id))
     if run_id is not None:
-        record(lambda s: s.finish_run(run_id, result.ok, result.head_before,
-                                      result.head_after, result.reason, result.steps))
+        record.finish_run(run_id, result.ok, result.head_before, result.head_after,
+                          result.reason, result.steps)
     return result
 
 
-def run_rollback(config: Any, record: Record, *, trigger: str, which: str | None,
+def run_failed(record: RunLog, *, target: str, trigger: str, head: str | None, reason: str,
+               steps: Sequence[Step], pushers: Sequence[str]) -> int | None:
+    """Record a run of ``target`` that failed before any deploy could start (no branch to
+    deploy): started and finished at once, HEAD unmoved; its id (None: not recorded)."""
+    run_id = record.start_run(trigger, "", head, [], list(pushers), target)
+    if run_id is not None:
+        record.finish_run(run_id, False, head, head, reason, list(steps))
+    return run_id
+
+
+def run_rollback(config: TargetConfig, record: RunLog, *, trigger: str, which: str | None,
                  pushers: Sequence[str]) -> tuple[bool, str, str | None, str | None]:
     """Record a rollback of target ``config`` starting, switch its ``current`` to release
     ``which`` (see :func:`releases.roll_back`), record how it ended: (ok, reason, the live
     commit before, after).  Blocking, as :func:`run_deploy`."""
     before = releases.live_sha(config)
-    run_id = record(lambda s: s.start_run(trigger, config.branch or "", before, [],
-                                          list(pushers), target=config.name))
+    run_id = record.start_run(trigger, config.branch or "", before, [], list(pushers),
+                              config.name)
     try:
         ok, reason, steps = releases.roll_back(config, which)
     except LookupError as exc:
         ok, reason, steps = False, str(exc), []
     after = releases.live_sha(config)
     if run_id is not None:
-        record(lambda s: s.finish_run(run_id, ok, before, after, reason, steps))
+        record.finish_run(run_id, ok, before, after, reason, steps)
     return ok, reason, before, after
 
 
-def live(record: Record, run_id: int | None) -> Callable[[str], None] | None:
+def live(record: RunLog, run_id: int | None) -> Callable[[str], None] | None:
     """What keeps on_failure's output in the record as it arrives (None: no record)."""
     if run_id is None:
         return None
-    return lambda text: record(lambda s: s.live_output(run_id, "on_failure", text))
+    return lambda text: record.live_output(run_id, "on_failure", text)
 
 
 def on_failure(checkout: Checkout, result: RunResult, target: str,
@@ -102,11 +140,11 @@ def on_failure(checkout: Checkout, result: RunResult, target: str,
     with ``DEPLOYHOOK_REASON`` and the run's facts in its environment; its step joins the
     run's steps.  Its own failure is only recorded (and logged): the run's outcome and
     reason stay.  Never raises."""
-    config = checkout.config
-    command = getattr(config, "on_failure", None)
+    config: TargetConfig = checkout.config
+    command = config.on_failure
     if not command:
         return
-    tagged = getattr(config, "tags", None) is not None
+    tagged = config.tags is not None
     branch = "" if tagged else result.branch
     tag = result.branch.removeprefix("refs/tags/") if tagged else ""
     env = postdeploy.push_env(checkout.path, branch, pushes, result.head_before,
@@ -127,7 +165,7 @@ def on_failure(checkout: Checkout, result: RunResult, target: str,
                     target, step.status)
 
 
-def _secrets(config: Any) -> list[str]:
+def _secrets(config: TargetConfig) -> list[str]:
     """The target's webhook secrets, to mask in on_failure's output (none when unreadable)."""
     try:
         return [value.decode("utf-8", "replace")

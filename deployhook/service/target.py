@@ -1,14 +1,14 @@
 """A target: one deployed checkout with its settings, secrets, checkout and worker.
 
-No Tornado and no routes: the web layer asks the :class:`~deployhook.service.hub.Hub`
-for targets.  Everything blocking runs in the shared git executor.
+No Tornado and no routes: the web layer is handed the targets by name.  Everything
+blocking runs in the shared git executor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,7 +27,7 @@ class Target:
     """One checkout kept in step with one repository's branch (or tags).
 
     ``repository``, ``branch`` and ``head`` are resolved by :meth:`start`; ``head``
-    and ``last_run`` follow every deploy, and the hub's periodic refresh, so they
+    and ``last_run`` follow every deploy, and the periodic refresh, so they
     say what the checkout and the record say, whoever deployed.
     """
 
@@ -49,7 +49,7 @@ class Target:
         self.last_run: dict[str, Any] | None = None  # the record's newest finished run
         self.run_count: int | None = None  # its runs in the record (None: not read yet)
         self.generation = 0  # bumped by each deploy result: a slower refresh is stale
-        self.paused: paused.Pause | None = None  # as the hub's last refresh read it
+        self.paused: paused.Pause | None = None  # as the last refresh read it
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, {self.config.repo_path!r})"
@@ -86,8 +86,8 @@ class Target:
         a kill; or, with ``trigger`` "resume", those accepted while paused), so that no
         accepted push is lost.  They go to the worker together: one run deploys the
         newest."""
-        unfinished = await self.record.try_run(lambda s: s.unfinished_deliveries(self.name))
-        pushes = [(row["id"], recorded_push(row)) for row in unfinished or ()
+        unfinished = await self.record.unfinished_deliveries(self.name)
+        pushes = [(row["id"], recorded_push(row)) for row in unfinished
                   if row["ref"] and row["after"]]
         for row, push in pushes:
             if self.config.tags or self.branch is None or push.branch == self.branch:
@@ -98,6 +98,16 @@ class Target:
         elif pushes:
             log.warning("%s: redeploying %d accepted deliveries that never finished",
                         self.name, len(pushes))
+
+    def switch(self, config: TargetConfig, checkout: Checkout,
+               resolved: tuple[str | None, str | None, str | None]) -> None:
+        """Take the settings of a reload while no deploy runs: ``checkout`` (the old one is
+        closed), the secret, and the branch, repository and HEAD ``resolved`` for them."""
+        self.checkout.close()
+        self.config, self.checkout = config, checkout
+        self.worker.use(checkout)
+        self.secret = SecretSource(config.secret_file, config.secret)
+        self.branch, self.repository, self.head = resolved
 
     def pause_read(self, state: paused.Pause | None) -> bool:
         """Take the pause a refresh read; True when that is a resume (paused before, not
@@ -157,6 +167,11 @@ class Target:
 
     def close(self) -> None:
         self.checkout.close()
+
+
+def only_target(targets: Mapping[str, Target]) -> Target | None:
+    """The one target of a config without ``targets`` (or with exactly one), else None."""
+    return next(iter(targets.values())) if len(targets) == 1 else None
 
 
 def result_summary(result: RunResult) -> dict[str, Any]:

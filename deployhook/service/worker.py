@@ -22,8 +22,8 @@ from typing import TypeVar
 from deployhook.forges.delivery import Push
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.record.recorder import Recorder
-from deployhook.record.store import DEFAULT_TARGET, Store
-from deployhook.service.runs import crash_reason, run_deploy
+from deployhook.service.runs import RunLog, Unrecorded, crash_reason, run_deploy
+from deployhook.settings import DEFAULT_TARGET
 
 log = logging.getLogger("deployhook.worker")
 T = TypeVar("T")
@@ -82,6 +82,10 @@ class GitWorker:
     def waiting(self) -> int:
         """How many accepted pushes wait for the next run."""
         return len(self._pending)
+
+    def use(self, checkout: Checkout) -> None:
+        """Deploy ``checkout`` from the next run on (a reload; call while no run goes on)."""
+        self.checkout = checkout
 
     def submit(self, push: Push, row: int | None = None,
                trigger: str = "webhook") -> asyncio.Future[RunResult]:
@@ -149,7 +153,7 @@ class GitWorker:
             except Exception:
                 log.exception("handling the start of a run of %s failed", self.target)
         result = await self.run_in_executor(functools.partial(
-            run_deploy, self.checkout, self._record, target=self.target, trigger=trigger,
+            run_deploy, self.checkout, self._record(), target=self.target, trigger=trigger,
             branch=branch, pushes=pushes, rows=rows))
         outcome = "ok" if result.ok else f"FAILED: {result.reason}"
         log.info("%s run %s: %d deliveries, %s -> %s in %.2fs: %s", self.target,
@@ -157,7 +161,7 @@ class GitWorker:
                  (result.head_after or "none")[:12], result.duration, outcome)
         return result
 
-    def _record(self, fn: Callable[[Store], T]) -> T | None:
-        """From a git thread: write to the record and wait; a failing database is logged
-        and never stops a deploy."""
-        return None if self.recorder is None else self.recorder.call(fn)
+    def _record(self) -> RunLog:
+        """Where this worker's runs are recorded (a git thread waits for each write; a
+        failing database is logged and never stops a deploy)."""
+        return Unrecorded() if self.recorder is None else self.recorder.from_thread

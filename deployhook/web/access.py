@@ -44,7 +44,7 @@ import tornado.web
 from deployhook.network import Network, client_address, sender_key
 
 if TYPE_CHECKING:
-    from deployhook.service.hub import Hub
+    from deployhook.service.current import Current
 
 log = logging.getLogger("deployhook.access")
 
@@ -97,10 +97,10 @@ class Throttle:
 
 
 class Access:
-    """The access rule of one DeployHook (its settings are read at each request)."""
+    """The access rule of one daemon (its settings in force are read at each request)."""
 
-    def __init__(self, hook: Hub) -> None:
-        self.hook = hook
+    def __init__(self, current: Current) -> None:
+        self.current = current
         self.throttle = Throttle()
         self._warned = False
 
@@ -112,10 +112,10 @@ class Access:
                 password is set and the request is not open by ``status_access``),
                 429 (too many failed logins from this client; ``Retry-After``).
         """
-        config = self.hook.config
+        config = self.current.config
         why_not_local = None
         if config.status_access == "loopback":
-            why_not_local = not_local(request, self.hook.trusted, config.allowed_hosts)
+            why_not_local = not_local(request, self.current.trusted, config.allowed_hosts)
             if why_not_local is None:
                 return
         password = self.password()
@@ -123,7 +123,7 @@ class Access:
             raise AccessError(403, NO_PASSWORD if why_not_local is None else (
                 f"open without a password only to this machine, and {why_not_local}; "
                 "run 'deployhook init' to write a status password to status_password_file"))
-        key = client_key(request, self.hook.trusted)
+        key = client_key(request, self.current.trusted)
         wait = self.throttle.wait(key)
         if wait > 0:
             raise AccessError(429, f"too many failed logins; try again in {math.ceil(wait)} s",
@@ -143,9 +143,9 @@ class Access:
         """True when :meth:`check` lets ``request`` in (failed logins still count);
         without an ``Authorization`` header the password file is not even read."""
         if "Authorization" not in request.headers:
-            config = self.hook.config
+            config = self.current.config
             return config.status_access == "loopback" and not_local(
-                request, self.hook.trusted, config.allowed_hosts) is None
+                request, self.current.trusted, config.allowed_hosts) is None
         try:
             self.check(request)
         except AccessError:
@@ -155,7 +155,7 @@ class Access:
     def password(self) -> bytes | None:
         """The status password (stripped), or None when the file is unset, unreadable
         or empty; the first such miss is logged as a warning."""
-        path = self.hook.config.status_password_file
+        path = self.current.config.status_password_file
         password = b""
         if path:
             try:

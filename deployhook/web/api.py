@@ -10,6 +10,7 @@ this machine only with ``status_access = "loopback"``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import tornado.httputil
@@ -19,7 +20,9 @@ from deployhook.web.access import AccessError
 from deployhook.web.handlers import JSONHandler
 
 if TYPE_CHECKING:
-    from deployhook.service.hub import Hub
+    from deployhook.record.recorder import Recorder
+    from deployhook.service.fleet import Fleet
+    from deployhook.service.target import Target
     from deployhook.web.access import Access
 
 MAX_PER_PAGE = 100
@@ -54,8 +57,9 @@ class DeploymentsHandler(RecordAccess, JSONHandler):
     """``GET /deployments?page=N&per_page=M[&target=NAME]``: runs (of one target, or of
     every target), newest first."""
 
-    def initialize(self, hub: Hub, access: Access) -> None:
-        self.hub, self.access = hub, access
+    def initialize(self, targets: Mapping[str, Target], record: Recorder, fleet: Fleet | None,
+                   access: Access) -> None:
+        self.targets, self.record, self.fleet, self.access = targets, record, fleet, access
 
     async def get(self) -> None:
         only_known(self.request, ("page", "per_page", "target"))
@@ -65,44 +69,42 @@ class DeploymentsHandler(RecordAccess, JSONHandler):
         per_page = min(whole(self.get_argument("per_page", "20"), "per_page"), MAX_PER_PAGE)
         offset = (page - 1) * per_page
         target = self.get_argument("target", None)
-        if target is not None and target not in self.hub.targets:
+        if target is not None and target not in self.targets:
             raise tornado.web.HTTPError(400, reason="target must be the name of a target")
-        runs, total = await self.hub.record.run(
-            lambda s: (s.runs(per_page, offset, target), s.count_runs(target)))
+        runs, total = await self.record.runs_page(per_page, offset, target)
         more = offset + per_page < total
         also = f"&target={target}" if target is not None else ""
         body: dict[str, Any] = {
             "runs": runs, "page": page, "per_page": per_page, "total": total,
             "next": f"/deployments?page={page + 1}&per_page={per_page}{also}" if more else None,
         }
-        if self.hub.fleet is not None:
-            body["fleet"] = await fleet_view(self.hub)
+        if self.fleet is not None:
+            body["fleet"] = await fleet_view(self.fleet)
         self.reply(200, body)
 
 
 class DeploymentHandler(RecordAccess, JSONHandler):
     """``GET /deployments/<id>``: one run with its steps and deliveries."""
 
-    def initialize(self, hub: Hub, access: Access) -> None:
-        self.hub, self.access = hub, access
+    def initialize(self, record: Recorder, access: Access) -> None:
+        self.record, self.access = record, access
 
     async def get(self, run_id: str) -> None:
         only_known(self.request, ())
-        run = await self.hub.record.run(lambda s: s.run(int(run_id)))
+        run = await self.record.find_run(int(run_id))
         if run is None:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id}")
         self.reply(200, run)
 
 
-async def fleet_view(hub: Hub) -> dict[str, Any]:
+async def fleet_view(fleet: Fleet) -> dict[str, Any]:
     """Every target's desired commit and each node's state, read from Redis now (when
     Redis is unreachable: ``{"reachable": false, "reason": ...}``)."""
-    assert hub.fleet is not None
     try:
-        return await hub.fleet.snapshot()
+        return await fleet.snapshot()
     except Exception as exc:  # RedisError, OSError: redis is not imported here
-        hub.fleet.note_unreachable(exc)
-        return {"reachable": False, "reason": hub.fleet.error}
+        fleet.note_unreachable(exc)
+        return {"reachable": False, "reason": fleet.error}
 
 
 def only_known(request: tornado.httputil.HTTPServerRequest, known: tuple[str, ...]) -> None:

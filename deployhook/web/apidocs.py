@@ -16,6 +16,7 @@ import copy
 import functools
 import importlib.util
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,8 @@ from deployhook.web.api import RecordAccess
 from deployhook.web.handlers import JSONHandler
 
 if TYPE_CHECKING:
-    from deployhook.service.hub import Hub
+    from deployhook.service.current import Current
+    from deployhook.service.target import Target
     from deployhook.web.access import Access
 
 HERE = Path(__file__).parent
@@ -106,18 +108,19 @@ def asset(name: str) -> bytes:
 class OpenAPIHandler(RecordAccess, JSONHandler):
     """``GET /openapi.json``: the API's OpenAPI 3.1 document."""
 
-    def initialize(self, hub: Hub, access: Access) -> None:
-        self.hub, self.access = hub, access
+    def initialize(self, current: Current, targets: Mapping[str, Target],
+                   access: Access) -> None:
+        self.current, self.targets, self.access = current, targets, access
 
     def get(self) -> None:
-        self.reply(200, served_document(self.hub.config.webhook_path, list(self.hub.targets)))
+        self.reply(200, served_document(self.current.config.webhook_path, list(self.targets)))
 
 
 class DocsHandler(RecordAccess, JSONHandler):
     """``GET /docs``: Swagger UI over ``/openapi.json``, all files from this server."""
 
-    def initialize(self, hub: Hub, access: Access) -> None:
-        self.hub, self.access = hub, access
+    def initialize(self, access: Access) -> None:
+        self.access = access
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", CSP)

@@ -1,6 +1,8 @@
 """``make_app()`` and ``routes()``: the Tornado side of a :class:`~deployhook.service.hub.Hub`.
 
-Every target answers at ``/hooks/<name>``; ``webhook_path`` routes by repository.
+These are the web layer's wiring: they take the hub and hand each handler only the
+parts it uses.  Every target answers at ``/hooks/<name>``; ``webhook_path`` routes by
+repository.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from tornado.httputil import HTTPServerRequest
 from tornado.log import access_log
 
 from deployhook.network import client_address
+from deployhook.service.current import Current
 from deployhook.service.deliveries import Deliveries
 from deployhook.service.hub import Hub
 from deployhook.service.intake import Intake
+from deployhook.settings import TARGET_NAME
 from deployhook.web.access import Access
 from deployhook.web.api import DeploymentHandler, DeploymentsHandler
 from deployhook.web.apidocs import DocsAssetHandler, DocsHandler, OpenAPIHandler
@@ -25,7 +29,6 @@ from deployhook.web.pages import page_routes
 from deployhook.web.webhook import WebhookHandler
 
 HOOKS_PATH = "/hooks"
-TARGET_NAME = "([a-z0-9][a-z0-9_-]{0,63})"
 Spec = tuple[str, Any, dict[str, Any]]
 METHODS = frozenset(tornado.web.RequestHandler.SUPPORTED_METHODS)
 
@@ -54,8 +57,8 @@ class Refusals:
     never a line per request, and nothing of what the stranger sent (no path, no
     header): the route's own pattern and the status.  5xx answers are logged."""
 
-    def __init__(self, hub: Hub, deliveries: Deliveries) -> None:
-        self.hub, self.rejections = hub, deliveries.rejections
+    def __init__(self, current: Current, deliveries: Deliveries) -> None:
+        self.current, self.rejections = current, deliveries.rejections
 
     def log(self, handler: tornado.web.RequestHandler) -> None:
         """Tornado's ``log_function``: webhook answers log themselves; a refusal is
@@ -74,7 +77,7 @@ class Refusals:
     def refused(self, request: HTTPServerRequest, status: int, what: str = "body") -> None:
         """Count one refusal of ``request`` (``what``: the handler, or ``body``)."""
         client = client_address(request.remote_ip, request.headers.get("X-Forwarded-For"),
-                                self.hub.trusted)
+                                self.current.trusted)
         method = request.method if request.method in METHODS else "other"
         self.rejections.count(str(client) if client is not None else "unknown", "",
                               status, f"{method} refused by {what}")
@@ -90,36 +93,44 @@ def routes(hub: Hub, health_path: str | None = "/health",
     record's JSON API, the status page (``page_path``, with ``runs/<id>`` and
     ``targets/<name>`` below it), the OpenAPI document, its page and the metrics.
     ``deliveries``: the delivery service to use (default: a new one)."""
-    access, deliveries = Access(hub), deliveries or Deliveries(hub)
-    hook = {"intake": Intake(hub, deliveries)}
-    view = {"hub": hub, "access": access}
+    access, deliveries = Access(hub.current), deliveries or _deliveries(hub)
+    hook = {"intake": Intake(hub.current, hub.targets, hub.flight, deliveries)}
+    record = {"record": hub.record, "access": access}
+    view = {"targets": hub.targets, "fleet": hub.fleet, **record}
     specs: list[Spec] = [(hub.config.webhook_path, WebhookHandler, {**hook, "routed": True}),
-                         (f"{hooks_path}/{TARGET_NAME}", WebhookHandler, hook)]
+                         (f"{hooks_path}/({TARGET_NAME.pattern})", WebhookHandler, hook)]
     if health_path:
-        specs.append((health_path, HealthHandler, view))
+        specs.append((health_path, HealthHandler, {"status": hub.status, "access": access}))
     if record_path:
         specs += [(record_path, DeploymentsHandler, view),
-                  (record_path + r"/([0-9]{1,18})", DeploymentHandler, view)]
+                  (record_path + r"/([0-9]{1,18})", DeploymentHandler, record)]
     if page_path:
-        specs += page_routes(hub, access, page_path)
+        specs += page_routes(hub.targets, hub.record, hub.fleet, access, page_path)
     if api_path:
-        specs.append((api_path, OpenAPIHandler, view))
+        specs.append((api_path, OpenAPIHandler,
+                      {"current": hub.current, "targets": hub.targets, "access": access}))
     if docs_path:
-        specs += [(docs_path, DocsHandler, view),
-                  (docs_path + r"/([a-z.-]{1,40})", DocsAssetHandler, view)]
+        specs += [(docs_path, DocsHandler, {"access": access}),
+                  (docs_path + r"/([a-z.-]{1,40})", DocsAssetHandler, {"access": access})]
     if metrics_path:
-        metrics = Metrics(hub)
+        metrics = Metrics(hub.targets)
+        hub.events.on_ran(metrics.ran)
         deliveries.answered.append(metrics.delivered)
-        specs.append((metrics_path, MetricsHandler, {**view, "metrics": metrics}))
+        specs.append((metrics_path, MetricsHandler, {"access": access, "metrics": metrics}))
     return specs
+
+
+def _deliveries(hub: Hub) -> Deliveries:
+    """The delivery service of ``hub``'s parts."""
+    return Deliveries(hub.record, hub.current, hub.fleet)
 
 
 def make_app(hub: Hub) -> tornado.web.Application:
     """The daemon's application: the webhooks, ``/health``, the record, a quiet
     ``/favicon.ico``, JSON 404s; every other route's body bounded (see
     :mod:`~deployhook.web.bodylimit`), and what they refuse counted in aggregate."""
-    deliveries = Deliveries(hub)
-    refusals = Refusals(hub, deliveries)
+    deliveries = _deliveries(hub)
+    refusals = Refusals(hub.current, deliveries)
     specs = [*routes(hub, deliveries=deliveries), (r"/favicon\.ico", FaviconHandler)]
     return BoundedApplication(specs, default_handler_class=NotFoundHandler,
                               log_function=refusals.log,

@@ -7,11 +7,10 @@ what users read in their forge's "recent deliveries" view.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
-
-from deployhook.service.hub import Hub
 
 if TYPE_CHECKING:
     from deployhook.web.access import Access
@@ -50,16 +49,16 @@ class HealthHandler(JSONHandler):
 
     Anyone gets ``{"status": ...}`` alone (what a monitor needs); a request the
     record's access check lets in (the status password, or ``status_access =
-    "loopback"`` from this machine) gets the hook's whole status.  A wrong password
+    "loopback"`` from this machine) gets the daemon's whole status (``status()``).  A wrong password
     counts as a failed login, and while its client is throttled no password is
     checked: /health is no way around the throttle.
     """
 
-    def initialize(self, hub: Hub, access: Access) -> None:
-        self.hub, self.access = hub, access
+    def initialize(self, status: Callable[[], dict[str, Any]], access: Access) -> None:
+        self.status, self.access = status, access
 
     def get(self) -> None:
-        status = self.hub.status()
+        status = self.status()
         if not self.access.allows(self.request):
             status = {"status": status["status"]}
         self.reply(200, status)

@@ -4,7 +4,7 @@
 event and status, through :attr:`Deliveries.answered
 <deployhook.service.deliveries.Deliveries.answered>`) and every deploy run (by target
 and outcome, its duration, the time of the last successful one, through
-:attr:`Hub.listeners <deployhook.service.hub.Hub.listeners>`).  ``prometheus_client``
+:meth:`Events.on_ran <deployhook.service.events.Events.on_ran>`).  ``prometheus_client``
 is imported (off the IOLoop) only when ``/metrics`` is first fetched, and exports the
 dicts through a custom collector: a daemon that is never scraped never loads it.
 
@@ -19,7 +19,7 @@ import asyncio
 import importlib
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from deployhook.forges import FORGES
@@ -29,7 +29,6 @@ from deployhook.web.handlers import JSONHandler
 if TYPE_CHECKING:
     from deployhook.git.checkout import RunResult
     from deployhook.service.deliveries import Answer, Facts
-    from deployhook.service.hub import Hub
     from deployhook.service.target import Target
     from deployhook.web.access import Access
 
@@ -45,16 +44,16 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    """The counters of one hub, kept in dicts until a scrape reads them."""
+    """The counters of one daemon's ``targets`` (by name; read, never changed), kept in
+    dicts until a scrape reads them; :meth:`ran` is to be subscribed to run results."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, targets: Mapping[str, Target]) -> None:
+        self.targets = targets
         self.deliveries: Counter[tuple[str, str, str, str]] = Counter()
         self.runs: Counter[tuple[str, str]] = Counter()
         self.durations: dict[str, list[float]] = {}  # target -> runs per bucket (+Inf last)
         self.duration_sums: dict[str, float] = {}
         self.last_success: dict[str, float] = {}
-        hub.listeners.append(self.ran)
 
     def delivered(self, target: str, facts: Facts, answer: Answer) -> None:
         """Count one webhook answer (the delivery service calls this once per target)."""
@@ -74,8 +73,8 @@ class Metrics:
             self.last_success[name] = time.time()
 
     def target_label(self, name: str) -> str:
-        """``name`` when it is one of the hub's targets, else ``-``."""
-        return name if name in self.hub.targets else "-"
+        """``name`` when it is one of the targets, else ``-``."""
+        return name if name in self.targets else "-"
 
     def collect(self) -> Iterator[Any]:
         """Prometheus metric families of the current values (``prometheus_client``
@@ -85,7 +84,7 @@ class Metrics:
             GaugeMetricFamily,
             HistogramMetricFamily,
         )
-        names = list(self.hub.targets)
+        names = list(self.targets)
         deliveries = CounterMetricFamily(
             "deployhook_deliveries", "Webhook deliveries answered, by target, forge, "
             "event and HTTP status", labels=["target", "forge", "event", "status"])
@@ -119,7 +118,7 @@ class Metrics:
                                     "waiting for a deploy run", labels=["target"])
         deploying = GaugeMetricFamily("deployhook_deploying", "1 while a deploy of this "
                                       "target runs or waits", labels=["target"])
-        for name, target in self.hub.targets.items():
+        for name, target in self.targets.items():
             waiting.add_metric([name], target.worker.waiting)
             deploying.add_metric([name], 1 if target.worker.busy else 0)
         yield waiting
@@ -156,8 +155,8 @@ def event_label(event: str) -> str:
 class MetricsHandler(RecordAccess, JSONHandler):
     """``GET /metrics``: Prometheus's text format; same access rule as the record."""
 
-    def initialize(self, hub: Hub, access: Access, metrics: Metrics) -> None:
-        self.hub, self.access, self.metrics = hub, access, metrics
+    def initialize(self, access: Access, metrics: Metrics) -> None:
+        self.access, self.metrics = access, metrics
 
     async def get(self) -> None:
         await asyncio.get_running_loop().run_in_executor(

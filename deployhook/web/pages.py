@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,14 @@ import tornado.web
 
 from deployhook.git import releases
 from deployhook.redact import redact
+from deployhook.service.target import only_target
+from deployhook.settings import TARGET_NAME
 from deployhook.web.api import RecordAccess, fleet_view, whole
 from deployhook.web.handlers import JSONHandler, set_allow
 
 if TYPE_CHECKING:
-    from deployhook.service.hub import Hub
+    from deployhook.record.recorder import Recorder
+    from deployhook.service.fleet import Fleet
     from deployhook.service.target import Target
     from deployhook.web.access import Access
 
@@ -56,16 +60,19 @@ LIVE_CSP = CSP + "; script-src 'self'; connect-src 'self'"
 LIVE_JS = (Path(__file__).parent / "static" / "live.js").read_bytes()  # read once
 
 
-def page_routes(hub: Hub, access: Access,
-                page_path: str = "/") -> list[tuple[str, Any, dict[str, Any]]]:
-    """URL specs for the status page at ``page_path``, its run pages and target pages."""
+def page_routes(targets: Mapping[str, Target], record: Recorder, fleet: Fleet | None,
+                access: Access, page_path: str = "/") -> list[tuple[str, Any, dict[str, Any]]]:
+    """URL specs for the status page at ``page_path``, its run pages and target pages,
+    showing ``targets`` (by name; read, never changed), ``record`` and (in fleet mode)
+    ``fleet``."""
     base = page_path if page_path.endswith("/") else page_path + "/"
-    kwargs: dict[str, Any] = {"hub": hub, "access": access}
+    kwargs: dict[str, Any] = {"targets": targets, "record": record, "fleet": fleet,
+                              "access": access}
     specs: list[tuple[str, Any, dict[str, Any]]] = [
         (base, StatusPage, kwargs), (base + r"runs/([0-9]{1,18})", RunPage, kwargs),
-        (base + r"runs/([0-9]{1,18})/live", LiveOutput, kwargs),
+        (base + r"runs/([0-9]{1,18})/live", LiveOutput, {"record": record, "access": access}),
         (base + "live.js", LiveScript, kwargs),
-        (base + r"targets/([a-z0-9][a-z0-9_-]{0,63})", TargetPage, kwargs)]
+        (base + f"targets/({TARGET_NAME.pattern})", TargetPage, kwargs)]
     if base != "/":
         specs.append((base.rstrip("/"), tornado.web.RedirectHandler, {"url": base}))
     return specs
@@ -141,8 +148,9 @@ class PageHandler(RecordAccess, HTMLHandler):
     """Base of the status pages: the record's access check
     (:class:`~deployhook.web.api.RecordAccess`), templates, safe headers, HTML errors."""
 
-    def initialize(self, hub: Hub, access: Access) -> None:
-        self.hub, self.access = hub, access
+    def initialize(self, targets: Mapping[str, Target], record: Recorder, fleet: Fleet | None,
+                   access: Access) -> None:
+        self.targets, self.record, self.fleet, self.access = targets, record, fleet, access
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -158,7 +166,8 @@ class PageHandler(RecordAccess, HTMLHandler):
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
         namespace.update(short=short, when=when, iso=iso, duration=duration, outcome=outcome,
-                         redact=redact, shown_command=shown_command, hub=self.hub,
+                         redact=redact, shown_command=shown_command,
+                         single=only_target(self.targets),
                          live_data=live_data,
                          home=self.home(), denied=False)
         return namespace
@@ -173,14 +182,14 @@ class StatusPage(PageHandler):
     with its HEAD and last run, and the last runs of all of them."""
 
     async def get(self) -> None:
-        if self.hub.single is not None:
-            await render_target(self, self.hub.single, None)
+        single = only_target(self.targets)
+        if single is not None:
+            await render_target(self, single, None)
             return
-        runs, total = await self.hub.record.run(
-            lambda s: (s.runs(RUNS_SHOWN), s.count_runs()))
-        self.render("targets.html", targets=list(self.hub.targets.values()), runs=runs,
-                    total=total, deploying=any(t.worker.busy for t in self.hub.targets.values()),
-                    fleet=await fleet_of(self.hub))
+        runs, total = await self.record.runs_page(RUNS_SHOWN)
+        self.render("targets.html", targets=list(self.targets.values()), runs=runs,
+                    total=total, deploying=any(t.worker.busy for t in self.targets.values()),
+                    fleet=await fleet_of(self.fleet))
 
 
 class TargetPage(PageHandler):
@@ -190,7 +199,7 @@ class TargetPage(PageHandler):
         return "../"
 
     async def get(self, name: str) -> None:
-        target = self.hub.targets.get(name)
+        target = self.targets.get(name)
         if target is None:
             raise tornado.web.HTTPError(404, reason=f"no target {name}")
         await render_target(self, target, name)
@@ -198,8 +207,7 @@ class TargetPage(PageHandler):
 
 async def render_target(page: PageHandler, target: Target, only: str | None) -> None:
     """Render ``status.html`` for ``target`` (its runs only when ``only`` names it)."""
-    runs, total = await page.hub.record.run(
-        lambda s: (s.runs(RUNS_SHOWN, 0, only), s.count_runs(only)))
+    runs, total = await page.record.runs_page(RUNS_SHOWN, 0, only)
     config = target.config
     deploying = target.worker.busy or any(r["outcome"] == "running" for r in runs)
     found = (await asyncio.get_running_loop().run_in_executor(None, releases.releases, config)
@@ -209,16 +217,16 @@ async def render_target(page: PageHandler, target: Target, only: str | None) -> 
                 checkout=config.repo_path, remote=config.remote, name=target.name,
                 repo_url=redact(config.repo_url) if config.repo_url else None,
                 last=runs[0] if runs else None, paused=target.paused,
-                fleet=await fleet_of(page.hub, target.name))
+                fleet=await fleet_of(page.fleet, target.name))
 
 
-async def fleet_of(hub: Hub, name: str | None = None) -> dict[str, Any] | None:
+async def fleet_of(fleet: Fleet | None, name: str | None = None) -> dict[str, Any] | None:
     """In fleet mode, the fleet's state of target ``name`` (None: every target) for
     ``fleet.html``; None outside fleet mode."""
-    if hub.fleet is None:
+    if fleet is None:
         return None
-    fleet = await fleet_view(hub)
-    return {name: fleet[name]} if name is not None and name in fleet else fleet
+    view = await fleet_view(fleet)
+    return {name: view[name]} if name is not None and name in view else view
 
 
 class RunPage(PageHandler):
@@ -228,8 +236,7 @@ class RunPage(PageHandler):
         return "../"
 
     async def get(self, run_id: str) -> None:
-        number = int(run_id)
-        run = await self.hub.record.run(lambda s: s.run(number))
+        run = await self.record.find_run(int(run_id))
         if run is None:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id} in the record")
         if run["outcome"] == "running":
@@ -255,13 +262,12 @@ class LiveOutput(RecordAccess, JSONHandler):
     ``N`` and whether the run ended, as JSON (see :func:`live_answer`); 400 for a bad
     ``after``, 404 for no such run."""
 
-    def initialize(self, hub: Hub, access: Access) -> None:
-        self.hub, self.access = hub, access
+    def initialize(self, record: Recorder, access: Access) -> None:
+        self.record, self.access = record, access
 
     async def get(self, run_id: str) -> None:
         after = whole(self.get_argument("after", "0"), "after", least=0)
-        number = int(run_id)
-        run = await self.hub.record.run(lambda s: s.run(number))
+        run = await self.record.find_run(int(run_id))
         if run is None:
             raise tornado.web.HTTPError(404, reason=f"no run {run_id} in the record")
         self.set_header("Content-Security-Policy", "default-src 'none'")
