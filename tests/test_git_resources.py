@@ -23,6 +23,8 @@ from tests.helpers import (
 RUNS = 200
 WARM = 20  # runs before the first measure: caches, the record and the allocator settle
 RSS_SLACK_KIB = 5 * 1024
+LOCK = "/.git/deployhook.lock"
+RESTING_SOCKETS = 3  # the listening socket and the socketpair asyncio wakes its loop with
 
 
 def _deploy_next(daemon: Daemon, repos: Repos, n: int) -> None:
@@ -36,14 +38,20 @@ def _deploy_next(daemon: Daemon, repos: Repos, n: int) -> None:
 
 
 def _idle(daemon: Daemon, timeout: float = 20) -> tuple[list[str], list[str], int]:
-    """(open files, child processes, RSS in KiB) once the run's git maintenance (after
-    the answer) has ended: no child process left, else fail naming them."""
+    """(open files, child processes, RSS in KiB) once the daemon is at rest: the run and
+    its git maintenance (after the answer) ended (no child process, the checkout's lock
+    closed) and the delivery's connection closed (as many sockets as when it started
+    listening: :data:`RESTING_SOCKETS`); else fail naming what is left."""
     pid = daemon.proc.pid
     deadline = time.monotonic() + timeout
-    while child_commands(pid):
-        assert time.monotonic() < deadline, f"children never went: {child_commands(pid)}"
+    while True:
+        files, children = open_files(pid), child_commands(pid)
+        busy = children or any(f.endswith(LOCK) for f in files) or \
+            files.count("socket") > RESTING_SOCKETS
+        if not busy:
+            return files, children, rss_kib(pid)
+        assert time.monotonic() < deadline, f"never at rest: {children} {files}"
         time.sleep(0.01)
-    return open_files(pid), child_commands(pid), rss_kib(pid)
 
 
 def test_two_hundred_deploys_leave_files_children_and_memory_flat(
