@@ -1,12 +1,34 @@
 """Install deployhook and its ``deployhook`` command."""
 
+import ast
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def version() -> str:
+    """``__version__`` of deployhook/version.py, the one place it is written, read
+    without importing the package (whose dependencies may not be installed yet).
+
+    Raises:
+        LookupError: the file assigns no string to ``__version__``.
+    """
+    tree = ast.parse((HERE / "deployhook" / "version.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and getattr(node.targets[0], "id", None) == "__version__"
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            return node.value.value
+    raise LookupError("deployhook/version.py assigns no string to __version__")
+
 
 setup(
     name="deployhook",
-    version="0.1.0",
+    version=version(),
     description="Keep a server's git checkout in step with GitHub pushes",
-    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
     long_description_content_type="text/x-rst",
     license="MIT",
     python_requires=">=3.11",
