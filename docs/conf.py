@@ -35,6 +35,7 @@ html_theme = "furo"
 html_title = f"deployhook {release}"
 templates_path: list[str] = []
 nitpicky = False
+smartquotes = False  # "--target" in the generated references stays two hyphens
 
 man_pages = [
     ("cli", "deployhook", "keep a server's git checkout in step with a forge's pushes",
