@@ -27,8 +27,9 @@ EXAMPLE_CONFIG = Path(__file__).with_name("config_example.py")  # what init writ
 PASSWORD_FILE = "status-password.txt"  # status_password_file's default, next to the config
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status."""
+def make_parser() -> argparse.ArgumentParser:
+    """The ``deployhook`` command's parser, every subcommand with its options (also read
+    by the documentation's CLI reference, docs/_ext/deployhook_docs.py)."""
     parser = argparse.ArgumentParser(prog="deployhook", description=(
         "Keep a git checkout in step with GitHub pushes."))
     parser.add_argument("--version", action="version", version=f"deployhook {__version__}")
@@ -47,7 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     release_commands.add_parsers(subparsers)
     pause.add_parsers(subparsers)
     fleet.add_parser(subparsers)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    args = make_parser().parse_args(argv)
     if args.command == "init" and not os.path.lexists(args.config):
         try:
             write_config(args.config)
