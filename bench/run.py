@@ -4,7 +4,8 @@ build the cached large repository).
 Builds its own fixtures (a bare origin with a submodule, a deployed clone, an
 equivalent plain clone, a pusher clone, fetching through a counting and
 slowable upload-pack wrapper) for each target in turn -- deployhook, the
-blocking baseline (bench/blocking_server.py) and Debian's ``webhook`` -- and
+blocking baseline (bench/blocking_server.py), the seed-style GitPython handler
+(bench/seed_server.py; ``seed-gitpython`` on request) and Debian's ``webhook`` -- and
 measures stall, burst, deploy overhead, a valid push under a bad-signature flood
 (bench/flood.py), throughput (wrk), memory and the 25 MB scale case.  Prints a
 table with PASS/MISS per deployhook target and writes everything to

@@ -43,7 +43,7 @@ def deploy(submodules: str = "command") -> str:
     submodule).  Raises git.GitCommandError when a git command fails."""
     assert REPO is not None
     infos = REPO.remotes.origin.pull()
-    output = "".join(f"{info.ref}: {info.note or info.flags}\n" for info in infos)
+    output = "".join(f"{info.ref} -> {info.commit}\n" for info in infos)
     if submodules == "gitpython":
         REPO.submodule_update(recursive=True, init=True)
         return output
