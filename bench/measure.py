@@ -343,6 +343,22 @@ def memory(pid: int) -> dict[str, Any]:
             "processes": len(names), "names": names}
 
 
+def settled_memory(pid: int, interval: float = 0.1, limit: float = 5.0) -> dict[str, Any]:
+    """memory(``pid``) once its process tree has kept the same processes over two looks
+    ``interval`` seconds apart (or after ``limit`` seconds): a git child still finishing a
+    deploy is not counted, helpers that stay (GitPython's ``cat-file``) are, for every
+    server alike."""
+    deadline = time.monotonic() + limit
+    seen = sorted(process_tree(pid))
+    while time.monotonic() < deadline:
+        time.sleep(interval)
+        now = sorted(process_tree(pid))
+        if now == seen:
+            break
+        seen = now
+    return memory(pid)
+
+
 def big_delivery(target: Target, body: bytes, reps: int = 3) -> dict[str, Any]:
     """POST a signed 25 MB push to another branch (verified, parsed, ignored): round trips."""
     _, headers = signed(b"", delivery="big")

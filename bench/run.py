@@ -4,7 +4,8 @@ build the cached large repository).
 Builds its own fixtures (a bare origin with a submodule, a deployed clone, an
 equivalent plain clone, a pusher clone, fetching through a counting and
 slowable upload-pack wrapper) for each target in turn -- deployhook, the
-blocking baseline (bench/blocking_server.py) and Debian's ``webhook`` -- and
+blocking baseline (bench/blocking_server.py), the seed-style GitPython handler
+(bench/seed_server.py; ``seed-gitpython`` on request) and Debian's ``webhook`` -- and
 measures stall, burst, deploy overhead, a valid push under a bad-signature flood
 (bench/flood.py), throughput (wrk), memory and the 25 MB scale case.  Prints a
 table with PASS/MISS per deployhook target and writes everything to
@@ -45,7 +46,8 @@ from targets import TARGETS, DeployhookTargets, Target, ensure_tools, free_port,
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-ORDER = ("deployhook", "blocking", "webhook")
+ORDER = ("deployhook", "blocking", "seed", "seed-gitpython", "webhook")  # the table's columns
+DEFAULT = ("deployhook", "blocking", "seed", "webhook")  # what runs without --targets
 
 
 def machine() -> dict[str, Any]:
@@ -99,7 +101,7 @@ def bench_all(names: list[str], work: Path, args: argparse.Namespace,
             out[name]["burst"] = measure.burst(target, target.repos, args.burst,
                                                args.burst_delay)
             out[name]["overhead"] = measure.overhead(target, target.repos, args.reps)
-            out[name]["memory_after_deploys"] = measure.memory(target.pid)
+            out[name]["memory_after_deploys"] = measure.settled_memory(target.pid)
             print(f"[{name}] a valid push during a bad-signature flood ...", flush=True)
             out[name]["flood"] = flood.under_flood(target, target.repos, target.repos.root)
         for name, large in largerepo.bench(list(targets), work, args.reps).items():
@@ -188,11 +190,19 @@ def table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, str]]:
         "deployhook" else "", "<= 1.0x", None if mine is None or deploy_fastest is None
         else mine <= deploy_fastest, "overhead_peers")
     held = get(dh, "memory_after_deploys", "rss_mb")
-    blocking = get(t.get("blocking", {}), "memory_after_deploys", "rss_mb")
-    row("deploy: RSS of the process tree after the deploys (MB)",
-        lambda r: fmt(get(r, "memory_after_deploys", "rss_mb")),
-        "<= 0.6x blocking" + (f" ({fmt(held / blocking, 2)}x)" if held and blocking else ""),
-        None if not (held and blocking) else held <= 0.6 * blocking, "rss_deploys")
+    seed = get(t.get("seed", {}), "memory_after_deploys", "rss_mb")
+    ratios = [f"{fmt(held / theirs, 2)}x{'' if n == 'seed' else ' ' + n}"
+              for n in sorted(names, key=lambda n: n != "seed") if n != "deployhook"
+              and held and (theirs := get(t[n], "memory_after_deploys", "rss_mb"))]
+
+    def rss_cell(r: dict[str, Any]) -> str:
+        mem = get(r, "memory_after_deploys") or {}
+        return fmt(mem.get("rss_mb")) + (f" ({mem['processes']} proc)"
+                                          if "processes" in mem else "")
+
+    row("deploy: RSS of the process tree after the deploys (MB)", rss_cell,
+        "<= 0.6x seed" + (f" ({'; '.join(ratios)})" if ratios else ""),
+        None if not (held and seed) else held <= 0.6 * seed, "rss_deploys")
     rows += largerepo.rows(t, names)
     flooded = get(dh, "flood", "median_ms")
     peers = [get(t[n], "flood", "median_ms") for n in names if n != "deployhook"]
@@ -308,7 +318,8 @@ def run_deploy(args: argparse.Namespace, names: list[str]) -> int:
                 results["targets"][name] = {"name": name, "label": target.label,
                                             "overhead": measure.overhead(target, target.repos,
                                                                          args.reps),
-                                            "memory_after_deploys": measure.memory(target.pid)}
+                                            "memory_after_deploys":
+                                                measure.settled_memory(target.pid)}
             finally:
                 target.stop()
         for name, large in largerepo.bench(names, work, args.reps).items():
@@ -452,8 +463,8 @@ def main() -> int:
     """Run every figure for every target, print the table, write results.json."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--targets", default=",".join(ORDER),
-                        help="comma-separated subset of deployhook,blocking,webhook")
+    parser.add_argument("--targets", default=",".join(DEFAULT),
+                        help=f"comma-separated subset of {','.join(ORDER)}")
     parser.add_argument("--duration", type=int, default=5, help="wrk seconds per run")
     parser.add_argument("--rounds", type=int, default=3,
                         help="wrk rounds per target (round-robin; the median is reported)")

@@ -1,7 +1,10 @@
-"""The three servers under test, each a process group the benchmark starts and always kills.
+"""The servers under test, each a process group the benchmark starts and always kills.
 
 - deployhook: ``python -m deployhook serve`` on the fixtures' deployed clone;
 - blocking: ``bench/blocking_server.py`` (pull and submodule update inside the request);
+- seed: ``bench/seed_server.py`` (the project's original design: GitPython in a
+  ThreadPoolExecutor, one long-lived ``git.Repo`` with its cat-file helpers);
+  seed-gitpython the same with GitPython's ``submodule_update`` (not run by default);
 - webhook: Debian's ``webhook`` (adnanh/webhook) running the usual deploy script.
 """
 
@@ -204,6 +207,26 @@ class Blocking(Target):
                 "--repo", str(self.repos.deployed), "--secret-file", str(self.secret_file)]
 
 
+class Seed(Blocking):
+    """bench/seed_server.py (autoreload off: it would restart the process mid-run)."""
+
+    name, label = "seed", "seed (GitPython, executor)"
+    submodules = "command"  # repo.git.submodule("update", "--init", "--recursive")
+
+    def argv(self) -> list[str]:
+        return [sys.executable, str(BENCH / "seed_server.py"), "--port", str(self.port),
+                "--repo", str(self.repos.deployed), "--secret-file", str(self.secret_file),
+                "--submodules", self.submodules]
+
+
+class SeedGitPython(Seed):
+    """bench/seed_server.py with GitPython's own ``repo.submodule_update(recursive=True,
+    init=True)``: a Repo, and its cat-file helpers, per submodule."""
+
+    name, label = "seed-gitpython", "seed, GitPython submodule_update"
+    submodules = "gitpython"
+
+
 class Webhook(Target):
     """Debian's ``webhook`` with a hooks file running the usual deploy script."""
 
@@ -269,6 +292,7 @@ class DeployhookTargets(Deployhook):
 
 
 TARGETS: dict[str, type[Target]] = {"deployhook": Deployhook, "blocking": Blocking,
+                                    "seed": Seed, "seed-gitpython": SeedGitPython,
                                     "webhook": Webhook}
 
 
