@@ -16,7 +16,7 @@ import runpy
 import shlex
 import socket
 import types
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +37,6 @@ NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FORGES = ("github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "bitbucket-server")
 DEFAULT_TARGET = "default"  # the one target of a config without ``targets`` (and older history)
 TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # whole names: fullmatch; URLs: .pattern
-# Keys about one checkout: allowed inside a target; at the top level they are the defaults.
-TARGET_KEYS = ("repo_path", "remote", "branch", "repository", "repo_url", "submodules",
-               "pull_strategy", "post_deploy", "post_deploy_timeout", "reload", "secret_file",
-               "ssh_key", "forge", "tags", "git_timeout", "lock_timeout", "report",
-               "report_token_file", "api_url",
-               # atomic releases (git/releases.py)
-               "deploy_mode", "releases_path", "health_url", "health_timeout", "activate",
-               "shared_paths", "keep_releases",
-               "pre_deploy", "pre_deploy_timeout", "on_failure", "on_failure_timeout")
 COMMAND_KEYS = ("pre_deploy", "post_deploy", "on_failure")  # argument lists, no shell
 DEPLOY_MODES = ("in-place", "releases")
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
@@ -53,44 +44,58 @@ SECRET_ENV = ENV_PREFIX + "SECRET"
 NOT_KEYS = (SECRET_ENV,)
 
 
-@dataclass(frozen=True)
-class TargetConfig:
+@dataclass(frozen=True, kw_only=True)
+class TargetSettings:
+    """Every key about one checkout, with its default: the one place each is defined.
+
+    A target (:class:`TargetConfig`) sets them for itself; at the top level of the
+    config (:class:`Config`) they are the defaults of every target."""
+
+    repo_path: str = "."
+    remote: str = "origin"
+    branch: str | None = None
+    submodules: bool = True
+    pull_strategy: str = "ff-only"
+    repo_url: str | None = None
+    repository: str | None = None
+    post_deploy: tuple[str, ...] | None = None
+    post_deploy_timeout: float = 300.0
+    reload: str = "auto"
+    secret_file: str = "secret.txt"
+    git_timeout: float = 120.0
+    lock_timeout: float = 900.0
+    ssh_key: str | None = None
+    forge: str | None = None
+    tags: str | None = None
+    pre_deploy: tuple[str, ...] | None = None
+    pre_deploy_timeout: float = 300.0
+    on_failure: tuple[str, ...] | None = None
+    on_failure_timeout: float = 60.0
+    report: str | None = None
+    report_token_file: str | None = None
+    api_url: str | None = None
+    # atomic releases (git/releases.py)
+    deploy_mode: str = "in-place"
+    releases_path: str | None = None
+    health_url: str | None = None
+    health_timeout: float = 10.0
+    activate: tuple[str, ...] | None = None
+    shared_paths: tuple[str, ...] = ()
+    keep_releases: int = 5
+    # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
+    secret: bytes | None = field(default=None, repr=False)
+
+
+# Keys about one checkout: allowed inside a target; at the top level they are the defaults.
+TARGET_KEYS = tuple(f.name for f in fields(TargetSettings) if f.name != "secret")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetConfig(TargetSettings):
     """The settings of one deployed checkout (a *target*): built by
     :meth:`Config.default_target`, whose top-level keys are the defaults."""
 
-    name: str
-    repo_path: str
-    remote: str
-    branch: str | None
-    submodules: bool
-    pull_strategy: str
-    repo_url: str | None
-    repository: str | None
-    post_deploy: tuple[str, ...] | None
-    post_deploy_timeout: float
-    reload: str
-    secret_file: str
-    git_timeout: float
-    lock_timeout: float
-    ssh_key: str | None
-    forge: str | None
-    tags: str | None
-    pre_deploy: tuple[str, ...] | None
-    pre_deploy_timeout: float
-    on_failure: tuple[str, ...] | None
-    on_failure_timeout: float
-    report: str | None
-    report_token_file: str | None
-    api_url: str | None
-    # atomic releases (git/releases.py)
-    deploy_mode: str
-    releases_path: str | None
-    health_url: str | None
-    health_timeout: float
-    activate: tuple[str, ...] | None
-    shared_paths: tuple[str, ...]
-    keep_releases: int
-    secret: bytes | None = field(default=None, repr=False)
+    name: str = DEFAULT_TARGET
 
     def __post_init__(self) -> None:
         where = "" if self.name == DEFAULT_TARGET else f" (target {self.name!r})"
@@ -141,27 +146,16 @@ def _check_report(target: TargetConfig, where: str) -> None:
                           f"{target.forge}){where}")
 
 
-@dataclass(frozen=True)
-class Config:
-    """Every setting, with its default.  Paths are resolved against the config file."""
+@dataclass(frozen=True, kw_only=True)
+class Config(TargetSettings):
+    """Every setting, with its default: the daemon-wide ones here, and (inherited from
+    :class:`TargetSettings`) the keys about one checkout, which at the top level are the
+    defaults of every target.  Paths are resolved against the config file."""
 
     address: str = "127.0.0.1"
     port: int = 8000
     webhook_path: str = "/github"
-    secret_file: str = "secret.txt"
-    repo_path: str = "."
-    remote: str = "origin"
-    branch: str | None = None
-    submodules: bool = True
-    pull_strategy: str = "ff-only"
-    repo_url: str | None = None
-    repository: str | None = None
-    post_deploy: tuple[str, ...] | None = None
-    post_deploy_timeout: float = 300.0
-    reload: str = "auto"
     response_timeout: float = 8.0
-    git_timeout: float = 120.0
-    lock_timeout: float = 900.0
     max_body_size: int = 26 * 1024 * 1024
     workers: int = 4
     stop_timeout: float = 60.0
@@ -182,26 +176,8 @@ class Config:
     unverified_memory: int = 16 * 1024 * 1024
     unverified_disk: int = 1024 * 1024 * 1024
     refused_delay: float = 0.5
-    ssh_key: str | None = None
-    forge: str | None = None
-    tags: str | None = None
-    pre_deploy: tuple[str, ...] | None = None
-    pre_deploy_timeout: float = 300.0
-    on_failure: tuple[str, ...] | None = None
-    on_failure_timeout: float = 60.0
-    report: str | None = None
-    report_token_file: str | None = None
-    api_url: str | None = None
     # Where the status pages are reachable from outside (links to runs); None: no links.
     public_url: str | None = None
-    # atomic releases (git/releases.py)
-    deploy_mode: str = "in-place"
-    releases_path: str | None = None
-    health_url: str | None = None
-    health_timeout: float = 10.0
-    activate: tuple[str, ...] | None = None
-    shared_paths: tuple[str, ...] = ()
-    keep_releases: int = 5
     # fleet mode (service/fleet.py): None keeps the single-server daemon, with no Redis
     redis_url: str | None = None
     redis_password_file: str | None = None
@@ -209,8 +185,6 @@ class Config:
     reconcile_interval: float = 60.0
     # name -> that target's settings; empty: one target, ``default``, from the keys above.
     targets: tuple[TargetConfig, ...] = ()
-    # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
-    secret: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_choice("status_access", self.status_access, STATUS_ACCESS)
