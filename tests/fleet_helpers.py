@@ -79,6 +79,14 @@ class RedisServer:
         except OSError:
             return False
 
+    def client(self) -> Any:
+        """A blocking client of this Redis, as a stranger who can write it (``redis-cli``)
+        has: replies decoded to str."""
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, password=REDIS_PASSWORD,
+                           decode_responses=True, socket_timeout=10)
+
     def stop(self) -> None:
         """SIGTERM (a clean stop: Redis writes its append-only file) and wait."""
         if self.proc is not None and self.proc.poll() is None:
