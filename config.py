@@ -167,7 +167,12 @@ keep_releases = 5
 # never in the URL you commit.  node: this server's name (None: the host name);
 # reconcile_interval: seconds between checks against the desired commit (a safety net
 # for lost notifications).  redis_url = None: one server, no Redis at all.
+# fleet_key_file: the key every node signs the desired commits and outcomes it writes
+# with; nodes refuse what it does not sign, so whoever can write Redis cannot choose
+# what runs.  The same file on every node, never in Redis ('deployhook init' writes
+# one; under systemd, when present, $CREDENTIALS_DIRECTORY/fleet-key).
 redis_url = None
 redis_password_file = None
+fleet_key_file = "fleet-key.txt"
 node = None
 reconcile_interval = 60.0

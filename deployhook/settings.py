@@ -32,6 +32,7 @@ ENV_PREFIX = "DEPLOYHOOK_"
 REPORTS = ("status", "deployment")  # what ``report`` tells the forge (None: nothing)
 REPORT_CREDENTIAL = "report-token"  # systemd: LoadCredential=report-token-<target>:/path
 REDIS_CREDENTIAL = "redis-password"  # systemd: LoadCredential=redis-password:/path
+FLEET_KEY_CREDENTIAL = "fleet-key"  # systemd: LoadCredential=fleet-key:/path
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FORGES = ("github", "gitlab", "gitea", "forgejo", "gogs", "bitbucket", "bitbucket-server")
@@ -181,6 +182,7 @@ class Config(TargetSettings):
     # fleet mode (service/fleet.py): None keeps the single-server daemon, with no Redis
     redis_url: str | None = None
     redis_password_file: str | None = None
+    fleet_key_file: str | None = "fleet-key.txt"  # signs what nodes write to Redis
     node: str | None = None  # this server's name in the fleet; None: the host name
     reconcile_interval: float = 60.0
     # name -> that target's settings; empty: one target, ``default``, from the keys above.
@@ -255,6 +257,10 @@ def _check_fleet(config: Config) -> None:
         raise ConfigError(f"node must match {NODE_NAME.pattern}, got {config.node!r}")
     if config.reconcile_interval <= 0:
         raise ConfigError("reconcile_interval must be a positive number of seconds")
+    if config.redis_url is not None and config.fleet_key_file is None:
+        raise ConfigError("redis_url needs fleet_key_file (the key every node signs the "
+                          "fleet's state with: 'deployhook init' writes one; README.rst, "
+                          "Several servers)")
 
 
 def _check_releases(target: TargetConfig, where: str) -> None:
@@ -327,11 +333,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "shared_paths": (list, tuple), "keep_releases": (int,),
     # fleet mode (service/fleet.py)
     "redis_url": (str, type(None)), "redis_password_file": (str, type(None)),
-    "node": (str, type(None)), "reconcile_interval": (int, float),
+    "fleet_key_file": (str, type(None)), "node": (str, type(None)),
+    "reconcile_interval": (int, float),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file", "ssh_key",
-              "report_token_file", "releases_path", "redis_password_file")
+              "report_token_file", "releases_path", "redis_password_file", "fleet_key_file")
 
 
 def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:
@@ -339,7 +346,9 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
 
     When ``secret_file`` is set nowhere and systemd passed credentials
     (``$CREDENTIALS_DIRECTORY``), the secret is ``$CREDENTIALS_DIRECTORY/webhook-secret``;
-    likewise ``status_password_file`` becomes ``$CREDENTIALS_DIRECTORY/status-password``.
+    likewise ``status_password_file`` becomes ``$CREDENTIALS_DIRECTORY/status-password``,
+    and, when systemd passed them, ``redis_password_file`` and ``fleet_key_file`` its
+    ``redis-password`` and ``fleet-key``.
 
     Relative ``secret_file`` and ``repo_path`` are taken relative to the config
     file's folder (the current folder when ``path`` is None).
@@ -370,6 +379,9 @@ def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = N
     redis_password = Path(credentials or ".") / REDIS_CREDENTIAL
     if "redis_password_file" not in values and credentials and _present(redis_password):
         values["redis_password_file"] = str(redis_password)
+    fleet_key = Path(credentials or ".") / FLEET_KEY_CREDENTIAL
+    if "fleet_key_file" not in values and credentials and _present(fleet_key):
+        values["fleet_key_file"] = str(fleet_key)
     if "report_token_file" not in values and credentials:
         token = Path(credentials) / REPORT_CREDENTIAL
         if _present(token):

@@ -26,6 +26,7 @@ from tests.helpers import (
 )
 
 REDIS_PASSWORD = "fleet test password"
+FLEET_KEY = "fleet test key, the same on every node, 0123456789abcdef"
 
 
 def redis_server() -> str | None:
@@ -78,6 +79,14 @@ class RedisServer:
                 return data.endswith(b"+PONG\r\n")
         except OSError:
             return False
+
+    def client(self) -> Any:
+        """A blocking client of this Redis, as a stranger who can write it (``redis-cli``)
+        has: replies decoded to str."""
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, password=REDIS_PASSWORD,
+                           decode_responses=True, socket_timeout=10)
 
     def stop(self) -> None:
         """SIGTERM (a clean stop: Redis writes its append-only file) and wait."""
@@ -143,17 +152,21 @@ class Fleet:
 
 def make_node(root: Path, origin: Path, name: str, redis: RedisServer, secret: Path,
               **extra: Any) -> Node:
-    """A clone of ``origin`` (with submodules) and a config for node ``name``."""
+    """A clone of ``origin`` (with submodules) and a config for node ``name``, with the
+    fleet key every node of ``root`` shares (unless ``extra`` names another)."""
     folder = root / name
     folder.mkdir()
     checkout = folder / "site"
     git(root, "clone", "-q", "--recurse-submodules", origin.as_uri(), str(checkout))
     password = folder / "redis-password.txt"
     password.write_text(REDIS_PASSWORD + "\n")
+    key = root / "fleet-key.txt"
+    if not key.exists():
+        key.write_text(FLEET_KEY + "\n")
     port = free_port()
     values = {"port": port, "repo_path": str(checkout), "secret_file": str(secret),
               "repository": REPOSITORY, "reload": "none", "redis_url": redis.url,
-              "redis_password_file": str(password), "node": name,
+              "redis_password_file": str(password), "fleet_key_file": str(key), "node": name,
               "reconcile_interval": 1.0, **extra}
     return Node(name, folder, checkout, write_config(folder / "config.py", **values), port)
 

@@ -442,6 +442,26 @@ def test_init_writes_a_status_password_and_says_how_to_log_in(tmp_path: Path) ->
     assert path.read_text().strip() == password and password not in second.stdout
 
 
+def test_init_in_fleet_mode_writes_a_fleet_key_to_copy_to_every_node(tmp_path: Path) -> None:
+    """With redis_url: a random 0600 fleet key in fleet-key.txt next to the config (the
+    secret's folder); the output says to copy it to every node, never shows it; a rerun
+    keeps it.  Without redis_url, none is written."""
+    write_config(tmp_path / "config.py", redis_url="redis://127.0.0.1:6379/0")
+    first = cli("init", "--config", "config.py", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    path = tmp_path / "fleet-key.txt"
+    key = path.read_text().strip()
+    assert len(key) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert key not in first.stdout + first.stderr
+    assert f"{path} (mode 0600); copy this same file to every node" in first.stdout
+    assert cli("init", "--config", "config.py", cwd=tmp_path).returncode == 0
+    assert path.read_text().strip() == key
+    (tmp_path / "single").mkdir()
+    write_config(tmp_path / "single" / "config.py", port=8123)
+    assert cli("init", "--config", "config.py", cwd=tmp_path / "single").returncode == 0
+    assert not (tmp_path / "single" / "fleet-key.txt").exists()
+
+
 def test_init_uses_the_configured_password_file_and_user(tmp_path: Path) -> None:
     write_config(tmp_path / "config.py", status_user="ops",
                  status_password_file=str(tmp_path / "pw" / "page.txt"))

@@ -11,11 +11,23 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.fakeforge import TOKEN, FakeForge
 from tests.fleet_helpers import Fleet, Node, RedisServer, make_node, redis_server, wait_for
-from tests.helpers import SECRET, basic_auth, deliver_push, isolate_git, make_origin
+from tests.helpers import (
+    REPOSITORY,
+    SECRET,
+    basic_auth,
+    deliver_push,
+    git,
+    http,
+    isolate_git,
+    make_origin,
+)
+from tests.test_tags import signed_tag
 from tests.tools import require_tool
 
 
@@ -262,3 +274,196 @@ def test_a_killed_node_is_absent_once_its_heartbeat_expires(fleet: Fleet,
     assert status == 200, body
     assert body["reason"] == ("deployed on 2/2 nodes; absent (no heartbeat for 15 s, not "
                               "counted): web3")
+
+
+# -- Redis is an input, not the operator (issue 23) ----------------------------------------
+
+DESIRED = "deployhook:desired:default"
+
+
+def write_desired(client: Any, sha: str, ref: str = "refs/heads/main", **extra: str) -> None:
+    """What a stranger who can write Redis does: a desired state of ``default`` as the
+    key layout says, a new generation, the notification; no signature unless in ``extra``."""
+    client.hset(DESIRED, mapping={"sha": sha, "ref": ref, "delivery": "evil-1",
+                                  "by": "mallory", "kind": "push", "time": repr(time.time()),
+                                  **extra})
+    client.hincrby(DESIRED, "generation", 1)
+    client.publish("deployhook:desired", "default")
+
+
+def refused(node: Node, what: str) -> bool:
+    """True once ``node`` logged that it refused entry ``what`` of Redis."""
+    return f"refused {what}" in node.daemon.log()  # type: ignore[union-attr]
+
+
+def beat_time(client: Any, node: str) -> float:
+    raw = client.get(f"deployhook:node:{node}")
+    return json.loads(raw)["time"] if raw else 0.0
+
+
+def test_a_desired_sha_written_to_redis_never_reaches_a_forge_url(
+        world: tuple[Path, Path, Path, Path]) -> None:
+    """A Redis writer makes desired.sha a path ('../../../../admin/users?promote=1#'):
+    the node refuses the entry (logged), and the forge only ever receives the status
+    URL of a real commit, with the report token (issue 23 finding 1)."""
+    root, origin, pusher, secret = world
+    fake = FakeForge("github").start()
+    token = root / "report-token.txt"
+    token.write_text(TOKEN + "\n")
+    fleet = Fleet(RedisServer(root / "redis").start())
+    try:
+        web1 = make_node(root, origin, "web1", fleet.redis, secret, forge="github",
+                         report="status", report_token_file=str(token), api_url=fake.url)
+        fleet.nodes.append(web1.start())
+        fleet.wait_registered()
+        write_desired(fleet.redis.client(), "../../../../admin/users?promote=1#")
+        wait_for(lambda: fake.requests or refused(web1, DESIRED), what="the entry handled")
+        sha = commit(pusher, "print('reported')\n")
+        status, body = deliver_push(web1.url, sha, delivery="report-1")
+        assert status == 200, body
+        paths = [seen.path for seen in fake.wait_for(2)]
+        assert paths == [f"/repos/{REPOSITORY}/statuses/{sha}"] * 2, paths
+    finally:
+        fleet.stop()
+        fake.stop()
+
+
+def test_a_desired_tag_this_node_does_not_deploy_is_refused(
+        world: tuple[Path, Path, Path, Path]) -> None:
+    """web1 deploys tags ``v*``, web2 any tag: a signed push of tag ``evil-tag`` to web2
+    becomes the desired state, which web1 refuses as a delivery of that tag would be
+    refused (a failed outcome naming its pattern; its checkout stays) (issue 23
+    finding 2)."""
+    root, origin, pusher, secret = world
+    fleet = Fleet(RedisServer(root / "redis").start())
+    try:
+        fleet.nodes.append(make_node(root, origin, "web1", fleet.redis, secret,
+                                     tags="v*").start())
+        fleet.nodes.append(make_node(root, origin, "web2", fleet.redis, secret,
+                                     tags="*").start())
+        fleet.wait_registered()
+        web1, web2 = fleet.nodes
+        before = web1.head()
+        sha = commit(pusher, "print('evil')\n")
+        git(pusher, "tag", "evil-tag")
+        git(pusher, "push", "-q", "origin", "refs/tags/evil-tag")
+        status, answer = http("POST", web2.url + "/github",
+                              *signed_tag("refs/tags/evil-tag", sha, 1))
+        assert status == 500, answer
+        state = answer["fleet"]["nodes"]
+        assert state["web2"]["state"] == "deployed", state
+        assert state["web1"]["state"] == "failed", state
+        assert "is not a tag matching 'v*'" in state["web1"]["reason"], state
+        assert web1.head() == before and web2.head() == sha
+    finally:
+        fleet.stop()
+
+
+def test_a_malformed_outcome_is_skipped_and_the_fleet_loop_goes_on(
+        fleet: Fleet, world: tuple[Path, ...]) -> None:
+    """A live node's outcome with ``"generation": "abc"`` is refused (logged once, not
+    every loop): every node's heartbeat goes on and the next push is deployed on the
+    three real nodes, the ghost counted as still deploying (issue 23 finding 3)."""
+    _, _, pusher, _ = world
+    web1, web2, _ = fleet.nodes
+    first = commit(pusher, "print('first')\n")
+    assert deliver_push(web1.url, first, delivery="m-1")[0] == 200
+    client = fleet.redis.client()
+    client.set("deployhook:node:ghost", json.dumps({"targets": {"default": first},
+                                                    "time": time.time()}), ex=120)
+    client.sadd("deployhook:nodes:default", "ghost")
+    client.hset("deployhook:outcomes:default", "ghost", json.dumps(
+        {"node": "ghost", "generation": "abc", "sha": first, "head": first, "ok": True,
+         "reason": "", "time": 0}))
+    for _ in range(2):  # two heartbeats of web1 after the write: its loop goes on
+        since = beat_time(client, "web1")
+        wait_for(lambda since=since: beat_time(client, "web1") > since,
+                 what="web1's next heartbeat")
+    sha = commit(pusher, "print('second')\n")
+    status, body = deliver_push(web2.url, sha, delivery="m-2")
+    assert status == 202 and body["reason"].startswith(  # ghost has no valid outcome
+        "deployed on 3/4 nodes; still deploying on ghost"), body
+    assert web1.daemon is not None
+    assert web1.daemon.log().count("refused deployhook:outcomes:default[ghost]") == 1
+    tasks = http("GET", web1.url + "/health")[1]["fleet"]["tasks"]
+    assert {name: task["state"] for name, task in tasks.items()} == {
+        "heartbeat": "running", "notifications": "running"}, tasks
+
+
+@pytest.mark.parametrize("signature", [None, "0" * 64, "copied"])
+def test_an_unsigned_or_wrongly_signed_desired_state_is_refused(
+        fleet: Fleet, world: tuple[Path, ...], signature: str | None) -> None:
+    """A desired state written straight into Redis (no signature, a made-up one, or the
+    signature of the last real one on another commit) is refused by every node, which
+    keeps running the signed desired commit; the next signed push still deploys."""
+    _, _, pusher, _ = world
+    web1, web2, web3 = fleet.nodes
+    signed_sha = commit(pusher, "print('signed')\n")
+    assert deliver_push(web1.url, signed_sha, delivery="s-1")[0] == 200
+    client = fleet.redis.client()
+    other = commit(pusher, "print('not signed')\n")
+    extra = {} if signature is None else {
+        "sig": client.hget(DESIRED, "sig") if signature == "copied" else signature}
+    if signature is None:
+        client.hdel(DESIRED, "sig")
+    write_desired(client, other, **extra)
+    for node in fleet.nodes:
+        wait_for(lambda node=node: refused(node, DESIRED), what=f"{node.name} refusing")
+    assert [node.head() for node in fleet.nodes] == [signed_sha] * 3
+    newest = commit(pusher, "print('signed again')\n")
+    status, body = deliver_push(web3.url, newest, delivery="s-2")
+    assert (status, body["reason"]) == (200, "deployed on 3/3 nodes"), body
+    assert web1.head() == web2.head() == newest
+
+
+def test_a_node_with_another_fleet_key_is_refused_by_the_others(
+        world: tuple[Path, Path, Path, Path]) -> None:
+    """web3 has its own fleet key: what it tells the fleet is refused by web1 and web2
+    (their checkouts stay), while web3 deploys its own delivery."""
+    root, origin, pusher, secret = world
+    fleet = Fleet(RedisServer(root / "redis").start())
+    try:
+        for name in ("web1", "web2"):
+            fleet.nodes.append(make_node(root, origin, name, fleet.redis, secret).start())
+        stranger = root / "other-fleet-key.txt"
+        stranger.write_text("b" * 64 + "\n")
+        fleet.nodes.append(make_node(root, origin, "web3", fleet.redis, secret,
+                                     fleet_key_file=str(stranger)).start())
+        fleet.wait_registered()
+        web1, web2, web3 = fleet.nodes
+        before = web1.head()
+        sha = commit(pusher, "print('from the stranger')\n")
+        status, body = deliver_push(web3.url, sha, delivery="k-1")
+        assert status == 202, body
+        assert body["fleet"]["nodes"]["web3"]["state"] == "deployed", body
+        for node in (web1, web2):
+            wait_for(lambda node=node: refused(node, DESIRED), what=f"{node.name} refusing")
+            assert node.head() == before
+        assert web3.head() == sha
+    finally:
+        fleet.stop()
+
+
+def test_a_failing_fleet_task_shows_in_health_and_recovers(
+        fleet: Fleet, world: tuple[Path, ...]) -> None:
+    """A Redis writer makes ``nodes:default`` a string: each node's heartbeat fails
+    (WRONGTYPE); /health names the task, its state and its reason, and the task is
+    restarted after a short back-off until the key is removed, then runs again."""
+    web1 = fleet.nodes[0]
+    client = fleet.redis.client()
+    client.delete("deployhook:nodes:default")
+    client.set("deployhook:nodes:default", "not a set")
+
+    def heartbeat() -> dict[str, Any]:
+        return http("GET", web1.url + "/health")[1]["fleet"]["tasks"]["heartbeat"]
+
+    failing = wait_for(lambda: (lambda t: t if t["state"] == "backing off" else None)(
+        heartbeat()), what="the heartbeat failing")
+    assert "WRONGTYPE" in failing["error"], failing
+    client.delete("deployhook:nodes:default")
+    running = wait_for(lambda: (lambda t: t if t["state"] == "running" and t["restarts"]
+                                else None)(heartbeat()), what="the heartbeat again")
+    assert "WRONGTYPE" in running["error"], running  # the last error stays visible
+    fleet.wait_registered()
+    assert web1.daemon is not None
+    assert "fleet: task heartbeat failed" in web1.daemon.log()

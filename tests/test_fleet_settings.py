@@ -13,13 +13,20 @@ from deployhook import settings
 from deployhook.errors import ConfigError
 from deployhook.service.fleetstate import (
     HEARTBEAT_TTL,
+    BadEntry,
     Desired,
     Outcome,
+    check_desired,
+    check_outcome,
+    fleet_key,
     masked,
     password,
     states,
     summary,
 )
+
+KEY = b"k" * 64
+SHA = "a" * 40
 
 
 def test_fleet_defaults_and_node_from_the_host_name() -> None:
@@ -109,3 +116,79 @@ def test_deployhook_fleet_without_redis_url_says_so(tmp_path: Path) -> None:
                          timeout=60, cwd=tmp_path)
     assert out.returncode == 2
     assert "redis_url is not set" in out.stderr
+
+
+def test_the_fleet_key_is_required_with_redis_url_and_read_from_a_credential(
+        tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="redis_url needs fleet_key_file"):
+        settings.load(None, environ={"DEPLOYHOOK_REDIS_URL": "redis://h/0",
+                                     "DEPLOYHOOK_FLEET_KEY_FILE": "None"})
+    (tmp_path / "fleet-key").write_text("# the fleet's key\n" + "f" * 64 + "\n")
+    config = settings.load(None, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert config.fleet_key_file == str(tmp_path / "fleet-key")
+    assert fleet_key(config.fleet_key_file) == b"f" * 64
+    assert settings.load(None, environ={}).fleet_key_file == str(
+        Path.cwd() / "fleet-key.txt")
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (None, "cannot be read"), ("\n# only a comment\n", "holds no key"),
+    ("short\n", "holds no key of 32 characters")])
+def test_a_missing_empty_or_short_fleet_key_is_a_config_error(
+        tmp_path: Path, text: str | None, words: str) -> None:
+    path = tmp_path / "fleet-key.txt"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=words) as exc:
+        fleet_key(str(path))
+    assert "deployhook init" in str(exc.value)
+
+
+def signed_desired(**changes: object) -> dict[str, str]:
+    """A valid desired state's hash fields, signed with KEY, then ``changes`` applied."""
+    desired = Desired("site", SHA, "refs/heads/main", "d-1", "web1 (push by octocat)",
+                      time=1700000000.5, generation=7)
+    return {**desired.fields(KEY), **{k: str(v) for k, v in changes.items()}}
+
+
+@pytest.mark.parametrize(("changes", "key", "target", "words"), [
+    ({"sha": "../../../../admin/users?promote=1#"}, KEY, "site", "sha is not"),
+    ({"sha": "A" * 40}, KEY, "site", "sha is not"),
+    ({"ref": "refs/heads/../x"}, KEY, "site", "ref is not"),
+    ({"ref": "refs/heads/" + "x" * 300}, KEY, "site", "ref is not"),
+    ({"kind": "shell"}, KEY, "site", "kind is not"),
+    ({"generation": "abc"}, KEY, "site", "generation is not"),
+    ({"generation": str(2 ** 60)}, KEY, "site", "generation is not"),
+    ({"time": "nan"}, KEY, "site", "time is not"),
+    ({"by": "x" * 201}, KEY, "site", "by is missing or longer"),
+    ({"sig": ""}, KEY, "site", "not signed"),
+    ({}, b"o" * 64, "site", "not signed"),  # another fleet's key
+    ({}, KEY, "other", "not signed"),  # another target's desired state
+    ({"generation": "8"}, KEY, "site", "not signed"),  # a generation bumped by a stranger
+])
+def test_a_desired_state_is_checked_like_a_delivery_and_signed(
+        changes: dict[str, str], key: bytes, target: str, words: str) -> None:
+    assert check_desired("site", signed_desired(), KEY).generation == 7
+    with pytest.raises(BadEntry, match=words):
+        check_desired(target, signed_desired(**changes), key)
+
+
+@pytest.mark.parametrize(("node", "changes", "words"), [
+    ("web1", {"generation": "abc"}, "generation is not"),
+    ("web1", {"generation": True}, "generation is not"),
+    ("web1", {"head": "../x"}, "sha or head"),
+    ("web1", {"reason": "x" * 301}, "reason not a string"),
+    ("web1", {"extra": 1}, "not an object of exactly"),
+    ("web2", {}, "node is not the field"),
+    ("web 1", {"node": "web 1"}, "not a node name"),
+    ("web1", {"sig": "0" * 64}, "not signed"),
+])
+def test_an_outcome_is_checked_and_signed(node: str, changes: dict[str, object],
+                                          words: str) -> None:
+    import json
+
+    outcome = Outcome("web1", 7, SHA, SHA, True, "deployed", 1700000000.5)
+    good = json.loads(outcome.dumps(KEY, "site"))
+    assert check_outcome("site", "web1", json.dumps(good), KEY) == outcome
+    with pytest.raises(BadEntry, match=words):
+        check_outcome("site", node, json.dumps({**good, **changes}), KEY)

@@ -421,6 +421,25 @@ def test_public_apis_by_default() -> None:
     assert urls["bitbucket"].startswith("https://api.bitbucket.org/2.0/repositories/")
 
 
+@pytest.mark.parametrize(("forge", "path"), [
+    ("github", "/repos/octo/%2E%2E/a/statuses/..%2F..%2Fadmin%2Fusers%3Fpromote%3D1%23"),
+    ("gitlab", "/projects/octo%2F..%2Fa/statuses/..%2F..%2Fadmin%2Fusers%3Fpromote%3D1%23"),
+    ("gitea", "/repos/octo/%2E%2E/a/statuses/..%2F..%2Fadmin%2Fusers%3Fpromote%3D1%23"),
+    ("bitbucket", "/repositories/octo/%2E%2E/a/commit/..%2F..%2Fadmin%2Fusers%3Fpromote%3D1%23"
+                  "/statuses/build"),
+    ("bitbucket-server", "/rest/build-status/1.0/commits/"
+                         "..%2F..%2Fadmin%2Fusers%3Fpromote%3D1%23"),
+])
+def test_each_path_segment_of_a_forge_url_is_quoted(forge: str, path: str) -> None:
+    """Whatever a SHA or a repository holds, it stays one path segment of the forge's
+    URL: no '..' climbs, no '?' or '#' starts a query (issue 23 finding 1)."""
+    status = Status("octo/../a", "../../admin/users?promote=1#", SUCCESS, CONTEXT, "ok")
+    call = reporter.status_call(forge, "https://forge.example", TOKEN, status)
+    assert call.url == "https://forge.example" + path
+    dots = reporter.status_call("github", "https://forge.example", TOKEN,
+                                Status("octo/..", "..", SUCCESS, CONTEXT, "ok"))
+    assert dots.url == "https://forge.example/repos/octo/%2E%2E/statuses/%2E%2E"
+
 
 def test_a_top_level_report_is_the_default_of_targets_with_their_own_forge(
         tmp_path: Path) -> None:

@@ -34,7 +34,8 @@ def defaults_in(folder: Path, **values: object) -> Config:
     return Config(**{
         "secret_file": str(folder / "secret.txt"), "repo_path": str(folder),
         "state_db": str(folder / "deployhook.sqlite3"),
-        "status_password_file": str(folder / "status-password.txt"), **values,
+        "status_password_file": str(folder / "status-password.txt"),
+        "fleet_key_file": str(folder / "fleet-key.txt"), **values,
     })
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from typing import Any
 
@@ -26,12 +27,15 @@ from deployhook.service.fleetstate import (
     HEARTBEAT_TTL,
     Desired,
     Outcome,
+    Refusals,
+    desired_key,
+    fleet_key,
     heartbeat_key,
     masked,
+    next_desired,
     parse_beats,
     parse_read,
     password,
-    published,
     queue_publish,
     queue_read,
     queue_report,
@@ -40,6 +44,8 @@ from deployhook.service.fleetstate import (
 )
 from deployhook.settings import Config
 from deployhook.text import printable
+
+PUBLISH_TRIES = 10  # WATCH rounds lost to concurrent writers before giving up
 
 
 def add_parser(commands: Any) -> None:
@@ -68,6 +74,18 @@ def _client(config: Config) -> Any:
                                 socket_connect_timeout=3.0)
 
 
+def _key(config: Config) -> bytes:
+    """The fleet key (``fleet_key_file``).
+
+    Raises:
+        CommandFailed: it cannot be read (naming the file).
+    """
+    try:
+        return fleet_key(config.fleet_key_file)
+    except ConfigError as exc:
+        raise CommandFailed(str(exc)) from None
+
+
 def read(config: Config, names: list[str]) -> dict[str, Any]:
     """Every target in ``names`` with its desired state and each node's state.
 
@@ -77,12 +95,14 @@ def read(config: Config, names: list[str]) -> dict[str, Any]:
     import redis
 
     client = _client(config)
+    key, refusals = _key(config), Refusals(logging.getLogger("deployhook.fleet"))
     try:
         pipe = client.pipeline(transaction=False)
         queue_read(pipe, names)
-        desired, outcomes, nodes = parse_read(names, pipe.execute())
-        beats = parse_beats(nodes, client.mget([heartbeat_key(n) for n in nodes])) \
-            if nodes else {}
+        desired, outcomes, nodes = parse_read(names, pipe.execute(raise_on_error=False),
+                                              key, refusals)
+        beats = parse_beats(nodes, client.mget([heartbeat_key(n) for n in nodes]),
+                            refusals) if nodes else {}
     except (redis.RedisError, OSError) as exc:
         raise CommandFailed(f"Redis at {masked(config.redis_url)} is unreachable "
                             f"({type(exc).__name__}: {exc})") from None
@@ -92,14 +112,15 @@ def read(config: Config, names: list[str]) -> dict[str, Any]:
 
 
 def ping(config: Config) -> None:
-    """PING the fleet's Redis with the configured password.
+    """PING the fleet's Redis with the configured password (the fleet key read first).
 
     Raises:
-        CommandFailed: no ``redis_url``, an unreadable password file, or no answer.
+        CommandFailed: no ``redis_url``, an unreadable password or key file, or no answer.
     """
     import redis
 
     client = _client(config)
+    _key(config)
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
@@ -152,13 +173,12 @@ def tell(config: Config, target: str, sha: str | None, ref: str, kind: str) -> s
     desired = Desired(target, sha, ref, f"{kind}-{time.time_ns()}",
                       f"{node} (deployhook {kind} by {user()})", kind)
     try:
-        client = _client(config)
+        client, key = _client(config), _key(config)
         try:
-            pipe = client.pipeline(transaction=True)
-            queue_publish(pipe, desired)
-            done = published(desired, pipe.execute())
+            done = _publish(client, desired, key)
             pipe = client.pipeline(transaction=False)
-            queue_report(pipe, target, Outcome(node, done.generation, sha, sha, True, kind))
+            queue_report(pipe, target, Outcome(node, done.generation, sha, sha, True, kind),
+                         key)
             pipe.execute()
         finally:
             client.close()
@@ -168,3 +188,27 @@ def tell(config: Config, target: str, sha: str | None, ref: str, kind: str) -> s
                 f"bring this node back to the fleet's desired commit")
     return (f"fleet: {short(sha, 12)} is the desired commit of {target} on every node "
             f"(generation {done.generation}); 'deployhook fleet' shows them")
+
+
+def _publish(client: Any, desired: Desired, key: bytes) -> Desired:
+    """Make ``desired`` the next generation of its target, signed with ``key`` (a
+    transaction under ``WATCH``, tried again when another writer came between).
+
+    Raises:
+        redis.RedisError, OSError: Redis is unreachable, refused, or the key kept changing.
+    """
+    import redis
+
+    where = desired_key(desired.target)
+    with client.pipeline(transaction=True) as pipe:
+        for _ in range(PUBLISH_TRIES):
+            try:
+                pipe.watch(where)
+                done = next_desired(desired, pipe.hget(where, "generation"))
+                pipe.multi()
+                queue_publish(pipe, done, key)
+                pipe.execute()
+                return done
+            except redis.WatchError:
+                continue
+    raise redis.WatchError(f"{where} kept changing during {PUBLISH_TRIES} tries")

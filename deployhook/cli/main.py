@@ -123,6 +123,17 @@ def _init_secrets(config: settings.Config) -> None:
         done.add(target.secret_file)
 
 
+def _init_fleet_key(path: str) -> None:
+    """Create the fleet key (fleet mode) when missing (random, mode 0600), saying that
+    every node needs this same file."""
+    if create_secret_file(path):
+        print(f"deployhook: wrote a new random fleet key to {path} (mode 0600); copy this "
+              "same file to every node of the fleet before starting them")
+    else:
+        print(f"deployhook: keeping the existing fleet key in {path} (every node needs the "
+              "same one)")
+
+
 def write_config(path: str) -> None:
     """Write the commented example configuration (every key at its default) to ``path``,
     which must not exist yet.
@@ -138,9 +149,10 @@ def write_config(path: str) -> None:
 
 
 def init(config: settings.Config, config_path: str) -> int:
-    """Create what is missing: the secret and the status page's password, random, mode
-    0600; keep what exists.  Says how to add the webhook and how to log in, and prints
-    neither secret (they are in files only their owner can read)."""
+    """Create what is missing: the secret, the status page's password and, in fleet mode
+    (``redis_url``), the fleet key, random, mode 0600; keep what exists.  Says how to
+    add the webhook and how to log in, and prints none of them (they are in files only
+    their owner can read)."""
     from deployhook.cli.check import local_host
 
     _init_secrets(config)
@@ -150,6 +162,8 @@ def init(config: settings.Config, config_path: str) -> int:
         print(f"deployhook: wrote a new random status page password to {password} (mode 0600)")
     else:
         print(f"deployhook: keeping the existing status page password in {password}")
+    if config.redis_url is not None and config.fleet_key_file is not None:
+        _init_fleet_key(config.fleet_key_file)
     if len(config.targets) == 1:
         print("On GitHub: Settings > Webhooks > Add webhook; Payload URL "
               f"http(s)://<this server>{config.webhook_path}, Content type application/json, "

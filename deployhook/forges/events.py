@@ -138,7 +138,7 @@ def make_push(*, forge: str, delivery_id: str, ref: Any, before: Any, after: Any
     for name, sha in (("before", before), ("after", after)):
         if not isinstance(sha, str):
             raise MalformedDelivery(f"{forge} push '{name}' is missing or not a string")
-        if not _SHA.fullmatch(sha):
+        if not valid_sha(sha):
             raise MalformedDelivery(f"{forge} push '{name}' is not a hex commit SHA")
     if not isinstance(repository, str) or not repository:
         raise MalformedDelivery(f"{forge} push names no repository")
@@ -146,6 +146,11 @@ def make_push(*, forge: str, delivery_id: str, ref: Any, before: Any, after: Any
                 repository=repository, pusher=pusher if isinstance(pusher, str) else "unknown",
                 default_branch=default_branch if isinstance(default_branch, str) else None,
                 delivery_id=delivery_id, forge=forge)
+
+
+def valid_sha(text: str) -> bool:
+    """True for a commit SHA as deliveries must carry it: 40 or 64 lowercase hex digits."""
+    return bool(_SHA.fullmatch(text))
 
 
 def safe_ref(ref: str) -> bool:

@@ -7,7 +7,16 @@
 
 from __future__ import annotations
 
-from deployhook.report.call import FAILURE, PENDING, SUCCESS, Call, Status, json_headers
+from deployhook.report.call import (
+    FAILURE,
+    PENDING,
+    SUCCESS,
+    Call,
+    Status,
+    json_headers,
+    repository_path,
+    segment,
+)
 
 API = "https://api.github.com"
 STATES = {PENDING: "pending", SUCCESS: "success", FAILURE: "failure"}
@@ -25,8 +34,8 @@ def status(api: str | None, token: str, status: Status) -> Call:
             "description": status.short}
     if status.target_url:
         body["target_url"] = status.target_url
-    return Call("POST", f"{api or API}/repos/{status.repository}/statuses/{status.sha}",
-                body, headers(token))
+    return Call("POST", f"{api or API}/repos/{repository_path(status.repository)}/statuses/"
+                f"{segment(status.sha)}", body, headers(token))
 
 
 def deployment(api: str | None, token: str, status: Status, environment: str) -> Call:
@@ -34,8 +43,8 @@ def deployment(api: str | None, token: str, status: Status, environment: str) ->
     ``id`` is what :func:`deployment_status` needs."""
     body = {"ref": status.sha, "environment": environment, "required_contexts": [],
             "auto_merge": False, "description": status.short}
-    return Call("POST", f"{api or API}/repos/{status.repository}/deployments", body,
-                headers(token))
+    return Call("POST", f"{api or API}/repos/{repository_path(status.repository)}/deployments",
+                body, headers(token))
 
 
 def deployment_status(api: str | None, token: str, status: Status, deployment_id: int) -> Call:
@@ -43,5 +52,5 @@ def deployment_status(api: str | None, token: str, status: Status, deployment_id
     body = {"state": DEPLOYMENT_STATES[status.state], "description": status.short}
     if status.target_url:
         body["log_url"] = status.target_url
-    return Call("POST", f"{api or API}/repos/{status.repository}/deployments/"
-                f"{deployment_id}/statuses", body, headers(token))
+    return Call("POST", f"{api or API}/repos/{repository_path(status.repository)}/"
+                f"deployments/{segment(deployment_id)}/statuses", body, headers(token))

@@ -3,9 +3,7 @@ URL-encoded ``path_with_namespace`` (state running/success/failed, ``name``)."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
-from deployhook.report.call import FAILURE, PENDING, SUCCESS, Call, Status, json_headers
+from deployhook.report.call import FAILURE, PENDING, SUCCESS, Call, Status, json_headers, segment
 
 API = "https://gitlab.com/api/v4"
 STATES = {PENDING: "running", SUCCESS: "success", FAILURE: "failed"}
@@ -17,6 +15,5 @@ def status(api: str | None, token: str, status: Status) -> Call:
             "description": status.short}
     if status.target_url:
         body["target_url"] = status.target_url
-    project = quote(status.repository, safe="")
-    return Call("POST", f"{api or API}/projects/{project}/statuses/{status.sha}", body,
-                json_headers({"PRIVATE-TOKEN": token}))
+    return Call("POST", f"{api or API}/projects/{segment(status.repository)}/statuses/"
+                f"{segment(status.sha)}", body, json_headers({"PRIVATE-TOKEN": token}))

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from deployhook.forges.delivery import ZERO_SHA, Push
+from deployhook.forges.events import valid_sha
 from deployhook.git.checkout import RunResult
 from deployhook.git.steps import Step
 from deployhook.redact import redact
@@ -93,7 +94,11 @@ class Reporter:
     def started(self, target: Any, pushes: list[Push]) -> None:
         if target.config.report is None:
             return
-        shas = dict.fromkeys(p.after for p in pushes if p.after and p.after != ZERO_SHA)
+        shas = dict.fromkeys(p.after for p in pushes if p.after != ZERO_SHA)
+        for sha in [sha for sha in shas if not valid_sha(sha)]:  # never in a forge's URL
+            log.warning("%s: not reporting %r to the forge: not a commit SHA", target.name,
+                        sha[:80])
+            del shas[sha]
         jobs = [Job(target.name, target.config, target.repository, sha) for sha in shas]
         self.running[target.name] = jobs
         for job in jobs:

@@ -10,6 +10,13 @@ after a lost connection comes back, and every ``reconcile_interval`` seconds.  A
 generation that failed on this node is not tried again by the reconcile: a new
 generation (a push, a redelivery, an explicit deploy) is.
 
+Redis is an input, not the operator: what is read from it is checked and must be
+signed with the fleet key (:mod:`~deployhook.service.fleetstate`), and a desired
+commit is deployed only on a ref this target deploys (the decision a delivery gets).
+The heartbeat and the notification listener run under a
+:class:`~deployhook.service.supervise.Supervisor`: restarted after a failure, their
+state in ``/health`` (``fleet.tasks``).
+
 This module imports ``redis`` (redis.asyncio: nothing blocks the IOLoop); the hub
 imports it only when ``redis_url`` is set.  The agent is built from the parts it uses
 (the config, the targets, the git executor, the record, a subscription to run
@@ -28,7 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from deployhook.forges.delivery import Push
 from deployhook.git import releases
@@ -41,19 +50,22 @@ from deployhook.service.fleetstate import (
     Desired,
     NodeState,
     Outcome,
+    Refusals,
     Told,
+    checked_replies,
     delivery_key,
     desired_key,
+    fleet_key,
     heartbeat_key,
     load_pending,
     masked,
+    next_desired,
     outcomes_key,
     parse_beats,
     parse_desired,
     parse_outcomes,
     parse_read,
     password,
-    published,
     queue_beat,
     queue_publish,
     queue_read,
@@ -62,7 +74,9 @@ from deployhook.service.fleetstate import (
     states,
     view,
 )
+from deployhook.service.rules import deploys
 from deployhook.service.runs import run_rollback
+from deployhook.service.supervise import Supervisor
 
 if TYPE_CHECKING:
     from deployhook.record.recorder import Recorder
@@ -72,6 +86,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("deployhook.fleet")
 RETRY = 1.0  # seconds between attempts while Redis is unreachable or something waits
 TIMEOUT = 3.0  # seconds for one Redis command (connecting: 2 s)
+PUBLISH_TRIES = 10  # WATCH rounds lost to concurrent writers before giving up
+# Redis cannot be reached: the loops wait and try again; any other failure (Redis
+# refusing a command, a bug) goes to the supervisor.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class Fleet:
@@ -86,12 +104,15 @@ class Fleet:
         after each run of a target.  What it reads of ``config`` takes effect at a restart
         only (:data:`~deployhook.service.hub.RESTART_KEYS`).
 
-        Raises ConfigError: ``redis_password_file`` cannot be read.
+        Raises ConfigError: ``redis_password_file`` or ``fleet_key_file`` cannot be read.
         """
         assert config.redis_url is not None and config.node is not None
         self.config, self.targets, self.executor, self.record = config, targets, executor, record
         self.node: str = config.node
         self.where = masked(config.redis_url)
+        self.key = fleet_key(config.fleet_key_file)
+        self.refusals = Refusals(log)
+        self.supervisor = Supervisor(log)
         self.client = aioredis.from_url(
             config.redis_url, password=password(config.redis_password_file),
             socket_timeout=TIMEOUT, socket_connect_timeout=2.0, health_check_interval=10)
@@ -104,7 +125,7 @@ class Fleet:
         self.reachable: bool | None = None
         self.error = ""
         self.closing = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # short ones: writing an outcome
         self._reconciling: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._rolling: set[str] = set()  # targets a fleet rollback is switching
@@ -115,13 +136,14 @@ class Fleet:
         """Start the heartbeat and the notification listener (neither waits for Redis)."""
         log.info("fleet: node %s, desired state in Redis at %s", self.node, self.where)
         self.pending.update(load_pending(self.pending_path))
-        self._spawn(self._beat_loop())
-        self._spawn(self._listen_loop())
+        self.supervisor.start("heartbeat", self._beat_loop)
+        self.supervisor.start("notifications", self._listen_loop)
 
     async def close(self) -> None:
         """Stop; leave the fleet (this node is absent at once, not after the TTL)."""
         self.closing = True
-        for task in list(self._tasks) + list(self._reconciling.values()):
+        for task in self.supervisor.stop() + list(self._tasks) + list(
+                self._reconciling.values()):
             task.cancel()
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             await asyncio.wait_for(self.client.delete(heartbeat_key(self.node)), 1.0)
@@ -134,7 +156,12 @@ class Fleet:
         task.add_done_callback(self._tasks.discard)
 
     async def _beat_loop(self) -> None:
-        """Heartbeat, flush what waited for Redis, reconcile every ``reconcile_interval``."""
+        """Heartbeat, flush what waited for Redis, reconcile every ``reconcile_interval``.
+
+        Raises:
+            RedisError: Redis refused a command (say, WRONGTYPE): the supervisor
+                restarts the loop.
+        """
         interval = self.config.reconcile_interval
         next_reconcile = 0.0
         while not self.closing:
@@ -146,7 +173,8 @@ class Fleet:
                     self.reconcile_all()
                 self.cached = await self.snapshot()
                 self._reached()
-            except (RedisError, OSError) as exc:
+                self.supervisor.healthy("heartbeat")
+            except UNREACHABLE as exc:
                 self._unreachable(exc)
             busy = self.pending or self.outbox or not self.reachable
             await asyncio.sleep(RETRY if busy else min(HEARTBEAT_EVERY, interval))
@@ -159,12 +187,13 @@ class Fleet:
             try:
                 await pubsub.subscribe(CHANNEL)
                 self.reconcile_all()
+                self.supervisor.healthy("notifications")
                 while not self.closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                        timeout=1.0)
                     if message is not None:
-                        self.poke(_text(message["data"]))
-            except (RedisError, OSError) as exc:
+                        self.poke(_text(message["data"])[:100])
+            except UNREACHABLE as exc:
                 self._unreachable(exc)
                 await asyncio.sleep(RETRY)
             finally:
@@ -180,7 +209,8 @@ class Fleet:
         """Publish the desired states accepted while Redis was unreachable (unless a
         newer one is there), and write our outcomes that could not be written."""
         for name, desired in list(self.pending.items()):
-            current = parse_desired(name, await self.client.hgetall(desired_key(name)))
+            current = parse_desired(name, await self.client.hgetall(desired_key(name)),
+                                    self.key, self.refusals)
             if current is None or current.time <= desired.time:
                 if desired.delivery != "-":
                     await self.client.set(delivery_key(name, desired.delivery), self.node,
@@ -252,11 +282,13 @@ class Fleet:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(desired_key(name))
         pipe.hget(outcomes_key(name), self.node)
-        raw, mine = await pipe.execute()
-        desired = parse_desired(name, raw)
+        raw, mine = checked_replies(self.refusals, await pipe.execute(raise_on_error=False),
+                                    (desired_key(name), outcomes_key(name)))
+        desired = parse_desired(name, raw, self.key, self.refusals)
         if desired is None:
             return
-        outcome = parse_outcomes({self.node: mine}).get(self.node) if mine else None
+        outcome = parse_outcomes(name, {self.node: mine}, self.key, self.refusals).get(
+            self.node) if mine else None
         covering = self.covering.get(name)
         if (outcome is not None and outcome.generation >= desired.generation) or (
                 covering is not None and covering.generation >= desired.generation) or (
@@ -336,16 +368,32 @@ class Fleet:
 
     async def _write(self, name: str, outcome: Outcome) -> None:
         pipe = self.client.pipeline(transaction=False)
-        queue_report(pipe, name, outcome)
+        queue_report(pipe, name, outcome, self.key)
         await pipe.execute()
         if self.outbox.get(name) is outcome:
             del self.outbox[name]
 
     # -- deliveries --------------------------------------------------------------------
     async def _publish(self, desired: Desired) -> Desired:
-        pipe = self.client.pipeline(transaction=True)
-        queue_publish(pipe, desired)
-        return published(desired, await pipe.execute())
+        """Make ``desired`` the next generation of its target, signed (a transaction
+        under ``WATCH``, tried again when another writer came between); return it.
+
+        Raises:
+            RedisError, OSError: Redis is unreachable, refused, or the key kept changing.
+        """
+        key = desired_key(desired.target)
+        async with self.client.pipeline(transaction=True) as pipe:
+            for _ in range(PUBLISH_TRIES):
+                try:
+                    await pipe.watch(key)
+                    done = next_desired(desired, await pipe.hget(key, "generation"))
+                    pipe.multi()
+                    queue_publish(pipe, done, self.key)
+                    await pipe.execute()
+                    return done
+                except WatchError:
+                    continue
+        raise WatchError(f"{key} kept changing during {PUBLISH_TRIES} tries")
 
     async def accepted(self, target: Target, push: Push) -> Told:
         """Tell the fleet of a verified push for ``target``: a new delivery sets the
@@ -386,11 +434,14 @@ class Fleet:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(desired_key(name))
         pipe.hgetall(outcomes_key(name))
-        raw, outcomes = await pipe.execute()
-        desired = parse_desired(name, raw)
+        raw, outcomes = checked_replies(
+            self.refusals, await pipe.execute(raise_on_error=False),
+            (desired_key(name), outcomes_key(name)))
+        desired = parse_desired(name, raw, self.key, self.refusals)
         if desired is None:
             return None, []
-        failed = [o.node for o in parse_outcomes(outcomes).values()
+        failed = [o.node for o in parse_outcomes(name, outcomes, self.key,
+                                                 self.refusals).values()
                   if o.generation == desired.generation and not o.ok]
         return desired, failed
 
@@ -426,16 +477,18 @@ class Fleet:
         """
         pipe = self.client.pipeline(transaction=False)
         queue_read(pipe, names)
-        desired, outcomes, nodes = parse_read(names, await pipe.execute())
+        desired, outcomes, nodes = parse_read(
+            names, await pipe.execute(raise_on_error=False), self.key, self.refusals)
         beats = parse_beats(nodes, await self.client.mget(
-            [heartbeat_key(n) for n in nodes])) if nodes else {}
+            [heartbeat_key(n) for n in nodes]), self.refusals) if nodes else {}
         return desired, outcomes, beats
 
     def status(self) -> dict[str, Any]:
         """For ``/health``: this node, Redis (its URL masked), each target's fleet as the
-        last heartbeat read it."""
+        last heartbeat read it, and the state of each of the agent's tasks."""
         return {"node": self.node, "redis": self.where, "reachable": self.reachable,
-                "reason": self.error, "targets": self.cached}
+                "reason": self.error, "targets": self.cached,
+                "tasks": self.supervisor.status()}
 
 
 def _push(desired: Desired) -> Push:
@@ -446,13 +499,10 @@ def _push(desired: Desired) -> Push:
 
 
 def _refused(target: Target, desired: Desired) -> str:
-    """Why this node cannot deploy ``desired`` ("" when it can)."""
-    if target.config.tags is not None:
-        return "" if desired.ref.startswith("refs/tags/") else (
-            f"this node deploys tags, the desired commit is on {desired.ref}")
-    if target.branch and desired.ref != f"refs/heads/{target.branch}":
-        return f"this node deploys {target.branch}, the desired commit is on {desired.ref}"
-    return ""
+    """Why this node cannot deploy ``desired`` ("" when it can): the decision a
+    delivery of its ref gets here (its branch, or a tag matching ``tags``)."""
+    why = deploys(desired.ref, desired.sha, target.branch, target.config.tags)
+    return f"this node does not deploy {desired.ref}: {why}" if why else ""
 
 
 def _text(value: Any) -> str:

@@ -11,29 +11,44 @@ Keys (``deployhook:`` first):
   ``delivery``, ``time``, ``by`` (node, and who), ``kind`` (push, deploy, rollback) and
   ``generation``, bumped by each new desired state (a new push, a redelivery after a
   failure, an explicit deploy): a node retries a commit that failed on it only for a
-  new generation.
-- ``outcomes:<target>`` (hash): node -> JSON ``{generation, sha, head, ok, reason, time}``.
+  new generation.  ``sig``: HMAC-SHA256 of every other field and the target's name
+  with the fleet key (``fleet_key_file``, never in Redis).
+- ``outcomes:<target>`` (hash): node -> JSON ``{node, generation, sha, head, ok, reason,
+  time, sig}``, signed likewise (with the target's name).
 - ``node:<node>`` (string, expires after :data:`HEARTBEAT_TTL`): JSON ``{targets: {name:
   HEAD}, time}``; a node is live while it is there.  ``nodes:<target>`` (set): every
   node seen deploying the target.
 - ``delivery:<target>:<id>`` (string, 7 days): the node that accepted the delivery
   first (``SET NX``): a redelivery to any node does not deploy the fleet again.
 - channel ``desired``: the target's name, published with each new desired state.
+
+Redis is an input, not the operator: whoever can write it may stop the fleet, never
+choose what it runs.  Every entry read is checked as a delivery is (a 40- or 64-hex
+SHA, a safe ref, integer generations, bounded strings, node names as the ``node``
+setting) and desired states and outcomes must carry the signature of the fleet key;
+an entry that fails is skipped and logged once (:class:`Refusals`).  Heartbeats are
+not signed (they only say who is live): they are checked strictly.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from deployhook.errors import ConfigError
+from deployhook.forges.events import safe_ref, valid_sha
 from deployhook.redact import redact
+from deployhook.secret import parse_secrets
+from deployhook.settings import NODE_NAME
 
 log = logging.getLogger("deployhook.fleet")
 PREFIX = "deployhook:"
@@ -42,6 +57,10 @@ HEARTBEAT_TTL = 15  # seconds a node stays live after its last heartbeat
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats
 DELIVERY_TTL = 7 * 86400  # seconds a delivery ID is remembered fleet-wide
 KINDS = ("push", "deploy", "rollback")
+MAX_GENERATION = 2 ** 53  # JSON numbers stay exact below it
+LIMITS = {"ref": 255, "delivery": 100, "by": 200, "reason": 300}  # characters, at most
+MAX_ENTRY = 64 * 1024  # bytes of one outcome's or heartbeat's JSON, at most
+MIN_KEY = 32  # characters of the fleet key, at least ('deployhook init' writes 64)
 _PASSWORD = re.compile(r"(rediss?://)([^@/]*@)")
 
 
@@ -89,6 +108,64 @@ def password(path: str | None) -> str | None:
     return lines[0]
 
 
+def fleet_key(path: str | None) -> bytes:
+    """The fleet key in ``path`` (``fleet_key_file``; its first line that is not a
+    comment), which signs desired states and outcomes.
+
+    Raises:
+        ConfigError: no file is set, or it is missing, unreadable, empty or shorter than
+            :data:`MIN_KEY` characters (naming the file, never showing the key).
+    """
+    hint = ("'deployhook init' writes one; every node needs the same file (README.rst, "
+            "Several servers)")
+    if path is None:
+        raise ConfigError(f"redis_url needs fleet_key_file: {hint}")
+    try:
+        keys = parse_secrets(Path(path).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"fleet_key_file {path} cannot be read: {exc.strerror}; {hint}") \
+            from None
+    if not keys or len(keys[0]) < MIN_KEY:
+        raise ConfigError(f"fleet_key_file {path} holds no key of {MIN_KEY} characters or "
+                          f"more; {hint}")
+    return keys[0]
+
+
+class BadEntry(ValueError):
+    """An entry of Redis this node refuses; the text says why (never the entry)."""
+
+
+class Refusals:
+    """Logs each refused entry once (not every loop), by where it is and why."""
+
+    MAX_REMEMBERED = 1000
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self.seen: set[tuple[str, str]] = set()
+
+    def note(self, where: str, reason: str) -> None:
+        """Entry ``where`` (``deployhook:desired:site``) was refused because ``reason``."""
+        if (where, reason) in self.seen:
+            return
+        if len(self.seen) >= self.MAX_REMEMBERED:
+            self.seen.clear()
+        self.seen.add((where, reason))
+        self.log.warning("fleet: refused %s in Redis: %s; skipped (logged once)",
+                         where[:200], reason)
+
+
+def _sign(key: bytes, kind: str, values: list[Any]) -> str:
+    """HMAC-SHA256 with ``key`` of the canonical JSON of ``kind`` and ``values``."""
+    text = json.dumps([kind, *values], separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _signed(key: bytes, kind: str, values: list[Any], signature: Any) -> bool:
+    return isinstance(signature, str) and hmac.compare_digest(
+        signature.encode(), _sign(key, kind, values).encode())
+
+
 @dataclass(frozen=True)
 class Desired:
     """The commit the fleet should have for one target, and its generation."""
@@ -102,10 +179,17 @@ class Desired:
     time: float = field(default_factory=time.time)
     generation: int = 0
 
-    def fields(self) -> dict[str, str]:
-        """The hash fields written (``generation`` is bumped on its own)."""
+    def signature(self, key: bytes) -> str:
+        """HMAC-SHA256 with the fleet ``key`` of every field, the target's name too."""
+        return _sign(key, "deployhook-desired/1", [
+            self.target, self.sha, self.ref, self.delivery, self.by, self.kind, self.time,
+            self.generation])
+
+    def fields(self, key: bytes) -> dict[str, str]:
+        """The hash fields written, signed with ``key``."""
         return {"sha": self.sha, "ref": self.ref, "delivery": self.delivery, "by": self.by,
-                "kind": self.kind, "time": repr(self.time)}
+                "kind": self.kind, "time": repr(self.time),
+                "generation": str(self.generation), "sig": self.signature(key)}
 
 
 @dataclass(frozen=True)
@@ -120,8 +204,15 @@ class Outcome:
     reason: str
     time: float = field(default_factory=time.time)
 
-    def dumps(self) -> str:
-        return json.dumps(asdict(self))
+    def signature(self, key: bytes, target: str) -> str:
+        """HMAC-SHA256 with the fleet ``key`` of every field and ``target``'s name."""
+        return _sign(key, "deployhook-outcome/1", [
+            target, self.node, self.generation, self.sha, self.head, self.ok, self.reason,
+            self.time])
+
+    def dumps(self, key: bytes, target: str) -> str:
+        """The JSON written for ``target``, signed with ``key``."""
+        return json.dumps({**asdict(self), "sig": self.signature(key, target)})
 
 
 @dataclass(frozen=True)
@@ -147,22 +238,29 @@ class NodeState:
     time: float | None = None
 
 
-def queue_publish(pipe: Any, desired: Desired) -> None:
-    """Queue a new desired state on ``pipe`` (a transaction): its fields, the generation
-    bumped (reply 1: the new generation), the notification."""
-    pipe.hset(desired_key(desired.target), mapping=desired.fields())
-    pipe.hincrby(desired_key(desired.target), "generation", 1)
+def next_desired(desired: Desired, current: Any) -> Desired:
+    """``desired`` as the next generation after ``current`` (the ``generation`` field in
+    Redis, read under ``WATCH``; one that is not a valid generation counts as 0): the
+    generation is signed, so the publisher chooses it before writing."""
+    try:
+        before = _generation(_text(current)) if current is not None else 0
+    except BadEntry:
+        before = 0
+    return replace(desired, generation=before + 1)
+
+
+def queue_publish(pipe: Any, desired: Desired, key: bytes) -> None:
+    """Queue ``desired`` (its generation from :func:`next_desired`) on ``pipe``, a
+    transaction after ``WATCH desired:<target>``: the hash replaced by its signed
+    fields, the notification."""
+    pipe.delete(desired_key(desired.target))
+    pipe.hset(desired_key(desired.target), mapping=desired.fields(key))
     pipe.publish(CHANNEL, desired.target)
 
 
-def published(desired: Desired, replies: list[Any]) -> Desired:
-    """``desired`` with the generation :func:`queue_publish`'s replies gave it."""
-    return Desired(**{**asdict(desired), "generation": int(replies[1])})
-
-
-def queue_report(pipe: Any, target: str, outcome: Outcome) -> None:
-    """Queue ``outcome`` as its node's outcome for ``target``."""
-    pipe.hset(outcomes_key(target), outcome.node, outcome.dumps())
+def queue_report(pipe: Any, target: str, outcome: Outcome, key: bytes) -> None:
+    """Queue ``outcome`` as its node's outcome for ``target``, signed with ``key``."""
+    pipe.hset(outcomes_key(target), outcome.node, outcome.dumps(key, target))
 
 
 def queue_beat(pipe: Any, node: str, heads: dict[str, str | None]) -> None:
@@ -182,53 +280,217 @@ def queue_read(pipe: Any, targets: list[str]) -> None:
         pipe.smembers(nodes_key(target))
 
 
-def parse_read(targets: list[str], replies: list[Any]
+def parse_read(targets: list[str], replies: list[Any], key: bytes, refusals: Refusals
                ) -> tuple[dict[str, Desired | None], dict[str, dict[str, Outcome]], list[str]]:
-    """The replies of :func:`queue_read`: desired state and outcomes per target (a node
-    that deploys the target and never reported has an empty outcome), and every node."""
-    desired = {t: parse_desired(t, replies[3 * i]) for i, t in enumerate(targets)}
-    outcomes = {t: parse_outcomes(replies[3 * i + 1]) for i, t in enumerate(targets)}
-    members = {t: {_text(n) for n in replies[3 * i + 2]} for i, t in enumerate(targets)}
+    """The replies of :func:`queue_read` (a pipeline run with ``raise_on_error=False``: a
+    key of the wrong type is a refused entry): desired state and outcomes per target (a
+    node that deploys the target and never reported has an empty outcome), and every
+    node; what fails its checks is left out and noted in ``refusals``."""
+    desired, outcomes, members = {}, {}, {}
+    for i, target in enumerate(targets):
+        raw_desired, raw_outcomes, raw_members = checked_replies(
+            refusals, replies[3 * i:3 * i + 3],
+            (desired_key(target), outcomes_key(target), nodes_key(target)))
+        desired[target] = parse_desired(target, raw_desired, key, refusals)
+        outcomes[target] = parse_outcomes(target, raw_outcomes, key, refusals)
+        members[target] = set(_nodes(target, raw_members, refusals))
     for target, names in members.items():
         for node in names - set(outcomes[target]):
             outcomes[target][node] = Outcome(node, 0, "", None, False, "no outcome yet", 0.0)
     return desired, outcomes, sorted(set().union(*members.values()) if members else ())
 
 
-def parse_desired(target: str, raw: dict[Any, Any]) -> Desired | None:
-    """A ``desired:<target>`` hash (None when there is none or it is damaged)."""
-    values = {_text(k): _text(v) for k, v in (raw or {}).items()}
-    try:
-        return Desired(target=target, sha=values["sha"], ref=values["ref"],
-                       delivery=values.get("delivery", "-"), by=values.get("by", "?"),
-                       kind=values.get("kind", "push"), time=float(values.get("time", 0)),
-                       generation=int(values["generation"]))
-    except (KeyError, ValueError):
-        return None
-
-
-def parse_outcomes(raw: dict[Any, Any]) -> dict[str, Outcome]:
-    """An ``outcomes:<target>`` hash: node -> outcome (damaged entries left out)."""
-    found = {}
-    for node, value in (raw or {}).items():
-        try:
-            found[_text(node)] = Outcome(**json.loads(_text(value)))
-        except (TypeError, ValueError):
-            continue
+def checked_replies(refusals: Refusals, replies: list[Any], keys: tuple[str, ...]) -> list[Any]:
+    """``replies`` with each error reply (WRONGTYPE) noted and read as empty."""
+    found = []
+    for reply, where in zip(replies, keys, strict=True):
+        if isinstance(reply, Exception):
+            refusals.note(where, f"Redis answered {type(reply).__name__}: "
+                          f"{_text(str(reply))[:100]}")
+            reply = None
+        found.append(reply)
     return found
 
 
-def parse_beats(nodes: list[str], replies: list[Any]) -> dict[str, dict[str, Any]]:
-    """The live nodes among ``nodes`` from an ``MGET`` of their heartbeat keys."""
+def _nodes(target: str, raw: Any, refusals: Refusals) -> list[str]:
+    """The members of ``nodes:<target>`` that are node names (``node``'s rule)."""
+    names = []
+    for member in raw or ():
+        name = _text(member)
+        if NODE_NAME.fullmatch(name):
+            names.append(name)
+        else:
+            refusals.note(f"{nodes_key(target)}[{name[:64]!r}]",
+                          f"not a node name (must match {NODE_NAME.pattern})")
+    return names
+
+
+def parse_desired(target: str, raw: dict[Any, Any] | None, key: bytes,
+                  refusals: Refusals) -> Desired | None:
+    """A ``desired:<target>`` hash: None when there is none, or when it fails
+    :func:`check_desired` (noted in ``refusals``)."""
+    if not raw:
+        return None
+    try:
+        return check_desired(target, {_text(k): _text(v) for k, v in raw.items()}, key)
+    except BadEntry as exc:
+        refusals.note(desired_key(target), str(exc))
+        return None
+
+
+def check_desired(target: str, values: dict[str, str], key: bytes) -> Desired:
+    """The desired state of ``target`` in ``values`` (its hash's fields), checked as a
+    delivery is and against its signature with the fleet ``key``.
+
+    Raises:
+        BadEntry: a field is missing or invalid, or the signature is missing or not the
+            fleet key's.
+    """
+    sha, ref, kind = values.get("sha", ""), values.get("ref", ""), values.get("kind", "")
+    if not valid_sha(sha):
+        raise BadEntry("its sha is not a 40- or 64-hex commit SHA")
+    if kind not in KINDS:
+        raise BadEntry(f"its kind is not one of {', '.join(KINDS)}")
+    if len(ref) > LIMITS["ref"] or not (safe_ref(ref) or (kind == "rollback" and not ref)):
+        raise BadEntry("its ref is not a safe git ref")  # a rollback's may be empty
+    desired = Desired(target, sha, ref, _bounded(values, "delivery"), _bounded(values, "by"),
+                      kind, _when(values.get("time")), _generation(values.get("generation")))
+    if not _signed(key, "deployhook-desired/1", [
+            target, sha, ref, desired.delivery, desired.by, kind, desired.time,
+            desired.generation], values.get("sig")):
+        raise BadEntry("it is not signed with this fleet's key (fleet_key_file)")
+    return desired
+
+
+def parse_outcomes(target: str, raw: dict[Any, Any] | None, key: bytes,
+                   refusals: Refusals) -> dict[str, Outcome]:
+    """An ``outcomes:<target>`` hash: node -> outcome; entries that fail
+    :func:`check_outcome` are left out (noted in ``refusals``)."""
+    found = {}
+    for field_name, value in (raw or {}).items():
+        node = _text(field_name)
+        try:
+            found[node] = check_outcome(target, node, _text(value), key)
+        except BadEntry as exc:
+            refusals.note(f"{outcomes_key(target)}[{node[:64]}]", str(exc))
+    return found
+
+
+def check_outcome(target: str, node: str, text: str, key: bytes) -> Outcome:
+    """Node ``node``'s outcome for ``target`` from its JSON ``text``, checked and
+    against its signature with the fleet ``key``.
+
+    Raises:
+        BadEntry: not JSON of the outcome's fields with valid values, or not signed with
+            the fleet key.
+    """
+    if not NODE_NAME.fullmatch(node):
+        raise BadEntry(f"not a node name (must match {NODE_NAME.pattern})")
+    if len(text) > MAX_ENTRY:
+        raise BadEntry(f"longer than {MAX_ENTRY} characters")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise BadEntry("not JSON") from None
+    names = {f for f in Outcome.__dataclass_fields__} | {"sig"}
+    if not isinstance(value, dict) or set(value) != names:
+        raise BadEntry(f"not an object of exactly {', '.join(sorted(names))}")
+    head, ok, reason = value["head"], value["ok"], value["reason"]
+    if value["node"] != node:
+        raise BadEntry("its node is not the field's name")
+    if not isinstance(value["sha"], str) or not valid_sha(value["sha"]) or not (
+            head is None or (isinstance(head, str) and valid_sha(head))):
+        raise BadEntry("its sha or head is not a 40- or 64-hex commit SHA")
+    if not isinstance(ok, bool) or not isinstance(reason, str) or len(reason) > LIMITS[
+            "reason"]:
+        raise BadEntry(f"ok is not true or false, or reason not a string of at most "
+                       f"{LIMITS['reason']} characters")
+    outcome = Outcome(node, _generation(value["generation"]), value["sha"], head, ok,
+                      reason, _when(value["time"]))
+    if not _signed(key, "deployhook-outcome/1", [
+            target, node, outcome.generation, outcome.sha, head, ok, reason, outcome.time],
+            value["sig"]):
+        raise BadEntry("it is not signed with this fleet's key (fleet_key_file)")
+    return outcome
+
+
+def parse_beats(nodes: list[str], replies: list[Any],
+                refusals: Refusals) -> dict[str, dict[str, Any]]:
+    """The live nodes among ``nodes`` from an ``MGET`` of their heartbeat keys: a
+    heartbeat that is not JSON ``{targets: {name: HEAD or null}, time}`` with commit
+    SHAs is noted in ``refusals`` and its node counted as absent."""
     beats = {}
     for node, value in zip(nodes, replies, strict=True):
+        if value is None:
+            continue
         try:
-            beat = json.loads(_text(value)) if value is not None else None
-        except ValueError:
-            beat = None
-        if isinstance(beat, dict):
-            beats[node] = beat
+            beats[node] = _beat(_text(value))
+        except BadEntry as exc:
+            refusals.note(heartbeat_key(node), str(exc))
     return beats
+
+
+def _beat(text: str) -> dict[str, Any]:
+    """A heartbeat's JSON ``text``, checked.
+
+    Raises:
+        BadEntry: not what :func:`queue_beat` writes.
+    """
+    if len(text) > MAX_ENTRY:
+        raise BadEntry(f"longer than {MAX_ENTRY} characters")
+    try:
+        beat = json.loads(text)
+    except ValueError:
+        raise BadEntry("not JSON") from None
+    targets = beat.get("targets") if isinstance(beat, dict) else None
+    if not isinstance(targets, dict) or not all(
+            isinstance(name, str) and len(name) <= 64 and (
+                head is None or (isinstance(head, str) and valid_sha(head)))
+            for name, head in targets.items()):
+        raise BadEntry("not an object of targets, each with a commit SHA or null")
+    return {"targets": targets, "time": _when(beat.get("time"))}
+
+
+def _bounded(values: dict[str, str], name: str) -> str:
+    """Field ``name`` of ``values``, at most its :data:`LIMITS` characters.
+
+    Raises:
+        BadEntry: missing or longer.
+    """
+    text = values.get(name)
+    if text is None or len(text) > LIMITS[name]:
+        raise BadEntry(f"its {name} is missing or longer than {LIMITS[name]} characters")
+    return text
+
+
+def _generation(value: Any) -> int:
+    """A generation: an integer 0..:data:`MAX_GENERATION` (as the hash keeps it, text).
+
+    Raises:
+        BadEntry: anything else (a bool, a float, "abc").
+    """
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,16}", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            0 <= value <= MAX_GENERATION):
+        raise BadEntry(f"its generation is not an integer from 0 to {MAX_GENERATION}")
+    return value
+
+
+def _when(value: Any) -> float:
+    """A time in seconds since the epoch (a number, or its text), finite and not negative.
+
+    Raises:
+        BadEntry: anything else.
+    """
+    try:
+        when = float(value) if isinstance(value, (int, float, str)) and not isinstance(
+            value, bool) and len(str(value)) <= 32 else math.nan
+    except ValueError:
+        when = math.nan
+    if not math.isfinite(when) or when < 0:
+        raise BadEntry("its time is not a finite number of seconds")
+    return when
 
 
 def states(target: str, desired: Desired | None, outcomes: dict[str, Outcome],

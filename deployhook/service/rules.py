@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from deployhook import forges
 from deployhook.errors import WrongRepository
-from deployhook.forges.delivery import Push
+from deployhook.forges.delivery import ZERO_SHA, Push
 from deployhook.forges.events import TAG_PREFIX, Event, Pushes
+from deployhook.forges.events import Push as RefChange
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,16 @@ def decide_event(event: Event, repository: str | None, branch: str | None,
     if push.deleted:
         return Ignore(f"branch {push.branch} was deleted; the checkout is kept as it is")
     return Deploy(push)
+
+
+def deploys(ref: str, sha: str, branch: str | None, tags: str | None) -> str:
+    """Why a target deploying ``branch`` (or, with ``tags``, the tags matching it) would
+    not deploy commit ``sha`` on ``ref``, "" when it would: :func:`decide_event`'s
+    decision of a push of that ref (the fleet asks it of each desired state)."""
+    change = RefChange(ref=ref, before=ZERO_SHA, after=sha, deleted=False, repository="",
+                       default_branch=None, pusher="fleet", forge="fleet")
+    decision = decide_event(Pushes("fleet", "-", "", (change,)), None, branch, tags)
+    return "" if isinstance(decision, Deploy) else getattr(decision, "reason", "not a push")
 
 
 def _decide_tags(event: Pushes, pattern: str) -> Decision:
