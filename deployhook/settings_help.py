@@ -156,6 +156,11 @@ DESCRIPTIONS: dict[str, str] = {
     "redis_password_file": (
         "File holding Redis's password; under systemd, when unset: "
         "``$CREDENTIALS_DIRECTORY/redis-password``."),
+    "fleet_key_file": (
+        "File holding the fleet key every node signs what it writes to Redis with (the "
+        "same on every node; Redis never sees it); required with ``redis_url``; under "
+        "systemd, when unset: ``$CREDENTIALS_DIRECTORY/fleet-key``.  ``deployhook init`` "
+        "writes one."),
     "node": "This server's name in the fleet; ``None``: the host name (its first label).",
     "reconcile_interval": (
         "Fleet mode: seconds between checks of this server's checkout against the desired "
