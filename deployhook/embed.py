@@ -14,6 +14,7 @@ With a single target, ``hook.worker``, ``hook.head``, ``hook.repository`` and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from deployhook.settings import Config
 from deployhook.web.app import routes
 
 if TYPE_CHECKING:
+    from deployhook.report.notify import Notifier
     from deployhook.report.reporter import Reporter
 
 
@@ -45,6 +47,22 @@ class DeployHook(Hub):
         self.events.on_idle(self.reloader.poke)
         self.reporter: Reporter | None = None  # made once a target sets ``report``
         self._report_if_configured()
+        self.notifier: Notifier | None = None  # made once a target sets ``notify``
+        if any(t.notify for t in config.targets):
+            from deployhook.report.notify import check_urls
+
+            check_urls(config.targets)  # ConfigError: the daemon does not start
+        self._notify_if_configured()
+
+    def _notify_if_configured(self) -> None:
+        """Make the notifier once a target sets ``notify`` (its URLs checked: only then is
+        Apprise imported)."""
+        if self.notifier is None and any(t.notify for t in self.config.targets):
+            from deployhook.report.notify import Notifier
+
+            self.notifier = Notifier(self.record, lambda: self.config.public_url)
+            self.events.on_started(self.notifier.started)
+            self.events.on_ran(self.notifier.finished)
 
     def _report_if_configured(self) -> None:
         """Make the forge reporter once a target sets ``report``: only then are it and its
@@ -57,14 +75,27 @@ class DeployHook(Hub):
             self.events.on_ran(self.reporter.finished)
 
     async def reconfigure(self, config: Config) -> None:
-        """:meth:`Hub.reconfigure`, then start reporting if ``config`` is the first to set
-        ``report``.
+        """:meth:`Hub.reconfigure`, then start reporting (notifying) if ``config`` is the
+        first to set ``report`` (``notify``).
 
         Raises:
-            ConfigError: as :meth:`Hub.reconfigure`.
+            ConfigError: as :meth:`Hub.reconfigure`, or ``notify`` cannot be honoured
+                (the old config stays).
         """
+        if any(t.notify for t in config.targets):  # Apprise's first load takes a while
+            from deployhook.report.notify import check_urls
+
+            await asyncio.get_running_loop().run_in_executor(self.executor, check_urls,
+                                                             config.targets)
         await super().reconfigure(config)
         self._report_if_configured()
+        self._notify_if_configured()
+
+    def close(self, wait: bool = True) -> None:
+        """:meth:`Hub.close`; the notifier's thread ends after the message it sends."""
+        super().close(wait)
+        if self.notifier is not None:
+            self.notifier.close()
 
     def _reload_after(self, target: Target, result: RunResult) -> None:
         if result.deployed:

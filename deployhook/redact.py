@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 MASK = "***"
 MIN_HIDDEN = 6  # shorter argument values ("-v", "build") are not masked in output
@@ -23,6 +24,21 @@ def redact(text: str) -> str:
     and the value of a ``DEPLOYHOOK_SECRET=...`` assignment (as an environment dump by an
     older deployhook's post_deploy would show it)."""
     return _SECRET_VAR.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
+
+
+def url_secrets(url: str) -> list[str]:
+    """What output must not show of a notification URL (``notify``: Apprise URLs, whose
+    tokens sit anywhere after the scheme: user-info, host, port, path, query): the URL
+    itself, everything after its scheme, and each part between ``@ : / ? & = #`` of
+    ``MIN_HIDDEN`` characters or more, as written and percent-decoded, longest first.
+    A host that is a DNS name or an IP address (it has a dot) names a server, not an
+    account, and is shown."""
+    rest = url.partition("://")[2] or url
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    parts = [p for p in re.split(r"[@:]", netloc) if "." not in p]
+    parts += re.split(r"[/?&=#]", rest[len(netloc):])
+    found = {url, rest, *parts, *(unquote(p) for p in (url, rest, *parts))}
+    return sorted((v for v in found if len(v) >= MIN_HIDDEN), key=len, reverse=True)
 
 
 def hidden_values(args: Sequence[str]) -> list[str]:

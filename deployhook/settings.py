@@ -40,9 +40,11 @@ DEFAULT_TARGET = "default"  # the one target of a config without ``targets`` (an
 TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # whole names: fullmatch; URLs: .pattern
 COMMAND_KEYS = ("pre_deploy", "post_deploy", "on_failure")  # argument lists, no shell
 DEPLOY_MODES = ("in-place", "releases")
+NOTIFY_EVENTS = ("failure", "recovery", "success")  # what ``notify_on`` may name
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
 SECRET_ENV = ENV_PREFIX + "SECRET"
 NOT_KEYS = (SECRET_ENV,)
+HIDDEN_VALUES = ("notify",)  # keys whose values no message shows (Apprise URLs hold tokens)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +85,9 @@ class TargetSettings:
     activate: tuple[str, ...] | None = None
     shared_paths: tuple[str, ...] = ()
     keep_releases: int = 5
+    # notifications (report/notify.py): Apprise URLs, which hold tokens (never shown)
+    notify: tuple[str, ...] = field(default=(), repr=False)
+    notify_on: tuple[str, ...] = ("failure", "recovery")
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
     secret: bytes | None = field(default=None, repr=False)
 
@@ -120,6 +125,23 @@ class TargetConfig(TargetSettings):
             raise ConfigError(f"tags must be a non-empty pattern such as 'v*', or None{where}")
         _check_report(self, where)
         _check_releases(self, where)
+        _check_notify(self, where)
+
+
+def _check_notify(target: TargetConfig, where: str) -> None:
+    """``notify``: each entry looks like a URL (``scheme://...``; whether Apprise can use
+    it is checked where it is imported: :func:`deployhook.report.notify.check_urls`);
+    ``notify_on``: known events.
+
+    Raises:
+        ConfigError: naming the entry by its number, never showing it (it holds tokens).
+    """
+    for number, url in enumerate(target.notify, 1):
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):
+            raise ConfigError(f"notify entry {number} is not an Apprise URL "
+                              f"(service://...){where}")
+    for event in target.notify_on:
+        _check_choice("notify_on", event, NOTIFY_EVENTS)
 
 
 def _check_report(target: TargetConfig, where: str) -> None:
@@ -331,6 +353,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "deploy_mode": (str,), "releases_path": (str, type(None)), "health_url": (str, type(None)),
     "health_timeout": (int, float), "activate": (list, tuple, type(None)),
     "shared_paths": (list, tuple), "keep_releases": (int,),
+    # notifications (report/notify.py)
+    "notify": (list, tuple), "notify_on": (list, tuple),
     # fleet mode (service/fleet.py)
     "redis_url": (str, type(None)), "redis_password_file": (str, type(None)),
     "fleet_key_file": (str, type(None)), "node": (str, type(None)),
@@ -535,6 +559,8 @@ def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
         key = name[len(ENV_PREFIX):].lower()
         if key not in KEYS:
             raise ConfigError(_unknown(key, f"environment variable {name}"))
+        if key in HIDDEN_VALUES:  # every child process would inherit it
+            raise ConfigError(f"{name}: {key} holds tokens: set it in the config file")
         values[key] = _parse_env(key, raw)
     return values
 
@@ -579,9 +605,10 @@ def _coerce(key: str, value: Any) -> Any:
     kinds = _TYPES[key]
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
-        raise ConfigError(f"{key} must be {names}, got {type(value).__name__} {value!r}")
-    if key in (*COMMAND_KEYS, "allowed_networks", "trusted_proxies",
-               "allowed_hosts", "activate", "shared_paths") and value is not None:
+        shown = "(not shown: it holds tokens)" if key in HIDDEN_VALUES else repr(value)
+        raise ConfigError(f"{key} must be {names}, got {type(value).__name__} {shown}")
+    if key in (*COMMAND_KEYS, "allowed_networks", "trusted_proxies", "allowed_hosts",
+               "activate", "shared_paths", "notify", "notify_on") and value is not None:
         if not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{key} must be a list of strings")
         return tuple(value)

@@ -1,10 +1,14 @@
 """A fake forge API (the one allowed fake): a small Tornado app on a free port, in a
 thread, that checks each forge's token header, records every request and answers as
-scripted (201 by default; 403 with Retry-After, 422, 500, or held until released)."""
+scripted (201 by default; 403 with Retry-After, 422, 500, or held until released).
+
+``FakeForge("apprise")`` is a notification endpoint for Apprise's ``json://`` URLs
+(:func:`apprise_url`): the token is the basic-auth password, and a path segment."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import threading
@@ -23,7 +27,9 @@ AUTH = {"github": ("Authorization", f"Bearer {TOKEN}"),
         "gitea": ("Authorization", f"token {TOKEN}"),
         "forgejo": ("Authorization", f"token {TOKEN}"),
         "bitbucket": ("Authorization", f"Bearer {TOKEN}"),
-        "bitbucket-server": ("Authorization", f"Bearer {TOKEN}")}
+        "bitbucket-server": ("Authorization", f"Bearer {TOKEN}"),
+        "apprise": ("Authorization",
+                    "Basic " + base64.b64encode(f"deployhook:{TOKEN}".encode()).decode())}
 
 
 @dataclass
@@ -61,6 +67,11 @@ class FakeForge:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def apprise_url(self, path: str = "/notify") -> str:
+        """An Apprise ``json://`` URL of this server holding :data:`TOKEN` twice (the
+        basic-auth password and the last path segment), as a chat service's token."""
+        return f"json://deployhook:{TOKEN}@127.0.0.1:{self.port}{path}/{TOKEN}"
 
     def answer(self, pattern: str, *answers: Answer) -> None:
         self.script += [(pattern, a) for a in answers]

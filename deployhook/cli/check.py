@@ -92,6 +92,7 @@ def _target_checks(target: TargetConfig) -> Iterator[Result]:
     repo_path."""
     yield from _secret(target)
     yield from report_token(target)
+    yield from notify_urls(target)
     yield from _checkout(target)
     yield _writable_path("repo_path", target.repo_path)
 
@@ -194,6 +195,27 @@ def report_token(target: TargetConfig) -> Iterator[Result]:
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         yield Result("WARN", "report", f"{path} is readable by others "
                      f"(mode {stat.S_IMODE(mode):04o})", f"chmod 600 {path}")
+
+
+def notify_urls(target: TargetConfig) -> Iterator[Result]:
+    """With ``notify`` set: Apprise is installed and parses each URL; each line names the
+    URL by its number and service (its scheme), never showing it (it holds tokens)."""
+    if not target.notify:
+        return
+    from deployhook.report.notify import INSTALL, load_apprise, parses, service
+
+    try:
+        apprise = load_apprise()
+    except ConfigError as exc:
+        yield Result("FAIL", "notify", str(exc), INSTALL)
+        return
+    count = len(target.notify)
+    for number, url in enumerate(target.notify, 1):
+        if parses(apprise, url):
+            yield Result("OK", "notify", f"URL {number} of {count}: {service(url)}, parses")
+        else:
+            yield Result("FAIL", "notify", f"URL {number} of {count}: {service(url)}: "
+                         "Apprise cannot parse it", "fix the URL (README.rst, Notifications)")
 
 
 def _checkout(config: TargetConfig) -> Iterator[Result]:

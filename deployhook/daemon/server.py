@@ -194,6 +194,10 @@ class Daemon:
             from deployhook.report.reporter import SETTLE
 
             await self.hook.reporter.settle(min(timeout, SETTLE))
+        if self.hook.notifier is not None:  # people hear of the last run
+            from deployhook.report.notify import SETTLE as NOTIFY_SETTLE
+
+            await self.hook.notifier.settle(min(timeout, NOTIFY_SETTLE))
         await self.hook.leave()
         if watchdog is not None:
             watchdog.stop()

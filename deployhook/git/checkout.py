@@ -888,6 +888,29 @@ class Checkout:
                 "GIT_COMMITTER_NAME": "deployhook", "GIT_COMMITTER_EMAIL": "deployhook@localhost"}
 
 
+def commit_subject(path: str, sha: str) -> str | None:
+    """The subject (first line of the message) of commit ``sha`` (40 hex digits; a tag
+    is peeled to its commit) in the repository at ``path``, or None when there is no
+    repository there or no such commit in it (a push that was never fetched).
+
+    Opens a Repo of its own (GitPython's object layer: one ``git cat-file`` process,
+    ended before returning), so it may run beside a deploy of the same checkout; it
+    blocks: call it off the IOLoop."""
+    if not re.fullmatch(r"[0-9a-f]{40}", sha):
+        return None
+    repo = refs.open_repo(path)
+    if repo is None:
+        return None
+    try:
+        repo.git.update_environment(**git_environment(60.0))
+        subject = repo.commit(sha).summary
+    except (ValueError, OSError, git.exc.GitError):
+        return None
+    finally:
+        repo.close()
+    return subject.decode("utf-8", "replace") if isinstance(subject, bytes) else subject
+
+
 def resolve_target(checkout: Checkout, config: TargetConfig
                    ) -> tuple[str | None, str | None, str | None]:
     """(branch, repository, HEAD) for ``config``; blocking, run it in the executor.
