@@ -33,8 +33,7 @@ EXTRAS = {
     # Swagger UI's files for GET /docs (about 25 MB); without it /docs answers 503
     # naming the package, and /openapi.json is served all the same
     "apidocs": ["swagger-ui-py>=23.9.23"],
-    # notifications (apprise), a feature of a later version: reserved so that
-    # "deployhook[notify]" stays the same install once it exists (floor to be tested then)
+    # notifications (notify: Apprise URLs): README "Notifications"
     "notify": ["apprise>=1.7"],
     # the documentation: python -m sphinx -b html docs OUT (and -b man)
     "docs": ["sphinx>=7.2", "furo>=2024.1.29"],
@@ -42,10 +41,11 @@ EXTRAS = {
     "release": ["build>=1.0", "twine>=5"],
 }
 # Everything tests/run.sh and .ci/run need: the test tools, and every optional part the
-# tests exercise (fleet, /docs, the documentation build, the packaging test).
+# tests exercise (fleet, /docs, notifications, the documentation build, the packaging test).
 EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100",
                   "atheris>=2.3", "schemathesis>=3.30",
-                  *EXTRAS["fleet"], *EXTRAS["apidocs"], *EXTRAS["docs"], *EXTRAS["release"]]
+                  *EXTRAS["fleet"], *EXTRAS["apidocs"], *EXTRAS["notify"], *EXTRAS["docs"],
+                  *EXTRAS["release"]]
 
 setup(
     name="deployhook",

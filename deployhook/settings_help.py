@@ -127,6 +127,13 @@ DESCRIPTIONS: dict[str, str] = {
     "public_url": (
         "Where the status pages are reachable, e.g. ``https://deploy.example.com``: the "
         "forge links each status to ``<public_url>/runs/<id>``."),
+    "notify": (
+        "Apprise URLs (``slack://…``, ``matrixs://…``, ``ntfys://…``, ``mailtos://…``, …) "
+        "told of the runs ``notify_on`` names, in the background; needs "
+        "``deployhook[notify]``.  They hold tokens: never logged, recorded or shown."),
+    "notify_on": (
+        "Which runs ``notify`` tells of: ``failure``, ``recovery`` (a success after a "
+        "failed run) and ``success`` (every successful run, recoveries included)."),
     "targets": (
         "Several checkouts in one daemon: a dict from a target's name to its settings "
         "(the keys marked *per target*); empty: one target, ``default``, from the "

@@ -1,7 +1,8 @@
 """What a daemon does not import until a feature is configured or first used.
 
 Optional features are imported inside the function that starts them (README.rst,
-"Layout"): the forge reporter and Tornado's HTTP client (a target with ``report``), urllib's client
+"Layout"): the forge reporter and Tornado's HTTP client (a target with ``report``), Apprise
+(``notify``), urllib's client
 (``health_url``, the CLI's checks), ``prometheus_client`` (the first scrape of
 ``/metrics``), Redis (``redis_url``), the CLI commands' own helpers.  The real
 ``python -m deployhook serve`` runs with a ``sitecustomize`` on its PYTHONPATH, this
@@ -38,6 +39,8 @@ NEVER_IN_A_PLAIN_DAEMON = (
     "tornado.httpclient",  # the forge reporter's client (report)
     "tornado.simple_httpclient",
     "deployhook.report.reporter",
+    "apprise",  # notifications (notify)
+    "deployhook.report.notify",
     "urllib.request",  # health_url; deployhook check / deploy
     "deployhook.cli.check",
     "deployhook.forges.payloads",  # deployhook send
@@ -142,3 +145,15 @@ def test_the_first_reload_that_sets_report_starts_the_reporter(
             hook.close()
 
     assert asyncio.run(run()) == (False, True)
+
+
+def test_a_daemon_that_notifies_imports_apprise(
+        tmp_path: Path, repos: Repos, secret_file: Path) -> None:
+    env, out = _watched(tmp_path)
+    daemon = start_daemon(repos, secret_file, env=env, notify=["json://127.0.0.1:9/hook"])
+    try:
+        daemon.wait_ready()
+    finally:
+        modules = _modules_at_exit(daemon, out)
+    assert {"deployhook.report.notify", "apprise"} <= modules
+    assert "deployhook.report.reporter" not in modules

@@ -4,6 +4,7 @@ pushes and Apprise itself sends each message to a local HTTP endpoint
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from deployhook import DeployHook
 from deployhook.errors import ConfigError
 from deployhook.report import notify
 from deployhook.settings import load
@@ -255,3 +257,26 @@ def test_the_url_secrets_are_masked_in_what_apprise_logs() -> None:
     notify._mask.filter(record)
     assert record.getMessage() == "An invalid Telegram Bot Token (***:***) was specified."
 
+
+
+def test_a_reload_that_sets_a_url_apprise_cannot_use_is_rejected(
+        repos: Repos, secret_file: Path, tmp_path: Path) -> None:
+    """SIGHUP's path: the old config stays, no notifier is made, the URL is not shown."""
+    plain = {"repo_path": str(repos.deployed), "secret_file": str(secret_file),
+             "repository": REPOSITORY, "reload": "none",
+             "state_db": str(tmp_path / "state.sqlite3")}
+    bad = write_config(tmp_path / "bad.py", **plain, notify=[f"nosuch://{TOKEN}"])
+
+    async def run() -> tuple[str, bool, bool]:
+        hook = DeployHook(load(write_config(tmp_path / "plain.py", **plain), {}))
+        try:
+            await hook.start()
+            with pytest.raises(ConfigError) as caught:
+                await hook.reconfigure(load(bad, {}))
+            return str(caught.value), hook.config.targets[0].notify == (), hook.notifier is None
+        finally:
+            hook.close()
+
+    words, kept, none = asyncio.run(run())
+    assert words == "notify URL 1 of target 'default' (nosuch) is not one Apprise can use"
+    assert kept and none
