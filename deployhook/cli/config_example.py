@@ -128,11 +128,19 @@ report_token_file = None
 api_url = None
 public_url = None
 
+# Notifications (pip install 'deployhook[notify]'): Apprise URLs told of the runs
+# notify_on names ("failure", "recovery": a success after a failure, "success"), e.g.
+# ["slack://TokenA/TokenB/TokenC", "ntfys://ntfy.sh/my-topic"]; with public_url each
+# message links to its run.  They hold tokens: never logged or shown.
+notify = []
+notify_on = ["failure", "recovery"]
+
 # Several sites in one daemon: a dict from a name (a-z, 0-9, '-', '_') to that target's
 # settings.  Each target answers at /hooks/<name>; the keys above about one checkout
 # (repo_path, remote, branch, repository, repo_url, submodules, pull_strategy, ssh_key,
 # forge, tags, pre_deploy, post_deploy, on_failure and their timeouts, reload, secret_file,
-# git_timeout, report, report_token_file, api_url) are the defaults for every target.
+# git_timeout, report, report_token_file, api_url, notify, notify_on) are the defaults for
+# every target.
 # Empty: one target, "default", made of the keys above.
 # targets = {
 #     "blog": {"repo_path": "/srv/blog", "repository": "octo-org/blog", "branch": "main",
