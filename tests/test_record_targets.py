@@ -21,7 +21,8 @@ def test_a_version_1_record_migrates_and_keeps_its_history_under_default(
     db.commit()
     db.close()
     store = Store(str(path))
-    assert store.version == SCHEMA_VERSION == 4
+    assert store.version == SCHEMA_VERSION == 5
+    assert store.events() == []  # version 5: the events table
     (run,) = store.runs()
     assert run["target"] == "default"
     assert store.earlier_deploy("d1", "a")["run"] == 1

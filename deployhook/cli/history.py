@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from typing import Any
 
@@ -64,19 +65,34 @@ def history(config: Config, args: argparse.Namespace) -> int:
         return 0
     try:
         runs, total, several = _read(store, config, args)
+        events = _events(store, args.limit, args.target)
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"runs": runs, "total": total}, indent=2))
+        print(json.dumps({"runs": runs, "total": total, "events": events}, indent=2))
         return 0
     if not runs:
         which = f" of target {args.target}" if args.target else ""
         print(f"no deploy runs{which} in {config.state_db} yet")
-        return 0
-    print(_table(runs, several))
-    if total > len(runs):
-        print(f"({len(runs)} of {total} runs; --limit N for more)")
+    else:
+        print(_table(runs, several))
+        if total > len(runs):
+            print(f"({len(runs)} of {total} runs; --limit N for more)")
+    if events:
+        print("pauses and resumes, newest first:")
+        for event in events:
+            print(printable(f"  {local(event['time'])}  {event['target']}: {event['kind']} "
+                            f"by {event['by']}  {event['reason']}"))
     return 0
+
+
+def _events(store: Store, limit: int, target: str | None) -> list[dict[str, Any]]:
+    """The newest ``limit`` events (of ``target``); [] in a record older than them (a
+    read-only record is never migrated)."""
+    try:
+        return store.events(limit, target)
+    except sqlite3.OperationalError:  # no such table: the daemon has not migrated it yet
+        return []
 
 
 def _read(store: Store, config: Config, args: argparse.Namespace

@@ -136,6 +136,18 @@ class Recorder:
         """
         return await self.run(lambda s: s.run(run_id))
 
+    async def add_event(self, target: str, kind: str, by: str, reason: str = "") -> int | None:
+        """:meth:`Store.add_event`; None when the record cannot be used (logged)."""
+        return await self.try_run(lambda s: s.add_event(target, kind, by, reason))
+
+    async def events(self, limit: int, target: str | None = None) -> list[dict[str, Any]]:
+        """:meth:`Store.events`: the newest ``limit`` events (of ``target``).
+
+        Raises:
+            sqlite3.Error, OSError: the record cannot be read.
+        """
+        return await self.run(lambda s: s.events(limit, target))
+
     async def earlier_deploy(self, delivery_id: str, after: str, target: str
                              ) -> dict[str, Any] | None:
         """:meth:`Store.earlier_deploy`; None too when the record cannot be used (logged)."""

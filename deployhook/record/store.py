@@ -28,7 +28,7 @@ from deployhook.git.steps import Step
 from deployhook.redact import redact, redact_recorded
 from deployhook.settings import DEFAULT_TARGET
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
 CACHE_KIB = 512  # SQLite page cache per connection (its default: 2 MiB); pages beyond it are
 # read again from the file, which the OS caches
@@ -100,6 +100,17 @@ MIGRATIONS: dict[int, str] = {
         count INTEGER NOT NULL,
         PRIMARY KEY (minute, remote_addr, target, status, reason)
     ) WITHOUT ROWID;
+    """,
+    5: """
+    CREATE TABLE events (                 -- what changed a target without a run: pause, resume
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        kind TEXT NOT NULL,               -- pause, resume
+        time REAL NOT NULL,
+        by TEXT NOT NULL,                 -- who: "alice@web1", "deployhook from 203.0.113.7"
+        reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX events_by_target ON events(target, id);
     """,
 }
 
@@ -279,6 +290,21 @@ class Store:
             uses.setdefault(row[0], {})[int(row[1])] = float(row[2])
         return uses
 
+    # -- events ------------------------------------------------------------------------
+    def add_event(self, target: str, kind: str, by: str, reason: str = "") -> int:
+        """Record that ``by`` changed ``target`` without a run (``kind``: ``pause``,
+        ``resume``); return its id."""
+        cur = self.db.execute("INSERT INTO events (target, kind, time, by, reason)"
+                              " VALUES (?,?,?,?,?)",
+                              (target, _text(kind), time.time(), _text(by), _text(reason)))
+        return int(cur.lastrowid or 0)
+
+    def events(self, limit: int = 20, target: str | None = None) -> list[dict[str, Any]]:
+        """Events (of ``target``, or of every target), newest first."""
+        return [dict(row) for row in self.db.execute(
+            "SELECT id, target, kind, time, by, reason FROM events WHERE ? IS NULL OR target = ?"
+            " ORDER BY id DESC LIMIT ?", (target, target, limit))]
+
     # -- runs --------------------------------------------------------------------------
     def start_run(self, trigger: str, branch: str, head_before: str | None,
                   delivery_rows: Iterable[int], pushers: Sequence[str] = (),
@@ -403,7 +429,8 @@ class Store:
     def prune(self, keep_runs: int, keep_days: float) -> int:
         """Delete runs beyond the newest ``keep_runs`` or older than ``keep_days`` (and
         deliveries older than the oldest kept run, but those accepted while paused, which
-        wait for a resume, only after ``keep_days``); return how many runs went."""
+        wait for a resume, only after ``keep_days``; events after ``keep_days``); return how
+        many runs went."""
         cutoff = time.time() - keep_days * 86400
         with self.db:
             self.db.execute("BEGIN")
@@ -414,6 +441,7 @@ class Store:
                             " AND status IS NOT NULL AND (result IS NOT 'paused' OR received < ?)",
                             (max(cutoff, self._oldest_run()), cutoff))
             self.db.execute("DELETE FROM rejections WHERE minute < ?", (cutoff,))
+            self.db.execute("DELETE FROM events WHERE time < ?", (cutoff,))
         return gone
 
     def _oldest_run(self) -> float:

@@ -128,7 +128,7 @@ class Fleet:
         self._tasks: set[asyncio.Task[Any]] = set()  # short ones: writing an outcome
         self._reconciling: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
-        self._rolling: set[str] = set()  # targets a fleet rollback is switching
+        self._rolling: set[str] = set()  # targets a rollback (or :meth:`tell`) is switching
         subscribe(self._ran)
 
     # -- running -------------------------------------------------------------------------
@@ -422,6 +422,29 @@ class Fleet:
             return Told(None, True, self.error)
         self.covering[target.name] = done
         return Told(done, True)
+
+    async def tell(self, name: str, sha: str, ref: str, kind: str, by: str) -> str:
+        """After a deploy (``kind`` "deploy") or rollback ("rollback") of target ``name``
+        that reached ``sha`` here at ``by``'s request (the status page's buttons): make it
+        the fleet's desired commit (a new generation; this node's outcome: done), as
+        ``deployhook deploy`` and ``rollback`` do (:func:`deployhook.cli.fleet.tell`), so
+        the reconcile never undoes it and the other nodes follow.  Redis unreachable: it
+        waits to be published, as a delivery does.  Returns what happened (for the log);
+        never raises."""
+        desired = Desired(name, sha, ref, f"{kind}-{time.time_ns()}",
+                          f"{self.node} ({kind} by {by})"[:200], kind)
+        self._rolling.add(name)  # our own reconcile leaves it alone meanwhile
+        try:
+            done = await self._publish(desired)
+            await self._write(name, Outcome(self.node, done.generation, sha, sha, True, kind))
+        except (RedisError, OSError) as exc:
+            self._unreachable(exc)
+            self.pending[name] = desired
+            await self._keep_pending()
+            return f"the fleet is told once Redis is back ({self.error})"
+        finally:
+            self._rolling.discard(name)
+        return f"{sha[:12]} is the fleet's desired commit (generation {done.generation})"
 
     def uncover(self, name: str) -> None:
         """No run of ours covers the generation :meth:`accepted` set for target ``name``

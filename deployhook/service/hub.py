@@ -157,10 +157,11 @@ class Hub:
             self.executor, _read_heads, paths)
         moved = any(h is not None and h != t.head for t, h in zip(targets, heads, strict=True))
         force = everything or moved or self._ticks % RECORD_EVERY == 0
+        changes = [t.pause_changes for t in targets]
         pauses = await asyncio.get_running_loop().run_in_executor(
             self.executor, _read_pauses, [t.config.repo_path for t in targets])
-        for target, pause in zip(targets, pauses, strict=True):
-            if target.pause_read(pause):
+        for target, pause, seen in zip(targets, pauses, changes, strict=True):
+            if target.pause_changes == seen and target.pause_read(pause):  # else stale
                 await target.recover("resume")
         try:
             version, summaries = await self.record.summaries(

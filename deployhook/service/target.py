@@ -50,6 +50,7 @@ class Target:
         self.run_count: int | None = None  # its runs in the record (None: not read yet)
         self.generation = 0  # bumped by each deploy result: a slower refresh is stale
         self.paused: paused.Pause | None = None  # as the last refresh read it
+        self.pause_changes = 0  # pauses and resumes of this process (a slower read is stale)
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, {self.config.repo_path!r})"
@@ -119,6 +120,39 @@ class Target:
             log.warning("%s: deploys resumed (were paused %s)", self.name, was.describe())
             return True
         return False
+
+    async def set_pause(self, by: str | None) -> tuple[paused.Pause | None, paused.Pause | None]:
+        """Pause this target's deploys as ``by`` (None: resume them), as ``deployhook
+        pause``/``resume`` do, in the executor; take the new state at once (a resume
+        deploys what was accepted meanwhile, :meth:`recover`).  Returns (the pause
+        before, the pause now).
+
+        Raises:
+            OSError: the pause file cannot be written or removed (or there is no checkout).
+        """
+        path = self.config.repo_path
+        before = await self.worker.run_in_executor(paused.read, path)
+        if by is not None:
+            now: paused.Pause | None = await self.worker.run_in_executor(paused.pause, path, by)
+        else:
+            await self.worker.run_in_executor(paused.resume, path)
+            now = None
+        self.pause_changes += 1
+        if self.pause_read(now):
+            await self.recover("resume")
+        return before, now
+
+    def redeploy(self, by: str, trigger: str) -> asyncio.Future[RunResult]:
+        """Queue a deploy of the newest commit of the deployed branch (in tags mode, the
+        newest matching tag) asked for by ``by``, through the worker (see
+        :meth:`GitWorker.deploy_now`); the future resolves with its run.
+
+        Raises:
+            LookupError: no branch is known yet (no checkout and no ``branch`` set).
+        """
+        if self.config.tags is None and self.branch is None:
+            raise LookupError("no branch to deploy yet: set branch, or push once")
+        return self.worker.deploy_now(self.branch or "", by, trigger)
 
     def _result(self, result: RunResult) -> None:
         self.generation += 1

@@ -31,13 +31,23 @@ T = TypeVar("T")
 
 @dataclass
 class Request:
-    """A push waiting for a run; ``row`` is its delivery's row in the record."""
+    """A push waiting for a run; ``row`` is its delivery's row in the record.  Without a
+    push (a redeploy), the newest commit of ``branch`` asked for by ``by``."""
 
-    push: Push
+    push: Push | None
     row: int | None = None
     trigger: str = "webhook"
     future: asyncio.Future[RunResult] = field(default_factory=lambda: asyncio.get_running_loop()
                                               .create_future())
+    branch: str = ""
+    by: str = ""
+
+    def deploys(self) -> str:
+        """The branch (or, in tags mode, the tag's ref; "" for the newest tag) to deploy."""
+        push = self.push
+        if push is None:
+            return self.branch
+        return push.branch or (push.ref if push.ref.startswith("refs/tags/") else "")
 
 
 class GitWorker:
@@ -90,7 +100,16 @@ class GitWorker:
     def submit(self, push: Push, row: int | None = None,
                trigger: str = "webhook") -> asyncio.Future[RunResult]:
         """Queue ``push``; the future resolves with the run that covered it."""
-        request = Request(push, row, trigger)
+        return self._queue(Request(push, row, trigger))
+
+    def deploy_now(self, branch: str, by: str, trigger: str) -> asyncio.Future[RunResult]:
+        """Queue a deploy of the newest commit of ``branch`` (in tags mode ``""``: the
+        newest matching tag) asked for by ``by``, as ``deployhook deploy`` does: its run
+        always fetches, unless it joins deliveries waiting (then it is their run); the
+        future resolves with that run."""
+        return self._queue(Request(None, None, trigger, branch=branch, by=by))
+
+    def _queue(self, request: Request) -> asyncio.Future[RunResult]:
         self._pending.append(request)
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._drain())
@@ -122,7 +141,7 @@ class GitWorker:
             result = await self._run(batch)
         except Exception as exc:  # a bug outside the deploy itself: answer, keep serving
             log.exception("deploy run of %s crashed", self.target)
-            result = RunResult(False, None, None, batch[-1].push.branch or "",
+            result = RunResult(False, None, None, batch[-1].deploys(),
                                reason=crash_reason(exc))
         self.last = result
         for request in batch:
@@ -142,10 +161,10 @@ class GitWorker:
             self._housekeeping = False
 
     async def _run(self, batch: list[Request]) -> RunResult:
-        pushes = [request.push for request in batch]
-        last = pushes[-1]
-        branch = last.branch or (last.ref if last.ref.startswith("refs/tags/") else "")
+        pushes = [request.push for request in batch if request.push is not None]
+        branch = batch[-1].deploys()
         rows = [r.row for r in batch if r.row is not None]
+        pushers = [r.push.pusher if r.push is not None else r.by for r in batch]
         trigger = "webhook" if any(r.trigger == "webhook" for r in batch) else batch[0].trigger
         if self.on_start is not None:
             try:
@@ -154,7 +173,7 @@ class GitWorker:
                 log.exception("handling the start of a run of %s failed", self.target)
         result = await self.run_in_executor(functools.partial(
             run_deploy, self.checkout, self._record(), target=self.target, trigger=trigger,
-            branch=branch, pushes=pushes, rows=rows))
+            branch=branch, pushes=pushes, rows=rows, pushers=pushers))
         outcome = "ok" if result.ok else f"FAILED: {result.reason}"
         log.info("%s run %s: %d deliveries, %s -> %s in %.2fs: %s", self.target,
                  result.run_id or "-", len(batch), (result.head_before or "none")[:12],

@@ -152,6 +152,19 @@ class Access:
             return False
         return True
 
+    def who(self, request: tornado.httputil.HTTPServerRequest) -> str:
+        """Who ``request`` (one :meth:`check` let in) comes from, for the record:
+        ``status_user from ADDRESS``, or ``local user from ADDRESS`` when ``status_access
+        = "loopback"`` let it in without a login; ADDRESS is the client behind
+        ``trusted_proxies``."""
+        config = self.current.config
+        local = config.status_access == "loopback" and not_local(
+            request, self.current.trusted, config.allowed_hosts) is None
+        client = client_address(request.remote_ip or "", request.headers.get("X-Forwarded-For"),
+                                self.current.trusted)
+        return (f"{'local user' if local else config.status_user} from "
+                f"{client if client is not None else 'an unknown address'}")
+
     def password(self) -> bytes | None:
         """The status password (stripped), or None when the file is unset, unreadable
         or empty; the first such miss is logged as a warning."""

@@ -55,7 +55,7 @@ class RecordAccess:
 
 class DeploymentsHandler(RecordAccess, JSONHandler):
     """``GET /deployments?page=N&per_page=M[&target=NAME]``: runs (of one target, or of
-    every target), newest first."""
+    every target), newest first, and the newest ``M`` events (pauses and resumes)."""
 
     def initialize(self, targets: Mapping[str, Target], record: Recorder, fleet: Fleet | None,
                    access: Access) -> None:
@@ -77,6 +77,7 @@ class DeploymentsHandler(RecordAccess, JSONHandler):
         body: dict[str, Any] = {
             "runs": runs, "page": page, "per_page": per_page, "total": total,
             "next": f"/deployments?page={page + 1}&per_page={per_page}{also}" if more else None,
+            "events": await self.record.events(per_page, target),
         }
         if self.fleet is not None:
             body["fleet"] = await fleet_view(self.fleet)

@@ -14,12 +14,14 @@ from tornado.httputil import HTTPServerRequest
 from tornado.log import access_log
 
 from deployhook.network import client_address
+from deployhook.service.actions import Actions
 from deployhook.service.current import Current
 from deployhook.service.deliveries import Deliveries
 from deployhook.service.hub import Hub
 from deployhook.service.intake import Intake
 from deployhook.settings import TARGET_NAME
 from deployhook.web.access import Access
+from deployhook.web.actions import action_routes
 from deployhook.web.api import DeploymentHandler, DeploymentsHandler
 from deployhook.web.apidocs import DocsAssetHandler, DocsHandler, OpenAPIHandler
 from deployhook.web.bodylimit import BoundedApplication
@@ -91,8 +93,8 @@ def routes(hub: Hub, health_path: str | None = "/health",
     """URL specs for the webhook (``<hooks_path>/<target>`` for each target, and
     ``webhook_path`` routing by repository) and, unless None, the health check, the
     record's JSON API, the status page (``page_path``, with ``runs/<id>`` and
-    ``targets/<name>`` below it), the OpenAPI document, its page and the metrics.
-    ``deliveries``: the delivery service to use (default: a new one)."""
+    ``targets/<name>`` below it, and its buttons), the OpenAPI document, its page and
+    the metrics.  ``deliveries``: the delivery service to use (default: a new one)."""
     access, deliveries = Access(hub.current), deliveries or _deliveries(hub)
     hook = {"intake": Intake(hub.current, hub.targets, hub.flight, deliveries)}
     record = {"record": hub.record, "access": access}
@@ -105,7 +107,9 @@ def routes(hub: Hub, health_path: str | None = "/health",
         specs += [(record_path, DeploymentsHandler, view),
                   (record_path + r"/([0-9]{1,18})", DeploymentHandler, record)]
     if page_path:
-        specs += page_routes(hub.targets, hub.record, hub.fleet, access, page_path)
+        actions = Actions(hub.record, hub.fleet)
+        specs += page_routes(hub.targets, hub.record, hub.fleet, access, page_path, actions)
+        specs += action_routes(page_path, {**view, "actions": actions})
     if api_path:
         specs.append((api_path, OpenAPIHandler,
                       {"current": hub.current, "targets": hub.targets, "access": access}))

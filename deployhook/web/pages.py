@@ -38,6 +38,7 @@ from deployhook.web.handlers import JSONHandler, set_allow
 
 if TYPE_CHECKING:
     from deployhook.record.recorder import Recorder
+    from deployhook.service.actions import Actions
     from deployhook.service.fleet import Fleet
     from deployhook.service.target import Target
     from deployhook.web.access import Access
@@ -47,6 +48,7 @@ TEMPLATES = str(Path(__file__).parent / "templates")
 # application's autoescape, template_path or template_loader settings are.
 LOADER = tornado.template.Loader(TEMPLATES, autoescape="xhtml_escape")
 RUNS_SHOWN = 20
+EVENTS_SHOWN = 10  # pauses and resumes shown on a target's page
 OUTCOMES = {  # outcome -> (symbol, label); the label is always shown, not colour alone
     "ok": ("\u2713", "ok"),
     "failed": ("\u2717", "failed"),
@@ -54,20 +56,22 @@ OUTCOMES = {  # outcome -> (symbol, label); the label is always shown, not colou
     "running": ("\u2026", "running"),
 }
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 # A running run's page: CSP plus its own same-origin script and that script's polling.
 LIVE_CSP = CSP + "; script-src 'self'; connect-src 'self'"
 LIVE_JS = (Path(__file__).parent / "static" / "live.js").read_bytes()  # read once
 
 
 def page_routes(targets: Mapping[str, Target], record: Recorder, fleet: Fleet | None,
-                access: Access, page_path: str = "/") -> list[tuple[str, Any, dict[str, Any]]]:
+                access: Access, page_path: str = "/", actions: Actions | None = None,
+                ) -> list[tuple[str, Any, dict[str, Any]]]:
     """URL specs for the status page at ``page_path``, its run pages and target pages,
     showing ``targets`` (by name; read, never changed), ``record`` and (in fleet mode)
-    ``fleet``."""
+    ``fleet``; with ``actions``, they show the buttons
+    (:func:`deployhook.web.actions.action_routes` serves them)."""
     base = page_path if page_path.endswith("/") else page_path + "/"
     kwargs: dict[str, Any] = {"targets": targets, "record": record, "fleet": fleet,
-                              "access": access}
+                              "access": access, "actions": actions}
     specs: list[tuple[str, Any, dict[str, Any]]] = [
         (base, StatusPage, kwargs), (base + r"runs/([0-9]{1,18})", RunPage, kwargs),
         (base + r"runs/([0-9]{1,18})/live", LiveOutput, {"record": record, "access": access}),
@@ -149,8 +153,9 @@ class PageHandler(RecordAccess, HTMLHandler):
     (:class:`~deployhook.web.api.RecordAccess`), templates, safe headers, HTML errors."""
 
     def initialize(self, targets: Mapping[str, Target], record: Recorder, fleet: Fleet | None,
-                   access: Access) -> None:
+                   access: Access, actions: Actions | None = None) -> None:
         self.targets, self.record, self.fleet, self.access = targets, record, fleet, access
+        self.actions = actions  # None: the pages show no buttons
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -209,7 +214,9 @@ async def render_target(page: PageHandler, target: Target, only: str | None) -> 
     """Render ``status.html`` for ``target`` (its runs only when ``only`` names it)."""
     runs, total = await page.record.runs_page(RUNS_SHOWN, 0, only)
     config = target.config
-    deploying = target.worker.busy or any(r["outcome"] == "running" for r in runs)
+    actions = page.actions
+    deploying = target.worker.busy or any(r["outcome"] == "running" for r in runs) or (
+        actions is not None and actions.busy(target.name))
     found = (await asyncio.get_running_loop().run_in_executor(None, releases.releases, config)
              if releases.enabled(config) else None)
     page.render("status.html", releases=found, runs=runs, total=total, deploying=deploying,
@@ -217,7 +224,11 @@ async def render_target(page: PageHandler, target: Target, only: str | None) -> 
                 checkout=config.repo_path, remote=config.remote, name=target.name,
                 repo_url=redact(config.repo_url) if config.repo_url else None,
                 last=runs[0] if runs else None, paused=target.paused,
-                fleet=await fleet_of(page.fleet, target.name))
+                fleet=await fleet_of(page.fleet, target.name),
+                actions=None if actions is None else (
+                    f"{target.name}/" if only else f"targets/{target.name}/"),
+                can_redeploy=config.tags is not None or target.branch is not None,
+                events=await page.record.events(EVENTS_SHOWN, target.name))
 
 
 async def fleet_of(fleet: Fleet | None, name: str | None = None) -> dict[str, Any] | None:
