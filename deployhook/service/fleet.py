@@ -72,6 +72,7 @@ from deployhook.service.fleetstate import (
     queue_report,
     save_pending,
     states,
+    tls,
     view,
 )
 from deployhook.service.rules import deploys
@@ -104,7 +105,8 @@ class Fleet:
         after each run of a target.  What it reads of ``config`` takes effect at a restart
         only (:data:`~deployhook.service.hub.RESTART_KEYS`).
 
-        Raises ConfigError: ``redis_password_file`` or ``fleet_key_file`` cannot be read.
+        Raises ConfigError: ``redis_password_file``, ``redis_ca_file`` or
+        ``fleet_key_file`` cannot be read.
         """
         assert config.redis_url is not None and config.node is not None
         self.config, self.targets, self.executor, self.record = config, targets, executor, record
@@ -115,7 +117,8 @@ class Fleet:
         self.supervisor = Supervisor(log)
         self.client = aioredis.from_url(
             config.redis_url, password=password(config.redis_password_file),
-            socket_timeout=TIMEOUT, socket_connect_timeout=2.0, health_check_interval=10)
+            socket_timeout=TIMEOUT, socket_connect_timeout=2.0, health_check_interval=10,
+            **tls(config.redis_url, config.redis_ca_file))
         self.covering: dict[str, Desired] = {}  # target -> the generation our worker runs
         self.pending: dict[str, Desired] = {}  # accepted while Redis was unreachable
         self.pending_path = Path(config.state_db + ".fleet-pending")  # ...kept there too

@@ -108,6 +108,25 @@ def password(path: str | None) -> str | None:
     return lines[0]
 
 
+def tls(url: str | None, ca_file: str | None) -> dict[str, Any]:
+    """The TLS options of a Redis client of ``url``: with ``rediss://`` and
+    ``redis_ca_file`` set, that CA (and only it) must have signed Redis's certificate,
+    whose name must be ``url``'s host; without a CA file, the system's CAs.
+
+    Raises:
+        ConfigError: ``ca_file`` is set but missing or unreadable (naming it).
+    """
+    if ca_file is None or not (url or "").startswith("rediss://"):
+        return {}
+    try:
+        with open(ca_file, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"redis_ca_file {ca_file} cannot be read: {exc.strerror}") \
+            from None
+    return {"ssl_ca_certs": ca_file, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
+
+
 def fleet_key(path: str | None) -> bytes:
     """The fleet key in ``path`` (``fleet_key_file``; its first line that is not a
     comment), which signs desired states and outcomes.
