@@ -166,6 +166,9 @@ health_timeout = 10.0
 activate = None  # e.g. ["systemctl", "reload", "myapp"]
 shared_paths = []
 keep_releases = 5
+# In a fleet (below), "together": every server builds the release, and all switch
+# current once every live server has built it; "each": each as soon as its own is built.
+fleet_switch = "together"
 
 # Several servers behind a balancer (README.rst, "Several servers"): every server's
 # daemon names the same Redis in redis_url (e.g. "redis://127.0.0.1:6379/0",
@@ -181,6 +184,7 @@ keep_releases = 5
 # one; under systemd, when present, $CREDENTIALS_DIRECTORY/fleet-key).
 redis_url = None
 redis_password_file = None
+redis_ca_file = None  # rediss://: the CA (PEM) that signed Redis's certificate
 fleet_key_file = "fleet-key.txt"
 node = None
 reconcile_interval = 60.0

@@ -41,6 +41,7 @@ TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # whole names: fullmatch;
 COMMAND_KEYS = ("pre_deploy", "post_deploy", "on_failure")  # argument lists, no shell
 DEPLOY_MODES = ("in-place", "releases")
 NOTIFY_EVENTS = ("failure", "recovery", "success")  # what ``notify_on`` may name
+FLEET_SWITCHES = ("together", "each")  # releases mode in a fleet: switch ``current`` ...
 # DEPLOYHOOK_* variables that are not settings: the secret itself.
 SECRET_ENV = ENV_PREFIX + "SECRET"
 NOT_KEYS = (SECRET_ENV,)
@@ -85,6 +86,7 @@ class TargetSettings:
     activate: tuple[str, ...] | None = None
     shared_paths: tuple[str, ...] = ()
     keep_releases: int = 5
+    fleet_switch: str = "together"  # in a fleet: every node switches once all are built
     # notifications (report/notify.py): Apprise URLs, which hold tokens (never shown)
     notify: tuple[str, ...] = field(default=(), repr=False)
     notify_on: tuple[str, ...] = ("failure", "recovery")
@@ -204,6 +206,7 @@ class Config(TargetSettings):
     # fleet mode (service/fleet.py): None keeps the single-server daemon, with no Redis
     redis_url: str | None = None
     redis_password_file: str | None = None
+    redis_ca_file: str | None = None  # rediss://: the CA that signed Redis's certificate
     fleet_key_file: str | None = "fleet-key.txt"  # signs what nodes write to Redis
     node: str | None = None  # this server's name in the fleet; None: the host name
     reconcile_interval: float = 60.0
@@ -279,6 +282,9 @@ def _check_fleet(config: Config) -> None:
         raise ConfigError(f"node must match {NODE_NAME.pattern}, got {config.node!r}")
     if config.reconcile_interval <= 0:
         raise ConfigError("reconcile_interval must be a positive number of seconds")
+    if config.redis_ca_file is not None and not (config.redis_url or "").startswith(
+            "rediss://"):
+        raise ConfigError("redis_ca_file needs a rediss:// redis_url (Redis over TLS)")
     if config.redis_url is not None and config.fleet_key_file is None:
         raise ConfigError("redis_url needs fleet_key_file (the key every node signs the "
                           "fleet's state with: 'deployhook init' writes one; README.rst, "
@@ -295,6 +301,7 @@ def _check_releases(target: TargetConfig, where: str) -> None:
     """
     try:
         _check_choice("deploy_mode", target.deploy_mode, DEPLOY_MODES)
+        _check_choice("fleet_switch", target.fleet_switch, FLEET_SWITCHES)
     except ConfigError as exc:
         raise ConfigError(f"{exc}{where}") from None
     if target.deploy_mode == "releases" and not target.releases_path:
@@ -352,17 +359,19 @@ _TYPES: dict[str, tuple[type, ...]] = {
     # atomic releases (git/releases.py)
     "deploy_mode": (str,), "releases_path": (str, type(None)), "health_url": (str, type(None)),
     "health_timeout": (int, float), "activate": (list, tuple, type(None)),
-    "shared_paths": (list, tuple), "keep_releases": (int,),
+    "shared_paths": (list, tuple), "keep_releases": (int,), "fleet_switch": (str,),
     # notifications (report/notify.py)
     "notify": (list, tuple), "notify_on": (list, tuple),
     # fleet mode (service/fleet.py)
     "redis_url": (str, type(None)), "redis_password_file": (str, type(None)),
-    "fleet_key_file": (str, type(None)), "node": (str, type(None)),
+    "redis_ca_file": (str, type(None)), "fleet_key_file": (str, type(None)),
+    "node": (str, type(None)),
     "reconcile_interval": (int, float),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file", "ssh_key",
-              "report_token_file", "releases_path", "redis_password_file", "fleet_key_file")
+              "report_token_file", "releases_path", "redis_password_file", "redis_ca_file",
+              "fleet_key_file")
 
 
 def load(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> Config:

@@ -156,6 +156,10 @@ DESCRIPTIONS: dict[str, str] = {
     "keep_releases": (
         "Releases mode: releases kept (at least 2; the live one and the one before it "
         "always are)."),
+    "fleet_switch": (
+        "Releases mode in a fleet: ``\"together\"``: every node builds the release, and "
+        "all switch ``current`` once every live node has built it (none does when one "
+        "fails); ``\"each\"``: each node switches as soon as its own release is built."),
     # Fleet mode.
     "redis_url": (
         "Fleet mode: the Redis every server shares, e.g. ``redis://10.0.0.5:6379/0`` "
@@ -163,6 +167,9 @@ DESCRIPTIONS: dict[str, str] = {
     "redis_password_file": (
         "File holding Redis's password; under systemd, when unset: "
         "``$CREDENTIALS_DIRECTORY/redis-password``."),
+    "redis_ca_file": (
+        "With a ``rediss://`` ``redis_url``: the CA certificate (PEM) that signed Redis's "
+        "certificate; ``None``: the system's CAs."),
     "fleet_key_file": (
         "File holding the fleet key every node signs what it writes to Redis with (the "
         "same on every node; Redis never sees it); required with ``redis_url``; under "

@@ -36,24 +36,37 @@ def redis_server() -> str | None:
 
 
 class RedisServer:
-    """``redis-server`` as a subprocess on 127.0.0.1:``port`` keeping its data in ``folder``."""
+    """``redis-server`` as a subprocess on ``host``:``port`` keeping its data in ``folder``;
+    ``tls``: (certificate, key, CA) files: TLS only (``rediss://``); ``prefix``: what
+    runs it (``ip netns exec <ns>``)."""
 
-    def __init__(self, folder: Path, port: int | None = None) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, port: int | None = None, host: str = "127.0.0.1",
+                 tls: tuple[Path, Path, Path] | None = None, prefix: tuple[str, ...] = ()
+                 ) -> None:
+        self.folder, self.host, self.tls, self.prefix = folder, host, tls, prefix
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         folder.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/0"
+
+    def listen(self) -> list[str]:
+        """redis-server's arguments for where it listens."""
+        if self.tls is None:
+            return ["--port", str(self.port), "--bind", self.host]
+        cert, key, ca = self.tls
+        return ["--port", "0", "--tls-port", str(self.port), "--bind", self.host,
+                "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
 
     def start(self) -> RedisServer:
         """Start it and wait until it answers PING (with the password)."""
         program = redis_server()
         assert program is not None
         self.proc = subprocess.Popen(
-            [program, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+            [*self.prefix, program, *self.listen(), "--dir",
              str(self.folder), "--appendonly", "yes", "--appendfsync", "everysec",
              "--save", "", "--requirepass", REDIS_PASSWORD, "--logfile",
              str(self.folder / "redis.log")],
@@ -68,7 +81,7 @@ class RedisServer:
 
     def ping(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
+            with self._connect() as conn:
                 conn.sendall(f'AUTH "{REDIS_PASSWORD}"\r\nPING\r\n'.encode())
                 data = b""
                 while data.count(b"\r\n") < 2:
@@ -80,13 +93,23 @@ class RedisServer:
         except OSError:
             return False
 
+    def _connect(self) -> socket.socket:
+        conn = socket.create_connection((self.host, self.port), timeout=1)
+        if self.tls is None:
+            return conn
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.tls[2]))
+        return context.wrap_socket(conn, server_hostname=self.host)
+
     def client(self) -> Any:
         """A blocking client of this Redis, as a stranger who can write it (``redis-cli``)
         has: replies decoded to str."""
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, password=REDIS_PASSWORD,
-                           decode_responses=True, socket_timeout=10)
+        tls = {} if self.tls is None else {"ssl": True, "ssl_ca_certs": str(self.tls[2])}
+        return redis.Redis(host=self.host, port=self.port, password=REDIS_PASSWORD,
+                           decode_responses=True, socket_timeout=10, **tls)
 
     def stop(self) -> None:
         """SIGTERM (a clean stop: Redis writes its append-only file) and wait."""

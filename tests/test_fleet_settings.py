@@ -192,3 +192,44 @@ def test_an_outcome_is_checked_and_signed(node: str, changes: dict[str, object],
     assert check_outcome("site", "web1", json.dumps(good), KEY) == outcome
     with pytest.raises(BadEntry, match=words):
         check_outcome("site", node, json.dumps({**good, **changes}), KEY)
+
+
+def test_fleet_switch_and_redis_ca_file_are_checked() -> None:
+    """``fleet_switch`` is "together" (the default) or "each"; ``redis_ca_file`` needs
+    a rediss:// URL."""
+    assert settings.load(None, environ={}).fleet_switch == "together"
+    assert settings.load(None, environ={"DEPLOYHOOK_FLEET_SWITCH": "each"}
+                         ).fleet_switch == "each"
+    with pytest.raises(ConfigError, match="fleet_switch"):
+        settings.load(None, environ={"DEPLOYHOOK_FLEET_SWITCH": "one by one"})
+    with pytest.raises(ConfigError, match="redis_ca_file needs a rediss://"):
+        settings.load(None, environ={"DEPLOYHOOK_REDIS_URL": "redis://h:6379/0",
+                                     "DEPLOYHOOK_REDIS_CA_FILE": "/ca.pem"})
+
+
+def _beat(*targets: str) -> dict[str, object]:
+    return {"targets": dict.fromkeys(targets), "time": 1.0}
+
+
+@pytest.mark.parametrize(("ready", "outcomes", "beats", "verdict", "why"), [
+    ({"a": 1, "b": 1}, {}, {"a": _beat("t"), "b": _beat("t")}, "switch", ""),
+    ({"a": 1}, {}, {"a": _beat("t"), "b": _beat("t")}, "wait", "b"),
+    ({"a": 1}, {}, {"a": _beat("t"), "b": _beat("other")}, "switch", ""),  # b: not t
+    ({"a": 1, "b": 0}, {}, {"a": _beat("t"), "b": _beat("t")}, "wait", "b"),  # old one
+    ({"a": 1}, {"b": (1, True)}, {"a": _beat("t"), "b": _beat("t")}, "switch", ""),
+    ({"a": 1}, {"b": (1, False)}, {"a": _beat("t"), "b": _beat("t")}, "abort",
+     "not switched: b failed (boom)"),
+])
+def test_the_fleet_switches_once_every_live_node_is_ready(
+        ready: dict[str, int], outcomes: dict[str, tuple[int, bool]],
+        beats: dict[str, dict[str, object]], verdict: str, why: str) -> None:
+    """:func:`decide`: every live node of the target ready (or deployed) for the
+    generation: switch; one failed it: abort naming it; else wait naming who."""
+    from deployhook.service.fleetstate import Desired, Outcome, decide
+
+    sha = "a" * 40
+    desired = Desired("t", sha, "refs/heads/main", "d", "x", generation=1)
+    built = {n: Outcome(n, g, sha, None, True, "built") for n, g in ready.items()}
+    done = {n: Outcome(n, g, sha, sha, ok, "" if ok else "boom")
+            for n, (g, ok) in outcomes.items()}
+    assert decide("t", desired, built, done, beats) == (verdict, why)

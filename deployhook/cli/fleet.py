@@ -40,6 +40,7 @@ from deployhook.service.fleetstate import (
     queue_read,
     queue_report,
     states,
+    tls,
     view,
 )
 from deployhook.settings import Config
@@ -68,10 +69,11 @@ def _client(config: Config) -> Any:
 
     try:
         secret = password(config.redis_password_file)
+        options = tls(config.redis_url, config.redis_ca_file)
     except ConfigError as exc:
         raise CommandFailed(str(exc)) from None
     return redis.Redis.from_url(config.redis_url, password=secret, socket_timeout=3.0,
-                                socket_connect_timeout=3.0)
+                                socket_connect_timeout=3.0, **options)
 
 
 def _key(config: Config) -> bytes:

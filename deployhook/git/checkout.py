@@ -325,6 +325,10 @@ class Checkout:
         self.progress = False  # True: network steps show git's progress on our stderr
         # Called (step name, its output so far) while pre_deploy or post_deploy runs.
         self.live: Callable[[str, str], None] | None = None
+        # Releases mode in a fleet: called with the built release's commit before
+        # ``current`` is switched; blocks until the fleet says switch (returns "") or
+        # returns why not (see git/releases.py).
+        self.switch_gate: Callable[[str], str] | None = None
 
     # -- facts ------------------------------------------------------------
     def exists(self) -> bool:

@@ -291,8 +291,10 @@ def _release(checkout: Checkout, store: Checkout, branch: str, pushes: list[Push
         shutil.rmtree(path, ignore_errors=True)
         marker.unlink(missing_ok=True)
         raise
+    _wait_for_the_fleet(checkout, path, sha, steps)
     switch(config, name)
-    steps.append(Step("switch", f"current -> {RELEASES}/{name}", 0, 0.0, ""))
+    steps.append(Step("switch", f"current -> {RELEASES}/{name}", 0, 0.0,
+                      f"at {time.time():.6f}"))
     failure = activate(config, path, steps) or _health(config, steps)
     if failure:
         _switch_back(config, previous)
@@ -302,6 +304,27 @@ def _release(checkout: Checkout, store: Checkout, branch: str, pushes: list[Push
         raise DeployFailed(f"{ROLLED_BACK}{failure}; {back} is live", steps)
     for old in prune(config):
         steps.append(Step("prune", "remove old release", 0, 0.0, old))
+
+
+def _wait_for_the_fleet(checkout: Checkout, path: Path, sha: str, steps: list[Step]) -> None:
+    """In a fleet that switches together (``checkout.switch_gate``): report the release
+    of ``sha`` built and wait until every live node has built it.
+
+    Raises:
+        DeployFailed: the fleet does not switch to it (a node failed, a newer commit is
+            wanted): the reason says why; the release is removed.
+    """
+    if checkout.switch_gate is None:
+        return
+    import shutil  # releases mode only: an in-place daemon never imports it
+
+    start = time.monotonic()
+    why = checkout.switch_gate(sha)
+    steps.append(Step("fleet", "wait until every node has built the release",
+                      1 if why else 0, time.monotonic() - start, why or "every node ready"))
+    if why:
+        shutil.rmtree(path, ignore_errors=True)
+        raise DeployFailed(why, steps)
 
 
 def _new_name(folder: Path, sha: str) -> str:

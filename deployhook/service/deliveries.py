@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from deployhook.service.fleet import Fleet
 
 log = logging.getLogger("deployhook.http")
-FLEET_POLL = 0.05  # seconds between reads of the fleet's outcomes while an answer waits
+FLEET_REREAD = 1.0  # seconds an answer waits on the fleet without a notification, at most
 RESULTS = {200: "deployed", 202: "deploying", 500: "failed"}
 
 
@@ -177,21 +177,26 @@ class Deliveries:
                      deadline: float) -> Answer:
         """The answer for the fleet: ``local`` (this node's) when the fleet could not be
         told, else every node's state for the generation ``told`` names, waiting until
-        ``deadline`` (the loop's clock) while live nodes are still deploying."""
+        ``deadline`` (the loop's clock) while live nodes are still deploying: read again
+        on each notification of the fleet's progress (and at least every
+        :data:`FLEET_REREAD` seconds: a heartbeat expiring notifies nobody)."""
         fleet, loop = self.fleet, asyncio.get_running_loop()
         assert fleet is not None
         if told.desired is None:
             return fleet_untold(local, told.error)
         while True:
+            since = fleet.version(target.name)
             try:
                 found = await fleet.states(target.name, told.desired)
             except Exception as exc:  # Redis went away after it was told
                 return fleet_untold(local, f"the fleet's state cannot be read: "
                                     f"{type(exc).__name__}", told=True)
             status, reason = summary(found)
-            if status != 202 or loop.time() >= deadline:
+            settled = all(s.state in ("deployed", "failed", "absent") for s in found)
+            if settled or loop.time() >= deadline:
                 break
-            await asyncio.sleep(FLEET_POLL)
+            await fleet.changed(target.name, since,
+                                min(FLEET_REREAD, deadline - loop.time()))
         return fleet_answer(local, status, reason, view(target.name, told.desired, found))
 
     async def _paused(self, target: Target, push: Push, facts: Facts,

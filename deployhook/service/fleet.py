@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -47,12 +49,18 @@ from deployhook.service.fleetstate import (
     CHANNEL,
     DELIVERY_TTL,
     HEARTBEAT_EVERY,
+    NOT_SWITCHED,
+    PROGRESS,
+    READY,
+    SWITCH,
     Desired,
     NodeState,
     Outcome,
     Refusals,
+    Switch,
     Told,
     checked_replies,
+    decide,
     delivery_key,
     desired_key,
     fleet_key,
@@ -65,13 +73,19 @@ from deployhook.service.fleetstate import (
     parse_desired,
     parse_outcomes,
     parse_read,
+    parse_switch,
     password,
     queue_beat,
     queue_publish,
     queue_read,
+    queue_ready,
     queue_report,
+    queue_switch,
+    ready_key,
     save_pending,
     states,
+    switch_key,
+    tls,
     view,
 )
 from deployhook.service.rules import deploys
@@ -84,6 +98,7 @@ if TYPE_CHECKING:
     from deployhook.settings import Config
 
 log = logging.getLogger("deployhook.fleet")
+SUPERSEDED = "not switched: superseded: "  # a release the fleet no longer wants
 RETRY = 1.0  # seconds between attempts while Redis is unreachable or something waits
 TIMEOUT = 3.0  # seconds for one Redis command (connecting: 2 s)
 PUBLISH_TRIES = 10  # WATCH rounds lost to concurrent writers before giving up
@@ -104,7 +119,8 @@ class Fleet:
         after each run of a target.  What it reads of ``config`` takes effect at a restart
         only (:data:`~deployhook.service.hub.RESTART_KEYS`).
 
-        Raises ConfigError: ``redis_password_file`` or ``fleet_key_file`` cannot be read.
+        Raises ConfigError: ``redis_password_file``, ``redis_ca_file`` or
+        ``fleet_key_file`` cannot be read.
         """
         assert config.redis_url is not None and config.node is not None
         self.config, self.targets, self.executor, self.record = config, targets, executor, record
@@ -115,7 +131,8 @@ class Fleet:
         self.supervisor = Supervisor(log)
         self.client = aioredis.from_url(
             config.redis_url, password=password(config.redis_password_file),
-            socket_timeout=TIMEOUT, socket_connect_timeout=2.0, health_check_interval=10)
+            socket_timeout=TIMEOUT, socket_connect_timeout=2.0, health_check_interval=10,
+            **tls(config.redis_url, config.redis_ca_file))
         self.covering: dict[str, Desired] = {}  # target -> the generation our worker runs
         self.pending: dict[str, Desired] = {}  # accepted while Redis was unreachable
         self.pending_path = Path(config.state_db + ".fleet-pending")  # ...kept there too
@@ -129,6 +146,10 @@ class Fleet:
         self._reconciling: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._rolling: set[str] = set()  # targets a rollback (or :meth:`tell`) is switching
+        self.versions: dict[str, int] = {}  # target -> changes of its fleet seen (notified)
+        self._changed: dict[str, asyncio.Event] = {}  # set at the next change, then new
+        self.switches: dict[str, Switch] = {}  # target -> the last switch announced
+        self.loop: asyncio.AbstractEventLoop | None = None
         subscribe(self._ran)
 
     # -- running -------------------------------------------------------------------------
@@ -136,6 +157,9 @@ class Fleet:
         """Start the heartbeat and the notification listener (neither waits for Redis)."""
         log.info("fleet: node %s, desired state in Redis at %s", self.node, self.where)
         self.pending.update(load_pending(self.pending_path))
+        self.loop = asyncio.get_event_loop()
+        for target in self.targets.values():
+            target.worker.switch_gate = functools.partial(self._gate, target)
         self.supervisor.start("heartbeat", self._beat_loop)
         self.supervisor.start("notifications", self._listen_loop)
 
@@ -185,20 +209,62 @@ class Fleet:
         while not self.closing:
             pubsub = self.client.pubsub()
             try:
-                await pubsub.subscribe(CHANNEL)
+                await pubsub.subscribe(CHANNEL, PROGRESS, SWITCH)
                 self.reconcile_all()
                 self.supervisor.healthy("notifications")
                 while not self.closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                        timeout=1.0)
                     if message is not None:
-                        self.poke(_text(message["data"])[:100])
+                        self._heard(_text(message["channel"]), _text(message["data"]))
             except UNREACHABLE as exc:
                 self._unreachable(exc)
                 await asyncio.sleep(RETRY)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
+
+    def _heard(self, channel: str, data: str) -> None:
+        """A notification: a new desired state (reconcile it), an outcome or readiness
+        written, or a switch decided (kept, if signed): whoever waits on the target's
+        fleet wakes."""
+        if channel == SWITCH:
+            try:
+                values = json.loads(data[:4096])
+                name = str(values.pop("target"))[:100]
+            except (ValueError, TypeError, AttributeError, KeyError):
+                self.refusals.note(SWITCH, "a message that is not a switch's JSON")
+                return
+            switch = parse_switch(name, values, self.key, self.refusals) \
+                if name in self.targets else None
+            if switch is not None:
+                self.switches[name] = switch
+            self._notify(name)
+            return
+        name = data[:100]
+        if channel == CHANNEL:
+            self.poke(name)
+        self._notify(name)
+
+    def _notify(self, name: str) -> None:
+        """Target ``name``'s fleet changed: wake whoever waits (:meth:`changed`)."""
+        self.versions[name] = self.versions.get(name, 0) + 1
+        event = self._changed.pop(name, None)
+        if event is not None:
+            event.set()
+
+    def version(self, name: str) -> int:
+        """How many changes of target ``name``'s fleet this agent was told of."""
+        return self.versions.get(name, 0)
+
+    async def changed(self, name: str, since: int, timeout: float) -> None:
+        """Return once target ``name``'s fleet changed after :meth:`version` was
+        ``since`` (a notification), or after ``timeout`` seconds."""
+        if self.version(name) != since or timeout <= 0:
+            return
+        event = self._changed.setdefault(name, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
 
     async def _beat(self) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -233,6 +299,7 @@ class Fleet:
     def _reached(self) -> None:
         if self.reachable is False:
             log.warning("fleet: Redis at %s is reachable again", self.where)
+            self.reconcile_all()  # what was decided meanwhile (notifications are lost)
         self.reachable, self.error = True, ""
 
     def note_unreachable(self, exc: BaseException) -> None:
@@ -341,11 +408,12 @@ class Fleet:
     def _ran(self, target: Target, result: RunResult) -> None:
         """After each run of ours: when it covered the generation we bring this target
         to, write our outcome for it."""
+        self._notify(target.name)
         covering = self.covering.get(target.name)
         if covering is None:
             return
         covered = covering.sha in result.contains or result.head_after == covering.sha
-        if result.ok and not covered:
+        if (result.ok or result.reason.startswith(SUPERSEDED)) and not covered:
             return  # a run that began before ours was queued: ours comes next
         del self.covering[target.name]
         ok = result.ok and (result.head_after == covering.sha or (
@@ -372,6 +440,103 @@ class Fleet:
         await pipe.execute()
         if self.outbox.get(name) is outcome:
             del self.outbox[name]
+
+    # -- switching together (releases mode) --------------------------------------------
+    def _gate(self, target: Target, sha: str) -> str:
+        """In a git thread, once the release of ``sha`` is built: "" to switch
+        ``current`` now, else why not (see :meth:`together`); blocks meanwhile.  Only
+        in releases mode with ``fleet_switch = "together"``: else "" at once."""
+        config = target.config
+        if not releases.enabled(config) or config.fleet_switch != "together" or (
+                self.loop is None or self.closing):
+            return ""
+        return asyncio.run_coroutine_threadsafe(self.together(target, sha),
+                                                self.loop).result()
+
+    async def together(self, target: Target, sha: str) -> str:
+        """Report this node's release of ``sha`` built (for the desired generation of
+        that commit) and wait until every live node has: "" then (whoever sees it first
+        writes the switch, signed; every node switches on its message); or why not: a
+        node failed its generation (none switches), a newer commit is wanted, or the
+        fleet did not get ready within ``git_timeout`` + ``post_deploy_timeout``.
+        Redis unreachable, or no desired state: "" (this node switches alone, as it
+        deploys alone then)."""
+        name, config = target.name, target.config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + config.git_timeout + config.post_deploy_timeout
+        reported = -1
+        while True:
+            since = self.version(name)
+            try:
+                desired, ready, outcomes, beats, switch = await self._switch_state(name)
+                if desired is None:
+                    return ""
+                if switch is not None and (switch.generation, switch.sha) == (
+                        desired.generation, sha):
+                    return ""
+                if desired.sha == sha and reported != desired.generation:
+                    await self._report_ready(name, desired, target.head)
+                    reported = desired.generation
+                    continue
+                if desired.sha == sha:
+                    verdict, why = decide(name, desired, {**ready, self.node: Outcome(
+                        self.node, desired.generation, sha, None, True, "built")},
+                        outcomes, beats)
+                    if verdict == "abort":
+                        return why
+                    if verdict == "switch":
+                        await self._decide_switch(Switch(name, desired.generation, sha,
+                                                         self.node))
+                        return ""
+                elif reported >= 0 and desired.generation > reported:
+                    return f"{SUPERSEDED}the fleet now wants {desired.sha[:12]}"
+            except UNREACHABLE as exc:
+                self._unreachable(exc)
+                log.warning("%s: fleet: switching to %s alone: %s", name, sha[:12], self.error)
+                return ""
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return (f"{NOT_SWITCHED}the fleet did not build {sha[:12]} within "
+                        f"{config.git_timeout + config.post_deploy_timeout:g} s")
+            await self.changed(name, since, min(remaining, 1.0))
+            announced = self.switches.get(name)
+            if announced is not None and announced.sha == sha and (
+                    announced.generation == reported):
+                return ""  # the message said so: no read before switching
+
+    async def _switch_state(self, name: str) -> tuple[
+            Desired | None, dict[str, Outcome], dict[str, Outcome], dict[str, Any],
+            Switch | None]:
+        """Target ``name``'s desired state, readiness, outcomes, live nodes and switch.
+
+        Raises:
+            RedisError, OSError: Redis is unreachable.
+        """
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(ready_key(name))
+        pipe.hgetall(switch_key(name))
+        queue_read(pipe, [name])
+        replies = await pipe.execute(raise_on_error=False)
+        raw_ready, raw_switch = checked_replies(self.refusals, replies[:2],
+                                                (ready_key(name), switch_key(name)))
+        desired, outcomes, nodes = parse_read([name], replies[2:], self.key, self.refusals)
+        beats = parse_beats(nodes, await self.client.mget(
+            [heartbeat_key(n) for n in nodes]), self.refusals) if nodes else {}
+        return (desired[name], parse_outcomes(name, raw_ready, self.key, self.refusals, READY),
+                outcomes[name], beats, parse_switch(name, raw_switch, self.key, self.refusals))
+
+    async def _report_ready(self, name: str, desired: Desired, head: str | None) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        queue_ready(pipe, name, Outcome(self.node, desired.generation, desired.sha, head, True,
+                                        "built, waiting to switch"), self.key)
+        await pipe.execute()
+
+    async def _decide_switch(self, switch: Switch) -> None:
+        log.info("%s: fleet: every live node built %s: switch (generation %d)",
+                 switch.target, switch.sha[:12], switch.generation)
+        pipe = self.client.pipeline(transaction=False)
+        queue_switch(pipe, switch, self.key)
+        await pipe.execute()
 
     # -- deliveries --------------------------------------------------------------------
     async def _publish(self, desired: Desired) -> Desired:

@@ -20,7 +20,16 @@ Keys (``deployhook:`` first):
   node seen deploying the target.
 - ``delivery:<target>:<id>`` (string, 7 days): the node that accepted the delivery
   first (``SET NX``): a redelivery to any node does not deploy the fleet again.
-- channel ``desired``: the target's name, published with each new desired state.
+- ``ready:<target>`` (hash): node -> JSON as an outcome's (signed as a readiness), in
+  releases mode with ``fleet_switch = "together"``: the node has built the release of
+  that generation and waits to switch ``current``.
+- ``switch:<target>`` (hash): ``generation``, ``sha``, ``by``, ``time``, ``sig``: every
+  live node reported ready for that generation, so every node switches (a node that
+  builds it later, back from an absence, switches at once).
+- channel ``desired``: the target's name, published with each new desired state;
+  ``progress``: the target's name, with each outcome or readiness written (what an
+  answer waiting on the fleet wakes on); ``switch``: the switch's JSON (its fields and
+  ``target``), with each switch decided.
 
 Redis is an input, not the operator: whoever can write it may stop the fleet, never
 choose what it runs.  Every entry read is checked as a delivery is (a 40- or 64-hex
@@ -53,6 +62,9 @@ from deployhook.settings import NODE_NAME
 log = logging.getLogger("deployhook.fleet")
 PREFIX = "deployhook:"
 CHANNEL = PREFIX + "desired"
+PROGRESS = PREFIX + "progress"
+SWITCH = PREFIX + "switch"
+NOT_SWITCHED = "not switched: "  # the reason of a node whose fleet did not switch
 HEARTBEAT_TTL = 15  # seconds a node stays live after its last heartbeat
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats
 DELIVERY_TTL = 7 * 86400  # seconds a delivery ID is remembered fleet-wide
@@ -78,6 +90,14 @@ def heartbeat_key(node: str) -> str:
 
 def nodes_key(target: str) -> str:
     return f"{PREFIX}nodes:{target}"
+
+
+def ready_key(target: str) -> str:
+    return f"{PREFIX}ready:{target}"
+
+
+def switch_key(target: str) -> str:
+    return f"{PREFIX}switch:{target}"
 
 
 def delivery_key(target: str, delivery_id: str) -> str:
@@ -106,6 +126,25 @@ def password(path: str | None) -> str | None:
     if not lines:
         raise ConfigError(f"redis_password_file {path} is empty")
     return lines[0]
+
+
+def tls(url: str | None, ca_file: str | None) -> dict[str, Any]:
+    """The TLS options of a Redis client of ``url``: with ``rediss://`` and
+    ``redis_ca_file`` set, that CA (and only it) must have signed Redis's certificate,
+    whose name must be ``url``'s host; without a CA file, the system's CAs.
+
+    Raises:
+        ConfigError: ``ca_file`` is set but missing or unreadable (naming it).
+    """
+    if ca_file is None or not (url or "").startswith("rediss://"):
+        return {}
+    try:
+        with open(ca_file, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"redis_ca_file {ca_file} cannot be read: {exc.strerror}") \
+            from None
+    return {"ssl_ca_certs": ca_file, "ssl_cert_reqs": "required", "ssl_check_hostname": True}
 
 
 def fleet_key(path: str | None) -> bytes:
@@ -204,15 +243,39 @@ class Outcome:
     reason: str
     time: float = field(default_factory=time.time)
 
-    def signature(self, key: bytes, target: str) -> str:
-        """HMAC-SHA256 with the fleet ``key`` of every field and ``target``'s name."""
-        return _sign(key, "deployhook-outcome/1", [
+    def signature(self, key: bytes, target: str, label: str = "deployhook-outcome/1") -> str:
+        """HMAC-SHA256 with the fleet ``key`` of every field and ``target``'s name
+        (``label``: what it is, an outcome or a readiness)."""
+        return _sign(key, label, [
             target, self.node, self.generation, self.sha, self.head, self.ok, self.reason,
             self.time])
 
-    def dumps(self, key: bytes, target: str) -> str:
+    def dumps(self, key: bytes, target: str, label: str = "deployhook-outcome/1") -> str:
         """The JSON written for ``target``, signed with ``key``."""
-        return json.dumps({**asdict(self), "sig": self.signature(key, target)})
+        return json.dumps({**asdict(self), "sig": self.signature(key, target, label)})
+
+
+READY = "deployhook-ready/1"  # the label a readiness is signed with (not an outcome's)
+
+
+@dataclass(frozen=True)
+class Switch:
+    """Every live node has built the release of ``sha`` for ``generation``: switch."""
+
+    target: str
+    generation: int
+    sha: str
+    by: str
+    time: float = field(default_factory=time.time)
+
+    def signature(self, key: bytes) -> str:
+        return _sign(key, "deployhook-switch/1", [self.target, self.generation, self.sha,
+                                                  self.by, self.time])
+
+    def fields(self, key: bytes) -> dict[str, str]:
+        """The hash fields written (and, with ``target``, the message), signed."""
+        return {"generation": str(self.generation), "sha": self.sha, "by": self.by,
+                "time": repr(self.time), "sig": self.signature(key)}
 
 
 @dataclass(frozen=True)
@@ -259,8 +322,72 @@ def queue_publish(pipe: Any, desired: Desired, key: bytes) -> None:
 
 
 def queue_report(pipe: Any, target: str, outcome: Outcome, key: bytes) -> None:
-    """Queue ``outcome`` as its node's outcome for ``target``, signed with ``key``."""
+    """Queue ``outcome`` as its node's outcome for ``target``, signed with ``key``, and
+    the notification of progress."""
     pipe.hset(outcomes_key(target), outcome.node, outcome.dumps(key, target))
+    pipe.publish(PROGRESS, target)
+
+
+def queue_ready(pipe: Any, target: str, ready: Outcome, key: bytes) -> None:
+    """Queue ``ready`` (a node built the release of a generation) for ``target``."""
+    pipe.hset(ready_key(target), ready.node, ready.dumps(key, target, READY))
+    pipe.publish(PROGRESS, target)
+
+
+def queue_switch(pipe: Any, switch: Switch, key: bytes) -> None:
+    """Queue the switch decided for ``switch.target`` and its message."""
+    values = switch.fields(key)
+    pipe.delete(switch_key(switch.target))
+    pipe.hset(switch_key(switch.target), mapping=values)
+    pipe.publish(SWITCH, json.dumps({**values, "target": switch.target}))
+
+
+def parse_switch(target: str, raw: dict[Any, Any] | None, key: bytes,
+                 refusals: Refusals) -> Switch | None:
+    """A ``switch:<target>`` hash (or a message's fields): None when there is none or it
+    fails its checks or its signature (noted in ``refusals``)."""
+    if not raw:
+        return None
+    values = {_text(k): _text(v) for k, v in raw.items()}
+    try:
+        if not valid_sha(values.get("sha", "")):
+            raise BadEntry("its sha is not a 40- or 64-hex commit SHA")
+        switch = Switch(target, _generation(values.get("generation")), values["sha"],
+                        _bounded(values, "by"), _when(values.get("time")))
+        if not _signed(key, "deployhook-switch/1", [
+                target, switch.generation, switch.sha, switch.by, switch.time],
+                values.get("sig")):
+            raise BadEntry("it is not signed with this fleet's key (fleet_key_file)")
+    except BadEntry as exc:
+        refusals.note(switch_key(target), str(exc))
+        return None
+    return switch
+
+
+def decide(target: str, desired: Desired, ready: dict[str, Outcome],
+           outcomes: dict[str, Outcome], beats: dict[str, dict[str, Any]]
+           ) -> tuple[str, str]:
+    """Whether the fleet switches to ``desired``'s release: ("switch", "") once every
+    live node of ``target`` built it (or reported it deployed), ("abort", why) once one
+    failed its generation (naming the nodes and their reasons; those that failed for
+    another's sake last), else ("wait", the nodes waited for)."""
+    live = sorted(n for n, beat in beats.items() if target in (beat.get("targets") or {}))
+    failed, waiting = [], []
+    for node in live:
+        outcome, built = outcomes.get(node), ready.get(node)
+        if outcome is not None and outcome.generation == desired.generation:
+            if not outcome.ok:
+                failed.append(outcome)
+        elif not (built is not None and built.generation == desired.generation
+                  and built.sha == desired.sha and built.ok):
+            waiting.append(node)
+    if failed:
+        first = [o for o in failed if not o.reason.startswith(NOT_SWITCHED)] or failed
+        return "abort", NOT_SWITCHED + "; ".join(
+            f"{o.node} failed ({o.reason})" for o in first)[:280]
+    if waiting:
+        return "wait", ", ".join(waiting)
+    return "switch", ""
 
 
 def queue_beat(pipe: Any, node: str, heads: dict[str, str | None]) -> None:
@@ -363,20 +490,24 @@ def check_desired(target: str, values: dict[str, str], key: bytes) -> Desired:
 
 
 def parse_outcomes(target: str, raw: dict[Any, Any] | None, key: bytes,
-                   refusals: Refusals) -> dict[str, Outcome]:
-    """An ``outcomes:<target>`` hash: node -> outcome; entries that fail
-    :func:`check_outcome` are left out (noted in ``refusals``)."""
+                   refusals: Refusals, label: str = "deployhook-outcome/1"
+                   ) -> dict[str, Outcome]:
+    """An ``outcomes:<target>`` hash (``label`` :data:`READY`: a ``ready:<target>``
+    one): node -> outcome; entries that fail :func:`check_outcome` are left out (noted
+    in ``refusals``)."""
     found = {}
+    where = ready_key(target) if label == READY else outcomes_key(target)
     for field_name, value in (raw or {}).items():
         node = _text(field_name)
         try:
-            found[node] = check_outcome(target, node, _text(value), key)
+            found[node] = check_outcome(target, node, _text(value), key, label)
         except BadEntry as exc:
-            refusals.note(f"{outcomes_key(target)}[{node[:64]}]", str(exc))
+            refusals.note(f"{where}[{node[:64]}]", str(exc))
     return found
 
 
-def check_outcome(target: str, node: str, text: str, key: bytes) -> Outcome:
+def check_outcome(target: str, node: str, text: str, key: bytes,
+                  label: str = "deployhook-outcome/1") -> Outcome:
     """Node ``node``'s outcome for ``target`` from its JSON ``text``, checked and
     against its signature with the fleet ``key``.
 
@@ -407,7 +538,7 @@ def check_outcome(target: str, node: str, text: str, key: bytes) -> Outcome:
                        f"{LIMITS['reason']} characters")
     outcome = Outcome(node, _generation(value["generation"]), value["sha"], head, ok,
                       reason, _when(value["time"]))
-    if not _signed(key, "deployhook-outcome/1", [
+    if not _signed(key, label, [
             target, node, outcome.generation, outcome.sha, head, ok, reason, outcome.time],
             value["sig"]):
         raise BadEntry("it is not signed with this fleet's key (fleet_key_file)")

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("deployhook")
 RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db", "redis_url",
-                "redis_password_file", "fleet_key_file", "node", "reconcile_interval")
+                "redis_password_file", "redis_ca_file", "fleet_key_file", "node",
+                "reconcile_interval")
 WATCH_EVERY = 0.25  # seconds between refreshes; each target's HEAD is read once a second
 HEAD_ROUNDS = 4  # refreshes in which every target's HEAD is read once (a quarter each)
 RECORD_EVERY = 20  # refreshes between reads of the record when nobody else wrote to it

@@ -75,6 +75,7 @@ class GitWorker:
         self.target = target
         self.gate = gate
         self.on_start = on_start  # called with a run's pushes as it starts; must not raise
+        self.switch_gate: Callable[[str], str] | None = None  # see Checkout.switch_gate
         self.last: RunResult | None = None
         self.runs = 0
         self._pending: list[Request] = []
@@ -171,6 +172,7 @@ class GitWorker:
                 self.on_start(pushes)
             except Exception:
                 log.exception("handling the start of a run of %s failed", self.target)
+        self.checkout.switch_gate = self.switch_gate
         result = await self.run_in_executor(functools.partial(
             run_deploy, self.checkout, self._record(), target=self.target, trigger=trigger,
             branch=branch, pushes=pushes, rows=rows, pushers=pushers))
