@@ -17,8 +17,8 @@ setup(
     install_requires=["tornado>=6.3,<7", "GitPython>=3.1.41,<4",
                       "prometheus-client>=0.20,<1", "swagger-ui-py>=23.9"],
     extras_require={"fleet": ["redis>=5.0.1"],  # fleet mode (redis_url): README "Several servers"
-                    "test": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6",
-                             "hypothesis>=6.100", "atheris>=2.3",
+                    "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5",
+                             "ruff>=0.6", "hypothesis>=6.100", "atheris>=2.3",
                              "schemathesis>=3.30", "redis>=5.0.1"]},
     entry_points={"console_scripts": ["deployhook = deployhook.cli.main:main"]},
     classifiers=[

@@ -22,6 +22,7 @@ from tests.helpers import (
     free_port,
     git,
     http,
+    wait_for,
     write_config,
 )
 
@@ -156,14 +157,3 @@ def make_node(root: Path, origin: Path, name: str, redis: RedisServer, secret: P
               "redis_password_file": str(password), "node": name,
               "reconcile_interval": 1.0, **extra}
     return Node(name, folder, checkout, write_config(folder / "config.py", **values), port)
-
-
-def wait_for(check: Any, timeout: float = 30, what: str = "condition") -> Any:
-    """Poll ``check()`` until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout} s")
