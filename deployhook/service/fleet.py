@@ -37,14 +37,15 @@ from deployhook.redact import redact
 from deployhook.service.fleetstate import (
     CHANNEL,
     DELIVERY_TTL,
-    HEARTBEAT_EVERY,
     Desired,
     NodeState,
     Outcome,
     Told,
     delivery_key,
     desired_key,
+    heartbeat_every,
     heartbeat_key,
+    heartbeat_ttl,
     load_pending,
     masked,
     outcomes_key,
@@ -91,6 +92,8 @@ class Fleet:
         assert config.redis_url is not None and config.node is not None
         self.config, self.targets, self.executor, self.record = config, targets, executor, record
         self.node: str = config.node
+        self.beat_every = heartbeat_every(config.reconcile_interval)
+        self.ttl = heartbeat_ttl(config.reconcile_interval)  # absent after it without a beat
         self.where = masked(config.redis_url)
         self.client = aioredis.from_url(
             config.redis_url, password=password(config.redis_password_file),
@@ -149,7 +152,7 @@ class Fleet:
             except (RedisError, OSError) as exc:
                 self._unreachable(exc)
             busy = self.pending or self.outbox or not self.reachable
-            await asyncio.sleep(RETRY if busy else min(HEARTBEAT_EVERY, interval))
+            await asyncio.sleep(RETRY if busy else self.beat_every)
 
     async def _listen_loop(self) -> None:
         """Reconcile the target each notification names; after (re)subscribing, every
@@ -173,7 +176,7 @@ class Fleet:
 
     async def _beat(self) -> None:
         pipe = self.client.pipeline(transaction=False)
-        queue_beat(pipe, self.node, {t.name: t.head for t in self.targets.values()})
+        queue_beat(pipe, self.node, {t.name: t.head for t in self.targets.values()}, self.ttl)
         await pipe.execute()
 
     async def _flush(self) -> None:
@@ -397,7 +400,7 @@ class Fleet:
     async def states(self, name: str, desired: Desired) -> list[NodeState]:
         """Every node's state for target ``name`` against ``desired``'s generation."""
         _, outcomes, beats = await self._read([name])
-        found = states(name, desired, outcomes[name], beats)
+        found = states(name, desired, outcomes[name], beats, self.ttl)
         generation, own = self.local.get(name, (0, None))
         mine = outcomes[name].get(self.node)
         if own is not None and generation >= desired.generation and (
@@ -413,7 +416,7 @@ class Fleet:
         """
         names = list(self.targets)
         desired, outcomes, beats = await self._read(names)
-        return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats))
+        return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats, self.ttl))
                 for n in names}
 
     async def _read(self, names: list[str]) -> tuple[
