@@ -43,8 +43,7 @@ BASE = os.environ.get("DEPLOYHOOK_BASE_IMAGE", "localhost/deployhook-base")
 IMAGE = "localhost/deployhook-test"
 UID = 10001  # the Dockerfile's default deployhook user
 
-# one worker runs the podman tests (here and tests/test_systemd.py), one after another
-pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("podman")]
+pytestmark = pytest.mark.timeout(600)
 
 
 def podman(*args: str, check: bool = True) -> str:

@@ -85,7 +85,6 @@ GIT_IDENTITY = {
 pytestmark = [
     pytest.mark.skipif(shutil.which("podman") is None and not under_ci(),
                        reason=f"podman is not installed: {SETUP}"),
-    pytest.mark.xdist_group("podman"),  # one worker runs the podman tests, one after another
     pytest.mark.timeout(600),  # the first test also waits for the wheels and the boot
 ]
 
