@@ -42,8 +42,8 @@ EXTRAS = {
 }
 # Everything tests/run.sh and .ci/run need: the test tools, and every optional part the
 # tests exercise (fleet, /docs, notifications, the documentation build, the packaging test).
-EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "hypothesis>=6.100",
-                  "atheris>=2.3", "schemathesis>=3.30",
+EXTRAS["test"] = ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "ruff>=0.6",
+                  "hypothesis>=6.100", "atheris>=2.3", "schemathesis>=3.30",
                   *EXTRAS["fleet"], *EXTRAS["apidocs"], *EXTRAS["notify"], *EXTRAS["docs"],
                   *EXTRAS["release"]]
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -70,6 +73,14 @@ class HookTestCase(AsyncHTTPTestCase):
                                                 body=body, headers=headers, raise_error=False,
                                                 request_timeout=60)
         return response.code, _json(response)
+
+    async def until(self, check: Callable[[], Any], what: str, timeout: float = 10) -> None:
+        """Let the IOLoop run until ``check()`` is true.  Raises AssertionError naming
+        ``what`` after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"{what} not reached in {timeout} s"
+            await asyncio.sleep(0.01)
 
     async def send(self, body: bytes, headers: dict[str, str],
                    method: str = "POST", path: str = "/github") -> tuple[int, dict[str, Any]]:

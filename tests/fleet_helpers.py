@@ -22,6 +22,7 @@ from tests.helpers import (
     free_port,
     git,
     http,
+    wait_for,
     write_config,
 )
 
@@ -111,6 +112,25 @@ class RedisServer:
         return redis.Redis(host=self.host, port=self.port, password=REDIS_PASSWORD,
                            decode_responses=True, socket_timeout=10, **tls)
 
+    def beats(self, node: str, count: int, timeout: float = 30) -> None:
+        """Wait until ``node`` has written ``count`` more heartbeats: as many rounds of its
+        beat loop, each of which also reconciles (every ``reconcile_interval``)."""
+        from deployhook.service.fleetstate import heartbeat_key
+
+        client = self.client()
+        first, seen = client.get(heartbeat_key(node)), set()
+
+        def counted() -> bool:
+            beat = client.get(heartbeat_key(node))  # each carries the time it was written
+            if beat is not None and beat != first:
+                seen.add(beat)
+            return len(seen) >= count
+
+        try:
+            wait_for(counted, timeout, f"{count} heartbeats of {node}")
+        finally:
+            client.close()
+
     def stop(self) -> None:
         """SIGTERM (a clean stop: Redis writes its append-only file) and wait."""
         if self.proc is not None and self.proc.poll() is None:
@@ -190,16 +210,7 @@ def make_node(root: Path, origin: Path, name: str, redis: RedisServer, secret: P
     values = {"port": port, "repo_path": str(checkout), "secret_file": str(secret),
               "repository": REPOSITORY, "reload": "none", "redis_url": redis.url,
               "redis_password_file": str(password), "fleet_key_file": str(key), "node": name,
-              "reconcile_interval": 1.0, **extra}
+              "reconcile_interval": 1.0,  # heartbeats each second: absent after 3 s
+              "response_timeout": 30.0,  # every node's deploy, on a loaded machine too
+              **extra}
     return Node(name, folder, checkout, write_config(folder / "config.py", **values), port)
-
-
-def wait_for(check: Any, timeout: float = 30, what: str = "condition") -> Any:
-    """Poll ``check()`` until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout} s")

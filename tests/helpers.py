@@ -226,6 +226,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(check: Any, timeout: float = 30, what: str = "condition") -> Any:
+    """Poll ``check()`` until it returns something true; return it.  Raises
+    AssertionError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached in {timeout} s")
+
+
 def write_config(path: Path, **values: Any) -> Path:
     """Write a config.py with ``values`` as module-level settings."""
     path.write_text("".join(f"{key} = {value!r}\n" for key, value in values.items()))

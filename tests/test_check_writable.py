@@ -25,12 +25,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from deployhook.cli import main as cli
-from tests.helpers import REPOSITORY, Repos, free_port, write_config
+from tests.helpers import REPOSITORY, SECRET, Repos, free_port, make_repos, write_config
 from tests.tools import require_tool
 
 ROOT = Path(__file__).parents[1]
@@ -124,9 +126,24 @@ def check_as_nobody(config: Path, home: Path) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), out
 
 
-def test_folder_of_another_user_fails(repos: Repos, secret_file: Path,
-                                      tmp_path_factory: pytest.TempPathFactory) -> None:
+@pytest.fixture
+def open_repos() -> Iterator[Repos]:
+    """:func:`make_repos` in a folder of its own in /tmp that anyone may enter: pytest's
+    base folder is 0700, and opening it up would race every pytest that starts meanwhile
+    (each closes it again)."""
+    folder = Path(tempfile.mkdtemp(prefix="deployhook-check-"))
+    folder.chmod(0o755)
+    try:
+        yield make_repos(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_folder_of_another_user_fails(open_repos: Repos) -> None:
     """A checkout owned by another user than the one running check: FAIL, with the fix."""
+    repos = open_repos
+    secret_file = repos.root / "secret.txt"
+    secret_file.write_bytes(SECRET + b"\n")
     state = repos.root / "state"
     state.mkdir()
     config = config_for(repos, secret_file, state)
@@ -140,14 +157,11 @@ def test_folder_of_another_user_fails(repos: Repos, secret_file: Path,
         finally:
             repos.deployed.chmod(0o755)
     else:
-        # nobody must reach the files (pytest's base folder is 0700) and own the state folder.
-        for folder in (repos.root, *repos.root.parents):
-            if folder == Path("/"):
-                break
-            folder.chmod(folder.stat().st_mode | 0o005)
+        # nobody must read the files and own the state folder.
         secret_file.chmod(0o644)
         os.chown(state, 65534, 65534)
-        home = tmp_path_factory.mktemp("nobody-home")
+        home = repos.root / "nobody-home"
+        home.mkdir()
         os.chown(home, 65534, 65534)
         status, out = check_as_nobody(config, home)
     assert status == 1, out

@@ -74,9 +74,10 @@ def wait_for(what: str, check: Callable[[], Any], explain: Callable[[], str],
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Build the Dockerfile FROM the local base, deployhook from freshly built wheels."""
-    require_tool(shutil.which("podman"), "podman is not installed (.ci/setup-container.sh)")
+    require_tool(shutil.which("podman"),
+                 "podman is not installed: run `sh .ci/setup-container.sh` as root first")
     require_tool(subprocess.run([*PODMAN, "image", "exists", BASE]).returncode == 0,
-                 f"no base image {BASE}: run .ci/setup-container.sh as root")
+                 f"no base image {BASE}: run `sh .ci/setup-container.sh` as root first")
     context = tmp_path_factory.mktemp("wheels")
     start = time.monotonic()
     build_wheels(context / "wheels")
@@ -191,8 +192,8 @@ def test_compose_file_runs_the_image(image: str, site: Repos, tmp_path: Path) ->
     """compose.yaml as shipped, run by podman-compose: the checkout volume, the secrets,
     the DEPLOYHOOK_* settings, the published port and the restart policy work.  An
     override file only names the test image and mounts the origin at its own path."""
-    require_tool(shutil.which("podman-compose"), "podman-compose is not installed "
-                 "(.ci/setup-container.sh)")
+    require_tool(shutil.which("podman-compose"), "podman-compose is not installed: run "
+                 "`sh .ci/setup-container.sh` as root first")
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "compose.yaml", project)

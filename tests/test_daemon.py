@@ -259,7 +259,7 @@ def test_reexec_drains_and_writes_the_records_pending_rows(repos: Repos,
         lock.execute("BEGIN EXCLUSIVE")  # the held delivery's row must wait for this
         held.sendall(body)
         assert b" 202 " in held.recv(4096).split(b"\r\n")[0] + b" "
-        time.sleep(1.0)  # the reload fires meanwhile (0.1 s after the last answer)
+        assert wait_for(lambda: "re-executing the process" in daemon.log()), daemon.log()
         lock.execute("ROLLBACK")
         lock.close()
 

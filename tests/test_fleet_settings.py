@@ -94,16 +94,17 @@ def test_the_answer_counts_live_nodes_names_failed_and_absent_ones() -> None:
     desired = Desired("default", "a" * 40, "refs/heads/main", "d-1", "web1", generation=3)
     beats = {n: {"targets": {"default": "a" * 40}} for n in ("web1", "web2", "web3")}
     ok = {n: Outcome(n, 3, "a" * 40, "a" * 40, True, "deployed") for n in beats}
-    assert summary(states("default", desired, ok, beats)) == (200, "deployed on 3/3 nodes")
+    assert summary(states("default", desired, ok, beats, HEARTBEAT_TTL)) == (
+        200, "deployed on 3/3 nodes")
     failed = {**ok, "web3": Outcome("web3", 3, "a" * 40, "b" * 40, False, "post_deploy failed")}
-    status, reason = summary(states("default", desired, failed, beats))
+    status, reason = summary(states("default", desired, failed, beats, HEARTBEAT_TTL))
     assert status == 500
     assert reason == "deployed on 2/3 nodes; failed on web3 (post_deploy failed)"
     older = {**ok, "web2": Outcome("web2", 2, "c" * 40, "c" * 40, True, "deployed")}
-    status, reason = summary(states("default", desired, older, beats))
+    status, reason = summary(states("default", desired, older, beats, HEARTBEAT_TTL))
     assert status == 202 and "still deploying on web2" in reason
     gone = {k: v for k, v in beats.items() if k != "web3"}
-    status, reason = summary(states("default", desired, ok, gone))
+    status, reason = summary(states("default", desired, ok, gone, HEARTBEAT_TTL))
     assert status == 200
     assert reason == (f"deployed on 2/2 nodes; absent (no heartbeat for {HEARTBEAT_TTL} s, "
                       "not counted): web3")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -893,6 +894,13 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str,
         time.sleep(0.005)
 
 
+def running(db: Path) -> bool:
+    """Whether the record's newest run is still running."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as record:
+        row = record.execute("SELECT outcome FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    return row is not None and row[0] == "running"
+
+
 def recovered_runs(daemon: Daemon, sha: str, repo: Path) -> list[dict[str, Any]]:
     """Wait until the restarted daemon has deployed ``sha`` unasked; return its runs."""
     wait_for(lambda: head(repo) == sha, 30, "recovery did not deploy", daemon.log)
@@ -916,7 +924,8 @@ def test_killed_group_mid_fetch_is_recovered(repos: Repos, secret_file: Path) ->
         repos.slow(30)
         sender = deliver_in_background(daemon, sha, old)
         wait_for(lambda: repos.fetches() > 0, 10, "no fetch started", daemon.log)
-        time.sleep(0.2)
+        wait_for(lambda: running(repos.root / "deployhook.sqlite3"), 10,
+                 "the run not recorded", daemon.log)
         daemon.kill_group()
         sender.join(10)
     finally:

@@ -694,11 +694,10 @@ class ConcurrencyTest(EndpointTestCase):
                      f"Content-Length: {len(body_bytes)}\r\n\r\n".encode()
                      + body_bytes[:10])
         await writer.drain()
-        await asyncio.sleep(0.2)
-        assert self.hook.in_flight == 1
+        await self.until(lambda: self.hook.in_flight == 1, "the request in flight")
         writer.close()
         await writer.wait_closed()
-        await asyncio.sleep(0.3)
+        await self.until(lambda: self.hook.in_flight == 0, "the aborted request let go")
         status, body = await self.post(ping_payload(), "ping")
         assert status == 200, body
         assert self.hook.in_flight == 0

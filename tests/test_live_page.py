@@ -145,7 +145,8 @@ async def watch(debug_port: int, daemon: Daemon, go: Path, stamp: Path,
     await tools.call("Page.navigate", url=daemon.url + "/runs/1")
     await tools.wait_for("document.getElementById('live-step') !== null", 30)
     assert "line1" not in await tools.value(LIVE_TEXT)
-    await asyncio.sleep(1)  # the script is polling by now
+    await tools.wait_for("performance.getEntriesByType('resource').some("
+                         "e => e.name.includes('/live?after='))", 30)  # the script polls
     go.touch()
     seen = await tools.wait_for(f"{LIVE_TEXT}.includes('line1')", 30)
     printed = float(stamp.read_text())

@@ -35,6 +35,15 @@ async def settle(recorder: Recorder) -> None:
     raise AssertionError("the record never caught up")
 
 
+async def taken(recorder: Recorder) -> None:
+    """Wait until a write has taken the whole queue."""
+    for _ in range(200):
+        if not recorder._queue and recorder._flushing is not None:
+            return
+        await asyncio.sleep(recorder.FLUSH_EVERY)
+    raise AssertionError("no write took the queue")
+
+
 def test_a_locked_database_bounds_the_queue_and_counts_what_it_drops(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """While another process holds the database, the IOLoop keeps going, the queue stays
@@ -49,7 +58,7 @@ def test_a_locked_database_bounds_the_queue_and_counts_what_it_drops(
         lock.execute("BEGIN EXCLUSIVE")
         for n in range(5):
             recorder.log(record(n), 200, "pong", "")
-        await asyncio.sleep(recorder.FLUSH_EVERY * 4)  # its write now waits for the lock
+        await taken(recorder)  # its write now waits for the lock
         ticks = 0
         for n in range(5, 40):
             recorder.log(record(n), 200, "pong", "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 import deployhook
@@ -27,6 +28,15 @@ def make(mode: str, busy: Busy, repo_path: str = ".") -> tuple[Reloader, list[st
     return reloader, fired
 
 
+async def fires(fired: list[str], timeout: float = 10) -> None:
+    """Let the loop run until the reloader has fired.  Raises AssertionError after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not fired:
+        assert time.monotonic() < deadline, f"no reload in {timeout} s"
+        await asyncio.sleep(0.01)
+
+
 def test_waits_for_every_answer_in_flight() -> None:
     """Requested while two answers are unsent: fires only after the last one, once."""
 
@@ -44,7 +54,8 @@ def test_waits_for_every_answer_in_flight() -> None:
         busy.in_flight = 0
         reloader.poke()
         reloader.poke()  # two answers ending together: still one reload
-        await asyncio.sleep(GRACE * 3)
+        await fires(fired)
+        await asyncio.sleep(GRACE * 3)  # and no second one
         seen.append(list(fired))
         return seen
 
@@ -63,7 +74,7 @@ def test_an_answer_starting_in_the_grace_period_defers_the_reload() -> None:
         seen = [list(fired)]
         busy.in_flight = 0
         reloader.poke()
-        await asyncio.sleep(GRACE * 3)
+        await fires(fired)
         seen.append(list(fired))
         return seen
 

@@ -71,6 +71,16 @@ class NotifyListener:
             time.sleep(0.01)
         raise AssertionError(f"no {key}={value or contains!r} in {self.messages}")
 
+    def wait_count(self, key: str, value: str, count: int, timeout: float = 20) -> list[float]:
+        """Wait until ``count`` messages have set ``key=value``; when each came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            times = [t for t, fields in list(self.messages) if fields.get(key) == value]
+            if len(times) >= count:
+                return times
+            assert time.monotonic() < deadline, f"{len(times)} of {count} {key}={value}"
+            time.sleep(0.01)
+
     def close(self) -> None:
         self._stop = True
         self._thread.join()
@@ -101,8 +111,7 @@ def test_notifications(repos: Repos, secret_file: Path, listener: NotifyListener
             pass  # the port accepts as soon as READY=1 has been sent
         assert f"127.0.0.1:{daemon.port}" in ready["STATUS"]
         assert ready["MAINPID"] == str(daemon.proc.pid)
-        time.sleep(1.5)
-        pings = [t for t, fields in listener.messages if fields.get("WATCHDOG") == "1"]
+        pings = listener.wait_count("WATCHDOG", "1", 6)
         gaps = sorted(b - a for a, b in itertools.pairwise(pings))
         assert len(pings) >= 5, pings
         assert 0.15 <= gaps[len(gaps) // 2] <= 0.3, gaps  # every 0.2 s: half of 0.4 s

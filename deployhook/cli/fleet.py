@@ -24,13 +24,13 @@ from deployhook.cli.common import (
 )
 from deployhook.errors import ConfigError
 from deployhook.service.fleetstate import (
-    HEARTBEAT_TTL,
     Desired,
     Outcome,
     Refusals,
     desired_key,
     fleet_key,
     heartbeat_key,
+    heartbeat_ttl,
     masked,
     next_desired,
     parse_beats,
@@ -110,7 +110,9 @@ def read(config: Config, names: list[str]) -> dict[str, Any]:
                             f"({type(exc).__name__}: {exc})") from None
     finally:
         client.close()
-    return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats)) for n in names}
+    ttl = heartbeat_ttl(config.reconcile_interval)
+    return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats, ttl))
+            for n in names}
 
 
 def ping(config: Config) -> None:
@@ -158,7 +160,8 @@ def show(config: Config, args: argparse.Namespace) -> int:
                  truncate(s["reason"], 60)] for node, s in state["nodes"].items()]
         print(table(["node", "state", "head", "reported", "reason"], rows) if rows
               else "  no node has reported yet")
-    print(f"(a node is absent after {HEARTBEAT_TTL} s without a heartbeat)")
+    print(f"(a node is absent after {heartbeat_ttl(config.reconcile_interval)} s without "
+          "a heartbeat)")
     return 0
 
 

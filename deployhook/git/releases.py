@@ -3,11 +3,11 @@ then switch the ``current`` symlink to it in one rename.
 
 Layout under ``releases_path``::
 
-    current -> releases/20261201T031500Z-1a2b3c4d5e6f   (the live release)
-    releases/<UTC time>-<short sha>/                  one clone per deployed commit
-    releases/<name>.partial                           while <name> is being built
-    shared/<path>                                     what ``shared_paths`` link to
-    .deployhook.lock                                  flock held by a deploy or rollback
+    current -> releases/20261201T031500.123456Z-7-1a2b3c4d5e6f  (the live release)
+    releases/<UTC time>-<sequence>-<short sha>/   one clone per deployed commit
+    releases/<name>.partial                       while <name> is being built
+    shared/<path>                                 what ``shared_paths`` link to
+    .deployhook.lock                              flock held by a deploy or rollback
 
 ``repo_path`` is only the object store that is fetched into (the ordinary update of
 :class:`~deployhook.git.checkout.Checkout`, without post_deploy).  A release is a
@@ -27,6 +27,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Iterable, Iterator
@@ -94,11 +95,12 @@ def live_sha(config: TargetConfig) -> str | None:
 
 
 def releases(config: TargetConfig) -> list[Release]:
-    """The complete releases, oldest first (their names sort by time)."""
+    """The complete releases, oldest first (in the order they were made: see
+    :func:`made_order`)."""
     folder = root(config) / RELEASES
     try:
-        names = sorted(entry.name for entry in folder.iterdir() if entry.is_dir()
-                       and not (folder / (entry.name + PARTIAL)).exists())
+        names = sorted((entry.name for entry in folder.iterdir() if entry.is_dir()
+                        and not (folder / (entry.name + PARTIAL)).exists()), key=made_order)
     except FileNotFoundError:
         return []
     live = live_name(config)
@@ -325,16 +327,38 @@ def _wait_for_the_fleet(checkout: Checkout, path: Path, sha: str, steps: list[St
     if why:
         shutil.rmtree(path, ignore_errors=True)
         raise DeployFailed(why, steps)
+# <UTC time, to the second or (since the sequence) the microsecond>Z-[<sequence>-]<sha[:12]>
+# [-<n>: a name made twice in one second before the sequence]
+_NAME = re.compile(r"(?P<time>\d{8}T\d{6})(?:\.(?P<micro>\d{6}))?Z-(?:(?P<seq>\d{1,9})-)?"
+                   r"[0-9a-f]{12}(?:-(?P<n>\d+))?")
+
+
+def made_order(name: str) -> tuple[int, str, int, str]:
+    """The sort key of release ``name``: its sequence number (0 for a name made before
+    releases had one), then the UTC time in it, then the retry counter, then the name.
+
+    So releases sort in the order they were made, even several in one second or after
+    the clock was set back; an old name (second precision, no sequence) sorts by its
+    time, before every newer one; a folder named otherwise sorts first, by name.
+    """
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return 0, "", 0, name
+    stamp = f"{match['time']}.{match['micro'] or '000000'}"
+    return int(match["seq"] or 0), stamp, int(match["n"] or 0), name
 
 
 def _new_name(folder: Path, sha: str) -> str:
-    """``<UTC time>-<sha[:12]>``, unique in ``folder``."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    name, n = f"{stamp}-{sha[:12]}", 1
-    while (folder / name).exists() or (folder / (name + PARTIAL)).exists():
-        n += 1
-        name = f"{stamp}-{sha[:12]}-{n}"
-    return name
+    """``<UTC time to the microsecond>Z-<sequence>-<sha[:12]>``: the sequence is one more
+    than any in ``folder`` (complete or half-built), so the new release sorts last
+    (:func:`made_order`); unique in ``folder``.  Call it under the releases lock."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    try:
+        names = [entry.name.removesuffix(PARTIAL) for entry in folder.iterdir()]
+    except FileNotFoundError:
+        names = []
+    sequence = max((made_order(name)[0] for name in names), default=0) + 1
+    return f"{stamp}-{sequence}-{sha[:12]}"
 
 
 def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,

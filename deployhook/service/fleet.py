@@ -48,7 +48,6 @@ from deployhook.redact import redact
 from deployhook.service.fleetstate import (
     CHANNEL,
     DELIVERY_TTL,
-    HEARTBEAT_EVERY,
     NOT_SWITCHED,
     PROGRESS,
     READY,
@@ -64,7 +63,9 @@ from deployhook.service.fleetstate import (
     delivery_key,
     desired_key,
     fleet_key,
+    heartbeat_every,
     heartbeat_key,
+    heartbeat_ttl,
     load_pending,
     masked,
     next_desired,
@@ -125,6 +126,8 @@ class Fleet:
         assert config.redis_url is not None and config.node is not None
         self.config, self.targets, self.executor, self.record = config, targets, executor, record
         self.node: str = config.node
+        self.beat_every = heartbeat_every(config.reconcile_interval)
+        self.ttl = heartbeat_ttl(config.reconcile_interval)  # absent after it without a beat
         self.where = masked(config.redis_url)
         self.key = fleet_key(config.fleet_key_file)
         self.refusals = Refusals(log)
@@ -201,7 +204,7 @@ class Fleet:
             except UNREACHABLE as exc:
                 self._unreachable(exc)
             busy = self.pending or self.outbox or not self.reachable
-            await asyncio.sleep(RETRY if busy else min(HEARTBEAT_EVERY, interval))
+            await asyncio.sleep(RETRY if busy else self.beat_every)
 
     async def _listen_loop(self) -> None:
         """Reconcile the target each notification names; after (re)subscribing, every
@@ -268,7 +271,7 @@ class Fleet:
 
     async def _beat(self) -> None:
         pipe = self.client.pipeline(transaction=False)
-        queue_beat(pipe, self.node, {t.name: t.head for t in self.targets.values()})
+        queue_beat(pipe, self.node, {t.name: t.head for t in self.targets.values()}, self.ttl)
         await pipe.execute()
 
     async def _flush(self) -> None:
@@ -636,7 +639,7 @@ class Fleet:
     async def states(self, name: str, desired: Desired) -> list[NodeState]:
         """Every node's state for target ``name`` against ``desired``'s generation."""
         _, outcomes, beats = await self._read([name])
-        found = states(name, desired, outcomes[name], beats)
+        found = states(name, desired, outcomes[name], beats, self.ttl)
         generation, own = self.local.get(name, (0, None))
         mine = outcomes[name].get(self.node)
         if own is not None and generation >= desired.generation and (
@@ -652,7 +655,7 @@ class Fleet:
         """
         names = list(self.targets)
         desired, outcomes, beats = await self._read(names)
-        return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats))
+        return {n: view(n, desired[n], states(n, desired[n], outcomes[n], beats, self.ttl))
                 for n in names}
 
     async def _read(self, names: list[str]) -> tuple[

@@ -15,7 +15,7 @@ Keys (``deployhook:`` first):
   with the fleet key (``fleet_key_file``, never in Redis).
 - ``outcomes:<target>`` (hash): node -> JSON ``{node, generation, sha, head, ok, reason,
   time, sig}``, signed likewise (with the target's name).
-- ``node:<node>`` (string, expires after :data:`HEARTBEAT_TTL`): JSON ``{targets: {name:
+- ``node:<node>`` (string, expires after :func:`heartbeat_ttl`): JSON ``{targets: {name:
   HEAD}, time}``; a node is live while it is there.  ``nodes:<target>`` (set): every
   node seen deploying the target.
 - ``delivery:<target>:<id>`` (string, 7 days): the node that accepted the delivery
@@ -65,8 +65,9 @@ CHANNEL = PREFIX + "desired"
 PROGRESS = PREFIX + "progress"
 SWITCH = PREFIX + "switch"
 NOT_SWITCHED = "not switched: "  # the reason of a node whose fleet did not switch
-HEARTBEAT_TTL = 15  # seconds a node stays live after its last heartbeat
-HEARTBEAT_EVERY = 5.0  # seconds between heartbeats
+HEARTBEAT_EVERY = 5.0  # seconds between heartbeats (reconcile_interval when shorter)
+MISSED_BEATS = 3  # a node stays live for this many heartbeat periods after its last one
+HEARTBEAT_TTL = round(MISSED_BEATS * HEARTBEAT_EVERY)  # 15 s, unless reconcile_interval < 5
 DELIVERY_TTL = 7 * 86400  # seconds a delivery ID is remembered fleet-wide
 KINDS = ("push", "deploy", "rollback")
 MAX_GENERATION = 2 ** 53  # JSON numbers stay exact below it
@@ -74,6 +75,18 @@ LIMITS = {"ref": 255, "delivery": 100, "by": 200, "reason": 300}  # characters, 
 MAX_ENTRY = 64 * 1024  # bytes of one outcome's or heartbeat's JSON, at most
 MIN_KEY = 32  # characters of the fleet key, at least ('deployhook init' writes 64)
 _PASSWORD = re.compile(r"(rediss?://)([^@/]*@)")
+
+
+def heartbeat_every(reconcile_interval: float) -> float:
+    """Seconds between a node's heartbeats: :data:`HEARTBEAT_EVERY`, or
+    ``reconcile_interval`` when that is shorter (its beat loop reconciles too)."""
+    return min(HEARTBEAT_EVERY, reconcile_interval)
+
+
+def heartbeat_ttl(reconcile_interval: float) -> int:
+    """Seconds a node stays live after its last heartbeat: :data:`MISSED_BEATS` heartbeat
+    periods (:data:`HEARTBEAT_TTL`, 15, by default), at least 1."""
+    return max(1, math.ceil(MISSED_BEATS * heartbeat_every(reconcile_interval)))
 
 
 def desired_key(target: str) -> str:
@@ -292,7 +305,7 @@ class Told:
 class NodeState:
     """One node's state for one target's desired generation, as shown and answered:
     ``deployed``, ``failed``, ``deploying`` (live, no outcome yet) or ``absent`` (no
-    heartbeat for :data:`HEARTBEAT_TTL` seconds)."""
+    heartbeat for :func:`heartbeat_ttl` seconds)."""
 
     node: str
     state: str
@@ -390,11 +403,11 @@ def decide(target: str, desired: Desired, ready: dict[str, Outcome],
     return "switch", ""
 
 
-def queue_beat(pipe: Any, node: str, heads: dict[str, str | None]) -> None:
-    """Queue this node's heartbeat: live for :data:`HEARTBEAT_TTL` seconds; and its
-    membership of each target's nodes."""
+def queue_beat(pipe: Any, node: str, heads: dict[str, str | None], ttl: int) -> None:
+    """Queue this node's heartbeat: live for ``ttl`` seconds; and its membership of each
+    target's nodes."""
     pipe.set(heartbeat_key(node), json.dumps({"targets": heads, "time": time.time()}),
-             ex=HEARTBEAT_TTL)
+             ex=ttl)
     for target in heads:
         pipe.sadd(nodes_key(target), node)
 
@@ -625,9 +638,10 @@ def _when(value: Any) -> float:
 
 
 def states(target: str, desired: Desired | None, outcomes: dict[str, Outcome],
-           beats: dict[str, dict[str, Any]]) -> list[NodeState]:
+           beats: dict[str, dict[str, Any]], ttl: int) -> list[NodeState]:
     """Every node's state for ``target`` against ``desired``'s generation: the live nodes
-    that deploy it and the absent ones that reported on it, by name."""
+    that deploy it and the absent ones that reported on it (no heartbeat for ``ttl``
+    seconds), by name."""
     names = {n for n, beat in beats.items() if target in (beat.get("targets") or {})}
     names |= set(outcomes)
     found = []
@@ -638,8 +652,7 @@ def states(target: str, desired: Desired | None, outcomes: dict[str, Outcome],
         head = head or (outcome.head if outcome else None)
         when = outcome.time if outcome is not None and outcome.time else None
         if beat is None or target not in (beat.get("targets") or {}):
-            found.append(NodeState(node, "absent", head, f"no heartbeat for {HEARTBEAT_TTL} s",
-                                   when))
+            found.append(NodeState(node, "absent", head, f"no heartbeat for {ttl} s", when))
         elif desired is None or outcome is None or outcome.generation < desired.generation:
             state = "deploying" if desired is not None else "idle"
             found.append(NodeState(node, state, head, "", when))
@@ -663,10 +676,10 @@ def summary(found: list[NodeState]) -> tuple[int, str]:
     if waiting:
         reason += ("; still deploying on " + ", ".join(s.node for s in waiting)
                    + ": see /deployments or 'deployhook fleet'")
-    absent = [s.node for s in found if s.state == "absent"]
+    absent = [s for s in found if s.state == "absent"]
     if absent:
-        reason += f"; absent (no heartbeat for {HEARTBEAT_TTL} s, not counted): " + \
-            ", ".join(absent)
+        reason += f"; absent ({absent[0].reason}, not counted): " + \
+            ", ".join(s.node for s in absent)
     status = 500 if failed else 202 if waiting else 200
     return status, reason
 

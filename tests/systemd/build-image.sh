@@ -10,7 +10,9 @@
 #      cached outside the checkout, so debootstrap runs once per machine.  The
 #      image and the tarball carry the suite and package lists they were built
 #      with; a change to any of them rebuilds them.
-# Run as root (CI does; no standard input is needed).
+# Run as root (CI does; no standard input is needed).  With --check it changes
+# nothing: exit 0 when all three are in place, else 1 saying what is missing
+# (tests/test_systemd.py asks so, and never builds).
 #
 # Environment:
 #   DEPLOYHOOK_CACHE   where the tarball is kept (default ~/.cache/deployhook)
@@ -33,6 +35,9 @@ KEY="$SUITE:$PACKAGES+$EXTRA_PACKAGES"
 CONF=/etc/containers/containers.conf
 
 say() { printf 'build-image: %s\n' "$*" >&2; }
+CHECK=""
+[ "${1:-}" != "--check" ] || CHECK=1
+needs() { [ -z "$CHECK" ] || { say "not prepared: $*"; exit 1; }; }
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
@@ -51,6 +56,7 @@ for tool in podman runc debootstrap; do
     command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
+    needs "missing$missing"
     say "installing$missing"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc debootstrap
@@ -58,6 +64,7 @@ fi
 
 # 2. containers.conf: default_ulimits = [] under [containers].
 if ! grep -Eq '^[[:space:]]*default_ulimits[[:space:]]*=' "$CONF" 2>/dev/null; then
+    needs "no default_ulimits in $CONF"
     say "setting default_ulimits = [] in $CONF"
     as_root mkdir -p "$(dirname "$CONF")"
     if grep -q '^\[containers\]' "$CONF" 2>/dev/null; then
@@ -74,6 +81,7 @@ label() {
 if podman image exists "$IMAGE" && [ "$(label)" = "$KEY" ]; then
     exit 0
 fi
+needs "no image $IMAGE built from $KEY"
 
 mirror() {
     # The first Debian (not -security) mirror in apt's sources, one-line or deb822 format.
