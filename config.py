@@ -159,6 +159,13 @@ activate = None  # e.g. ["systemctl", "reload", "myapp"]
 shared_paths = []
 keep_releases = 5
 
+# Polling (README.rst, "Polling"): every poll_interval seconds (±10%) the daemon asks
+# each target's remote (git ls-remote) for the deployed branch's tip (or newest matching
+# tag) and deploys a tip no delivery brought (trigger "poll": check the forge's
+# webhook); every target is asked once at start too.  0: never poll.  May be set per
+# target.
+poll_interval = 180.0
+
 # Several servers behind a balancer (README.rst, "Several servers"): every server's
 # daemon names the same Redis in redis_url (e.g. "redis://127.0.0.1:6379/0",
 # "rediss://..." for TLS); the one that receives a delivery records the desired commit

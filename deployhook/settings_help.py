@@ -149,6 +149,10 @@ DESCRIPTIONS: dict[str, str] = {
     "keep_releases": (
         "Releases mode: releases kept (at least 2; the live one and the one before it "
         "always are)."),
+    "poll_interval": (
+        "Seconds between asks of the remote (``git ls-remote``) for the deployed branch's "
+        "tip (or newest matching tag), jittered; a tip no delivery brought is deployed "
+        "(trigger ``poll``).  ``0``: never poll."),
     # Fleet mode.
     "redis_url": (
         "Fleet mode: the Redis every server shares, e.g. ``redis://10.0.0.5:6379/0`` "
