@@ -167,7 +167,7 @@ def make_node(root: Path, origin: Path, name: str, redis: RedisServer, secret: P
     values = {"port": port, "repo_path": str(checkout), "secret_file": str(secret),
               "repository": REPOSITORY, "reload": "none", "redis_url": redis.url,
               "redis_password_file": str(password), "fleet_key_file": str(key), "node": name,
-              "reconcile_interval": 1.0, **extra}
+              "reconcile_interval": 1.0, "poll_interval": 0, **extra}
     return Node(name, folder, checkout, write_config(folder / "config.py", **values), port)
 
 

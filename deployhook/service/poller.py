@@ -60,12 +60,13 @@ class PollState:
     tip: str | None = None
     error: str = ""
     failed: float | None = None  # when the error was first seen
+    failures: int = 0  # polls in a row that failed
     decided: str | None = None  # the last tip a poll decided on (deployed it or not)
 
     def status(self, interval: float) -> dict[str, Any]:
         return {"interval": interval, "last_delivery": self.delivered,
                 "last_poll": self.polled, "tip": self.tip, "error": self.error,
-                "failing_since": self.failed}
+                "failing_since": self.failed, "failures": self.failures}
 
 
 class Poller:
@@ -161,6 +162,7 @@ class Poller:
             log.warning("%s: the remote answers polls again (failing since %s)",
                         target.name, time.strftime("%H:%M:%S", time.localtime(state.failed)))
         state.polled, state.tip, state.error, state.failed = time.time(), tip.sha, "", None
+        state.failures = 0
         try:
             await self._decide(target, tip)
         except Exception:  # a bug: logged, the next poll decides again
@@ -172,6 +174,7 @@ class Poller:
         if reason != state.error:
             log.warning("%s: polling the remote failed: %s", target.name, reason)
         state.error, state.failed = reason, state.failed or time.time()
+        state.failures += 1
 
     async def _decide(self, target: Target, tip: Tip) -> None:
         """Deploy ``tip`` on ``target`` when it is news (see the module)."""
@@ -195,9 +198,9 @@ class Poller:
                     repository="", default_branch=None, pusher="poll", delivery_id="-")
         if self.fleet is not None and not await self.fleet.polled(target, push):
             return  # the fleet knows it already: its reconcile brings it here
-        name = tip.ref.removeprefix("refs/heads/")
-        note = (f"polled: {tip.sha[:12]} is on {name} but no delivery brought it: check "
-                "the forge's webhook")
+        where = tip.ref.removeprefix("refs/heads/").replace("refs/tags/", "tag ", 1)
+        note = (f"polled: {tip.commit[:12]} is on {where} but no delivery brought it: "
+                "check the forge's webhook")
         log.warning("%s: %s; deploying it", target.name, note)
         target.worker.submit(push, None, trigger="poll", note=note)
 
