@@ -170,6 +170,13 @@ keep_releases = 5
 # current once every live server has built it; "each": each as soon as its own is built.
 fleet_switch = "together"
 
+# Polling (README.rst, "Polling"): every poll_interval seconds (±10%) the daemon asks
+# each target's remote (git ls-remote) for the deployed branch's tip (or newest matching
+# tag) and deploys a tip no delivery brought (trigger "poll": check the forge's
+# webhook); every target is asked once at start too.  0: never poll.  May be set per
+# target.
+poll_interval = 180.0
+
 # Several servers behind a balancer (README.rst, "Several servers"): every server's
 # daemon names the same Redis in redis_url (e.g. "redis://127.0.0.1:6379/0",
 # "rediss://..." for TLS); the one that receives a delivery records the desired commit

@@ -90,6 +90,8 @@ class TargetSettings:
     # notifications (report/notify.py): Apprise URLs, which hold tokens (never shown)
     notify: tuple[str, ...] = field(default=(), repr=False)
     notify_on: tuple[str, ...] = ("failure", "recovery")
+    # seconds between asks of the remote for the deployed tip (service/poller.py); 0: never
+    poll_interval: float = 180.0
     # Not a key: the secret itself, from $DEPLOYHOOK_SECRET (never from config.py).
     secret: bytes | None = field(default=None, repr=False)
 
@@ -120,6 +122,9 @@ class TargetConfig(TargetSettings):
                     "on_failure_timeout"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be a positive number of seconds{where}")
+        if self.poll_interval < 0:
+            raise ConfigError(f"poll_interval must be 0 (off) or a positive number of "
+                              f"seconds{where}")
         for key in COMMAND_KEYS:
             if getattr(self, key) is not None and not getattr(self, key):
                 raise ConfigError(f"{key} must be a non-empty list of arguments, or None{where}")
@@ -367,6 +372,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "redis_ca_file": (str, type(None)), "fleet_key_file": (str, type(None)),
     "node": (str, type(None)),
     "reconcile_interval": (int, float),
+    "poll_interval": (int, float),
 }
 KEYS = tuple(_TYPES)
 _PATH_KEYS = ("secret_file", "repo_path", "state_db", "status_password_file", "ssh_key",

@@ -160,6 +160,10 @@ DESCRIPTIONS: dict[str, str] = {
         "Releases mode in a fleet: ``\"together\"``: every node builds the release, and "
         "all switch ``current`` once every live node has built it (none does when one "
         "fails); ``\"each\"``: each node switches as soon as its own release is built."),
+    "poll_interval": (
+        "Seconds between asks of the remote (``git ls-remote``) for the deployed branch's "
+        "tip (or newest matching tag), jittered; a tip no delivery brought is deployed "
+        "(trigger ``poll``).  ``0``: never poll."),
     # Fleet mode.
     "redis_url": (
         "Fleet mode: the Redis every server shares, e.g. ``redis://10.0.0.5:6379/0`` "

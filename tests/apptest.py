@@ -44,6 +44,7 @@ class HookTestCase(AsyncHTTPTestCase):
         values: dict[str, Any] = {
             "repo_path": str(self.repos.deployed), "secret_file": str(self.secret_path),
             "repository": REPOSITORY, "reload": "none", "git_timeout": 30.0,
+            "poll_interval": 0,  # tests of polling (test_poll.py) set it
             "state_db": str(self.tmp / "state.sqlite3"),
             "status_password_file": str(self.password_path),
             **self.settings, **overrides,

@@ -212,5 +212,5 @@ def make_node(root: Path, origin: Path, name: str, redis: RedisServer, secret: P
               "redis_password_file": str(password), "fleet_key_file": str(key), "node": name,
               "reconcile_interval": 1.0,  # heartbeats each second: absent after 3 s
               "response_timeout": 30.0,  # every node's deploy, on a loaded machine too
-              **extra}
+              "poll_interval": 0, **extra}
     return Node(name, folder, checkout, write_config(folder / "config.py", **values), port)

@@ -239,7 +239,10 @@ def wait_for(check: Any, timeout: float = 30, what: str = "condition") -> Any:
 
 
 def write_config(path: Path, **values: Any) -> Path:
-    """Write a config.py with ``values`` as module-level settings."""
+    """Write a config.py with ``values`` as module-level settings, and ``poll_interval =
+    0`` unless given (a test's daemon deploys what the test sends it; polling's own tests,
+    test_poll.py, set it)."""
+    values = {"poll_interval": 0, **values}
     path.write_text("".join(f"{key} = {value!r}\n" for key, value in values.items()))
     return path
 
@@ -377,10 +380,11 @@ def start_daemon(repos: Repos, secret_file: Path, port: int | None = None,
                  env: dict[str, str] | None = None, new_session: bool = False,
                  **extra: Any) -> Daemon:
     """Write ``repos.root/config.py`` deploying ``repos.deployed`` (repository
-    REPOSITORY, reload "none" unless given) and start the daemon on ``port``."""
+    REPOSITORY, reload "none" and poll_interval 0 unless given: polling's own tests set
+    it) and start the daemon on ``port``."""
     port = port or free_port()
     values = {"port": port, "repo_path": str(repos.deployed), "secret_file": str(secret_file),
-              "repository": REPOSITORY, "reload": "none", **extra}
+              "repository": REPOSITORY, "reload": "none", "poll_interval": 0, **extra}
     return Daemon(write_config(repos.root / "config.py", **values), port, env, new_session)
 
 
@@ -393,7 +397,8 @@ def deliver_push(url: str, sha: str, delivery: str = "d-1") -> tuple[int, dict[s
 def start_targets(root: Path, targets: dict[str, dict[str, Any]], port: int | None = None,
                   env: dict[str, str] | None = None, **extra: Any) -> Daemon:
     """Write ``root/config.py`` declaring ``targets`` (name -> that target's settings;
-    top level: reload "none" and ``extra``) and start the daemon on ``port``."""
+    top level: reload "none", poll_interval 0 and ``extra``) and start the daemon on
+    ``port``."""
     port = port or free_port()
-    values = {"port": port, "reload": "none", **extra, "targets": targets}
+    values = {"port": port, "reload": "none", "poll_interval": 0, **extra, "targets": targets}
     return Daemon(write_config(root / "config.py", **values), port, env)

@@ -87,6 +87,60 @@ class Change(NamedTuple):
     gitlink: bool
 
 
+class RemoteError(Exception):
+    """The remote cannot say what it would deploy (:meth:`Checkout.remote_tip`)."""
+
+
+@dataclass(frozen=True)
+class Tip:
+    """What a remote would deploy: ``ref`` (``refs/heads/B`` or ``refs/tags/T``) names
+    ``sha`` (for an annotated tag, the tag object), which is or points to ``commit``."""
+
+    ref: str
+    sha: str
+    commit: str
+
+
+def newest_tag(listing: str, pattern: str) -> Tip | None:
+    """The first tag matching ``pattern`` (shell-style) in ``git ls-remote --tags
+    --sort=-v:refname`` output (git's version sort, newest first: the tag a tags-mode
+    deploy picks), with the commit of an annotated tag from its ``^{}`` line; None."""
+    objects: dict[str, str] = {}
+    names: list[str] = []
+    for line in listing.splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith(TAG_PREFIX):
+            if ref not in objects and not ref.endswith("^{}"):
+                names.append(ref)
+            objects[ref] = sha
+    for ref in names:
+        if fnmatch.fnmatchcase(ref.removeprefix(TAG_PREFIX), pattern):
+            return Tip(ref, objects[ref], objects.get(ref + "^{}", objects[ref]))
+    return None
+
+
+def _branch_tip(listing: str, branch: str | None, source: str) -> Tip:
+    """The tip of ``branch`` (None: of the ``HEAD`` symref's branch) in ``git
+    ls-remote`` output.
+
+    Raises:
+        RemoteError: the listing has no such branch.
+    """
+    ref = f"refs/heads/{branch}" if branch else None
+    shas: dict[str, str] = {}
+    for line in listing.splitlines():
+        left, _, name = line.partition("\t")
+        if left.startswith("ref: ") and name == "HEAD":
+            ref = left.removeprefix("ref: ")
+        else:
+            shas[name] = left
+    sha = shas.get(ref or "") or (shas.get("HEAD") if ref and not branch else None)
+    if ref is None or not sha:
+        what = f"branch {branch}" if branch else "default branch"
+        raise RemoteError(f"{source} has no {what}")
+    return Tip(ref, sha, sha)
+
+
 class DeployFailed(Exception):
     """A step failed; ``reason`` is safe to show, ``steps`` is what ran."""
 
@@ -379,9 +433,46 @@ class Checkout:
 
     def ls_remote(self, *args: str) -> tuple[int, str, str]:
         """``git ls-remote ARGS`` within the network timeout, from the checkout (or its
-        parent folder before the first clone): (exit status, stdout, stderr)."""
-        cwd = None if self.exists() else str(Path(self.path).parent)
+        parent folder before the first clone; ``/`` while that does not exist either):
+        (exit status, stdout, stderr).  Thread-safe: it uses no shared Repo, so the
+        poller may call it while a deploy runs."""
+        parent = Path(self.path).parent
+        cwd = self.path if self.exists() else str(parent) if parent.is_dir() else "/"
         return self._git("ls-remote", *args, network=True, cwd=cwd)
+
+    def remote_tip(self, branch: str | None) -> Tip:
+        """What this target would deploy now, by one :meth:`ls_remote` of the remote
+        (``repo_url`` before the first clone): the tip of ``branch`` (None: the remote's
+        default branch), or in tags mode the newest tag matching ``config.tags`` by the
+        rule a deploy uses (:func:`newest_tag`).  Thread-safe, as :meth:`ls_remote`.
+
+        Raises:
+            RemoteError: the remote cannot be listed (its redacted reason), or has no
+                such branch or matching tag.
+        """
+        if self.exists():
+            source = self.config.remote
+        elif self.config.repo_url:
+            source = self.config.repo_url
+        else:
+            raise RemoteError(f"{self.path} is not a git checkout and repo_url is not set")
+        tagged = self.config.tags is not None
+        if tagged:
+            args: tuple[str, ...] = ("--tags", "--sort=-v:refname", source)
+        elif branch:
+            args = (source, f"refs/heads/{branch}")
+        else:
+            args = ("--symref", source, "HEAD")
+        status, out, err = self.ls_remote(*args)
+        if status != 0:
+            raise RemoteError(tail(redact(err.strip())) or f"git ls-remote exited {status}")
+        if tagged:
+            pattern = self.config.tags or "*"
+            found = newest_tag(out, pattern)
+            if found is None:
+                raise RemoteError(f"{redact(source)} has no tag matching {pattern!r}")
+            return found
+        return _branch_tip(out, branch, redact(source))
 
     def probe_remote(self, remote: str, branch: str | None) -> tuple[int, str]:
         """Whether ``remote`` answers and has ``branch``: (exit status, stderr); 2 = no
@@ -391,12 +482,13 @@ class Checkout:
         return status, err
 
     def contains(self, sha: str, head: str | None = None) -> bool:
-        """True when commit ``sha`` is HEAD (``head`` if given) or one of its ancestors."""
+        """True when commit ``sha`` is HEAD (``head`` if given) or one of its ancestors.
+        Thread-safe when ``head`` is given (no shared Repo): the poller asks it."""
         if sha == (head or self.head()):
             return True
         if surely_absent(Path(self.path) / ".git", sha):  # not fetched yet: no git process
             return False
-        return self._git("merge-base", "--is-ancestor", sha, "HEAD")[0] == 0
+        return self._git("merge-base", "--is-ancestor", sha, "HEAD", cwd=self.path)[0] == 0
 
     # -- the deploy ------------------------------------------------------------
     def deploy(self, branch: str, pushes: Iterable[Push]) -> RunResult:
@@ -599,9 +691,8 @@ class Checkout:
         args = ("ls-remote", "--tags", "--refs", "--sort=-v:refname", source)
         start = time.monotonic()
         status, out, err = self._git(*args, cwd=cwd)
-        names = [line.split("\t", 1)[1].removeprefix(TAG_PREFIX)
-                 for line in out.splitlines() if "\t" in line]
-        newest = next((name for name in names if fnmatch.fnmatchcase(name, pattern)), None)
+        found = newest_tag(out, pattern)
+        newest = found.ref.removeprefix(TAG_PREFIX) if found else None
         note = err if status else f"newest tag matching {pattern!r}: {newest or 'none'}"
         step = Step("list tags", redact("git " + " ".join(args)), status,
                     time.monotonic() - start, tail(redact(note.strip())))

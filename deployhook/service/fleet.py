@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -613,6 +614,26 @@ class Fleet:
         finally:
             self._rolling.discard(name)
         return f"{sha[:12]} is the fleet's desired commit (generation {done.generation})"
+    async def polled(self, target: Target, push: Push) -> bool:
+        """A poll of ``target`` found ``push``'s commit, which no run here deployed (see
+        :mod:`~deployhook.service.poller`): tell the fleet as a delivery would, under the
+        delivery ID ``poll-<sha>`` (so that of the nodes whose polls find it, the first
+        tells the fleet), unless the fleet's desired commit is that one already (the
+        reconcile brings it here).  True when this node deploys it now: it told the
+        fleet, or Redis is unreachable (as with a delivery: the fleet is told once it
+        is back).  Never raises."""
+        try:
+            current, _ = await self._current(target.name)
+        except (RedisError, OSError) as exc:
+            self._unreachable(exc)
+            current = None
+        if current is not None and (current.sha, current.ref) == (push.after, push.ref):
+            self.poke(target.name)
+            return False
+        told = await self.accepted(target, replace(push, delivery_id=f"poll-{push.after}"))
+        if not told.new:
+            self.poke(target.name)
+        return told.new
 
     def uncover(self, name: str) -> None:
         """No run of ours covers the generation :meth:`accepted` set for target ``name``

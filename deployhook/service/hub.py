@@ -12,6 +12,7 @@ No Tornado.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ from deployhook.network import Network
 from deployhook.record.recorder import Recorder
 from deployhook.service.current import Current
 from deployhook.service.events import Events, InFlight
+from deployhook.service.poller import PARALLEL, Poller
 from deployhook.service.target import Target, only_target, recorded_summary
 from deployhook.settings import Config, TargetConfig
 
@@ -51,7 +53,7 @@ class Hub:
     def __init__(self, config: Config) -> None:
         self.current = Current(config)
         self.record = Recorder(config.state_db)
-        self.executor = ThreadPoolExecutor(config.workers + 2,
+        self.executor = ThreadPoolExecutor(config.workers + 2 + PARALLEL,
                                            thread_name_prefix="deployhook-git")
         self.gate = asyncio.Semaphore(config.workers)
         self.events = Events()
@@ -69,6 +71,7 @@ class Hub:
 
             self.fleet = Fleet(config, self.targets, self.executor, self.record,
                                self.events.on_ran)
+        self.poller = Poller(self.targets, self.record, self.fleet)  # see service/poller.py
 
     def _target(self, config: TargetConfig) -> Target:
         return Target(config, self.executor, self.record, self.gate, self._result,
@@ -127,10 +130,26 @@ class Hub:
         self._watch.start()
         if self.fleet is not None:
             self.fleet.start()
+        await self._last_deliveries()
+        self.poller.start()  # after the recovery: its runs are under way, polls wait
+
+    async def _last_deliveries(self) -> None:
+        """Each target's last verified delivery as the record keeps it (polling shows it)."""
+        uses = await self.record.try_run(lambda store: store.secret_uses()) or {}
+        for name, seen in uses.items():
+            if name in self.targets and seen:
+                self.targets[name].polling.delivered = max(seen.values())
+
+    def delivered(self, target: str, facts: Any, answer: Any) -> None:
+        """A delivery was answered (a :attr:`Deliveries.answered` listener): a verified
+        one tells target ``target``'s polling that its webhook works."""
+        if getattr(facts, "signature", "") == "valid":
+            self.poller.delivered(target)
 
     async def leave(self) -> None:
-        """Leave the fleet (with ``redis_url``): stop its agent, drop this node's
-        heartbeat.  Never raises."""
+        """Stop polling; leave the fleet (with ``redis_url``): stop its agent, drop this
+        node's heartbeat.  Never raises."""
+        self.poller.stop()
         if self.fleet is not None:
             await self.fleet.close()
 
@@ -164,6 +183,7 @@ class Hub:
         for target, pause, seen in zip(targets, pauses, changes, strict=True):
             if target.pause_changes == seen and target.pause_read(pause):  # else stale
                 await target.recover("resume")
+                self.poller.poke(target.name)
         try:
             version, summaries = await self.record.summaries(
                 None if force else self._data_version)
@@ -223,6 +243,7 @@ class Hub:
         body.update({"targets": targets, "pid": os.getpid(), "started": self.started})
         if self.fleet is not None:
             body["fleet"] = self.fleet.status()
+        body["poller"] = self.poller.status()
         return body
 
     async def idle(self) -> None:
@@ -235,6 +256,8 @@ class Hub:
         close the checkouts and the record."""
         if self._watch is not None:
             self._watch.stop()
+        with contextlib.suppress(RuntimeError):  # the IOLoop is closed already
+            self.poller.stop()
         self.executor.shutdown(wait=wait, cancel_futures=not wait)
         self.record.close()
         for target in self.targets.values():

@@ -61,10 +61,11 @@ class Unrecorded:
 
 def run_deploy(checkout: Checkout, record: RunLog, *, target: str, trigger: str, branch: str,
                pushes: Sequence[Push] = (), rows: Sequence[int] = (),
-               pushers: Sequence[str] = ()) -> RunResult:
+               pushers: Sequence[str] = (), note: str = "") -> RunResult:
     """Record a run of ``target`` starting, deploy ``branch`` (see
     :meth:`Checkout.deploy`), record how it ended; return the result with its
-    ``run_id`` (None when it was not recorded).
+    ``run_id`` (None when it was not recorded).  ``note`` (a poll's "no delivery
+    brought it") is the reason of a run that moved HEAD, and follows a failure's.
 
     A bug that ends the deploy unexpectedly is logged with its traceback and comes
     back as a failed result with HEAD as it was left; Ctrl-C in the CLI (or any other
@@ -92,6 +93,8 @@ def run_deploy(checkout: Checkout, record: RunLog, *, target: str, trigger: str,
     result.run_id = run_id
     if not result.ok:
         on_failure(checkout, result, target, list(pushes), live(record, run_id))
+    if note and (result.moved or not result.ok):
+        result.reason = f"{result.reason} ({note})" if result.reason else note
     if run_id is not None:
         record.finish_run(run_id, result.ok, result.head_before, result.head_after,
                           result.reason, result.steps)

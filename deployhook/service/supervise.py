@@ -2,7 +2,7 @@
 back-off when it raises, its reason logged and kept for ``/health``.
 
 Used by every long-running task the fleet agent (:mod:`deployhook.service.fleet`)
-starts; no I/O of its own.
+starts, and by the poller (:mod:`deployhook.service.poller`); no I/O of its own.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ class TaskState:
 class Supervisor:
     """Runs named coroutines, restarting each after a failure (see the module)."""
 
-    def __init__(self, log: logging.Logger) -> None:
-        """``log``: where failures and recoveries are logged."""
-        self.log = log
+    def __init__(self, log: logging.Logger, part: str = "fleet") -> None:
+        """``log``: where failures and recoveries are logged, each line starting with
+        ``part`` (the part of the daemon whose tasks these are)."""
+        self.log, self.part = log, part
         self.states: dict[str, TaskState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._closing = False
@@ -58,7 +59,7 @@ class Supervisor:
         state = self.states[name]
         if state.state != "running":
             if state.restarts:
-                self.log.warning("fleet: task %s runs again (restart %d)", name,
+                self.log.warning("%s: task %s runs again (restart %d)", self.part, name,
                                  state.restarts)
             state.state, state.since, state.backoff = "running", time.time(), FIRST_BACKOFF
 
@@ -88,8 +89,8 @@ class Supervisor:
             except Exception as exc:  # any failure: logged, shown, restarted
                 reason = redact(f"{type(exc).__name__}: {exc}")[:300]
                 if reason != state.error or state.state == "running":
-                    self.log.error("fleet: task %s failed (%s); restarting it in %.0f s",
-                                   name, reason, state.backoff,
+                    self.log.error("%s: task %s failed (%s); restarting it in %.0f s",
+                                   self.part, name, reason, state.backoff,
                                    exc_info=not _expected(exc))
                 state.state, state.error, state.since = "backing off", reason, time.time()
             await asyncio.sleep(state.backoff)

@@ -17,6 +17,7 @@ from deployhook.git import paused, releases
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.record.recorder import Recorder
 from deployhook.secret import SecretSource
+from deployhook.service.poller import PollState
 from deployhook.service.worker import GitWorker
 from deployhook.settings import TargetConfig
 
@@ -51,6 +52,7 @@ class Target:
         self.generation = 0  # bumped by each deploy result: a slower refresh is stale
         self.paused: paused.Pause | None = None  # as the last refresh read it
         self.pause_changes = 0  # pauses and resumes of this process (a slower read is stale)
+        self.polling = PollState()  # deliveries and polls of its remote (service/poller.py)
 
     def __repr__(self) -> str:
         return f"Target({self.name!r}, {self.config.repo_path!r})"
@@ -197,6 +199,7 @@ class Target:
             "last_deploy": last,
             "paused": None if self.paused is None else {
                 "by": self.paused.by, "since": self.paused.since},
+            "poll": self.polling.status(self.config.poll_interval),
         }
 
     def close(self) -> None:

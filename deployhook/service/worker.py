@@ -37,6 +37,7 @@ class Request:
     push: Push | None
     row: int | None = None
     trigger: str = "webhook"
+    note: str = ""  # the run's reason when it succeeds (a poll's: no delivery brought it)
     future: asyncio.Future[RunResult] = field(default_factory=lambda: asyncio.get_running_loop()
                                               .create_future())
     branch: str = ""
@@ -79,6 +80,7 @@ class GitWorker:
         self.last: RunResult | None = None
         self.runs = 0
         self._pending: list[Request] = []
+        self._running: list[Request] | None = None  # the batch of the run under way
         self._task: asyncio.Task[None] | None = None
         self._housekeeping = False  # the run is answered; its git maintenance runs
 
@@ -98,10 +100,20 @@ class GitWorker:
         """Deploy ``checkout`` from the next run on (a reload; call while no run goes on)."""
         self.checkout = checkout
 
-    def submit(self, push: Push, row: int | None = None,
-               trigger: str = "webhook") -> asyncio.Future[RunResult]:
-        """Queue ``push``; the future resolves with the run that covered it."""
-        return self._queue(Request(push, row, trigger))
+    def submit(self, push: Push, row: int | None = None, trigger: str = "webhook",
+               note: str = "") -> asyncio.Future[RunResult]:
+        """Queue ``push``; the future resolves with the run that covered it.  A push of
+        the commit a poll's run under way deploys (same ref and commit) joins that run
+        instead of making another: a delivery racing the poll that saw its commit.
+        ``note``: the run's reason when it succeeds (see :func:`run_deploy`)."""
+        request = Request(push, row, trigger, note)
+        running = self._running
+        if running is not None and not self._housekeeping and any(
+                r.trigger == "poll" and r.push is not None
+                and (r.push.ref, r.push.after) == (push.ref, push.after) for r in running):
+            running.append(request)  # answered with that run's result
+            return request.future
+        return self._queue(request)
 
     def deploy_now(self, branch: str, by: str, trigger: str) -> asyncio.Future[RunResult]:
         """Queue a deploy of the newest commit of ``branch`` (in tags mode ``""``: the
@@ -138,12 +150,14 @@ class GitWorker:
     async def _next(self) -> None:
         batch, self._pending = self._pending, []
         self.runs += 1
+        self._running = batch
         try:
             result = await self._run(batch)
         except Exception as exc:  # a bug outside the deploy itself: answer, keep serving
             log.exception("deploy run of %s crashed", self.target)
             result = RunResult(False, None, None, batch[-1].deploys(),
                                reason=crash_reason(exc))
+        self._running = None
         self.last = result
         for request in batch:
             if not request.future.done():
@@ -167,6 +181,7 @@ class GitWorker:
         rows = [r.row for r in batch if r.row is not None]
         pushers = [r.push.pusher if r.push is not None else r.by for r in batch]
         trigger = "webhook" if any(r.trigger == "webhook" for r in batch) else batch[0].trigger
+        note = next((r.note for r in batch if r.trigger == trigger and r.note), "")
         if self.on_start is not None:
             try:
                 self.on_start(pushes)
@@ -175,7 +190,7 @@ class GitWorker:
         self.checkout.switch_gate = self.switch_gate
         result = await self.run_in_executor(functools.partial(
             run_deploy, self.checkout, self._record(), target=self.target, trigger=trigger,
-            branch=branch, pushes=pushes, rows=rows, pushers=pushers))
+            branch=branch, pushes=pushes, rows=rows, pushers=pushers, note=note))
         outcome = "ok" if result.ok else f"FAILED: {result.reason}"
         log.info("%s run %s: %d deliveries, %s -> %s in %.2fs: %s", self.target,
                  result.run_id or "-", len(batch), (result.head_before or "none")[:12],

@@ -96,6 +96,7 @@ def routes(hub: Hub, health_path: str | None = "/health",
     ``targets/<name>`` below it, and its buttons), the OpenAPI document, its page and
     the metrics.  ``deliveries``: the delivery service to use (default: a new one)."""
     access, deliveries = Access(hub.current), deliveries or _deliveries(hub)
+    deliveries.answered.append(hub.delivered)  # when each target last got a delivery
     hook = {"intake": Intake(hub.current, hub.targets, hub.flight, deliveries)}
     record = {"record": hub.record, "access": access}
     view = {"targets": hub.targets, "fleet": hub.fleet, **record}

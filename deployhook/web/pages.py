@@ -224,6 +224,7 @@ async def render_target(page: PageHandler, target: Target, only: str | None) -> 
                 checkout=config.repo_path, remote=config.remote, name=target.name,
                 repo_url=redact(config.repo_url) if config.repo_url else None,
                 last=runs[0] if runs else None, paused=target.paused,
+                poll=target.polling, poll_interval=config.poll_interval,
                 fleet=await fleet_of(page.fleet, target.name),
                 actions=None if actions is None else (
                     f"{target.name}/" if only else f"targets/{target.name}/"),
