@@ -11,9 +11,10 @@ port = 8000
 webhook_path = "/github"
 
 # The webhook secret (the same text as in GitHub's webhook settings).
-# 'deployhook init' writes a fresh random one here.  Under systemd, leave this
-# line out and use LoadCredential=webhook-secret:/etc/deployhook/secret.txt.
-secret_file = "secret.txt"
+# 'deployhook init' writes a fresh random one here.  Left commented out so that,
+# under the shipped systemd unit, LoadCredential=webhook-secret:/etc/deployhook/
+# secret.txt is used: set this line only to read another file.
+# secret_file = "secret.txt"
 
 # The checkout to keep in step.  "." is this folder: deployhook deploys itself.
 repo_path = "."
@@ -105,7 +106,7 @@ keep_days = 90.0
 # "loopback" accepts, e.g. a name in /etc/hosts pointing at 127.0.0.1.
 status_access = "password"
 status_user = "deployhook"
-status_password_file = "status-password.txt"
+# status_password_file = "status-password.txt"  # commented out: as secret_file
 allowed_hosts = []
 
 # Optional allow-list for the webhook: CIDRs, e.g. GitHub's "hooks" ranges from

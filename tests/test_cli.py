@@ -26,6 +26,7 @@ import pytest
 
 from deployhook.git.steps import Step
 from deployhook.record.store import DeliveryRecord, Store
+from deployhook.settings import load
 from tests.helpers import (
     SECRET,
     Daemon,
@@ -406,6 +407,7 @@ def test_send_lists_local_commits_and_takes_a_branch(repos: Repos, secret_file: 
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "ghp_TOPSECRETTOKEN"
+UNIT = ROOT / "contrib" / "systemd" / "deployhook.service"
 
 
 def test_init_in_an_empty_folder_writes_a_commented_config(tmp_path: Path) -> None:
@@ -471,6 +473,32 @@ def test_init_uses_the_configured_password_file_and_user(tmp_path: Path) -> None
     assert (tmp_path / "pw" / "page.txt").is_file()
     assert not (tmp_path / "status-password.txt").exists()
     assert "'ops'" in result.stdout
+
+
+def test_init_config_leaves_the_units_credentials_in_charge(tmp_path: Path) -> None:
+    """``deployhook init --config /etc/deployhook/config.py`` as the Debian package's
+    README says: the secret and the password land where the shipped unit's
+    LoadCredential= reads them (next to the config), and the config sets neither
+    ``secret_file`` nor ``status_password_file``, so under the unit
+    ($CREDENTIALS_DIRECTORY) the credentials are used, not the root-only files."""
+    etc, creds = tmp_path / "etc", tmp_path / "credentials"
+    etc.mkdir()
+    first = cli("init", "--config", str(etc / "config.py"), cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    unit = UNIT.read_text()
+    for name, file in (("webhook-secret", "secret.txt"),
+                       ("status-password", "status-password.txt")):
+        assert f"LoadCredential={name}:/etc/deployhook/{file}\n" in unit
+        assert stat.S_IMODE((etc / file).stat().st_mode) == 0o600
+        creds.mkdir(exist_ok=True)
+        (etc / file).rename(creds / name)  # what systemd hands the service; gone from etc
+    result = cli("check", "--config", str(etc / "config.py"), cwd=tmp_path,
+                 env={"CREDENTIALS_DIRECTORY": str(creds)})
+    out = result.stdout + result.stderr
+    assert f"OK   secret     {creds / 'webhook-secret'} is readable" in out, out
+    assert "secret.txt" not in out, out
+    config = load(etc / "config.py", {"CREDENTIALS_DIRECTORY": str(creds)})
+    assert config.status_password_file == str(creds / "status-password")
 
 
 def check(config: Path) -> tuple[int, str]:

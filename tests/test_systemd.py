@@ -284,14 +284,11 @@ def provision(box: Box, wheels: Path) -> None:
     box.sh("systemctl daemon-reload")
 
 
-@pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
-    """A fresh container with deployhook installed (service not started); removed after."""
-    podman_ready()
-    wheels = tmp_path_factory.mktemp("systemd") / "wheels"
-    with timed("pip wheel on the host"):
-        build_wheels(wheels)
-    name = f"deployhook-systemd-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+@contextmanager
+def booted(prefix: str = "deployhook-systemd") -> Iterator[Box]:
+    """A fresh container of IMAGE on the host's network, systemd booted (PID 1);
+    removed after."""
+    name = f"{prefix}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     box = Box(name, free_port())
     try:
         with timed("container boot"):
@@ -301,11 +298,22 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
             box.wait_for("systemd to finish booting", lambda: box.exec(
                 "systemctl", "is-system-running", "--wait", check=False,
             ).stdout.strip() in ("running", "degraded"), timeout=90)
-        with timed("provisioning"):
-            provision(box, wheels)
         yield box
     finally:
         subprocess.run([*PODMAN, "rm", "-f", "-t", "0", name], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    """A fresh container with deployhook installed (service not started); removed after."""
+    podman_ready()
+    wheels = tmp_path_factory.mktemp("systemd") / "wheels"
+    with timed("pip wheel on the host"):
+        build_wheels(wheels)
+    with booted() as box:
+        with timed("provisioning"):
+            provision(box, wheels)
+        yield box
 
 
 def test_install_checks(box: Box) -> None:
