@@ -388,10 +388,12 @@ def start_daemon(repos: Repos, secret_file: Path, port: int | None = None,
     return Daemon(write_config(repos.root / "config.py", **values), port, env, new_session)
 
 
-def deliver_push(url: str, sha: str, delivery: str = "d-1") -> tuple[int, dict[str, Any]]:
-    """POST a signed push of ``sha`` to main to the daemon at ``url``."""
+def deliver_push(url: str, sha: str, delivery: str = "d-1",
+                 timeout: float = 30) -> tuple[int, dict[str, Any]]:
+    """POST a signed push of ``sha`` to main to the daemon at ``url``; wait at most
+    ``timeout`` seconds for the answer."""
     body, headers = signed(push_payload(sha), delivery=delivery)
-    return http("POST", url + "/github", body, headers)
+    return http("POST", url + "/github", body, headers, timeout=timeout)
 
 
 def start_targets(root: Path, targets: dict[str, dict[str, Any]], port: int | None = None,

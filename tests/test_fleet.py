@@ -387,7 +387,8 @@ def test_a_malformed_outcome_is_skipped_and_the_fleet_loop_goes_on(
         wait_for(lambda since=since: beat_time(client, "web1") > since,
                  what="web1's next heartbeat")
     sha = commit(pusher, "print('second')\n")
-    status, body = deliver_push(web2.url, sha, delivery="m-2")
+    # the ghost never reports: the answer comes after response_timeout (30 s here)
+    status, body = deliver_push(web2.url, sha, delivery="m-2", timeout=90)
     assert status == 202 and body["reason"].startswith(  # ghost has no valid outcome
         "deployed on 3/4 nodes; still deploying on ghost"), body
     assert web1.daemon is not None

@@ -29,7 +29,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deployhook.forges.delivery import Push
@@ -47,26 +46,6 @@ log = logging.getLogger("deployhook.poll")
 PARALLEL = 4  # ls-remotes at once (the git executor has as many threads more)
 JITTER = 0.1  # each interval is poll_interval times 1 ± JITTER
 MAX_WAIT = 1.0  # seconds the loop sleeps at most (a reload may change poll_interval)
-
-
-@dataclass
-class PollState:
-    """What ``/health``, the page and ``deployhook check`` show of a target's polling:
-    when it last got a verified delivery, when its remote last answered a poll, what it
-    said, and the last poll's error ("" once a poll answers again)."""
-
-    delivered: float | None = None
-    polled: float | None = None
-    tip: str | None = None
-    error: str = ""
-    failed: float | None = None  # when the error was first seen
-    failures: int = 0  # polls in a row that failed
-    decided: str | None = None  # the last tip a poll decided on (deployed it or not)
-
-    def status(self, interval: float) -> dict[str, Any]:
-        return {"interval": interval, "last_delivery": self.delivered,
-                "last_poll": self.polled, "tip": self.tip, "error": self.error,
-                "failing_since": self.failed, "failures": self.failures}
 
 
 class Poller:

@@ -17,7 +17,7 @@ from deployhook.git import paused, releases
 from deployhook.git.checkout import Checkout, RunResult
 from deployhook.record.recorder import Recorder
 from deployhook.secret import SecretSource
-from deployhook.service.poller import PollState
+from deployhook.service.pollstate import PollState
 from deployhook.service.worker import GitWorker
 from deployhook.settings import TargetConfig
 
