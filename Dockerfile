@@ -1,4 +1,4 @@
-# deployhook in a container: README.rst, "Running in a container".
+# deployhook in a container: docs/container.rst.
 #
 #   docker build -t deployhook .            (or: podman build --format docker ...)
 #

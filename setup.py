@@ -28,12 +28,12 @@ INSTALL_REQUIRES = ["tornado>=6.4.2,<7", "GitPython>=3.1.41,<4",
                     # /metrics imports it at its first scrape; small, so always installed
                     "prometheus-client>=0.20,<1"]
 EXTRAS = {
-    # fleet mode (redis_url): README "Several servers"
+    # fleet mode (redis_url): docs/fleet.rst
     "fleet": ["redis>=5.0.1"],
     # Swagger UI's files for GET /docs (about 25 MB); without it /docs answers 503
     # naming the package, and /openapi.json is served all the same
     "apidocs": ["swagger-ui-py>=23.9.23"],
-    # notifications (notify: Apprise URLs): README "Notifications"
+    # notifications (notify: Apprise URLs): docs/reporting.rst
     "notify": ["apprise>=1.7"],
     # the documentation: python -m sphinx -b html docs OUT (and -b man)
     "docs": ["sphinx>=7.2", "furo>=2024.1.29"],

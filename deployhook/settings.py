@@ -292,8 +292,8 @@ def _check_fleet(config: Config) -> None:
         raise ConfigError("redis_ca_file needs a rediss:// redis_url (Redis over TLS)")
     if config.redis_url is not None and config.fleet_key_file is None:
         raise ConfigError("redis_url needs fleet_key_file (the key every node signs the "
-                          "fleet's state with: 'deployhook init' writes one; README.rst, "
-                          "Several servers)")
+                          "fleet's state with: 'deployhook init' writes one; "
+                          "docs/fleet.rst)")
 
 
 def _check_releases(target: TargetConfig, where: str) -> None:

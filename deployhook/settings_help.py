@@ -44,13 +44,14 @@ DESCRIPTIONS: dict[str, str] = {
                            "is killed.",
     "pre_deploy": (
         "Command run in the checkout (in releases mode: the live release) before an "
-        "update (not before a first clone), as an argument list (no shell); if it fails "
-        "the deploy stops and HEAD, the work tree and ``current`` stay as they were."),
+        "update (not before a first clone), as an argument list (no shell), with "
+        "``post_deploy``'s environment; if it fails the deploy stops (500, its reason) and "
+        "HEAD, the work tree and ``current`` stay as they were."),
     "pre_deploy_timeout": "Seconds ``pre_deploy`` may run; then its whole process group "
                           "is killed.",
     "on_failure": (
         "Command run after any failed run (argument list, no shell), with the reason in "
-        "``DEPLOYHOOK_REASON``; its own failure is only recorded."),
+        "``DEPLOYHOOK_REASON``; its own failure is only recorded (a step of the run)."),
     "on_failure_timeout": "Seconds ``on_failure`` may run; then its whole process group "
                           "is killed.",
     "reload": (
@@ -92,17 +93,18 @@ DESCRIPTIONS: dict[str, str] = {
     # What strangers can cost.
     "max_connections": (
         "Open connections; at the cap the oldest idle one (then the oldest unverified "
-        "one) is closed to make room; lowered at start-up to fit the open-files limit."),
+        "one) is closed to make room; lowered at start-up to fit the open-files limit "
+        "(the default fits ``LimitNOFILE=1024``)."),
     "idle_timeout": (
         "Seconds a connection may take to send a request's headers (or stay idle between "
         "requests)."),
     "body_timeout": "Seconds a request may take to send its body.",
     "unverified_memory": (
-        "Bytes of not-yet-verified bodies held in memory across all connections; bodies "
-        "over 256 KiB or past this go to a temporary file."),
+        "Bytes (16 MiB by default) of not-yet-verified bodies held in memory across all "
+        "connections; bodies over 256 KiB or past this go to a temporary file."),
     "unverified_disk": (
-        "Bytes of not-yet-verified bodies in temporary files; past it, reading waits for "
-        "room."),
+        "Bytes (1 GiB by default) of not-yet-verified bodies in temporary files; past it, "
+        "reading waits for room."),
     "refused_delay": (
         "Seconds a sender waits for each wrong-signature answer once it has had 20 "
         "refusals in a minute (0: answer at once)."),
@@ -162,8 +164,8 @@ DESCRIPTIONS: dict[str, str] = {
         "fails); ``\"each\"``: each node switches as soon as its own release is built."),
     "poll_interval": (
         "Seconds between asks of the remote (``git ls-remote``) for the deployed branch's "
-        "tip (or newest matching tag), jittered; a tip no delivery brought is deployed "
-        "(trigger ``poll``).  ``0``: never poll."),
+        "tip (or newest matching tag), jittered by ±10%; a tip no delivery brought is "
+        "deployed (trigger ``poll``).  ``0``: never poll."),
     # Fleet mode.
     "redis_url": (
         "Fleet mode: the Redis every server shares, e.g. ``redis://10.0.0.5:6379/0`` "
@@ -182,5 +184,5 @@ DESCRIPTIONS: dict[str, str] = {
     "node": "This server's name in the fleet; ``None``: the host name (its first label).",
     "reconcile_interval": (
         "Fleet mode: seconds between checks of this server's checkout against the desired "
-        "commit."),
+        "commit (under 5: also between its heartbeats)."),
 }

@@ -1,7 +1,7 @@
 """A real Redis (Debian's redis-server) and a fleet of real daemons, for the fleet tests
 and bench/fleet.py.
 
-Redis runs on a free port in its own folder with the persistence README.rst
+Redis runs on a free port in its own folder with the persistence docs/fleet.rst
 recommends (``appendonly yes``) and a password (``requirepass``), which each node
 reads from its ``redis_password_file``.
 """

@@ -601,8 +601,8 @@ def test_bare_nginx_proxy_pass_with_default_settings(
 def test_loopback_mode_refuses_nginx_forwarding_for(
         repos: Repos, secret_file: Path, nginx: Any) -> None:
     """status_access = "loopback" behind nginx that says who it forwards for: refused,
-    whether or not the proxy is in trusted_proxies (the bare proxy_pass is the trap the
-    README spells out: nothing tells it from this machine)."""
+    whether or not the proxy is in trusted_proxies (the bare proxy_pass is the trap
+    docs/security.rst spells out: nothing tells it from this machine)."""
     for trusted in ([], ["127.0.0.1"]):
         daemon = start_daemon(repos, secret_file, status_access="loopback",
                               trusted_proxies=trusted)

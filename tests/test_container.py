@@ -5,7 +5,7 @@ The image is built FROM a local base (Docker Hub is not reachable here):
 with deployhook installed from wheels built on this machine (the Dockerfile's
 ``wheels`` stage replaced by ``--build-context``).  The container runs as its
 non-root user with real repositories bind-mounted at the same path (the checkout
-owned by that user, as README.rst's "Running in a container" says), the secret
+owned by that user, as docs/container.rst says), the secret
 as a podman secret and its settings as ``DEPLOYHOOK_*`` variables.
 """
 

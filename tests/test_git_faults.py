@@ -407,7 +407,7 @@ class ResetUntrackedTest(UntrackedCases, FaultTestCase):
 
     # `git reset --hard` alone would overwrite an untracked file at a path the target
     # commit adds; deployhook refuses the update before reset runs, as for the other
-    # strategies, so "untracked files stay" (README) holds under reset too.
+    # strategies, so "untracked files stay" (docs/deploying.rst) holds under reset too.
     @gen_test(timeout=30)
     async def test_untracked_file_in_the_way_is_kept(self) -> None:
         """500 naming the file; the file kept; once moved away the next push deploys."""

@@ -1,7 +1,7 @@
 """The package's layers hold: no module imports a higher layer, no modules import each
 other in a circle.
 
-Layers, bottom to top (README.rst, "Layout"; each imports only its own layer and the
+Layers, bottom to top (docs/development.rst, "Layout"; each imports only its own layer and the
 ones below it):
 
 1. base: the top-level modules (``errors``, ``settings``, ``network``, ``secret``,

@@ -1,6 +1,6 @@
 """What a daemon does not import until a feature is configured or first used.
 
-Optional features are imported inside the function that starts them (README.rst,
+Optional features are imported inside the function that starts them (docs/development.rst,
 "Layout"): the forge reporter and Tornado's HTTP client (a target with ``report``), Apprise
 (``notify``), urllib's client
 (``health_url``, the CLI's checks), ``prometheus_client`` (the first scrape of

@@ -28,6 +28,7 @@ from deployhook.forges import mac
 from deployhook.forges.delivery import essentials
 from deployhook.forges.github import sign
 from deployhook.settings import Config
+from deployhook.settings_help import DESCRIPTIONS
 from deployhook.web import spool
 from tests.helpers import (
     SECRET,
@@ -43,7 +44,9 @@ from tests.helpers import (
 )
 
 MIB = 1024 * 1024
-README = Path(__file__).parent.parent / "README.rst"
+# The page about what strangers may cost (the reference of every key is generated from
+# deployhook/settings_help.py, which tests/test_docs.py checks).
+LIMITS_PAGE = Path(__file__).parent.parent / "docs" / "http-answers.rst"
 
 
 # --- pure pieces ---------------------------------------------------------------------------
@@ -365,10 +368,11 @@ def test_modules_in_the_working_directory_never_reach_the_payload_parser(
 def test_timeouts_are_settings_with_documented_defaults() -> None:
     config = Config()
     assert (config.body_timeout, config.idle_timeout) == (60.0, 60.0)
-    readme = README.read_text()
+    page = LIMITS_PAGE.read_text()
     for key in ("body_timeout", "idle_timeout", "max_connections",
                 "unverified_memory", "unverified_disk"):
-        assert f"``{key}``" in readme, key
+        assert f"``{key}``" in page, key
+        assert DESCRIPTIONS[key].strip(), key
 
 
 @pytest.mark.parametrize("what", ["body", "headers"])

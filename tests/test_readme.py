@@ -1,5 +1,7 @@
-"""README.rst's Quick start, Connecting GitHub and Commands sections, run as a newcomer
-runs them: every command they show, as written, in a fresh clone, in a fresh shell.
+"""README.rst, run as a newcomer runs it: every command its Quick start, Connecting
+GitHub, Connecting other forges, Commands and Running the tests sections show, as
+written, in a fresh clone, in a fresh shell; the documentation built by the commands
+its Documentation section shows; and every file it names there.
 
 The clone is of this checkout's last commit (pushed to a throw-away origin as
 ``main``, as a clone from GitHub would be), so commit before running this test.
@@ -7,6 +9,7 @@ The clone is of this checkout's last commit (pushed to a throw-away origin as
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -20,12 +23,17 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import free_port, git
+from tests.tools import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("Quick start", "Connecting GitHub", "Commands")
+SECTIONS = ("Quick start", "Connecting GitHub", "Connecting other forges", "Commands",
+            "Running the tests")
+DOCUMENTATION = "Documentation"  # its commands need Sphinx: run by their own test below
 QUICKSTART = "sh quickstart.sh"  # starts the daemon in the foreground
-# Shown, but not run here: the whole suite, of which this test is a part (.ci/run runs it).
-NOT_RUN = {"sh tests/run.sh": "the test suite itself; .ci/run runs it"}
+TEST_COMMAND = "sh tests/run.sh"
+# Shown, but not run here: the whole suite, of which this test is a part (.ci/run runs it,
+# test_the_test_command_is_the_one_ci_runs checks that).
+NOT_RUN = {TEST_COMMAND: "the test suite itself; .ci/run runs it"}
 # Inline ``literals`` that are commands to run as written (the others are names,
 # values, or the synopses that test_synopses_match_the_cli checks).
 INLINE_COMMAND = re.compile(r"^(cat \S+|sh \S+|\.venv/bin/deployhook \S.*|\. \.venv/bin/activate)$")
@@ -59,14 +67,15 @@ def inline_literals(section: str) -> list[str]:
     return [" ".join(x.split()) for x in re.findall(r"``(.+?)``", section, re.S)]
 
 
-def readme() -> dict[str, str]:
+def readme(names: tuple[str, ...] = SECTIONS) -> dict[str, str]:
+    """README.rst's sections of these titles (all of them must be there), by title."""
     found = sections((ROOT / "README.rst").read_text(encoding="utf-8"))
-    assert set(SECTIONS) <= set(found), list(found)
-    return {name: found[name] for name in SECTIONS}
+    assert set(names) <= set(found), list(found)
+    return {name: found[name] for name in names}
 
 
 def shown_commands() -> list[str]:
-    """Every command the three sections show: literal blocks first, then inline ones."""
+    """Every command the sections show: literal blocks first, then inline ones."""
     parts = readme().values()
     commands = [c for part in parts for c in literal_commands(part)]
     commands += [c for part in parts for c in inline_literals(part) if INLINE_COMMAND.match(c)]
@@ -85,6 +94,7 @@ def test_the_sections_show_commands() -> None:
     assert commands[0] == QUICKSTART
     assert ".venv/bin/deployhook send --event ping" in commands
     assert "cat secret.txt" in commands
+    assert TEST_COMMAND in commands
     assert {s.split()[1] for s in synopses()} >= {
         "init", "serve", "check", "history", "show", "deploy", "send"}
 
@@ -147,7 +157,7 @@ def clone(tmp_path: Path) -> Iterator[Path]:
 
 def test_a_newcomer_runs_every_command_the_readme_shows(clone: Path) -> None:
     """From a fresh clone: ``sh quickstart.sh`` (until "listening"), then every other
-    command of the three sections in a fresh shell, as written: exit status 0, no
+    command of the sections in a fresh shell, as written: exit status 0, no
     traceback, and neither the secret nor the password shown (but by ``cat``)."""
     port = free_port()
     env = {**os.environ, "DEPLOYHOOK_PORT": str(port)}  # the only change: a free port
@@ -177,3 +187,41 @@ def test_a_newcomer_runs_every_command_the_readme_shows(clone: Path) -> None:
     log = daemon.output()
     assert status == 0 and "stopped" in log, log
     assert "Traceback" not in log and not any(s in log for s in secrets), log
+
+
+def test_the_test_command_is_the_one_ci_runs() -> None:
+    """Running the tests shows one command, and .ci/run runs exactly that command."""
+    assert literal_commands(readme(("Running the tests",))["Running the tests"]) == [
+        TEST_COMMAND]
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert TEST_COMMAND in ci, ci
+
+
+def test_the_files_the_readme_points_to_exist() -> None:
+    """Every ``docs/...`` page and other file README.rst names is in the repository."""
+    text = (ROOT / "README.rst").read_text(encoding="utf-8")
+    named = {x for x in inline_literals(text)
+             if re.fullmatch(r"(docs/\S*|\S+\.(rst|sh|py|yaml)|debian/\S+)", x)}
+    assert {"docs/configuration.rst", "docs/cli.rst", "CHANGELOG.rst"} <= named, named
+    assert [x for x in sorted(named) if not (ROOT / x).exists()] == []
+
+
+def test_the_documentation_builds_as_the_readme_says(clone: Path) -> None:
+    """The Documentation section's commands, as written (``python`` being one with the
+    ``docs`` extra, as the section says: this test's), in a fresh clone: the HTML site
+    and the man pages deployhook(1) and deployhook.conf(5), every warning an error."""
+    require_tool(importlib.util.find_spec("sphinx") and importlib.util.find_spec("furo"),
+                 "Sphinx and Furo are not installed: pip install -e '.[docs]'")
+    commands = literal_commands(readme((DOCUMENTATION,))[DOCUMENTATION])
+    builders = {}
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[:4] == ["python", "-m", "sphinx", "-W"], command
+        result = subprocess.run([sys.executable, *argv[1:]], cwd=clone, text=True,
+                                capture_output=True, timeout=600)
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+        builders[argv[argv.index("-b") + 1]] = clone / argv[-1]
+    assert set(builders) == {"html", "man"}, commands
+    assert (builders["html"] / "configuration.html").is_file()
+    assert {"deployhook.1", "deployhook.conf.5"} <= {
+        p.name for p in builders["man"].iterdir()}

@@ -3,8 +3,8 @@
 systemd runs as PID 1 in a podman container (``localhost/debian-systemd``, built by
 ``tests/systemd/build-image.sh``; see ../shared/REFERENCE.md, "Testing under a real
 systemd").  The container shares the host's network, so the test talks to the
-daemon at ``127.0.0.1:<free port>`` from the host.  Inside it, as the README's
-"Running under systemd" says: wheels built on the host from this checkout
+daemon at ``127.0.0.1:<free port>`` from the host.  Inside it, as
+docs/systemd.rst says: wheels built on the host from this checkout
 installed into ``/opt/deployhook``, a ``deployhook`` system user, the checkout
 ``/srv/deploy`` owned by it, ``/etc/deployhook/config.py`` (``reload =
 "autoreload"``: /srv/deploy does not hold deployhook's code, so the default
@@ -205,7 +205,7 @@ class Box:
 
 
 def readme_check(read_write: str) -> tuple[str, ...]:
-    """README.rst's ``deployhook check`` command: the unit's user, sandbox and state
+    """docs/systemd.rst's ``deployhook check`` command: the unit's user, sandbox and state
     folder, with ``ReadWritePaths=read_write``.  (Its ``-p LoadCredential=`` is left
     out: it delivers nothing in this container, and config.py sets secret_file.)"""
     return ("systemd-run", "--pipe", "--wait", "--quiet", "-p", "User=deployhook",
@@ -318,7 +318,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
 
 def test_install_checks(box: Box) -> None:
     """The unit verifies and scores at most MAX_EXPOSURE in ``systemd-analyze security``,
-    and ``deployhook check`` passes when run as README.rst says (the unit's user,
+    and ``deployhook check`` passes when run as docs/systemd.rst says (the unit's user,
     sandbox and state folder)."""
     proc = box.exec("systemd-analyze", "verify", "/etc/systemd/system/deployhook.service",
                     check=False)
@@ -334,7 +334,7 @@ def test_install_checks(box: Box) -> None:
 
 
 def test_check_reports_a_folder_the_unit_cannot_write(box: Box) -> None:
-    """Run as README.rst says but with ReadWritePaths= naming another folder, ``check``
+    """Run as docs/systemd.rst says but with ReadWritePaths= naming another folder, ``check``
     says repo_path is on a read-only file system, with the fix."""
     box.sh("install -d -o deployhook -g deployhook /srv/elsewhere")
     proc = box.exec(*readme_check("/srv/elsewhere"), check=False)

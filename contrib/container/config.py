@@ -1,5 +1,4 @@
-# deployhook's settings inside the container image (README.rst, "Running in a
-# container").  Each DEPLOYHOOK_* variable overrides the key of the same name, so
+# deployhook's settings inside the container image (docs/container.rst).  Each DEPLOYHOOK_* variable overrides the key of the same name, so
 # compose.yaml and `podman run -e` change settings without a file; a config.py
 # mounted over this one replaces these defaults (set the paths below in it too).
 address = "0.0.0.0"  # the runtime publishes the port; 127.0.0.1 would be unreachable

@@ -82,8 +82,8 @@ def _redis(config: Config) -> Result:
         ping(config)
     except CommandFailed as exc:
         return Result("FAIL", "redis", exc.reason, "start Redis (systemctl start "
-                      "redis-server) and check redis_url and redis_password_file (README.rst, "
-                      "Several servers)")
+                      "redis-server) and check redis_url and redis_password_file "
+                      "(docs/fleet.rst)")
     return Result("OK", "redis", f"{where} answers; this server is node {config.node}")
 
 
@@ -187,7 +187,7 @@ def report_token(target: TargetConfig) -> Iterator[Result]:
         read_token(target.report_token_file)
     except ReportError as exc:
         yield Result("FAIL", "report", exc.reason, "write a forge API token into "
-                     "report_token_file (see README: Reporting to the forge)")
+                     "report_token_file (docs/reporting.rst)")
         return
     path = str(target.report_token_file)
     yield Result("OK", "report", f"{target.report} to {target.forge}, token in {path}")
@@ -215,7 +215,8 @@ def notify_urls(target: TargetConfig) -> Iterator[Result]:
             yield Result("OK", "notify", f"URL {number} of {count}: {service(url)}, parses")
         else:
             yield Result("FAIL", "notify", f"URL {number} of {count}: {service(url)}: "
-                         "Apprise cannot parse it", "fix the URL (README.rst, Notifications)")
+                         "Apprise cannot parse it",
+                         "fix the URL (docs/reporting.rst, Notifications)")
 
 
 def _checkout(config: TargetConfig) -> Iterator[Result]:
@@ -397,7 +398,7 @@ def _writable_path(name: str, path: str) -> Result:
 
     Uses access(2) as the user running ``check``, inside whatever mount namespace
     it runs in: run as the service's user with the unit's ``ProtectSystem=`` and
-    ``ReadWritePaths=`` (README.rst, "Running under systemd"), a folder the unit
+    ``ReadWritePaths=`` (docs/systemd.rst), a folder the unit
     leaves read-only answers EROFS even for root.  Never raises.
     """
     user = _user_name()

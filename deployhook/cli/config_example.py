@@ -3,7 +3,7 @@
 # value of the wrong type stops the daemon at start-up with the reason.
 # Relative paths are relative to this file's folder.  Each key can also be set
 # with an environment variable DEPLOYHOOK_<KEY> (e.g. DEPLOYHOOK_PORT=9000),
-# and the secret itself with DEPLOYHOOK_SECRET.  See README.rst.
+# and the secret itself with DEPLOYHOOK_SECRET.  See docs/configuration.rst.
 
 # Where to listen.  Put a TLS-terminating proxy in front for GitHub.
 address = "127.0.0.1"
@@ -151,7 +151,7 @@ notify_on = ["failure", "recovery"]
 # }
 targets = {}
 
-# Atomic releases (README.rst, "Atomic releases"): deploy_mode = "releases" builds each
+# Atomic releases (docs/releases.rst): deploy_mode = "releases" builds each
 # deploy in releases_path/releases/<UTC time>-<short sha> (a clone sharing repo_path's
 # objects; repo_path is then only the store that is fetched into), runs post_deploy
 # inside it, then switches the symlink releases_path/current to it atomically.  After
@@ -171,14 +171,14 @@ keep_releases = 5
 # current once every live server has built it; "each": each as soon as its own is built.
 fleet_switch = "together"
 
-# Polling (README.rst, "Polling"): every poll_interval seconds (±10%) the daemon asks
+# Polling (docs/deploying.rst, "Polling"): every poll_interval seconds (±10%) the daemon asks
 # each target's remote (git ls-remote) for the deployed branch's tip (or newest matching
 # tag) and deploys a tip no delivery brought (trigger "poll": check the forge's
 # webhook); every target is asked once at start too.  0: never poll.  May be set per
 # target.
 poll_interval = 180.0
 
-# Several servers behind a balancer (README.rst, "Several servers"): every server's
+# Several servers behind a balancer (docs/fleet.rst): every server's
 # daemon names the same Redis in redis_url (e.g. "redis://127.0.0.1:6379/0",
 # "rediss://..." for TLS); the one that receives a delivery records the desired commit
 # there and each server brings its own checkout to it.  Its password: a file

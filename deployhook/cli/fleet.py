@@ -63,8 +63,8 @@ def _client(config: Config) -> Any:
         CommandFailed: ``redis_url`` is not set (2), or the password file is unreadable.
     """
     if config.redis_url is None:
-        raise CommandFailed("redis_url is not set: this server is in no fleet (README.rst, "
-                            "Several servers)", status=2)
+        raise CommandFailed("redis_url is not set: this server is in no fleet "
+                            "(docs/fleet.rst)", status=2)
     import redis  # only for a fleet
 
     try:

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             from deployhook.cli.check import Result
 
-            hint = "edit the config file (README.rst, Configuration)"
+            hint = "edit the config file (docs/configuration.rst)"
             print(Result("FAIL", "config", str(exc), hint).line())
             return 1
         print(f"deployhook: {exc}", file=sys.stderr)
@@ -172,7 +172,7 @@ def init(config: settings.Config, config_path: str) -> int:
         for target in config.targets:
             print(f"Target {target.name}: webhook URL http(s)://<this server>/hooks/"
                   f"{target.name}, secret: the contents of {target.secret_file} (README.rst "
-                  "says where each forge takes them).")
+                  "and docs/forges/ say where each forge takes them).")
     print(f"Status page: http://{local_host(config.address)}:{config.port}/ (log in as "
           f"{config.status_user!r} with the password in {password}); "
           "'deployhook history' reads the record without it.")

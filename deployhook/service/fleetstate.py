@@ -168,8 +168,8 @@ def fleet_key(path: str | None) -> bytes:
         ConfigError: no file is set, or it is missing, unreadable, empty or shorter than
             :data:`MIN_KEY` characters (naming the file, never showing the key).
     """
-    hint = ("'deployhook init' writes one; every node needs the same file (README.rst, "
-            "Several servers)")
+    hint = ("'deployhook init' writes one; every node needs the same file "
+            "(docs/fleet.rst)")
     if path is None:
         raise ConfigError(f"redis_url needs fleet_key_file: {hint}")
     try:
