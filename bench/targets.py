@@ -40,12 +40,14 @@ def free_port() -> int:
 def request(method: str, url: str, body: bytes | None = None,
             headers: dict[str, str] | None = None,
             timeout: float = 30.0) -> tuple[int, bytes, float]:
-    """One HTTP request on a fresh connection: (status, body, seconds); status 0 on error."""
+    """One HTTP request (the URL's query string included) on a fresh connection: (status,
+    body, seconds); status 0 on error."""
     parts = urlsplit(url)
     start = time.perf_counter()
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        conn.request(method, parts.path or "/", body=body, headers=headers or {})
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn.request(method, target, body=body, headers=headers or {})
         response = conn.getresponse()
         data = response.read()
         return response.status, data, time.perf_counter() - start

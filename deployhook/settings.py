@@ -8,6 +8,7 @@ are caught at start-up instead of silently ignored.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -252,8 +253,13 @@ class Config(TargetSettings):
 
     def default_target(self, name: str = DEFAULT_TARGET, **values: Any) -> TargetConfig:
         """A target named ``name`` with the top-level keys as defaults, ``values`` set."""
-        inherited = {key: getattr(self, key) for key in TARGET_KEYS}
-        return TargetConfig(name=name, **{**inherited, "secret": self.secret, **values})
+        return TargetConfig(name=name, **{**self._inherited, **values})
+
+    @functools.cached_property
+    def _inherited(self) -> dict[str, Any]:
+        """What every target inherits from the top level (read once: a config may name
+        a thousand targets)."""
+        return {**{key: getattr(self, key) for key in TARGET_KEYS}, "secret": self.secret}
 
     def target(self, name: str) -> TargetConfig:
         """The target called ``name``.
@@ -474,9 +480,10 @@ def _target(config: Config, name: Any, raw: Any, base: Path,
         own = Path(credentials) / f"{CREDENTIAL_NAME}-{name}"
         if _present(own):
             values["secret_file"] = str(own)
-    own_token = Path(credentials or ".") / f"{REPORT_CREDENTIAL}-{name}"
-    if "report_token_file" not in values and credentials and _present(own_token):
-        values["report_token_file"] = str(own_token)
+    if "report_token_file" not in values and credentials:
+        own_token = Path(credentials) / f"{REPORT_CREDENTIAL}-{name}"
+        if _present(own_token):
+            values["report_token_file"] = str(own_token)
     values.setdefault("report", report)
     if "secret_file" in values:
         values["secret"] = None  # its own file, not $DEPLOYHOOK_SECRET
@@ -494,7 +501,10 @@ def _present(credential: Path) -> bool:
 
 
 def _resolve(base: Path, raw: str) -> str:
-    return str((base / Path(raw).expanduser()).resolve())
+    """``raw`` (``~`` expanded) as an absolute path, relative to ``base``, symbolic links
+    resolved (``Path.resolve``'s result, in os.path's cheaper calls: a config may name a
+    thousand targets)."""
+    return os.path.realpath(os.path.join(base, os.path.expanduser(raw)))
 
 
 _taken: list[str] = []  # $DEPLOYHOOK_SECRET once taken out of os.environ

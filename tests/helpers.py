@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -404,3 +405,22 @@ def start_targets(root: Path, targets: dict[str, dict[str, Any]], port: int | No
     port = port or free_port()
     values = {"port": port, "reload": "none", "poll_interval": 0, **extra, "targets": targets}
     return Daemon(write_config(root / "config.py", **values), port, env)
+
+
+def small_checkouts(root: Path, names: list[str]) -> dict[str, Path]:
+    """A checkout per name under ``root/checkouts`` (main at one empty commit, no remote,
+    no sample hooks: a few KiB each), copied from one ``git init``; name -> checkout.
+    What a daemon with many targets needs when no test deploys them (a deploy needs an
+    origin: :func:`make_repos`)."""
+    seed = root / "checkout-seed"
+    git(root, "init", "-q", "-b", "main", str(seed))
+    git(seed, "commit", "-q", "--allow-empty", "-m", "a small site")
+    for sample in (seed / ".git" / "hooks").glob("*.sample"):
+        sample.unlink()
+    folder = root / "checkouts"
+    folder.mkdir()
+    checkouts = {}
+    for name in names:
+        checkouts[name] = folder / name
+        shutil.copytree(seed, checkouts[name], symlinks=True)
+    return checkouts

@@ -9,14 +9,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deployhook.git.checkout import Checkout
 from deployhook.git.steps import Step, summary, tail
 from deployhook.record.store import Store
 from deployhook.redact import redact
 from deployhook.settings import Config, TargetConfig
 from deployhook.text import printable
+
+if TYPE_CHECKING:  # GitPython: not for the record's commands (history, show)
+    from deployhook.git.checkout import Checkout
 
 Run = Callable[[Config, argparse.Namespace], int]
 

@@ -102,10 +102,12 @@ def _read(store: Store, config: Config, args: argparse.Namespace
     Raises:
         CommandFailed: (status 2) an unknown ``--target``.
     """
-    recorded = tuple(store.last_runs())
+    configured = config.target_names
+    needed = args.target not in configured if args.target is not None else len(configured) < 2
+    recorded = tuple(store.targets()) if needed else ()  # only when the config cannot say
     target = choose_target(config, args.target, required=False, known=recorded)
     name = target.name if args.target is not None and target else None  # None: every one
-    several = name is None and len({*config.target_names, *recorded}) > 1
+    several = name is None and len({*configured, *recorded}) > 1
     return store.runs(args.limit, target=name), store.count_runs(name), several
 
 

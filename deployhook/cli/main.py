@@ -6,7 +6,7 @@ live in :mod:`deployhook.cli.history`, ``deploy`` in :mod:`deployhook.cli.deploy
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import os
 import sqlite3
 import sys
@@ -14,22 +14,32 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deployhook import settings
-from deployhook.cli import deploy, fleet, history, pause, send
-from deployhook.cli import releases as release_commands
 from deployhook.cli.common import CommandFailed
-from deployhook.daemon import logs
-from deployhook.daemon.server import serve
 from deployhook.errors import ConfigError
 from deployhook.secret import create_secret_file
 from deployhook.version import __version__
 
 EXAMPLE_CONFIG = Path(__file__).with_name("config_example.py")  # what init writes
 PASSWORD_FILE = "status-password.txt"  # status_password_file's default, next to the config
+# The modules (of deployhook.cli) that add subcommands, in the order --help lists them,
+# each with its function adding them and the commands it adds.  A command runs with its
+# own module imported only (``history`` needs neither GitPython nor Tornado); one not
+# listed here gets every module.
+SUBCOMMANDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("history", "add_parsers", ("history", "show")),
+    ("deploy", "add_parser", ("deploy",)),
+    ("send", "add_parser", ("send",)),
+    ("releases", "add_parsers", ("releases", "rollback")),
+    ("pause", "add_parsers", ("pause", "resume")),
+    ("fleet", "add_parser", ("fleet",)),
+)
 
 
-def make_parser() -> argparse.ArgumentParser:
+def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``deployhook`` command's parser, every subcommand with its options (also read
-    by the documentation's CLI reference, docs/_ext/deployhook_docs.py)."""
+    by the documentation's CLI reference, docs/_ext/deployhook_docs.py); with
+    ``command`` one of :data:`SUBCOMMANDS`', only its module's subcommands (and the
+    built-in ``serve``, ``init`` and ``check``), so that only that module is imported."""
     parser = argparse.ArgumentParser(prog="deployhook", description=(
         "Keep a git checkout in step with GitHub pushes."))
     parser.add_argument("--version", action="version", version=f"deployhook {__version__}")
@@ -42,18 +52,17 @@ def make_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(name, help=text, description=text)
         sub.add_argument("--config", default="config.py",
                          help="the configuration file (default: ./config.py)")
-    history.add_parsers(subparsers)
-    deploy.add_parser(subparsers)
-    send.add_parser(subparsers)
-    release_commands.add_parsers(subparsers)
-    pause.add_parsers(subparsers)
-    fleet.add_parser(subparsers)
+    own = [entry for entry in SUBCOMMANDS if command in entry[2]]
+    for module, adds, _ in own or SUBCOMMANDS:
+        getattr(importlib.import_module(f"deployhook.cli.{module}"), adds)(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = make_parser(command).parse_args(argv)
     if args.command == "init" and not os.path.lexists(args.config):
         try:
             write_config(args.config)
@@ -82,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for result in results:
             print(result.line())
         return 1 if any(r.level == "FAIL" for r in results) else 0
+    import asyncio  # the daemon's own: not for the other commands
+
+    from deployhook.daemon import logs
+    from deployhook.daemon.server import serve
+
     logs.setup(config.log_level)
     try:
         return asyncio.run(serve(config, args.config))

@@ -9,6 +9,7 @@ for a read no method names (a test's, a tool's).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -17,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from deployhook.git.steps import Step
-from deployhook.record.store import DeliveryRecord, Store
+from deployhook.record.store import PRUNE_BATCH, DeliveryRecord, Store
 
 log = logging.getLogger("deployhook.record")
 T = TypeVar("T")
@@ -36,6 +37,7 @@ class Recorder:
 
     FLUSH_EVERY = 0.05
     MAX_QUEUED = 5000
+    PRUNE_BATCH = PRUNE_BATCH  # rows of each table a pruning transaction deletes at most
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -46,6 +48,7 @@ class Recorder:
         self._scheduled = False
         self._rejected: Counter[tuple[int, str, str, int, str]] = Counter()
         self.dropped = 0
+        self._pruning: asyncio.Future[int] | None = None
         self.from_thread = ThreadRecord(self)
 
     def log(self, record: DeliveryRecord, status: int, result: str, reason: str) -> None:
@@ -192,13 +195,27 @@ class Recorder:
         the record cannot be used)."""
         return await self.try_run(lambda s: s.interrupt_unfinished()) or []
 
-    async def prune(self, keep_runs: int, keep_days: float) -> None:
-        """Drop runs beyond ``keep_runs`` or older than ``keep_days`` (failures logged)."""
-        await self.try_run(lambda s: s.prune(keep_runs, keep_days))
+    async def prune(self, keep_runs: int, keep_days: float) -> int:
+        """Drop runs beyond ``keep_runs`` or older than ``keep_days``, and what goes with
+        them (:meth:`Store.prune`), a batch (:meth:`Store.prune_some`) at a time on the
+        record's thread, so that what else the daemon asks of the record runs between
+        two batches and no other process waits long for the lock.  Returns how many runs
+        went; failures are logged (and end the pruning)."""
+        gone = 0
+        while True:
+            done = await self.try_run(
+                lambda s: s.prune_some(keep_runs, keep_days, self.PRUNE_BATCH))
+            if done is None:
+                return gone
+            gone += done[0]
+            if not done[1]:
+                return gone
 
     def prune_later(self, keep_runs: int, keep_days: float) -> None:
-        """Queue :meth:`prune` without waiting."""
-        self.submit(lambda s: s.prune(keep_runs, keep_days))
+        """Start :meth:`prune` without waiting, unless one is going on (it prunes what
+        became prunable meanwhile too: each batch looks again)."""
+        if self._pruning is None or self._pruning.done():
+            self._pruning = asyncio.ensure_future(self.prune(keep_runs, keep_days))
 
     async def summaries(self, unless: int | None) -> tuple[int, Summaries | None]:
         """The record's data version, and each target's newest finished run, run count,
@@ -210,7 +227,11 @@ class Recorder:
         return await self.run(lambda s: _summaries(s, unless))
 
     def close(self) -> None:
-        """Finish queued writes, then close the database."""
+        """Finish queued writes, then close the database (a pruning going on stops at
+        its batch's end)."""
+        if self._pruning is not None and not self._pruning.done():
+            with contextlib.suppress(RuntimeError):  # the IOLoop is closed already
+                self._pruning.cancel()
         batch, self._queue = self._queue, []
         rejected, self._rejected = self._rejected, Counter()
         if batch or rejected:

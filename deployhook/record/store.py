@@ -30,6 +30,7 @@ from deployhook.settings import DEFAULT_TARGET
 
 SCHEMA_VERSION = 5
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
+PRUNE_BATCH = 500  # rows of each table one pruning transaction deletes at most
 CACHE_KIB = 512  # SQLite page cache per connection (its default: 2 MiB); pages beyond it are
 # read again from the file, which the OS caches
 MIGRATIONS: dict[int, str] = {
@@ -113,6 +114,15 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX events_by_target ON events(target, id);
     """,
 }
+# Indexes for the queries of a big record (1,000 targets, 10,000 runs and more): what
+# the daemon's start (unfinished deliveries of each target), its refresh (the targets
+# with a run going on), and pruning look up.  Created when a writer opens the file, if
+# missing; no schema change (an older deployhook reads and writes the file as before).
+INDEXES = """
+CREATE INDEX IF NOT EXISTS deliveries_by_target ON deliveries(target, id);
+CREATE INDEX IF NOT EXISTS runs_running ON runs(target) WHERE outcome = 'running';
+CREATE INDEX IF NOT EXISTS runs_by_started ON runs(started);
+"""
 
 
 @dataclass(frozen=True)
@@ -170,11 +180,13 @@ class Store:
         self.db.close()
 
     def migrate(self) -> None:
-        """Apply every migration newer than the file's ``user_version``, each atomically."""
+        """Apply every migration newer than the file's ``user_version``, each atomically,
+        then create the :data:`INDEXES` that are missing."""
         for target in range(self.version + 1, SCHEMA_VERSION + 1):
             self.db.executescript(f"BEGIN; {MIGRATIONS[target]}; "
                                   f"PRAGMA user_version={target}; COMMIT;")
         self.version = SCHEMA_VERSION
+        self.db.executescript(f"BEGIN; {INDEXES}; COMMIT;")
 
     # -- deliveries ------------------------------------------------------------------
     def add_delivery(self, record: DeliveryRecord, received: float | None = None) -> int:
@@ -239,8 +251,10 @@ class Store:
         row = self.db.execute(
             "SELECT d.*, r.outcome AS run_outcome, r.head_after AS run_head, r.id AS run"
             " FROM deliveries d LEFT JOIN runs r ON r.id = d.run_id"
-            " WHERE d.delivery_id=? AND d.after=? AND d.accepted=1 AND d.target=?"
+            " WHERE d.delivery_id=? AND d.after=? AND d.accepted=1 AND +d.target=?"
             " ORDER BY d.id DESC LIMIT 1", (delivery_id, after, target)).fetchone()
+        # (+d.target: looked up by its ID in deliveries_by_id, not through all of the
+        # target's deliveries, which is every delivery with one target)
         return dict(row) if row else None
 
     def deployed_before(self, ref: str, after: str,
@@ -301,9 +315,12 @@ class Store:
 
     def events(self, limit: int = 20, target: str | None = None) -> list[dict[str, Any]]:
         """Events (of ``target``, or of every target), newest first."""
-        return [dict(row) for row in self.db.execute(
-            "SELECT id, target, kind, time, by, reason FROM events WHERE ? IS NULL OR target = ?"
-            " ORDER BY id DESC LIMIT ?", (target, target, limit))]
+        columns = "SELECT id, target, kind, time, by, reason FROM events"
+        rows = (self.db.execute(f"{columns} ORDER BY id DESC LIMIT ?", (limit,))
+                if target is None else
+                self.db.execute(f"{columns} WHERE target = ? ORDER BY id DESC LIMIT ?",
+                                (target, limit)))
+        return [dict(row) for row in rows]
 
     # -- runs --------------------------------------------------------------------------
     def start_run(self, trigger: str, branch: str, head_before: str | None,
@@ -370,12 +387,16 @@ class Store:
              target: str | None = None) -> list[dict[str, Any]]:
         """Runs (of ``target``, or of every target), newest first, with their delivery
         count."""
-        rows = self.db.execute(
+        select = (
             "SELECT r.*, (SELECT COUNT(*) FROM deliveries d WHERE d.run_id = r.id) AS deliveries,"
             " (SELECT s.command FROM steps s WHERE s.run_id = r.id AND s.name = 'post_deploy'"
-            " LIMIT 1) AS post_deploy_command"
-            " FROM runs r WHERE ? IS NULL OR r.target = ? ORDER BY r.id DESC LIMIT ? OFFSET ?",
-            (target, target, limit, offset)).fetchall()
+            " LIMIT 1) AS post_deploy_command FROM runs r")
+        # one statement per case, so that a target's runs are searched in runs_by_target
+        rows = (self.db.execute(f"{select} ORDER BY r.id DESC LIMIT ? OFFSET ?",
+                                (limit, offset))
+                if target is None else
+                self.db.execute(f"{select} WHERE r.target = ? ORDER BY r.id DESC"
+                                " LIMIT ? OFFSET ?", (target, limit, offset))).fetchall()
         runs = [_run(row) for row in rows]
         for run in runs:
             redact_recorded(run, run.pop("post_deploy_command"))
@@ -383,15 +404,23 @@ class Store:
 
     def count_runs(self, target: str | None = None) -> int:
         """How many runs the record keeps (of ``target``, or of every target)."""
-        return int(self.db.execute("SELECT COUNT(*) FROM runs WHERE ? IS NULL OR target = ?",
-                                   (target, target)).fetchone()[0])
+        if target is None:
+            return int(self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+        return int(self.db.execute("SELECT COUNT(*) FROM runs WHERE target = ?",
+                                   (target,)).fetchone()[0])
 
     def last_runs(self) -> dict[str, dict[str, Any]]:
         """Each target's newest finished run, by target name."""
-        rows = self.db.execute(
-            "SELECT r.*, 0 AS deliveries FROM runs r WHERE r.id IN"
-            " (SELECT MAX(id) FROM runs WHERE outcome != 'running' GROUP BY target)").fetchall()
+        rows = self.db.execute(  # per target, its runs newest first until a finished one
+            "SELECT r.*, 0 AS deliveries FROM runs r WHERE r.id IN (SELECT (SELECT r2.id"
+            " FROM runs r2 WHERE r2.target = t.target AND r2.outcome != 'running'"
+            " ORDER BY r2.id DESC LIMIT 1) FROM (SELECT DISTINCT target FROM runs) t)"
+        ).fetchall()
         return {row["target"]: _run(row) for row in rows}
+
+    def targets(self) -> set[str]:
+        """The targets the record keeps runs of."""
+        return {row[0] for row in self.db.execute("SELECT DISTINCT target FROM runs")}
 
     def data_version(self) -> int:
         """A number that changes whenever another connection (``deployhook deploy``, a
@@ -430,19 +459,46 @@ class Store:
         """Delete runs beyond the newest ``keep_runs`` or older than ``keep_days`` (and
         deliveries older than the oldest kept run, but those accepted while paused, which
         wait for a resume, only after ``keep_days``; events after ``keep_days``); return how
-        many runs went."""
+        many runs went.  In transactions of at most :data:`PRUNE_BATCH` rows a table
+        (:meth:`prune_some` until it is done), so that no write waits long for the lock."""
+        gone = 0
+        while True:
+            runs, more = self.prune_some(keep_runs, keep_days)
+            gone += runs
+            if not more:
+                return gone
+
+    def prune_some(self, keep_runs: int, keep_days: float, limit: int = PRUNE_BATCH
+                   ) -> tuple[int, bool]:
+        """One transaction of :meth:`prune`: at most ``limit`` rows of each table, the
+        oldest first.  Returns (how many runs went, whether there may be more to prune)."""
         cutoff = time.time() - keep_days * 86400
         with self.db:
             self.db.execute("BEGIN")
-            gone = self.db.execute(
-                "DELETE FROM runs WHERE outcome != 'running' AND (started < ? OR id NOT IN"
-                " (SELECT id FROM runs ORDER BY id DESC LIMIT ?))", (cutoff, keep_runs)).rowcount
-            self.db.execute("DELETE FROM deliveries WHERE run_id IS NULL AND received < ?"
-                            " AND status IS NOT NULL AND (result IS NOT 'paused' OR received < ?)",
-                            (max(cutoff, self._oldest_run()), cutoff))
-            self.db.execute("DELETE FROM rejections WHERE minute < ?", (cutoff,))
-            self.db.execute("DELETE FROM events WHERE time < ?", (cutoff,))
-        return gone
+            beyond = self.db.execute("SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                     (max(keep_runs, 0),)).fetchone()  # newest run not kept
+            runs = self._delete_some(  # beyond keep_runs, then too old: each by an index
+                "runs", "id IN (SELECT id FROM runs WHERE id <= ? AND outcome != 'running'"
+                " ORDER BY id LIMIT ?)", (beyond[0] if beyond else 0, limit))
+            runs += self._delete_some(
+                "runs", "id IN (SELECT id FROM runs WHERE started < ?"
+                " AND outcome != 'running' ORDER BY started LIMIT ?)", (cutoff, limit - runs))
+            deleted = [runs, self._delete_some(
+                "deliveries", "id IN (SELECT id FROM deliveries WHERE run_id IS NULL"
+                " AND received < ? AND status IS NOT NULL AND (result IS NOT 'paused'"
+                " OR received < ?) LIMIT ?)", (max(cutoff, self._oldest_run()), cutoff, limit))]
+            deleted.append(self._delete_some(
+                "rejections", "(minute, remote_addr, target, status, reason) IN (SELECT"
+                " minute, remote_addr, target, status, reason FROM rejections"
+                " WHERE minute < ? LIMIT ?)", (cutoff, limit)))
+            deleted.append(self._delete_some(
+                "events", "id IN (SELECT id FROM events WHERE time < ? LIMIT ?)",
+                (cutoff, limit)))
+        return runs, any(n >= limit for n in deleted)
+
+    def _delete_some(self, table: str, where: str, params: tuple[Any, ...]) -> int:
+        """``DELETE FROM table WHERE where``; how many rows went."""
+        return int(self.db.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount)
 
     def _oldest_run(self) -> float:
         row = self.db.execute("SELECT MIN(started) FROM runs").fetchone()

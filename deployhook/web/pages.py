@@ -1,7 +1,9 @@
 """The status page: HTML views of the deployed checkout and the deployment record.
 
 ``GET <page_path>`` shows the repository, branch, deployed HEAD, whether a deploy
-runs, and the last runs; ``GET <page_path>runs/<id>`` shows one run with each
+runs, and the last runs (with several targets: the targets :data:`TARGETS_PER_PAGE` at a
+time, ``?page=N``, filtered by ``?q=`` on their name and repository, see
+:func:`target_listing`); ``GET <page_path>runs/<id>`` shows one run with each
 step's command and output and the deliveries it covered.  Same access rule as
 the JSON API (:class:`~deployhook.web.api.RecordAccess`).  Every database call runs
 on the record's thread.  Nothing shown can hold a credential: URLs lose their
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +36,7 @@ from deployhook.git import releases
 from deployhook.redact import redact
 from deployhook.service.target import only_target
 from deployhook.settings import TARGET_NAME
-from deployhook.web.api import RecordAccess, fleet_view, whole
+from deployhook.web.api import MAX_PAGE, RecordAccess, fleet_view, whole
 from deployhook.web.handlers import JSONHandler, set_allow
 
 if TYPE_CHECKING:
@@ -48,6 +51,8 @@ TEMPLATES = str(Path(__file__).parent / "templates")
 # application's autoescape, template_path or template_loader settings are.
 LOADER = tornado.template.Loader(TEMPLATES, autoescape="xhtml_escape")
 RUNS_SHOWN = 20
+TARGETS_PER_PAGE = 50  # targets listed per page of the status page
+MAX_QUERY = 100  # characters of a search on the status page
 EVENTS_SHOWN = 10  # pauses and resumes shown on a target's page
 OUTCOMES = {  # outcome -> (symbol, label); the label is always shown, not colour alone
     "ok": ("\u2713", "ok"),
@@ -173,7 +178,7 @@ class PageHandler(RecordAccess, HTMLHandler):
         namespace.update(short=short, when=when, iso=iso, duration=duration, outcome=outcome,
                          redact=redact, shown_command=shown_command,
                          single=only_target(self.targets),
-                         live_data=live_data,
+                         live_data=live_data, listing_link=listing_link,
                          home=self.home(), denied=False)
         return namespace
 
@@ -191,10 +196,53 @@ class StatusPage(PageHandler):
         if single is not None:
             await render_target(self, single, None)
             return
+        listing = target_listing(self.targets, self.get_argument("q", ""),
+                                 self.get_argument("page", "1"))
         runs, total = await self.record.runs_page(RUNS_SHOWN)
-        self.render("targets.html", targets=list(self.targets.values()), runs=runs,
-                    total=total, deploying=any(t.worker.busy for t in self.targets.values()),
+        self.render("targets.html", listing=listing, runs=runs, total=total,
+                    deploying=any(t.worker.busy for t in self.targets.values()),
                     fleet=await fleet_of(self.fleet))
+
+
+def target_listing(targets: Mapping[str, Target], query: str, page: str,
+                   per_page: int = TARGETS_PER_PAGE) -> dict[str, Any]:
+    """Page ``page`` (1-based, as given in ``?page=``) of the targets, in the config's
+    order, whose name or repository contains ``query`` (case-insensitive; blank: every
+    target), ``per_page`` a page.
+
+    Returns ``{"targets", "query", "page", "pages", "matched", "first", "count"}``:
+    the targets shown, the search (stripped), this page's number, how many pages (at
+    least 1), how many targets matched, the position of the first shown (1-based) and
+    how many targets there are in all.
+
+    Raises:
+        tornado.web.HTTPError: 400 for a ``page`` that is no whole number from 1 or a
+            search longer than :data:`MAX_QUERY`; 404 for a page past the last.
+    """
+    number = whole(page, "page")
+    if number > MAX_PAGE:
+        raise tornado.web.HTTPError(400, reason=f"page must be at most {MAX_PAGE}")
+    query = query.strip()
+    if len(query) > MAX_QUERY:
+        raise tornado.web.HTTPError(400, reason=f"a search has at most {MAX_QUERY} characters")
+    folded = query.casefold()
+    matched = [t for t in targets.values()
+               if folded in t.name or folded in (t.repository or "").casefold()]
+    pages = max(1, -(-len(matched) // per_page))
+    if number > pages:
+        raise tornado.web.HTTPError(404, reason=f"no page {number}: {pages} page"
+                                    f"{'s' if pages > 1 else ''} of targets")
+    first = (number - 1) * per_page
+    return {"targets": matched[first:first + per_page], "query": query, "page": number,
+            "pages": pages, "matched": len(matched), "first": first + 1,
+            "count": len(targets)}
+
+
+def listing_link(listing: dict[str, Any], page: int) -> str:
+    """The relative link (a query string alone, so it works behind a path prefix) to
+    page ``page`` of ``listing``'s search."""
+    query = urllib.parse.urlencode({"q": listing["query"]}) + "&" if listing["query"] else ""
+    return f"?{query}page={page}"
 
 
 class TargetPage(PageHandler):
