@@ -37,6 +37,7 @@ from tests.helpers import (
     push_payload,
     signed,
     start_daemon,
+    wait_for,
     write_config,
 )
 
@@ -569,3 +570,66 @@ def test_check_while_the_daemon_runs(repos: Repos, daemon: Daemon) -> None:
     assert status == 0, out
     assert "OK   listen     deployhook is already running" in out, out
     assert "FAIL" not in out, out
+
+
+def polling_line(out: str) -> str:
+    """check's ``polling`` line (with its fix's line, if any)."""
+    lines = out.splitlines()
+    (at,) = [n for n, line in enumerate(lines) if line[5:].startswith("polling ")]
+    fix = lines[at + 1:at + 2]
+    return "\n".join(lines[at:at + 1] + [f for f in fix if "fix: " in f])
+
+
+def test_check_shows_when_the_target_last_got_a_delivery_and_polled(
+        repos: Repos, secret_file: Path) -> None:
+    """Issue 24: with the daemon running, check's polling line shows its last delivery
+    and last poll; a config that cannot log in is told the daemon shows them only with
+    the status password; once the daemon is stopped, the last delivery comes from the
+    record and the line says no daemon answers (no failure)."""
+    daemon = start_daemon(repos, secret_file, poll_interval=0.2)
+    config = repos.root / "config.py"
+    when = r"at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+s ago\)"
+    try:
+        daemon.wait_ready()
+        sha = repos.commit()
+        status, body = http("POST", daemon.url + "/github", *signed(push_payload(sha)))
+        assert (status, body["result"]) == (200, "deployed"), body
+        wait_for(lambda: http("GET", daemon.url + "/health")[1]["poll"]["last_poll"],
+                 what="a poll")
+        status, out = check(config)
+        assert status == 0, out
+        assert re.fullmatch(rf"OK   polling    last delivery {when}; polls every 0\.2 s; "
+                            rf"last poll {when}", polling_line(out)), out
+        stranger = config_for(repos, secret_file, port=daemon.port, poll_interval=0.2,
+                              status_password_file=str(repos.root / "no-such-file"))
+        line = polling_line(check(stranger)[1])
+        assert "shows its last poll only to a login with the status password" in line, line
+        assert re.search(rf"last delivery {when}", line), line  # from the record
+    finally:
+        daemon.stop()
+    status, out = check(config)
+    assert status == 0, out
+    assert re.fullmatch(rf"OK   polling    last delivery {when}; polls every 0\.2 s, but no "
+                        rf"daemon answers at http://127\.0\.0\.1:{daemon.port}: nothing "
+                        r"polls until 'deployhook serve' runs", polling_line(out)), out
+
+
+def test_check_shows_a_failing_poll_and_polling_off(repos: Repos, secret_file: Path) -> None:
+    """A failing poll is a WARN with the daemon's error and a fix; poll_interval = 0 says
+    polling is off; no delivery yet is said so."""
+    daemon = start_daemon(repos, secret_file, poll_interval=0.2)
+    config = repos.root / "config.py"
+    try:
+        daemon.wait_ready()
+        git(repos.deployed, "remote", "set-url", "origin", str(repos.root / "gone.git"))
+        wait_for(lambda: http("GET", daemon.url + "/health")[1]["poll"]["failures"] >= 2,
+                 what="two failed polls")
+        line = polling_line(check(config)[1])
+        assert line.startswith("WARN polling    no delivery yet; polls every 0.2 s; the "
+                               "last poll failed ("), line
+        assert "gone.git" in line and "fix: check the remote's URL" in line, line
+    finally:
+        daemon.stop()
+    off = config_for(repos, secret_file, port=free_port(), poll_interval=0)
+    assert polling_line(check(off)[1]) == (
+        "OK   polling    no delivery yet; polling is off (poll_interval = 0)")

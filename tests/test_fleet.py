@@ -475,3 +475,45 @@ def test_a_failing_fleet_task_shows_in_health_and_recovers(
     fleet.wait_registered()
     assert web1.daemon is not None
     assert "fleet: task heartbeat failed" in web1.daemon.log()
+
+
+# -- polling in fleet mode (issue 24) ------------------------------------------------------
+
+def test_a_push_no_delivery_brought_is_polled_once_into_the_fleet(
+        world: tuple[Path, Path, Path, Path]) -> None:
+    """Three polling nodes, a push to the origin and no delivery: every checkout reaches
+    the commit with exactly one run each; the first node whose poll finds it tells the
+    fleet (its run's trigger ``poll``), the others follow it (trigger ``fleet``) instead
+    of deploying it by their own polls; the desired state names it once, as delivery
+    ``poll-<sha>``, one generation after the last, and no later poll or reconcile adds
+    a generation or a run."""
+    root, origin, pusher, secret = world
+    fleet = Fleet(RedisServer(root / "redis").start())
+    try:
+        for name in ("web1", "web2", "web3"):
+            fleet.nodes.append(make_node(root, origin, name, fleet.redis, secret,
+                                         poll_interval=0.3).start())
+        fleet.wait_registered()
+        client = fleet.redis.client()
+        generation = int(client.hget(DESIRED, "generation") or 0)
+        sha = commit(pusher, "print('polled')\n")
+        for node in fleet.nodes:
+            wait_for(lambda node=node: node.head() == sha and not http(
+                "GET", node.url + "/health")[1]["deploying"], what=f"{node.name} at {sha}")
+        for node in fleet.nodes:
+            fleet.redis.beats(node.name, 2)  # two more reconciles (and many polls) each
+        desired = client.hgetall(DESIRED)
+        assert (desired["sha"], desired["delivery"], int(desired["generation"])) == (
+            sha, f"poll-{sha}", generation + 1), desired
+        triggers = {}
+        for node in fleet.nodes:
+            runs = http("GET", node.url + "/deployments")[1]["runs"]
+            mine = [run for run in runs if run["head_after"] == sha]
+            assert len(mine) == 1 and mine[0]["outcome"] == "ok", (node.name, runs)
+            triggers[node.name] = mine[0]["trigger"]
+        assert sorted(triggers.values()) == ["fleet", "fleet", "poll"], triggers
+        nodes = http("GET", fleet.nodes[0].url + "/deployments")[1]["fleet"]["default"]["nodes"]
+        assert {name: state["state"] for name, state in nodes.items()} == dict.fromkeys(
+            ("web1", "web2", "web3"), "deployed")
+    finally:
+        fleet.stop()

@@ -24,15 +24,18 @@ from tornado.httpclient import HTTPResponse
 from tornado.testing import gen_test
 
 from deployhook.git import paused, releases
+from tests.fleet_helpers import Fleet, RedisServer, make_node, wait_for
 from tests.helpers import (
     REPOSITORY,
     Daemon,
     Repos,
     basic_auth,
     free_port,
+    http,
     push_payload,
     write_config,
 )
+from tests.test_fleet import commit, world  # noqa: F401 (world: a fixture of the fleet test)
 from tests.test_live_page import DevTools
 from tests.test_pages import CHROMIUM, PageTestCase, chromium_command
 from tests.tools import require_tool
@@ -358,3 +361,70 @@ async def until_run(tools: DevTools, trigger: str, head: str, timeout: float = 6
         await asyncio.sleep(0.2)
         await tools.call("Page.reload")
         await tools.wait_for("document.readyState === 'complete'", 30)
+
+
+# -- fleet mode ----------------------------------------------------------------------------
+
+class _Stay(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: a 303 comes back as an HTTPError to look at."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def post_form(url: str, fields: dict[str, str], cookie: str) -> tuple[int, str]:
+    """POST ``fields`` as a form to ``url``, logged in, with the ``_xsrf`` ``cookie``;
+    (status, Location) without following it."""
+    request = urllib.request.Request(url, data=urlencode(fields).encode(), method="POST",
+                                     headers={**basic_auth(), **FORM,
+                                              "Cookie": f"_xsrf={cookie}"})
+    try:
+        with urllib.request.build_opener(_Stay).open(request, timeout=60) as response:
+            return response.status, response.headers.get("Location", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Location", "")
+
+
+def page_form(url: str) -> tuple[str, str]:
+    """GET the page ``url`` logged in: (its HTML, the ``_xsrf`` cookie it set)."""
+    request = urllib.request.Request(url, headers=basic_auth())
+    with urllib.request.urlopen(request, timeout=30) as response:
+        cookie = re.search(r"_xsrf=([^;]+)", response.headers.get("Set-Cookie", ""))
+        assert cookie is not None, response.headers
+        return response.read().decode(), cookie[1]
+
+
+def test_a_redeploy_from_one_nodes_page_moves_the_fleet(
+        world: tuple[Path, Path, Path, Path]) -> None:  # noqa: F811 (the fixture)
+    """Fleet mode (real Redis, two nodes, no polling): a commit on the origin that no
+    delivery brought; the redeploy button of web1's page deploys it there (trigger
+    ``page``, by the status user), makes it the fleet's desired commit (kind ``deploy``,
+    by that user) and web2's reconcile follows (trigger ``fleet``)."""
+    root, origin, pusher, secret = world
+    fleet = Fleet(RedisServer(root / "redis").start())
+    try:
+        for name in ("web1", "web2"):
+            fleet.nodes.append(make_node(root, origin, name, fleet.redis, secret).start())
+        fleet.wait_registered()
+        web1, web2 = fleet.nodes
+        sha = commit(pusher, "print('from the page')\n")
+        html, cookie = page_form(web1.url + "/")
+        assert post_form(web1.url + "/targets/default/redeploy", {"_xsrf": token(html)},
+                         cookie) == (303, "../../")
+        for node in (web1, web2):
+            wait_for(lambda node=node: node.head() == sha, what=f"{node.name} at {sha}")
+        desired = wait_for(lambda: (lambda d: d if d.get("kind") == "deploy" else None)(
+            fleet.redis.client().hgetall("deployhook:desired:default")),
+            what="the fleet told")
+        assert desired["sha"] == sha and desired["delivery"].startswith("deploy-"), desired
+        assert desired["by"] == "web1 (deploy by deployhook from 127.0.0.1)", desired
+        for node, trigger in ((web1, "page"), (web2, "fleet")):
+            runs = wait_for(lambda node=node: [
+                run for run in http("GET", node.url + "/deployments")[1]["runs"]
+                if run["head_after"] == sha and run["outcome"] != "running"],
+                what=f"{node.name}'s run")
+            assert [(run["trigger"], run["outcome"]) for run in runs] == [(trigger, "ok")]
+        assert [run["pushers"] for run in http("GET", web1.url + "/deployments")[1]["runs"]
+                ] == ["deployhook from 127.0.0.1"]
+    finally:
+        fleet.stop()

@@ -18,6 +18,7 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.git.checkout import Checkout, git_environment, resolve_target, run_bounded
@@ -28,6 +29,7 @@ from deployhook.report.reporter import ReportError, read_token
 from deployhook.secret import MIN_LENGTH, SecretSource, numbered_secrets
 from deployhook.service.fleetstate import masked
 from deployhook.settings import Config, TargetConfig
+from deployhook.text import printable
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,13 @@ def run_checks(config: Config, config_path: str) -> list[Result]:
 def _checks(config: Config, config_path: str) -> Iterator[Result]:
     yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
     uses = _recorded_secret_uses(config.state_db)
+    daemon = daemon_status(config)
     for target in config.targets:
         if len(config.targets) > 1:
             yield Heading("", target.name, target.repo_path)
         yield from _target_checks(target)
         yield from _secret_uses(target, uses.get(target.name, {}))
+        yield _polling(target, daemon, max(uses.get(target.name, {}).values(), default=None))
     yield _writable_path("state_db", os.path.dirname(config.state_db) or ".")
     if config.redis_url is not None:
         yield _redis(config)
@@ -164,6 +168,89 @@ def _recorded_secret_uses(path: str) -> dict[str, dict[int, float]]:
         return {}
     finally:
         store.close()
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    """What the daemon at ``url`` said on ``/health``: ``targets`` (name -> status) when
+    it showed its details, None when it answered without them (no or a wrong status
+    password) or did not answer (``running`` False)."""
+
+    url: str
+    running: bool
+    targets: dict[str, Any] | None = None
+
+
+def daemon_status(config: Config) -> DaemonStatus:
+    """Ask the daemon of ``config`` (at its ``address`` and ``port``, on this machine) for
+    ``/health``, logging in as ``status_user`` with ``status_password_file``'s password
+    when this user can read it; within 5 s.  Never raises."""
+    import base64
+    import urllib.error
+    import urllib.request  # only for this command: ``serve`` imports no HTTP client
+
+    from deployhook.cli.common import base_url
+    from deployhook.web.access import read_password_file
+
+    url = base_url(config)
+    headers = {}
+    try:
+        password = read_password_file(config.status_password_file or "")
+    except OSError:
+        password = b""
+    if password:
+        login = base64.b64encode(config.status_user.encode() + b":" + password).decode()
+        headers["Authorization"] = f"Basic {login}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # this machine
+    try:
+        with opener.open(urllib.request.Request(url + "/health", headers=headers),
+                         timeout=5) as answer:
+            body = json.loads(answer.read(1 << 20))
+    except urllib.error.HTTPError as exc:  # a 401 from a throttle, another program
+        return DaemonStatus(url, exc.code in (401, 403, 429))
+    except (OSError, ValueError):
+        return DaemonStatus(url, False)
+    if not isinstance(body, dict) or "status" not in body:
+        return DaemonStatus(url, False)
+    targets = body.get("targets")
+    return DaemonStatus(url, True, targets if isinstance(targets, dict) else None)
+
+
+def _polling(target: TargetConfig, daemon: DaemonStatus, recorded: float | None) -> Result:
+    """When ``target`` last got a verified delivery (the daemon's, else ``recorded``: the
+    record's) and, from the running daemon, when it last polled its remote and a failing
+    poll's error (WARN).  A daemon that is not running or shows no details is said so."""
+    status = (daemon.targets or {}).get(target.name)
+    poll = status.get("poll") if isinstance(status, dict) else None
+    poll = poll if isinstance(poll, dict) else {}
+    delivered = poll.get("last_delivery") or recorded
+    delivery = (f"last delivery {_ago(delivered)}" if delivered is not None
+                else "no delivery yet")
+    interval = poll.get("interval", target.poll_interval)
+    if not interval:
+        return Result("OK", "polling", f"{delivery}; polling is off (poll_interval = 0)")
+    every = f"polls every {interval:g} s"
+    if not daemon.running:
+        return Result("OK", "polling", f"{delivery}; {every}, but no daemon answers at "
+                      f"{daemon.url}: nothing polls until 'deployhook serve' runs")
+    if daemon.targets is None:
+        return Result("OK", "polling", f"{delivery}; {every}; the daemon at {daemon.url} "
+                      "shows its last poll only to a login with the status password "
+                      "(status_password_file: run check as the service's user)")
+    if not poll:
+        return Result("OK", "polling", f"{delivery}; the daemon at {daemon.url} has no "
+                      f"target {target.name!r} (a target added since it started)")
+    if poll.get("error"):
+        since = poll.get("failing_since")
+        return Result("WARN", "polling", f"{delivery}; {every}; the last poll failed "
+                      f"({poll.get('failures') or 1} in a row, the first "
+                      f"{_ago(since) if since else 'at start'}): "
+                      f"{printable(' '.join(str(poll['error']).split()))}",
+                      "check the remote's URL and the server's credentials (git never "
+                      "prompts)")
+    polled = poll.get("last_poll")
+    return Result("OK", "polling", f"{delivery}; {every}; " + (
+        f"last poll {_ago(polled)}" if polled is not None else "no poll yet"))
 
 
 def _ago(when: float) -> str:
