@@ -489,3 +489,123 @@ def test_a_shared_path_is_never_seeded_or_linked_through_a_symlink(
         other / "keep.txt"]
     assert not os.path.lexists(repos.root / "site" / "current")
     assert not (repos.root / "site" / "shared" / "uploads").is_symlink()
+
+
+def _objects_of(repo: Path) -> tuple[str, str]:
+    """(loose objects, packs) ``git count-objects`` counts in ``repo`` itself."""
+    counts = dict(line.split(": ") for line in git(repo, "count-objects", "-v").splitlines())
+    return counts["count"], counts["packs"]
+
+
+def test_a_release_is_a_repository_of_its_own_that_borrows_the_stores_objects(
+        repos: Repos, store: Store) -> None:
+    """The release and its submodule are repositories of their own, laid out as a clone
+    with its submodules is (the submodule initialised, its git dir under .git/modules,
+    linked by relative paths, the remote URLs of the store), holding no object: they
+    borrow the store's (alternates).  The store's tags come along; both are whole and
+    clean; the store's git maintenance is left for after the answer."""
+    git(repos.pusher, "tag", "-a", "-m", "first", "v1.0")
+    git(repos.pusher, "push", "-q", "origin", "v1.0")
+    git(repos.deployed, "fetch", "-q", "origin", "tag", "v1.0")
+    repos.commit_submodule("two\n")
+    config = target(repos)
+    checkout = Checkout(config)
+    try:
+        result = run_deploy(checkout, store, target=config.name, trigger="cli", branch="main")
+        assert result.ok, result.reason
+        assert checkout.maintenance_due  # git maintenance: after the answer, not before
+    finally:
+        checkout.close()
+    release, stored = live(repos), repos.deployed / ".git"
+    sub_sha = repos.head(repos.deployed / "posts")
+    assert (release / ".git" / "objects" / "info" / "alternates").read_text().strip() == str(
+        stored / "objects")
+    assert (release / ".git" / "modules" / "posts" / "objects" / "info" / "alternates"
+            ).read_text().strip() == str(stored / "modules" / "posts" / "objects")
+    assert (release / "posts" / ".git").read_text() == "gitdir: ../.git/modules/posts\n"
+    assert git(release / "posts", "config", "core.worktree") == "../../../posts"
+    assert git(release, "submodule", "status").split()[:2] == [sub_sha, "posts"]  # no -, +
+    assert repos.head(release / "posts") == sub_sha
+    assert (release / "posts" / "index.rst").read_text() == "two\n"
+    assert git(release, "config", "remote.origin.url") == repos.origin.as_uri()
+    assert git(release / "posts", "config", "remote.origin.url") == repos.sub_origin.as_uri()
+    assert git(release, "describe", "--tags").startswith("v1.0-")
+    for repo in (release, release / "posts"):
+        assert _objects_of(repo) == ("0", "0")
+        assert git(repo, "status", "--porcelain") == ""
+        git(repo, "fsck", "--no-progress")
+
+
+def test_a_submodule_the_store_leaves_out_stays_out_of_the_release(
+        repos: Repos, store: Store) -> None:
+    """A submodule made inactive in the store (``submodule.<name>.active = false``,
+    deinitialised) is not checked out there, so not in the release either (as in
+    place): an empty folder, no git dir, no fetch of it."""
+    git(repos.deployed, "submodule", "deinit", "-q", "-f", "posts")
+    git(repos.deployed, "config", "submodule.posts.active", "false")
+    config = target(repos)
+    repos.commit("index.html", "one\n")
+    result = deploy(config, store)
+    assert result.ok, result.reason
+    release = live(repos)
+    assert (release / "index.html").read_text() == "one\n"
+    assert (release / "posts").is_dir() and not any((release / "posts").iterdir())
+    assert not (release / ".git" / "modules").exists()
+    assert [s.output for s in result.steps if s.name == "release submodules"] == [""]
+
+
+def test_nested_submodules_are_mirrored_at_every_level(repos: Repos, store: Store) -> None:
+    """posts has a submodule of its own (assets): the release has both, each a
+    repository of its own under the git dir of the one above, as the store has them."""
+    assets = repos.root / "assets.git"
+    git(repos.root, "init", "-q", "--bare", "-b", "main", str(assets))
+    seed = repos.root / "seed-assets"
+    git(repos.root, "clone", "-q", assets.as_uri(), str(seed))
+    (seed / "logo.svg").write_text("<svg/>\n")
+    git(seed, "add", ".")
+    git(seed, "commit", "-q", "-m", "logo")
+    git(seed, "push", "-q", "origin", "HEAD:main")
+    posts = repos.pusher / "posts"
+    git(posts, "pull", "-q", "origin", "main")
+    git(posts, "submodule", "add", "-q", "-b", "main", assets.as_uri(), "assets")
+    git(posts, "commit", "-q", "-m", "posts with assets")
+    git(posts, "push", "-q", "origin", "HEAD:main")
+    git(repos.pusher, "add", "posts")
+    git(repos.pusher, "commit", "-q", "-m", "bump posts")
+    git(repos.pusher, "push", "-q", "origin", "HEAD:main")
+    config = target(repos)
+    result = deploy(config, store)
+    assert result.ok, result.reason
+    release = live(repos)
+    assert (release / "posts" / "assets" / "logo.svg").read_text() == "<svg/>\n"
+    assert (release / "posts" / "assets" / ".git").read_text() == \
+        "gitdir: ../../.git/modules/posts/modules/assets\n"
+    status = git(release, "submodule", "status", "--recursive").splitlines()
+    assert [line.split()[1] for line in status] == ["posts", "posts/assets"]
+    assert not [line for line in status if line[0] in "-+U"], status  # initialised, in step
+    assert _objects_of(release / "posts" / "assets") == ("0", "0")
+    assert git(release, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize(("entry", "made"), [
+    ("sub", True),             # an empty folder, as a checkout leaves a submodule
+    ("./sub", True),
+    ("full", False),           # a folder with files is no submodule
+    ("file.txt", False),
+    ("../outside", False),     # out of the work tree
+    ("/tmp", False),
+    ("link/sub", False),       # through a symlink to a folder holding an empty one
+    ("missing", False),
+])
+def test_only_empty_folders_inside_the_tree_are_taken_for_submodules(
+        tmp_path: Path, entry: str, made: bool) -> None:
+    """``.gitmodules`` is pushed content: a path naming anything but an empty folder
+    reached without a symlink inside the release is never made a submodule."""
+    tree, outside = tmp_path / "release", tmp_path / "outside"
+    for folder in (tree / "sub", tree / "full", outside / "sub"):
+        folder.mkdir(parents=True)
+    (tree / "full" / "page.html").write_text("page\n")
+    (tree / "file.txt").write_text("text\n")
+    os.symlink(outside, tree / "link")
+    (tree / ".gitmodules").write_text(f'[submodule "x"]\n\tpath = {entry}\n\turl = ../x.git\n')
+    assert releases._gitlinks(tree) == (["sub"] if made else [])

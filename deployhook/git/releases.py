@@ -11,8 +11,10 @@ Layout under ``releases_path``::
 
 ``repo_path`` is only the object store that is fetched into (the ordinary update of
 :class:`~deployhook.git.checkout.Checkout`, without post_deploy).  A release is a
-``git clone --shared`` of it at the deployed commit, with its submodules, the
-``shared_paths`` links, then post_deploy run inside it.  Only then is ``current``
+repository of its own at the deployed commit that borrows the store's objects
+(``git init``, alternates, ``git checkout``: nothing copied but its files), with the
+submodules the store has checked out made the same way, the ``shared_paths`` links,
+then post_deploy run inside it.  Only then is ``current``
 switched (a new symlink renamed over the old one), then ``activate`` runs and
 ``health_url`` must answer 2xx; either failing switches ``current`` back.  A crash
 at any point leaves ``current`` on a complete release: ``<name>.partial`` is written
@@ -24,6 +26,7 @@ Everything here blocks: run it in the git executor or the CLI's main thread.
 
 from __future__ import annotations
 
+import configparser
 import fcntl
 import logging
 import os
@@ -36,8 +39,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+import git
+
 from deployhook.forges.delivery import Push
-from deployhook.git import postdeploy
+from deployhook.git import postdeploy, refs
 from deployhook.git.checkout import Checkout, DeployFailed, RunResult, resolve_target
 from deployhook.git.steps import Step, summary, tail
 from deployhook.redact import redact
@@ -236,8 +241,8 @@ def _deploy(checkout: Checkout, branch: str, pushes: list[Push],
     try:
         try:
             updated = store.deploy(branch, pushes)
-        finally:
-            store.housekeep()  # the git maintenance its fetch left for later
+        finally:  # the git maintenance its fetch left for later: after the answer
+            checkout.maintenance_due = checkout.maintenance_due or store.maintenance_due
         steps += updated.steps
         if not updated.ok:
             return _result(store, False, before, updated.branch, pushes, steps, updated.reason)
@@ -361,29 +366,181 @@ def _new_name(folder: Path, sha: str) -> str:
     return f"{stamp}-{sequence}-{sha[:12]}"
 
 
+Setting = tuple[str, str, str]  # (section, option, value) of a git config
+
+
 def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
            steps: list[Step]) -> None:
-    """Clone the store at ``sha`` into ``path`` (sharing its objects), give it the
-    store's remote URL (relative submodule URLs resolve as in the store), its
-    submodules (the store's as alternates) and the ``shared_paths`` links."""
+    """Make the release of ``sha`` at ``path`` from the store: a repository of its own
+    borrowing the store's objects (:func:`_repository`), whose ``origin`` is the store's
+    remote URL (relative submodule URLs resolve as in the store), with the submodules
+    the store has checked out (:func:`_submodules`) and the ``shared_paths`` links.
+
+    Raises:
+        DeployFailed: a git command failed, or a shared path cannot be linked.
+    """
     config = checkout.config
-    cwd = str(path.parent)
-    store._step("release clone", steps, "clone", "--shared", "--no-checkout", "--quiet",
-                "--template=",  # no sample hooks: a release costs its files, little more
-                "--", str(Path(store.path).resolve()), str(path), cwd=cwd)
-    here = str(path)
-    store._step("release checkout", steps, "-c", "advice.detachedHead=false", "checkout",
-                "--quiet", "--detach", sha, "--", cwd=here)
-    url = store.remote_url()
-    if url:
-        store._git("remote", "set-url", "origin", url, cwd=here)
+    source = store.repo
+    _repository(store, source, path, None, sha, "release", steps)
+    settings = _remote(store.remote_url())
     if config.submodules and (path / ".gitmodules").exists():
-        store._git("config", "submodule.alternateLocation", "superproject", cwd=here)
-        store._git("config", "submodule.alternateErrorStrategy", "info", cwd=here)
-        store._step("release submodules", steps, "-c", "init.templateDir=", "submodule",
-                    "update", "--init",
-                    "--recursive", network=True, cwd=here)
+        start, made, shown = time.monotonic(), [], []
+        try:
+            settings += _submodules(store, source, path, path / ".git", made, shown)
+        except DeployFailed as exc:
+            steps += made
+            raise DeployFailed(exc.reason, steps) from exc
+        settings += [("submodule", "alternateLocation", "superproject"),
+                     ("submodule", "alternateErrorStrategy", "info")]
+        steps.append(Step("release submodules", "from the store's submodules (alternates)",
+                          0, time.monotonic() - start, tail("\n".join(shown))))
+    _configure(path / ".git", settings)
     _link_shared(config, path, steps)
+
+
+def _repository(store: Checkout, source: git.Repo, work_tree: Path, git_dir: Path | None,
+                sha: str, name: str, steps: list[Step]) -> None:
+    """Make a repository at ``work_tree`` with ``sha`` checked out (detached HEAD): two
+    git processes, ``init`` and ``checkout`` (steps ``<name> init``, ``<name>
+    checkout``).  It borrows the objects of ``source`` (the store or one of its
+    submodules; alternates, as ``clone --shared``: nothing is copied) and gets its tags
+    (so ``git describe`` answers as there).  ``git_dir``: a submodule's, under the
+    superproject's ``.git/modules``, linked from ``work_tree/.git`` by a relative path
+    as git links it; None: ``work_tree/.git``.
+
+    Raises:
+        DeployFailed: a git command failed (its step says why).
+    """
+    args = ["init", "--quiet", "--template="]  # no sample hooks: a release costs its files
+    if git_dir is not None:
+        git_dir.parent.mkdir(parents=True, exist_ok=True)
+        args.append(f"--separate-git-dir={git_dir}")
+    store._step(f"{name} init", steps, *args, "--", str(work_tree), cwd=str(work_tree.parent))
+    if git_dir is not None:
+        (work_tree / ".git").write_text(f"gitdir: {os.path.relpath(git_dir, work_tree)}\n")
+    with git.Repo(work_tree) as made:
+        made.alternates = [os.path.join(source.common_dir, "objects")]
+        _copy_tags(source, Path(made.common_dir))
+    store._step(f"{name} checkout", steps, "-c", "advice.detachedHead=false", "checkout",
+                "--quiet", "--detach", sha, "--", cwd=str(work_tree))
+
+
+def _copy_tags(source: git.Repo, git_dir: Path) -> None:
+    """Write the tags of ``source`` (loose and packed, read by GitPython: no process)
+    into ``git_dir/packed-refs``; the objects they name are borrowed with the rest."""
+    lines = []
+    for tag in git.TagReference.iter_items(source):
+        sha = refs.read_ref(source, tag.path)
+        if sha is not None:
+            lines.append(f"{sha} {tag.path}\n")
+    if lines:
+        (git_dir / "packed-refs").write_text("".join(lines))
+
+
+def _submodules(store: Checkout, source: git.Repo, release: Path, git_dir: Path,
+                steps: list[Step], shown: list[str], prefix: str = "") -> list[Setting]:
+    """Give the release repository at ``release`` (its git dir ``git_dir``) the
+    submodules that ``source`` (the store, or a submodule of it) has checked out,
+    recursively: each a repository of its own under ``git_dir/modules/<name>``
+    (:func:`_repository`), borrowing the objects of the store's, at the commit the
+    store's is at (what an in-place deploy serves), configured as ``git submodule``
+    leaves it.  A submodule the store has not checked out (inactive, ``update = none``)
+    stays an empty folder, as in the store.  Each one made is added to ``shown``
+    ("<path> at <commit>", the path from the top).
+
+    Returns the settings that initialise them in ``release`` (``submodule.<name>.url``
+    and ``.active``).
+
+    Raises:
+        DeployFailed: a git command failed (its step says why).
+    """
+    settings: list[Setting] = []
+    for path in _gitlinks(release):
+        here = Path(source.working_tree_dir or "", path)
+        if not (here / ".git").exists():
+            continue
+        with git.Repo(here) as sub:
+            head = refs.read_ref(sub, "HEAD")
+            if head is None:
+                continue
+            name = _module_name(source, sub, path)
+            module, work_tree = git_dir / "modules" / name, release / path
+            _repository(store, sub, work_tree, module, head, "submodule", steps)
+            shown.append(f"{prefix}{path} at {head}")
+            own = [("core", "worktree", os.path.relpath(work_tree, module)),
+                   *_remote(_config(sub, 'remote "origin"', "url"))]
+            if (work_tree / ".gitmodules").exists():
+                own += _submodules(store, sub, work_tree, module, steps, shown,
+                                   f"{prefix}{path}/")
+            _configure(module, own)
+            url = _config(source, f'submodule "{name}"', "url") or _config(
+                sub, 'remote "origin"', "url")
+        if url:
+            settings += [(f'submodule "{name}"', "url", url),
+                         (f'submodule "{name}"', "active", "true")]
+    return settings
+
+
+def _gitlinks(work_tree: Path) -> list[str]:
+    """The paths of the submodules in the fresh checkout ``work_tree``: those its
+    ``.gitmodules`` names (GitPython's config parser: no process) that are an empty
+    folder there, as checking out a commit leaves a submodule (git makes no folder for
+    anything else); a path with "..", or with a symlink or file on the way, is none."""
+    try:
+        modules = git.GitConfigParser(str(work_tree / ".gitmodules"), read_only=True,
+                                      merge_includes=False)  # pushed: no file beside it
+        paths = [str(modules.get_value(section, "path")) for section in modules.sections()
+                 if modules.has_option(section, "path")]
+    except (OSError, configparser.Error, ValueError):
+        return []
+    found = []
+    for path in paths:
+        parts = PurePosixPath(path).parts
+        if not parts or parts[0] == "/" or ".." in parts or _symlink_in(work_tree, parts, ""):
+            continue
+        try:
+            if stat.S_ISDIR(os.lstat(work_tree.joinpath(*parts)).st_mode) and not any(
+                    os.scandir(work_tree.joinpath(*parts))):
+                found.append("/".join(parts))
+        except OSError:
+            continue
+    return found
+
+
+def _module_name(source: git.Repo, sub: git.Repo, path: str) -> str:
+    """The submodule's name, as the store's git dir for it says (``.git/modules/<name>``;
+    git checked it), else its path."""
+    name = os.path.relpath(sub.git_dir, os.path.join(source.git_dir, "modules"))
+    return path if ".." in PurePosixPath(name).parts else name
+
+
+def _remote(url: str | None) -> list[Setting]:
+    """The settings of an ``origin`` at ``url`` (as ``git clone`` writes them)."""
+    if not url:
+        return []
+    return [('remote "origin"', "url", url),
+            ('remote "origin"', "fetch", "+refs/heads/*:refs/remotes/origin/*")]
+
+
+def _config(repo: git.Repo, section: str, option: str) -> str | None:
+    """One value of ``repo``'s own config (GitPython's reader: no process), or None."""
+    try:
+        value = repo.config_reader("repository").get_value(section, option, None)
+    except (OSError, configparser.Error, ValueError):
+        return None
+    return None if value is None else str(value)
+
+
+def _configure(git_dir: Path, settings: list[Setting]) -> None:
+    """Set ``settings`` in ``git_dir/config`` with GitPython's config writer, the file
+    written once (a writer on a path rewrites it for each value) under git's
+    ``config.lock``."""
+    if not settings:
+        return
+    with open(git_dir / "config", "r+b") as file, git.GitConfigParser(
+            file, read_only=False, merge_includes=False) as config:
+        for section, option, value in settings:
+            config.set_value(section, option, value)
 
 
 def _link_shared(config: TargetConfig, path: Path, steps: list[Step]) -> None:
