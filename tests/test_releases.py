@@ -152,13 +152,32 @@ def test_a_reader_of_current_never_sees_a_mixed_pair(repos: Repos, store: Store)
 
 
 def test_keep_releases_holds_and_never_removes_the_live_one(repos: Repos, store: Store) -> None:
+    """Pruned releases leave releases/ at once; their files are deleted after the
+    answer (the checkout's housekeeping), or at the next start if that never came."""
     config = target(repos, keep_releases=3)
+    pruned = repos.root / "site" / ".pruned"
     for n in range(5):
         repos.commit("index.html", f"{n}\n")
-        assert deploy(config, store).ok
+        checkout = Checkout(config)
+        try:
+            result = run_deploy(checkout, store, target=config.name, trigger="cli",
+                                branch="main")
+            assert result.ok, result.reason
+            gone = [s.output for s in result.steps if s.name == "prune"]
+            assert len(gone) == (1 if n >= 3 else 0)
+            if gone:
+                assert [p.name for p in pruned.iterdir()] == gone
+            if n < 4:
+                checkout.housekeep()
+                assert not pruned.exists() or not any(pruned.iterdir())
+        finally:
+            checkout.close()
     found = releases.releases(config)
     assert len(found) == 3 and found[-1].live
     assert found[-1].sha == Repos.head(repos.pusher)
+    assert len(list(pruned.iterdir())) == 1  # the last run's housekeeping never came
+    releases.clean_partial(config)  # as at the next start
+    assert not any(pruned.iterdir())
 
 
 def _commit_starting(repos: Repos, digits: str, text: str) -> str:

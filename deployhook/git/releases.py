@@ -4,8 +4,9 @@ then switch the ``current`` symlink to it in one rename.
 Layout under ``releases_path``::
 
     current -> releases/20261201T031500.123456Z-7-1a2b3c4d5e6f  (the live release)
-    releases/<UTC time>-<sequence>-<short sha>/   one clone per deployed commit
+    releases/<UTC time>-<sequence>-<short sha>/   one repository per deployed commit
     releases/<name>.partial                       while <name> is being built
+    .pruned/<name>                                a pruned release, deleted after the answer
     shared/<path>                                 what ``shared_paths`` link to
     .deployhook.lock                              flock held by a deploy or rollback
 
@@ -53,6 +54,7 @@ CURRENT = "current"
 RELEASES = "releases"
 SHARED = "shared"
 PARTIAL = ".partial"  # suffix of the marker file next to a release being built
+PRUNED = ".pruned"  # where pruned releases wait for deletion (after the answer)
 LOCK = ".deployhook.lock"
 ROLLED_BACK = "rolled back: "
 
@@ -185,6 +187,7 @@ def clean_partial(config: TargetConfig) -> list[str]:
         removed = _remove_partial(path)
         for link in root(config).glob(f".{CURRENT}.*.tmp"):  # a switch cut short
             link.unlink(missing_ok=True)
+        empty_pruned(config)  # what a run stopped before its answer left
     return removed
 
 
@@ -309,8 +312,11 @@ def _release(checkout: Checkout, store: Checkout, branch: str, pushes: list[Push
         back = f"{RELEASES}/{previous}" if previous else "no release"
         steps.append(Step("rollback", f"current -> {back}", 0, 0.0, ""))
         raise DeployFailed(f"{ROLLED_BACK}{failure}; {back} is live", steps)
-    for old in prune(config):
+    pruned = prune(config)
+    for old in pruned:
         steps.append(Step("prune", "remove old release", 0, 0.0, old))
+    if pruned:  # their files go after the answer, as git maintenance does
+        checkout.leftovers.append(lambda: empty_pruned(config))
 
 
 def _wait_for_the_fleet(checkout: Checkout, path: Path, sha: str, steps: list[Step]) -> None:
@@ -416,11 +422,15 @@ def _repository(store: Checkout, source: git.Repo, work_tree: Path, git_dir: Pat
         git_dir.parent.mkdir(parents=True, exist_ok=True)
         args.append(f"--separate-git-dir={git_dir}")
     store._step(f"{name} init", steps, *args, "--", str(work_tree), cwd=str(work_tree.parent))
-    if git_dir is not None:
+    if git_dir is None:
+        git_dir = work_tree / ".git"
+    else:
         (work_tree / ".git").write_text(f"gitdir: {os.path.relpath(git_dir, work_tree)}\n")
-    with git.Repo(work_tree) as made:
-        made.alternates = [os.path.join(source.common_dir, "objects")]
-        _copy_tags(source, Path(made.common_dir))
+    # what ``git clone --shared`` writes (GitPython's ``Repo.alternates`` too, without
+    # opening a Repo for it)
+    (git_dir / "objects" / "info" / "alternates").write_text(
+        os.path.join(source.common_dir, "objects") + "\n")
+    _copy_tags(source, git_dir)
     store._step(f"{name} checkout", steps, "-c", "advice.detachedHead=false", "checkout",
                 "--quiet", "--detach", sha, "--", cwd=str(work_tree))
 
@@ -467,14 +477,13 @@ def _submodules(store: Checkout, source: git.Repo, release: Path, git_dir: Path,
             module, work_tree = git_dir / "modules" / name, release / path
             _repository(store, sub, work_tree, module, head, "submodule", steps)
             shown.append(f"{prefix}{path} at {head}")
-            own = [("core", "worktree", os.path.relpath(work_tree, module)),
-                   *_remote(_config(sub, 'remote "origin"', "url"))]
+            origin = _config(sub, 'remote "origin"', "url")
+            own = [("core", "worktree", os.path.relpath(work_tree, module)), *_remote(origin)]
             if (work_tree / ".gitmodules").exists():
                 own += _submodules(store, sub, work_tree, module, steps, shown,
                                    f"{prefix}{path}/")
             _configure(module, own)
-            url = _config(source, f'submodule "{name}"', "url") or _config(
-                sub, 'remote "origin"', "url")
+            url = _config(source, f'submodule "{name}"', "url") or origin
         if url:
             settings += [(f'submodule "{name}"', "url", url),
                          (f'submodule "{name}"', "active", "true")]
@@ -761,7 +770,9 @@ def _health(config: TargetConfig, steps: list[Step]) -> str:
 
 def prune(config: TargetConfig) -> list[str]:
     """Remove the releases beyond the newest ``keep_releases``; never the live one or the
-    one before it.  The names removed."""
+    one before it.  The names removed.  Each is moved out of ``releases/`` at once (a
+    rename into ``.pruned/``, so it is no release any more); :func:`empty_pruned`
+    deletes its files (after the answer)."""
     import shutil  # releases mode only: an in-place daemon never imports it
 
     found = releases(config)
@@ -771,8 +782,23 @@ def prune(config: TargetConfig) -> list[str]:
         keep |= {r.name for r in found[max(0, live - 1):live + 1]}
     removed = [r.name for r in found if r.name not in keep]
     for name in removed:
-        shutil.rmtree(root(config) / RELEASES / name, ignore_errors=True)
+        try:
+            os.rename(root(config) / RELEASES / name, _ensure(root(config) / PRUNED) / name)
+        except OSError:  # another file system, or a name left there: delete it now
+            shutil.rmtree(root(config) / RELEASES / name, ignore_errors=True)
     return removed
+
+
+def empty_pruned(config: TargetConfig) -> None:
+    """Delete the files of the releases :func:`prune` moved out (``.pruned/``)."""
+    import shutil  # releases mode only: an in-place daemon never imports it
+
+    try:
+        entries = list((root(config) / PRUNED).iterdir())
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _head_of(path: Path) -> str | None:
