@@ -396,8 +396,6 @@ def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
         except DeployFailed as exc:
             steps += made
             raise DeployFailed(exc.reason, steps) from exc
-        settings += [("submodule", "alternateLocation", "superproject"),
-                     ("submodule", "alternateErrorStrategy", "info")]
         steps.append(Step("release submodules", "from the store's submodules (alternates)",
                           0, time.monotonic() - start, tail("\n".join(shown))))
     _configure(path / ".git", settings)
@@ -458,8 +456,7 @@ def _submodules(store: Checkout, source: git.Repo, release: Path, git_dir: Path,
     stays an empty folder, as in the store.  Each one made is added to ``shown``
     ("<path> at <commit>", the path from the top).
 
-    Returns the settings that initialise them in ``release`` (``submodule.<name>.url``
-    and ``.active``).
+    Returns the settings that initialise them in ``release`` (``submodule.<name>.url``).
 
     Raises:
         DeployFailed: a git command failed (its step says why).
@@ -484,9 +481,8 @@ def _submodules(store: Checkout, source: git.Repo, release: Path, git_dir: Path,
                                    f"{prefix}{path}/")
             _configure(module, own)
             url = _config(source, f'submodule "{name}"', "url") or origin
-        if url:
-            settings += [(f'submodule "{name}"', "url", url),
-                         (f'submodule "{name}"', "active", "true")]
+        if url:  # initialised (a URL makes it active), as ``git submodule init`` does
+            settings.append((f'submodule "{name}"', "url", url))
     return settings
 
 
