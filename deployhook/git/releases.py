@@ -429,8 +429,9 @@ def _repository(store: Checkout, source: git.Repo, work_tree: Path, git_dir: Pat
     (git_dir / "objects" / "info" / "alternates").write_text(
         os.path.join(source.common_dir, "objects") + "\n")
     _copy_tags(source, git_dir)
-    store._step(f"{name} checkout", steps, "-c", "advice.detachedHead=false", "checkout",
-                "--quiet", "--detach", sha, "--", cwd=str(work_tree))
+    store._step(f"{name} checkout", steps, "-c", "advice.detachedHead=false",
+                "-c", "core.logAllRefUpdates=false",  # HEAD never moves here: no reflog
+                "checkout", "--quiet", "--detach", sha, "--", cwd=str(work_tree))
 
 
 def _copy_tags(source: git.Repo, git_dir: Path) -> None:
