@@ -7,6 +7,7 @@ Layout under ``releases_path``::
     releases/<UTC time>-<sequence>-<short sha>/   one repository per deployed commit
     releases/<name>.partial                       while <name> is being built
     .pruned/<name>                                a pruned release, deleted after the answer
+    .skeleton-sha1/.git                           an empty repository, copied for each
     shared/<path>                                 what ``shared_paths`` link to
     .deployhook.lock                              flock held by a deploy or rollback
 
@@ -55,6 +56,7 @@ RELEASES = "releases"
 SHARED = "shared"
 PARTIAL = ".partial"  # suffix of the marker file next to a release being built
 PRUNED = ".pruned"  # where pruned releases wait for deletion (after the answer)
+SKELETON = ".skeleton"  # + "-<object format>": the empty repository a release copies
 LOCK = ".deployhook.lock"
 ROLLED_BACK = "rolled back: "
 
@@ -386,7 +388,7 @@ def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
         DeployFailed: a git command failed, or a shared path cannot be linked.
     """
     config = checkout.config
-    source = store.repo
+    source = _Source(store.repo)
     _repository(store, source, path, None, sha, "release", steps)
     settings = _remote(store.remote_url())
     if config.submodules and (path / ".gitmodules").exists():
@@ -402,36 +404,65 @@ def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
     _link_shared(config, path, steps)
 
 
-def _repository(store: Checkout, source: git.Repo, work_tree: Path, git_dir: Path | None,
+def _repository(store: Checkout, source: _Source, work_tree: Path, git_dir: Path | None,
                 sha: str, name: str, steps: list[Step]) -> None:
-    """Make a repository at ``work_tree`` with ``sha`` checked out (detached HEAD): two
-    git processes, ``init`` and ``checkout`` (steps ``<name> init``, ``<name>
-    checkout``).  It borrows the objects of ``source`` (the store or one of its
-    submodules; alternates, as ``clone --shared``: nothing is copied) and gets its tags
-    (so ``git describe`` answers as there).  ``git_dir``: a submodule's, under the
-    superproject's ``.git/modules``, linked from ``work_tree/.git`` by a relative path
-    as git links it; None: ``work_tree/.git``.
+    """Make a repository at ``work_tree`` with ``sha`` checked out (detached HEAD): its
+    git dir a copy of the empty one ``git init`` made once (:func:`_skeleton`), then one
+    ``git checkout`` (step ``<name> checkout``).  It borrows the objects of ``source``
+    (the store or one of its submodules; alternates, as ``clone --shared``: nothing is
+    copied) and gets its tags (so ``git describe`` answers as there).  ``git_dir``: a
+    submodule's, under the superproject's ``.git/modules``, linked from
+    ``work_tree/.git`` by a relative path as git links it; None: ``work_tree/.git``.
 
     Raises:
         DeployFailed: a git command failed (its step says why).
     """
-    args = ["init", "--quiet", "--template="]  # no sample hooks: a release costs its files
-    if git_dir is not None:
-        git_dir.parent.mkdir(parents=True, exist_ok=True)
-        args.append(f"--separate-git-dir={git_dir}")
-    store._step(f"{name} init", steps, *args, "--", str(work_tree), cwd=str(work_tree.parent))
+    import shutil  # releases mode only: an in-place daemon never imports it
+
+    skeleton = _skeleton(store, source.value("extensions", "objectformat") or "sha1", steps)
     if git_dir is None:
         git_dir = work_tree / ".git"
+        shutil.copytree(skeleton, git_dir)
     else:
+        shutil.copytree(skeleton, git_dir)
         (work_tree / ".git").write_text(f"gitdir: {os.path.relpath(git_dir, work_tree)}\n")
     # what ``git clone --shared`` writes (GitPython's ``Repo.alternates`` too, without
     # opening a Repo for it)
     (git_dir / "objects" / "info" / "alternates").write_text(
-        os.path.join(source.common_dir, "objects") + "\n")
-    _copy_tags(source, git_dir)
+        os.path.join(source.repo.common_dir, "objects") + "\n")
+    _copy_tags(source.repo, git_dir)
     store._step(f"{name} checkout", steps, "-c", "advice.detachedHead=false",
                 "-c", "core.logAllRefUpdates=false",  # HEAD never moves here: no reflog
                 "checkout", "--quiet", "--detach", sha, "--", cwd=str(work_tree))
+
+
+def _skeleton(store: Checkout, form: str, steps: list[Step]) -> Path:
+    """The git dir of an empty repository in the object format ``form``, which
+    :func:`_repository` copies for each repository of a release (git's own files: a
+    copy takes a millisecond where ``git init`` takes a process):
+    ``releases_path/.skeleton-<format>/.git``, made by ``git init`` (step "release
+    init") the first time, in a folder of its own renamed into place, without the
+    empty folders git makes again when it needs them (each folder costs a block).
+
+    Raises:
+        DeployFailed: ``git init`` failed.
+    """
+    import shutil  # releases mode only: an in-place daemon never imports it
+
+    made = root(store.config) / f"{SKELETON}-{form}"
+    if (made / ".git" / "HEAD").is_file():
+        return made / ".git"
+    building = made.with_name(made.name + ".new")
+    shutil.rmtree(building, ignore_errors=True)
+    store._step("release init", steps, "init", "--quiet",
+                "--template=",  # no sample hooks: a release costs its files
+                *([f"--object-format={form}"] if form != "sha1" else []),
+                "--", str(building), cwd=str(building.parent))
+    for optional in ("objects/pack", "refs/heads", "refs/tags"):  # git makes them when due
+        (building / ".git" / optional).rmdir()
+    shutil.rmtree(made, ignore_errors=True)
+    os.rename(building, made)
+    return made / ".git"
 
 
 def _copy_tags(source: git.Repo, git_dir: Path) -> None:
@@ -446,7 +477,7 @@ def _copy_tags(source: git.Repo, git_dir: Path) -> None:
         (git_dir / "packed-refs").write_text("".join(lines))
 
 
-def _submodules(store: Checkout, source: git.Repo, release: Path, git_dir: Path,
+def _submodules(store: Checkout, source: _Source, release: Path, git_dir: Path,
                 steps: list[Step], shown: list[str], prefix: str = "") -> list[Setting]:
     """Give the release repository at ``release`` (its git dir ``git_dir``) the
     submodules that ``source`` (the store, or a submodule of it) has checked out,
@@ -464,24 +495,25 @@ def _submodules(store: Checkout, source: git.Repo, release: Path, git_dir: Path,
     """
     settings: list[Setting] = []
     for path in _gitlinks(release):
-        here = Path(source.working_tree_dir or "", path)
+        here = Path(source.repo.working_tree_dir or "", path)
         if not (here / ".git").exists():
             continue
-        with git.Repo(here) as sub:
-            head = refs.read_ref(sub, "HEAD")
+        with git.Repo(here) as repo:
+            head = refs.read_ref(repo, "HEAD")
             if head is None:
                 continue
-            name = _module_name(source, sub, path)
+            sub = _Source(repo)
+            name = _module_name(source.repo, repo, path)
             module, work_tree = git_dir / "modules" / name, release / path
             _repository(store, sub, work_tree, module, head, "submodule", steps)
             shown.append(f"{prefix}{path} at {head}")
-            origin = _config(sub, 'remote "origin"', "url")
+            origin = sub.value('remote "origin"', "url")
             own = [("core", "worktree", os.path.relpath(work_tree, module)), *_remote(origin)]
             if (work_tree / ".gitmodules").exists():
                 own += _submodules(store, sub, work_tree, module, steps, shown,
                                    f"{prefix}{path}/")
             _configure(module, own)
-            url = _config(source, f'submodule "{name}"', "url") or origin
+            url = source.value(f'submodule "{name}"', "url") or origin
         if url:  # initialised (a URL makes it active), as ``git submodule init`` does
             settings.append((f'submodule "{name}"', "url", url))
     return settings
@@ -528,13 +560,21 @@ def _remote(url: str | None) -> list[Setting]:
             ('remote "origin"', "fetch", "+refs/heads/*:refs/remotes/origin/*")]
 
 
-def _config(repo: git.Repo, section: str, option: str) -> str | None:
-    """One value of ``repo``'s own config (GitPython's reader: no process), or None."""
-    try:
-        value = repo.config_reader("repository").get_value(section, option, None)
-    except (OSError, configparser.Error, ValueError):
-        return None
-    return None if value is None else str(value)
+class _Source:
+    """A repository a release is made from (the store or one of its submodules), with
+    its own config read once (GitPython's reader: no process)."""
+
+    def __init__(self, repo: git.Repo) -> None:
+        self.repo = repo
+        self.settings = repo.config_reader("repository")
+
+    def value(self, section: str, option: str) -> str | None:
+        """One value of the repository's own config, or None."""
+        try:
+            value = self.settings.get_value(section, option, None)
+        except (OSError, configparser.Error, ValueError):
+            return None
+        return None if value is None else str(value)
 
 
 def _configure(git_dir: Path, settings: list[Setting]) -> None:
