@@ -13,10 +13,11 @@ Layout under ``releases_path``::
 
 ``repo_path`` is only the object store that is fetched into (the ordinary update of
 :class:`~deployhook.git.checkout.Checkout`, without post_deploy).  A release is a
-repository of its own at the deployed commit that borrows the store's objects
-(``git init``, alternates, ``git checkout``: nothing copied but its files), with the
-submodules the store has checked out made the same way, the ``shared_paths`` links,
-then post_deploy run inside it.  Only then is ``current``
+repository of its own at the deployed commit that borrows the store's objects (a
+copy of an empty repository ``git init`` made once, the store as its alternate, one
+``git checkout``: nothing copied but its files), with the submodules the store has
+checked out made the same way, the ``shared_paths`` links, then post_deploy run
+inside it.  Only then is ``current``
 switched (a new symlink renamed over the old one), then ``activate`` runs and
 ``health_url`` must answer 2xx; either failing switches ``current`` back.  A crash
 at any point leaves ``current`` on a complete release: ``<name>.partial`` is written
@@ -415,22 +416,25 @@ def _repository(store: Checkout, source: _Source, work_tree: Path, git_dir: Path
     ``work_tree/.git`` by a relative path as git links it; None: ``work_tree/.git``.
 
     Raises:
-        DeployFailed: a git command failed (its step says why).
+        DeployFailed: a git command failed (its step says why), or the git dir cannot be
+            made.
     """
     import shutil  # releases mode only: an in-place daemon never imports it
 
     skeleton = _skeleton(store, source.value("extensions", "objectformat") or "sha1", steps)
-    if git_dir is None:
-        git_dir = work_tree / ".git"
-        shutil.copytree(skeleton, git_dir)
-    else:
-        shutil.copytree(skeleton, git_dir)
-        (work_tree / ".git").write_text(f"gitdir: {os.path.relpath(git_dir, work_tree)}\n")
-    # what ``git clone --shared`` writes (GitPython's ``Repo.alternates`` too, without
-    # opening a Repo for it)
-    (git_dir / "objects" / "info" / "alternates").write_text(
-        os.path.join(source.repo.common_dir, "objects") + "\n")
-    _copy_tags(source.repo, git_dir)
+    own = git_dir or work_tree / ".git"
+    try:
+        shutil.copytree(skeleton, own)
+        if git_dir is not None:
+            (work_tree / ".git").write_text(f"gitdir: {os.path.relpath(git_dir, work_tree)}\n")
+        # what ``git clone --shared`` writes (GitPython's ``Repo.alternates`` too, without
+        # opening a Repo for it)
+        (own / "objects" / "info" / "alternates").write_text(
+            os.path.join(source.repo.common_dir, "objects") + "\n")
+        _copy_tags(source.repo, own)
+    except OSError as exc:
+        raise DeployFailed(f"{name} {work_tree}: cannot make its git dir: {exc}",
+                           steps) from exc
     store._step(f"{name} checkout", steps, "-c", "advice.detachedHead=false",
                 "-c", "core.logAllRefUpdates=false",  # HEAD never moves here: no reflog
                 "checkout", "--quiet", "--detach", sha, "--", cwd=str(work_tree))
@@ -484,8 +488,8 @@ def _submodules(store: Checkout, source: _Source, release: Path, git_dir: Path,
     recursively: each a repository of its own under ``git_dir/modules/<name>``
     (:func:`_repository`), borrowing the objects of the store's, at the commit the
     store's is at (what an in-place deploy serves), configured as ``git submodule``
-    leaves it.  A submodule the store has not checked out (inactive, ``update = none``)
-    stays an empty folder, as in the store.  Each one made is added to ``shown``
+    leaves it.  A submodule the store has not checked out (an inactive one, say) stays
+    an empty folder, as in the store.  Each one made is added to ``shown``
     ("<path> at <commit>", the path from the top).
 
     Returns the settings that initialise them in ``release`` (``submodule.<name>.url``).
