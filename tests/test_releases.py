@@ -4,6 +4,7 @@ daemons, a real local web server for ``health_url``."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -628,3 +629,29 @@ def test_only_empty_folders_inside_the_tree_are_taken_for_submodules(
     os.symlink(outside, tree / "link")
     (tree / ".gitmodules").write_text(f'[submodule "x"]\n\tpath = {entry}\n\turl = ../x.git\n')
     assert releases._gitlinks(tree) == (["sub"] if made else [])
+
+
+@pytest.mark.parametrize("damage", ["none", "removed", "cut short"])
+def test_the_empty_repository_releases_copy_is_made_once_and_again_when_damaged(
+        repos: Repos, store: Store, damage: str) -> None:
+    """The first release runs ``git init`` (step "release init") into
+    ``.skeleton-sha1``; the next ones copy it (no init step); one removed, or left
+    without its HEAD by a run cut short, is made again, and the release is whole."""
+    config = target(repos)
+    skeleton = repos.root / "site" / ".skeleton-sha1"
+    repos.commit("index.html", "one\n")
+    first = deploy(config, store)
+    assert first.ok and "release init" in [s.name for s in first.steps]
+    assert (skeleton / ".git" / "HEAD").is_file()
+    if damage == "removed":
+        shutil.rmtree(skeleton)
+    elif damage == "cut short":
+        (skeleton / ".git" / "HEAD").unlink()
+    repos.commit("index.html", "two\n")
+    second = deploy(config, store)
+    assert second.ok, second.reason
+    assert ("release init" in [s.name for s in second.steps]) == (damage != "none")
+    release = live(repos)
+    assert (release / "index.html").read_text() == "two\n"
+    assert git(release, "status", "--porcelain") == ""
+    git(release, "fsck", "--no-progress")
