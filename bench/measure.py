@@ -465,10 +465,14 @@ def strangers(target: Target, n: int = 20, size: int = 26 * 1024 * 1024) -> dict
 
 
 def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
-    """Deploy time in releases mode against in-place on the bench repository, each over
-    ``reps`` pushes (a new commit each, deployed in-process by ``run_deploy``, no daemon),
-    and the disk used per additional release (``du`` of the releases folder, hard links
-    counted once, over the number of releases)."""
+    """Deploy time in releases mode against in-place on the bench repository (a commit
+    each time, deployed in-process by ``run_deploy``, no daemon), interleaved: one
+    warm-up pair, then ``reps`` pairs, the order within a pair alternating.  Also the
+    median time of each recorded step per mode (what is not a step is "other"), the
+    ratio of the medians and the median of the per-pair ratios, the load average
+    before and after, and the disk used per release (``du`` of the releases folder,
+    hard links counted once, over the number of releases; its ``.git`` part too).
+    ``keep_releases`` is the default (5), so the later deploys prune as they would."""
     from deployhook.git.checkout import Checkout
     from deployhook.service.runs import Unrecorded, run_deploy
     from deployhook.settings import Config
@@ -479,54 +483,60 @@ def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
                                             branch="main", reload="none"),
         "releases": Config().default_target(repo_path=str(repos.deployed), branch="main",
                                             reload="none", deploy_mode="releases",
-                                            releases_path=str(site), keep_releases=reps + 2),
+                                            releases_path=str(site)),  # keeps 5: prunes
     }
     times: dict[str, list[float]] = {mode: [] for mode in modes}
-    for _ in range(reps):
+    steps: dict[str, dict[str, list[float]]] = {mode: {} for mode in modes}
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    for rep in range(reps + 1):  # the first pair warms up
         repos.commit()
-        for mode, config in modes.items():
+        for mode in (list(modes) if rep % 2 else list(reversed(modes))):
+            config = modes[mode]
             checkout = Checkout(config)
             start = time.perf_counter()
             result = run_deploy(checkout, Unrecorded(), target=config.name, trigger="bench",
                                 branch="main")
-            times[mode].append(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
             checkout.close()
             if not result.ok:
                 raise RuntimeError(f"{mode} deploy failed: {result.reason}")
-        time.sleep(1.0)  # release names carry the second
-    count = len([p for p in (site / "releases").iterdir() if p.is_dir()])
-    used = int(subprocess.run(["du", "-sk", str(site / "releases")], capture_output=True,
-                              text=True, check=True).stdout.split()[0])
+            if rep:
+                times[mode].append(elapsed)
+                for step in result.steps:
+                    steps[mode].setdefault(step.name, []).append(step.duration)
+                steps[mode].setdefault("other", []).append(
+                    elapsed - sum(step.duration for step in result.steps))
+    load_after = [round(x, 2) for x in os.getloadavg()]
+    folders = [p for p in (site / "releases").iterdir() if p.is_dir()]
+    used = _du(site / "releases")
+    git_used = sum(_du(p / ".git") for p in folders)
     tree = int(subprocess.run(["du", "-sk", "--exclude=.git", str(repos.plain)],
                               capture_output=True, text=True, check=True).stdout.split()[0])
+    in_place, released = times["in-place"], times["releases"]
     return {
         "reps": reps,
-        "in_place_ms_median": _ms(statistics.median(times["in-place"])),
-        "releases_ms_median": _ms(statistics.median(times["releases"])),
-        "in_place_ms": [_ms(t) for t in times["in-place"]],
-        "releases_ms": [_ms(t) for t in times["releases"]],
-        "releases": count,
-        "kib_per_release": round(used / count, 1),
+        "load_before": load_before, "load_after": load_after,
+        "in_place_ms_median": _ms(statistics.median(in_place)),
+        "releases_ms_median": _ms(statistics.median(released)),
+        "ratio_of_medians": round(statistics.median(released) / statistics.median(in_place), 2),
+        "ratio_per_pair_median": round(statistics.median(
+            r / i for r, i in zip(released, in_place, strict=True)), 2),
+        "in_place_ms": [_ms(t) for t in in_place],
+        "releases_ms": [_ms(t) for t in released],
+        "steps_ms_median": {mode: {name: _ms(statistics.median(values))
+                                   for name, values in named.items()}
+                            for mode, named in steps.items()},
+        "releases": len(folders),
+        "kib_per_release": round(used / len(folders), 1),
+        "git_kib_per_release": round(git_used / len(folders), 1),
         "checked_out_kib": tree,
     }
-def startup(target: Target, reps: int = 3) -> dict[str, Any]:
-    """Seconds from starting the process until /health answers 200 (polled every 5 ms),
-    ``reps`` times: the first on a fresh record (cold), the others on the record the
-    previous start left.  The server is left running after the last start, and the RSS
-    of its process tree (and of the daemon alone) is read then."""
-    times = []
-    for i in range(reps):
-        if i:
-            target.stop()
-        start = time.perf_counter()
-        target.start(timeout=60, interval=0.005)
-        times.append(time.perf_counter() - start)
-    own = Path(f"/proc/{target.pid}/status").read_text()
-    found = re.search(r"^VmRSS:\s+(\d+)", own, re.MULTILINE)
-    return {"cold_s": round(times[0], 3), "seconds": [round(t, 3) for t in times],
-            "median_s": round(statistics.median(times), 3),
-            "memory": memory(target.pid),
-            "daemon_rss_mb": round(int(found.group(1)) / 1024, 1) if found else None}
+
+
+def _du(path: Path) -> int:
+    """KiB ``du -sk`` says ``path`` uses (each hard-linked file once)."""
+    return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True,
+                              check=True).stdout.split()[0])
 
 
 def ignored_deliveries(targets: list[Target], workdir: Path, rounds: int = 3,

@@ -17,7 +17,8 @@ long history, a submodule; built once into ~/.cache/deployhook-bench).
 ``--only deploy`` measures deploy latency only (the small and the large repository,
 bench/deploy.json); ``--only strangers`` measures large bodies only; ``--only targets``
 one daemon with 100 targets against one with a single target (bench/targets.json);
-``--only releases`` deploy time in releases mode against in-place, and disk per release
+``--only releases`` deploy time in releases mode against in-place (interleaved, with the
+time of each step, the ratios and the load average), and disk per release
 (bench/releases.json); ``--only fleet`` three daemons sharing a Redis against one daemon
 alone (bench/fleet.json, see bench/fleet.py).
 """

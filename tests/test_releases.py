@@ -4,6 +4,7 @@ daemons, a real local web server for ``health_url``."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -152,13 +153,32 @@ def test_a_reader_of_current_never_sees_a_mixed_pair(repos: Repos, store: Store)
 
 
 def test_keep_releases_holds_and_never_removes_the_live_one(repos: Repos, store: Store) -> None:
+    """Pruned releases leave releases/ at once; their files are deleted after the
+    answer (the checkout's housekeeping), or at the next start if that never came."""
     config = target(repos, keep_releases=3)
+    pruned = repos.root / "site" / ".pruned"
     for n in range(5):
         repos.commit("index.html", f"{n}\n")
-        assert deploy(config, store).ok
+        checkout = Checkout(config)
+        try:
+            result = run_deploy(checkout, store, target=config.name, trigger="cli",
+                                branch="main")
+            assert result.ok, result.reason
+            gone = [s.output for s in result.steps if s.name == "prune"]
+            assert len(gone) == (1 if n >= 3 else 0)
+            if gone:
+                assert [p.name for p in pruned.iterdir()] == gone
+            if n < 4:
+                checkout.housekeep()
+                assert not pruned.exists() or not any(pruned.iterdir())
+        finally:
+            checkout.close()
     found = releases.releases(config)
     assert len(found) == 3 and found[-1].live
     assert found[-1].sha == Repos.head(repos.pusher)
+    assert len(list(pruned.iterdir())) == 1  # the last run's housekeeping never came
+    releases.clean_partial(config)  # as at the next start
+    assert not any(pruned.iterdir())
 
 
 def _commit_starting(repos: Repos, digits: str, text: str) -> str:
@@ -489,3 +509,149 @@ def test_a_shared_path_is_never_seeded_or_linked_through_a_symlink(
         other / "keep.txt"]
     assert not os.path.lexists(repos.root / "site" / "current")
     assert not (repos.root / "site" / "shared" / "uploads").is_symlink()
+
+
+def _objects_of(repo: Path) -> tuple[str, str]:
+    """(loose objects, packs) ``git count-objects`` counts in ``repo`` itself."""
+    counts = dict(line.split(": ") for line in git(repo, "count-objects", "-v").splitlines())
+    return counts["count"], counts["packs"]
+
+
+def test_a_release_is_a_repository_of_its_own_that_borrows_the_stores_objects(
+        repos: Repos, store: Store) -> None:
+    """The release and its submodule are repositories of their own, laid out as a clone
+    with its submodules is (the submodule initialised, its git dir under .git/modules,
+    linked by relative paths, the remote URLs of the store), holding no object: they
+    borrow the store's (alternates).  The store's tags come along; both are whole and
+    clean; the store's git maintenance is left for after the answer."""
+    git(repos.pusher, "tag", "-a", "-m", "first", "v1.0")
+    git(repos.pusher, "push", "-q", "origin", "v1.0")
+    git(repos.deployed, "fetch", "-q", "origin", "tag", "v1.0")
+    repos.commit_submodule("two\n")
+    config = target(repos)
+    checkout = Checkout(config)
+    try:
+        result = run_deploy(checkout, store, target=config.name, trigger="cli", branch="main")
+        assert result.ok, result.reason
+        assert checkout.maintenance_due  # git maintenance: after the answer, not before
+    finally:
+        checkout.close()
+    release, stored = live(repos), repos.deployed / ".git"
+    sub_sha = repos.head(repos.deployed / "posts")
+    assert (release / ".git" / "objects" / "info" / "alternates").read_text().strip() == str(
+        stored / "objects")
+    assert (release / ".git" / "modules" / "posts" / "objects" / "info" / "alternates"
+            ).read_text().strip() == str(stored / "modules" / "posts" / "objects")
+    assert (release / "posts" / ".git").read_text() == "gitdir: ../.git/modules/posts\n"
+    assert git(release / "posts", "config", "core.worktree") == "../../../posts"
+    assert git(release, "submodule", "status").split()[:2] == [sub_sha, "posts"]  # no -, +
+    assert repos.head(release / "posts") == sub_sha
+    assert (release / "posts" / "index.rst").read_text() == "two\n"
+    assert git(release, "config", "remote.origin.url") == repos.origin.as_uri()
+    assert git(release / "posts", "config", "remote.origin.url") == repos.sub_origin.as_uri()
+    assert git(release, "describe", "--tags").startswith("v1.0-")
+    for repo in (release, release / "posts"):
+        assert _objects_of(repo) == ("0", "0")
+        assert git(repo, "status", "--porcelain") == ""
+        git(repo, "fsck", "--no-progress")
+
+
+def test_a_submodule_the_store_leaves_out_stays_out_of_the_release(
+        repos: Repos, store: Store) -> None:
+    """A submodule made inactive in the store (``submodule.<name>.active = false``,
+    deinitialised) is not checked out there, so not in the release either (as in
+    place): an empty folder, no git dir, no fetch of it."""
+    git(repos.deployed, "submodule", "deinit", "-q", "-f", "posts")
+    git(repos.deployed, "config", "submodule.posts.active", "false")
+    config = target(repos)
+    repos.commit("index.html", "one\n")
+    result = deploy(config, store)
+    assert result.ok, result.reason
+    release = live(repos)
+    assert (release / "index.html").read_text() == "one\n"
+    assert (release / "posts").is_dir() and not any((release / "posts").iterdir())
+    assert not (release / ".git" / "modules").exists()
+    assert [s.output for s in result.steps if s.name == "release submodules"] == [""]
+
+
+def test_nested_submodules_are_mirrored_at_every_level(repos: Repos, store: Store) -> None:
+    """posts has a submodule of its own (assets): the release has both, each a
+    repository of its own under the git dir of the one above, as the store has them."""
+    assets = repos.root / "assets.git"
+    git(repos.root, "init", "-q", "--bare", "-b", "main", str(assets))
+    seed = repos.root / "seed-assets"
+    git(repos.root, "clone", "-q", assets.as_uri(), str(seed))
+    (seed / "logo.svg").write_text("<svg/>\n")
+    git(seed, "add", ".")
+    git(seed, "commit", "-q", "-m", "logo")
+    git(seed, "push", "-q", "origin", "HEAD:main")
+    posts = repos.pusher / "posts"
+    git(posts, "pull", "-q", "origin", "main")
+    git(posts, "submodule", "add", "-q", "-b", "main", assets.as_uri(), "assets")
+    git(posts, "commit", "-q", "-m", "posts with assets")
+    git(posts, "push", "-q", "origin", "HEAD:main")
+    git(repos.pusher, "add", "posts")
+    git(repos.pusher, "commit", "-q", "-m", "bump posts")
+    git(repos.pusher, "push", "-q", "origin", "HEAD:main")
+    config = target(repos)
+    result = deploy(config, store)
+    assert result.ok, result.reason
+    release = live(repos)
+    assert (release / "posts" / "assets" / "logo.svg").read_text() == "<svg/>\n"
+    assert (release / "posts" / "assets" / ".git").read_text() == \
+        "gitdir: ../../.git/modules/posts/modules/assets\n"
+    status = git(release, "submodule", "status", "--recursive").splitlines()
+    assert [line.split()[1] for line in status] == ["posts", "posts/assets"]
+    assert not [line for line in status if line[0] in "-+U"], status  # initialised, in step
+    assert _objects_of(release / "posts" / "assets") == ("0", "0")
+    assert git(release, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize(("entry", "made"), [
+    ("sub", True),             # an empty folder, as a checkout leaves a submodule
+    ("./sub", True),
+    ("full", False),           # a folder with files is no submodule
+    ("file.txt", False),
+    ("../outside", False),     # out of the work tree
+    ("/tmp", False),
+    ("link/sub", False),       # through a symlink to a folder holding an empty one
+    ("missing", False),
+])
+def test_only_empty_folders_inside_the_tree_are_taken_for_submodules(
+        tmp_path: Path, entry: str, made: bool) -> None:
+    """``.gitmodules`` is pushed content: a path naming anything but an empty folder
+    reached without a symlink inside the release is never made a submodule."""
+    tree, outside = tmp_path / "release", tmp_path / "outside"
+    for folder in (tree / "sub", tree / "full", outside / "sub"):
+        folder.mkdir(parents=True)
+    (tree / "full" / "page.html").write_text("page\n")
+    (tree / "file.txt").write_text("text\n")
+    os.symlink(outside, tree / "link")
+    (tree / ".gitmodules").write_text(f'[submodule "x"]\n\tpath = {entry}\n\turl = ../x.git\n')
+    assert releases._gitlinks(tree) == (["sub"] if made else [])
+
+
+@pytest.mark.parametrize("damage", ["none", "removed", "cut short"])
+def test_the_empty_repository_releases_copy_is_made_once_and_again_when_damaged(
+        repos: Repos, store: Store, damage: str) -> None:
+    """The first release runs ``git init`` (step "release init") into
+    ``.skeleton-sha1``; the next ones copy it (no init step); one removed, or left
+    without its HEAD by a run cut short, is made again, and the release is whole."""
+    config = target(repos)
+    skeleton = repos.root / "site" / ".skeleton-sha1"
+    repos.commit("index.html", "one\n")
+    first = deploy(config, store)
+    assert first.ok and "release init" in [s.name for s in first.steps]
+    assert (skeleton / ".git" / "HEAD").is_file()
+    if damage == "removed":
+        shutil.rmtree(skeleton)
+    elif damage == "cut short":
+        (skeleton / ".git" / "HEAD").unlink()
+    repos.commit("index.html", "two\n")
+    second = deploy(config, store)
+    assert second.ok, second.reason
+    assert ("release init" in [s.name for s in second.steps]) == (damage != "none")
+    release = live(repos)
+    assert (release / "index.html").read_text() == "two\n"
+    assert git(release, "status", "--porcelain") == ""
+    git(release, "fsck", "--no-progress")

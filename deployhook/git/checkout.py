@@ -383,6 +383,9 @@ class Checkout:
         # ``current`` is switched; blocks until the fleet says switch (returns "") or
         # returns why not (see git/releases.py).
         self.switch_gate: Callable[[str], str] | None = None
+        # Work a run left for after its answer (releases mode: deleting the releases it
+        # pruned); :meth:`housekeep` does it.
+        self.leftovers: list[Callable[[], None]] = []
 
     # -- facts ------------------------------------------------------------
     def exists(self) -> bool:
@@ -528,11 +531,17 @@ class Checkout:
         return result
 
     def housekeep(self) -> None:
-        """Run the ``git maintenance run --auto`` that the last run's fetch and merge left
-        for later (see ``NO_AUTO_MAINTENANCE``) in the checkout's git dir and its
-        submodules', unless ``maintenance.auto`` is false there; only after a run that
-        fetched, and only while nobody holds the checkout's lock (else it stays due).
-        Each command is bounded by ``git_timeout``.  Never raises."""
+        """Do the work the last run left in :attr:`leftovers`, then run the ``git
+        maintenance run --auto`` that its fetch and merge left for later (see
+        ``NO_AUTO_MAINTENANCE``) in the checkout's git dir and its submodules', unless
+        ``maintenance.auto`` is false there; only after a run that fetched, and only
+        while nobody holds the checkout's lock (else it stays due).  Each command is
+        bounded by ``git_timeout``.  Never raises."""
+        while self.leftovers:
+            try:
+                self.leftovers.pop(0)()
+            except Exception:
+                log.exception("%s: the work a run left for later failed", self.path)
         if not self.maintenance_due or not self.exists():
             return
         env = git_environment(self.config.git_timeout, self.config.ssh_key)

@@ -4,15 +4,20 @@ then switch the ``current`` symlink to it in one rename.
 Layout under ``releases_path``::
 
     current -> releases/20261201T031500.123456Z-7-1a2b3c4d5e6f  (the live release)
-    releases/<UTC time>-<sequence>-<short sha>/   one clone per deployed commit
+    releases/<UTC time>-<sequence>-<short sha>/   one repository per deployed commit
     releases/<name>.partial                       while <name> is being built
+    .pruned/<name>                                a pruned release, deleted after the answer
+    .skeleton-sha1/.git                           an empty repository, copied for each
     shared/<path>                                 what ``shared_paths`` link to
     .deployhook.lock                              flock held by a deploy or rollback
 
 ``repo_path`` is only the object store that is fetched into (the ordinary update of
 :class:`~deployhook.git.checkout.Checkout`, without post_deploy).  A release is a
-``git clone --shared`` of it at the deployed commit, with its submodules, the
-``shared_paths`` links, then post_deploy run inside it.  Only then is ``current``
+repository of its own at the deployed commit that borrows the store's objects (a
+copy of an empty repository ``git init`` made once, the store as its alternate, one
+``git checkout``: nothing copied but its files), with the submodules the store has
+checked out made the same way, the ``shared_paths`` links, then post_deploy run
+inside it.  Only then is ``current``
 switched (a new symlink renamed over the old one), then ``activate`` runs and
 ``health_url`` must answer 2xx; either failing switches ``current`` back.  A crash
 at any point leaves ``current`` on a complete release: ``<name>.partial`` is written
@@ -24,6 +29,7 @@ Everything here blocks: run it in the git executor or the CLI's main thread.
 
 from __future__ import annotations
 
+import configparser
 import fcntl
 import logging
 import os
@@ -36,8 +42,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+import git
+
 from deployhook.forges.delivery import Push
-from deployhook.git import postdeploy
+from deployhook.git import postdeploy, refs
 from deployhook.git.checkout import Checkout, DeployFailed, RunResult, resolve_target
 from deployhook.git.steps import Step, summary, tail
 from deployhook.redact import redact
@@ -48,6 +56,8 @@ CURRENT = "current"
 RELEASES = "releases"
 SHARED = "shared"
 PARTIAL = ".partial"  # suffix of the marker file next to a release being built
+PRUNED = ".pruned"  # where pruned releases wait for deletion (after the answer)
+SKELETON = ".skeleton"  # + "-<object format>": the empty repository a release copies
 LOCK = ".deployhook.lock"
 ROLLED_BACK = "rolled back: "
 
@@ -180,6 +190,7 @@ def clean_partial(config: TargetConfig) -> list[str]:
         removed = _remove_partial(path)
         for link in root(config).glob(f".{CURRENT}.*.tmp"):  # a switch cut short
             link.unlink(missing_ok=True)
+        empty_pruned(config)  # what a run stopped before its answer left
     return removed
 
 
@@ -236,8 +247,8 @@ def _deploy(checkout: Checkout, branch: str, pushes: list[Push],
     try:
         try:
             updated = store.deploy(branch, pushes)
-        finally:
-            store.housekeep()  # the git maintenance its fetch left for later
+        finally:  # the git maintenance its fetch left for later: after the answer
+            checkout.maintenance_due = checkout.maintenance_due or store.maintenance_due
         steps += updated.steps
         if not updated.ok:
             return _result(store, False, before, updated.branch, pushes, steps, updated.reason)
@@ -304,8 +315,11 @@ def _release(checkout: Checkout, store: Checkout, branch: str, pushes: list[Push
         back = f"{RELEASES}/{previous}" if previous else "no release"
         steps.append(Step("rollback", f"current -> {back}", 0, 0.0, ""))
         raise DeployFailed(f"{ROLLED_BACK}{failure}; {back} is live", steps)
-    for old in prune(config):
+    pruned = prune(config)
+    for old in pruned:
         steps.append(Step("prune", "remove old release", 0, 0.0, old))
+    if pruned:  # their files go after the answer, as git maintenance does
+        checkout.leftovers.append(lambda: empty_pruned(config))
 
 
 def _wait_for_the_fleet(checkout: Checkout, path: Path, sha: str, steps: list[Step]) -> None:
@@ -361,29 +375,222 @@ def _new_name(folder: Path, sha: str) -> str:
     return f"{stamp}-{sequence}-{sha[:12]}"
 
 
+Setting = tuple[str, str, str]  # (section, option, value) of a git config
+
+
 def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
            steps: list[Step]) -> None:
-    """Clone the store at ``sha`` into ``path`` (sharing its objects), give it the
-    store's remote URL (relative submodule URLs resolve as in the store), its
-    submodules (the store's as alternates) and the ``shared_paths`` links."""
+    """Make the release of ``sha`` at ``path`` from the store: a repository of its own
+    borrowing the store's objects (:func:`_repository`), whose ``origin`` is the store's
+    remote URL (relative submodule URLs resolve as in the store), with the submodules
+    the store has checked out (:func:`_submodules`) and the ``shared_paths`` links.
+
+    Raises:
+        DeployFailed: a git command failed, or a shared path cannot be linked.
+    """
     config = checkout.config
-    cwd = str(path.parent)
-    store._step("release clone", steps, "clone", "--shared", "--no-checkout", "--quiet",
-                "--template=",  # no sample hooks: a release costs its files, little more
-                "--", str(Path(store.path).resolve()), str(path), cwd=cwd)
-    here = str(path)
-    store._step("release checkout", steps, "-c", "advice.detachedHead=false", "checkout",
-                "--quiet", "--detach", sha, "--", cwd=here)
-    url = store.remote_url()
-    if url:
-        store._git("remote", "set-url", "origin", url, cwd=here)
+    source = _Source(store.repo)
+    _repository(store, source, path, None, sha, "release", steps)
+    settings = _remote(store.remote_url())
     if config.submodules and (path / ".gitmodules").exists():
-        store._git("config", "submodule.alternateLocation", "superproject", cwd=here)
-        store._git("config", "submodule.alternateErrorStrategy", "info", cwd=here)
-        store._step("release submodules", steps, "-c", "init.templateDir=", "submodule",
-                    "update", "--init",
-                    "--recursive", network=True, cwd=here)
+        start, made, shown = time.monotonic(), [], []
+        try:
+            settings += _submodules(store, source, path, path / ".git", made, shown)
+        except DeployFailed as exc:
+            steps += made
+            raise DeployFailed(exc.reason, steps) from exc
+        steps.append(Step("release submodules", "from the store's submodules (alternates)",
+                          0, time.monotonic() - start, tail("\n".join(shown))))
+    _configure(path / ".git", settings)
     _link_shared(config, path, steps)
+
+
+def _repository(store: Checkout, source: _Source, work_tree: Path, git_dir: Path | None,
+                sha: str, name: str, steps: list[Step]) -> None:
+    """Make a repository at ``work_tree`` with ``sha`` checked out (detached HEAD): its
+    git dir a copy of the empty one ``git init`` made once (:func:`_skeleton`), then one
+    ``git checkout`` (step ``<name> checkout``).  It borrows the objects of ``source``
+    (the store or one of its submodules; alternates, as ``clone --shared``: nothing is
+    copied) and gets its tags (so ``git describe`` answers as there).  ``git_dir``: a
+    submodule's, under the superproject's ``.git/modules``, linked from
+    ``work_tree/.git`` by a relative path as git links it; None: ``work_tree/.git``.
+
+    Raises:
+        DeployFailed: a git command failed (its step says why), or the git dir cannot be
+            made.
+    """
+    import shutil  # releases mode only: an in-place daemon never imports it
+
+    skeleton = _skeleton(store, source.value("extensions", "objectformat") or "sha1", steps)
+    own = git_dir or work_tree / ".git"
+    try:
+        shutil.copytree(skeleton, own)
+        if git_dir is not None:
+            (work_tree / ".git").write_text(f"gitdir: {os.path.relpath(git_dir, work_tree)}\n")
+        # what ``git clone --shared`` writes (GitPython's ``Repo.alternates`` too, without
+        # opening a Repo for it)
+        (own / "objects" / "info" / "alternates").write_text(
+            os.path.join(source.repo.common_dir, "objects") + "\n")
+        _copy_tags(source.repo, own)
+    except OSError as exc:
+        raise DeployFailed(f"{name} {work_tree}: cannot make its git dir: {exc}",
+                           steps) from exc
+    store._step(f"{name} checkout", steps, "-c", "advice.detachedHead=false",
+                "-c", "core.logAllRefUpdates=false",  # HEAD never moves here: no reflog
+                "checkout", "--quiet", "--detach", sha, "--", cwd=str(work_tree))
+
+
+def _skeleton(store: Checkout, form: str, steps: list[Step]) -> Path:
+    """The git dir of an empty repository in the object format ``form``, which
+    :func:`_repository` copies for each repository of a release (git's own files: a
+    copy takes a millisecond where ``git init`` takes a process):
+    ``releases_path/.skeleton-<format>/.git``, made by ``git init`` (step "release
+    init") the first time, in a folder of its own renamed into place, without the
+    empty folders git makes again when it needs them (each folder costs a block).
+
+    Raises:
+        DeployFailed: ``git init`` failed.
+    """
+    import shutil  # releases mode only: an in-place daemon never imports it
+
+    made = root(store.config) / f"{SKELETON}-{form}"
+    if (made / ".git" / "HEAD").is_file():
+        return made / ".git"
+    building = made.with_name(made.name + ".new")
+    shutil.rmtree(building, ignore_errors=True)
+    store._step("release init", steps, "init", "--quiet",
+                "--template=",  # no sample hooks: a release costs its files
+                *([f"--object-format={form}"] if form != "sha1" else []),
+                "--", str(building), cwd=str(building.parent))
+    for optional in ("objects/pack", "refs/heads", "refs/tags"):  # git makes them when due
+        (building / ".git" / optional).rmdir()
+    shutil.rmtree(made, ignore_errors=True)
+    os.rename(building, made)
+    return made / ".git"
+
+
+def _copy_tags(source: git.Repo, git_dir: Path) -> None:
+    """Write the tags of ``source`` (loose and packed, read by GitPython: no process)
+    into ``git_dir/packed-refs``; the objects they name are borrowed with the rest."""
+    lines = []
+    for tag in git.TagReference.iter_items(source):
+        sha = refs.read_ref(source, tag.path)
+        if sha is not None:
+            lines.append(f"{sha} {tag.path}\n")
+    if lines:
+        (git_dir / "packed-refs").write_text("".join(lines))
+
+
+def _submodules(store: Checkout, source: _Source, release: Path, git_dir: Path,
+                steps: list[Step], shown: list[str], prefix: str = "") -> list[Setting]:
+    """Give the release repository at ``release`` (its git dir ``git_dir``) the
+    submodules that ``source`` (the store, or a submodule of it) has checked out,
+    recursively: each a repository of its own under ``git_dir/modules/<name>``
+    (:func:`_repository`), borrowing the objects of the store's, at the commit the
+    store's is at (what an in-place deploy serves), configured as ``git submodule``
+    leaves it.  A submodule the store has not checked out (an inactive one, say) stays
+    an empty folder, as in the store.  Each one made is added to ``shown``
+    ("<path> at <commit>", the path from the top).
+
+    Returns the settings that initialise them in ``release`` (``submodule.<name>.url``).
+
+    Raises:
+        DeployFailed: a git command failed (its step says why).
+    """
+    settings: list[Setting] = []
+    for path in _gitlinks(release):
+        here = Path(source.repo.working_tree_dir or "", path)
+        if not (here / ".git").exists():
+            continue
+        with git.Repo(here) as repo:
+            head = refs.read_ref(repo, "HEAD")
+            if head is None:
+                continue
+            sub = _Source(repo)
+            name = _module_name(source.repo, repo, path)
+            module, work_tree = git_dir / "modules" / name, release / path
+            _repository(store, sub, work_tree, module, head, "submodule", steps)
+            shown.append(f"{prefix}{path} at {head}")
+            origin = sub.value('remote "origin"', "url")
+            own = [("core", "worktree", os.path.relpath(work_tree, module)), *_remote(origin)]
+            if (work_tree / ".gitmodules").exists():
+                own += _submodules(store, sub, work_tree, module, steps, shown,
+                                   f"{prefix}{path}/")
+            _configure(module, own)
+            url = source.value(f'submodule "{name}"', "url") or origin
+        if url:  # initialised (a URL makes it active), as ``git submodule init`` does
+            settings.append((f'submodule "{name}"', "url", url))
+    return settings
+
+
+def _gitlinks(work_tree: Path) -> list[str]:
+    """The paths of the submodules in the fresh checkout ``work_tree``: those its
+    ``.gitmodules`` names (GitPython's config parser: no process) that are an empty
+    folder there, as checking out a commit leaves a submodule (git makes no folder for
+    anything else); a path with "..", or with a symlink or file on the way, is none."""
+    try:
+        modules = git.GitConfigParser(str(work_tree / ".gitmodules"), read_only=True,
+                                      merge_includes=False)  # pushed: no file beside it
+        paths = [str(modules.get_value(section, "path")) for section in modules.sections()
+                 if modules.has_option(section, "path")]
+    except (OSError, configparser.Error, ValueError):
+        return []
+    found = []
+    for path in paths:
+        parts = PurePosixPath(path).parts
+        if not parts or parts[0] == "/" or ".." in parts or _symlink_in(work_tree, parts, ""):
+            continue
+        try:
+            if stat.S_ISDIR(os.lstat(work_tree.joinpath(*parts)).st_mode) and not any(
+                    os.scandir(work_tree.joinpath(*parts))):
+                found.append("/".join(parts))
+        except OSError:
+            continue
+    return found
+
+
+def _module_name(source: git.Repo, sub: git.Repo, path: str) -> str:
+    """The submodule's name, as the store's git dir for it says (``.git/modules/<name>``;
+    git checked it), else its path."""
+    name = os.path.relpath(sub.git_dir, os.path.join(source.git_dir, "modules"))
+    return path if ".." in PurePosixPath(name).parts else name
+
+
+def _remote(url: str | None) -> list[Setting]:
+    """The settings of an ``origin`` at ``url`` (as ``git clone`` writes them)."""
+    if not url:
+        return []
+    return [('remote "origin"', "url", url),
+            ('remote "origin"', "fetch", "+refs/heads/*:refs/remotes/origin/*")]
+
+
+class _Source:
+    """A repository a release is made from (the store or one of its submodules), with
+    its own config read once (GitPython's reader: no process)."""
+
+    def __init__(self, repo: git.Repo) -> None:
+        self.repo = repo
+        self.settings = repo.config_reader("repository")
+
+    def value(self, section: str, option: str) -> str | None:
+        """One value of the repository's own config, or None."""
+        try:
+            value = self.settings.get_value(section, option, None)
+        except (OSError, configparser.Error, ValueError):
+            return None
+        return None if value is None else str(value)
+
+
+def _configure(git_dir: Path, settings: list[Setting]) -> None:
+    """Set ``settings`` in ``git_dir/config`` with GitPython's config writer, the file
+    written once (a writer on a path rewrites it for each value) under git's
+    ``config.lock``."""
+    if not settings:
+        return
+    with open(git_dir / "config", "r+b") as file, git.GitConfigParser(
+            file, read_only=False, merge_includes=False) as config:
+        for section, option, value in settings:
+            config.set_value(section, option, value)
 
 
 def _link_shared(config: TargetConfig, path: Path, steps: list[Step]) -> None:
@@ -604,7 +811,9 @@ def _health(config: TargetConfig, steps: list[Step]) -> str:
 
 def prune(config: TargetConfig) -> list[str]:
     """Remove the releases beyond the newest ``keep_releases``; never the live one or the
-    one before it.  The names removed."""
+    one before it.  The names removed.  Each is moved out of ``releases/`` at once (a
+    rename into ``.pruned/``, so it is no release any more); :func:`empty_pruned`
+    deletes its files (after the answer)."""
     import shutil  # releases mode only: an in-place daemon never imports it
 
     found = releases(config)
@@ -614,8 +823,23 @@ def prune(config: TargetConfig) -> list[str]:
         keep |= {r.name for r in found[max(0, live - 1):live + 1]}
     removed = [r.name for r in found if r.name not in keep]
     for name in removed:
-        shutil.rmtree(root(config) / RELEASES / name, ignore_errors=True)
+        try:
+            os.rename(root(config) / RELEASES / name, _ensure(root(config) / PRUNED) / name)
+        except OSError:  # another file system, or a name left there: delete it now
+            shutil.rmtree(root(config) / RELEASES / name, ignore_errors=True)
     return removed
+
+
+def empty_pruned(config: TargetConfig) -> None:
+    """Delete the files of the releases :func:`prune` moved out (``.pruned/``)."""
+    import shutil  # releases mode only: an in-place daemon never imports it
+
+    try:
+        entries = list((root(config) / PRUNED).iterdir())
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def _head_of(path: Path) -> str | None:
