@@ -11,7 +11,7 @@ import pytest
 
 from deployhook import settings
 from deployhook.errors import ConfigError
-from deployhook.service.fleetstate import (
+from deployhook.fleet.checks import (
     HEARTBEAT_TTL,
     BadEntry,
     Desired,
@@ -226,7 +226,7 @@ def test_the_fleet_switches_once_every_live_node_is_ready(
         beats: dict[str, dict[str, object]], verdict: str, why: str) -> None:
     """:func:`decide`: every live node of the target ready (or deployed) for the
     generation: switch; one failed it: abort naming it; else wait naming who."""
-    from deployhook.service.fleetstate import Desired, Outcome, decide
+    from deployhook.fleet.checks import Desired, Outcome, decide
 
     sha = "a" * 40
     desired = Desired("t", sha, "refs/heads/main", "d", "x", generation=1)

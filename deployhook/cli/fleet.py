@@ -23,7 +23,7 @@ from deployhook.cli.common import (
     user,
 )
 from deployhook.errors import ConfigError
-from deployhook.service.fleetstate import (
+from deployhook.fleet.checks import (
     Desired,
     Outcome,
     Refusals,

@@ -1,5 +1,5 @@
 """Fleet mode: every server behind a balancer keeps its checkout at the commit the
-fleet's Redis says (``redis_url``; the keys are in :mod:`~deployhook.service.fleetstate`).
+fleet's Redis says (``redis_url``; the keys are in :mod:`~deployhook.fleet.checks`).
 
 Level-triggered, as Flux and Argo CD do it: the node that accepts a delivery records
 the *desired* commit of the target (a new generation) and publishes a notification;
@@ -11,7 +11,7 @@ generation that failed on this node is not tried again by the reconcile: a new
 generation (a push, a redelivery, an explicit deploy) is.
 
 Redis is an input, not the operator: what is read from it is checked and must be
-signed with the fleet key (:mod:`~deployhook.service.fleetstate`), and a desired
+signed with the fleet key (:mod:`~deployhook.fleet.checks`), and a desired
 commit is deployed only on a ref this target deploys (the decision a delivery gets).
 The heartbeat and the notification listener run under a
 :class:`~deployhook.service.supervise.Supervisor`: restarted after a failure, their
@@ -42,11 +42,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from deployhook.forges.delivery import Push
-from deployhook.git import releases
-from deployhook.git.checkout import RunResult
-from deployhook.redact import redact
-from deployhook.service.fleetstate import (
+from deployhook.fleet.checks import (
     CHANNEL,
     DELIVERY_TTL,
     NOT_SWITCHED,
@@ -90,6 +86,10 @@ from deployhook.service.fleetstate import (
     tls,
     view,
 )
+from deployhook.forges.delivery import Push
+from deployhook.git import releases
+from deployhook.git.checkout import RunResult
+from deployhook.redact import redact
 from deployhook.service.rules import deploys
 from deployhook.service.runs import run_rollback
 from deployhook.service.supervise import Supervisor

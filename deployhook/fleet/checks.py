@@ -1,7 +1,7 @@
 """The fleet's state in Redis: its keys, what they hold, and what it means.
 
 No Redis client here (so no ``redis`` import): the daemon's agent
-(:mod:`deployhook.service.fleet`, redis.asyncio) and ``deployhook fleet`` /
+(:mod:`deployhook.fleet.agent`, redis.asyncio) and ``deployhook fleet`` /
 ``deployhook deploy`` (the blocking client) queue the same commands on their
 pipelines with the ``queue_*`` functions and read the replies with ``parse_*``.
 
