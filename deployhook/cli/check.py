@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployhook.errors import ConfigError, DeliveryError
-from deployhook.fleet.checks import masked
+from deployhook.fleet.credentials import masked
 from deployhook.git.checkout import Checkout, git_environment, resolve_target, run_bounded
 from deployhook.git.ssh import SshRemote, ssh_failure, ssh_remote
 from deployhook.record.store import Store

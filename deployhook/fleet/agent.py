@@ -1,5 +1,5 @@
 """Fleet mode: every server behind a balancer keeps its checkout at the commit the
-fleet's Redis says (``redis_url``; the keys are in :mod:`~deployhook.fleet.checks`).
+fleet's Redis says (``redis_url``; the keys are in :mod:`~deployhook.fleet.keys`).
 
 Level-triggered, as Flux and Argo CD do it: the node that accepts a delivery records
 the *desired* commit of the target (a new generation) and publishes a notification;
@@ -30,10 +30,11 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Executor
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,49 +43,40 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from deployhook.fleet.checks import (
+from deployhook.fleet.checks import Refusals
+from deployhook.fleet.credentials import fleet_key, masked, password, tls
+from deployhook.fleet.decide import NodeState, decide, states, view
+from deployhook.fleet.entries import READY, Desired, Outcome, Switch, Told
+from deployhook.fleet.keys import (
     CHANNEL,
     DELIVERY_TTL,
     NOT_SWITCHED,
     PROGRESS,
-    READY,
+    SUPERSEDED,
     SWITCH,
-    Desired,
-    NodeState,
-    Outcome,
-    Refusals,
-    Switch,
-    Told,
-    checked_replies,
-    decide,
     delivery_key,
     desired_key,
-    fleet_key,
     heartbeat_every,
     heartbeat_key,
     heartbeat_ttl,
-    load_pending,
-    masked,
-    next_desired,
     outcomes_key,
+    ready_key,
+    switch_key,
+)
+from deployhook.fleet.pipeline import (
+    checked_replies,
+    next_desired,
     parse_beats,
     parse_desired,
     parse_outcomes,
     parse_read,
     parse_switch,
-    password,
     queue_beat,
     queue_publish,
     queue_read,
     queue_ready,
     queue_report,
     queue_switch,
-    ready_key,
-    save_pending,
-    states,
-    switch_key,
-    tls,
-    view,
 )
 from deployhook.forges.delivery import Push
 from deployhook.git import releases
@@ -100,7 +92,6 @@ if TYPE_CHECKING:
     from deployhook.settings import Config
 
 log = logging.getLogger("deployhook.fleet")
-SUPERSEDED = "not switched: superseded: "  # a release the fleet no longer wants
 RETRY = 1.0  # seconds between attempts while Redis is unreachable or something waits
 TIMEOUT = 3.0  # seconds for one Redis command (connecting: 2 s)
 PUBLISH_TRIES = 10  # WATCH rounds lost to concurrent writers before giving up
@@ -701,6 +692,28 @@ class Fleet:
         return {"node": self.node, "redis": self.where, "reachable": self.reachable,
                 "reason": self.error, "targets": self.cached,
                 "tasks": self.supervisor.status()}
+
+
+def save_pending(path: Path, pending: dict[str, Desired]) -> None:
+    """Keep the desired states not published yet in ``path`` (removed when none);
+    blocking.  A failure is logged: they still wait in memory."""
+    try:
+        if not pending:
+            path.unlink(missing_ok=True)
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({t: asdict(d) for t, d in pending.items()}))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.error("cannot keep the fleet's pending desired state in %s: %s", path, exc)
+
+
+def load_pending(path: Path) -> dict[str, Desired]:
+    """What :func:`save_pending` kept (nothing when the file is missing or damaged)."""
+    try:
+        return {t: Desired(**d) for t, d in json.loads(path.read_text()).items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _push(desired: Desired) -> Push:

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deployhook.errors import DeliveryError
-from deployhook.fleet.checks import Told, summary, view
+from deployhook.fleet.decide import summary, view
+from deployhook.fleet.entries import Told
 from deployhook.forges.delivery import Push
 from deployhook.forges.events import TAG_PREFIX
 from deployhook.git import paused
@@ -293,7 +294,7 @@ def fleet_replayed(push: Push, told: Told | None) -> Answer:
 
 def fleet_answer(local: Answer, status: int, reason: str, fleet: dict[str, Any]) -> Answer:
     """``local`` (this node's answer) made the fleet's: ``status`` and ``reason`` from
-    :func:`~deployhook.fleet.checks.summary`, every node under ``fleet``."""
+    :func:`~deployhook.fleet.decide.summary`, every node under ``fleet``."""
     body = {**local.body, "result": RESULTS[status], "reason": reason, "fleet": fleet,
             "here": {"status": local.status, "result": local.body.get("result"),
                      "reason": local.body.get("reason", "")}}
