@@ -209,7 +209,7 @@ class Config(TargetSettings):
     refused_delay: float = 0.5
     # Where the status pages are reachable from outside (links to runs); None: no links.
     public_url: str | None = None
-    # fleet mode (service/fleet.py): None keeps the single-server daemon, with no Redis
+    # fleet mode (fleet/): None keeps the single-server daemon, with no Redis
     redis_url: str | None = None
     redis_password_file: str | None = None
     redis_ca_file: str | None = None  # rediss://: the CA that signed Redis's certificate
@@ -373,7 +373,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "shared_paths": (list, tuple), "keep_releases": (int,), "fleet_switch": (str,),
     # notifications (report/notify.py)
     "notify": (list, tuple), "notify_on": (list, tuple),
-    # fleet mode (service/fleet.py)
+    # fleet mode (fleet/)
     "redis_url": (str, type(None)), "redis_password_file": (str, type(None)),
     "redis_ca_file": (str, type(None)), "fleet_key_file": (str, type(None)),
     "node": (str, type(None)),

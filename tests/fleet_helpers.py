@@ -115,7 +115,7 @@ class RedisServer:
     def beats(self, node: str, count: int, timeout: float = 30) -> None:
         """Wait until ``node`` has written ``count`` more heartbeats: as many rounds of its
         beat loop, each of which also reconciles (every ``reconcile_interval``)."""
-        from deployhook.service.fleetstate import heartbeat_key
+        from deployhook.fleet.keys import heartbeat_key
 
         client = self.client()
         first, seen = client.get(heartbeat_key(node)), set()

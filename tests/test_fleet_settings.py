@@ -11,19 +11,11 @@ import pytest
 
 from deployhook import settings
 from deployhook.errors import ConfigError
-from deployhook.service.fleetstate import (
-    HEARTBEAT_TTL,
-    BadEntry,
-    Desired,
-    Outcome,
-    check_desired,
-    check_outcome,
-    fleet_key,
-    masked,
-    password,
-    states,
-    summary,
-)
+from deployhook.fleet.checks import BadEntry, check_desired, check_outcome
+from deployhook.fleet.credentials import fleet_key, masked, password
+from deployhook.fleet.decide import states, summary
+from deployhook.fleet.entries import Desired, Outcome
+from deployhook.fleet.keys import HEARTBEAT_TTL
 
 KEY = b"k" * 64
 SHA = "a" * 40
@@ -226,7 +218,8 @@ def test_the_fleet_switches_once_every_live_node_is_ready(
         beats: dict[str, dict[str, object]], verdict: str, why: str) -> None:
     """:func:`decide`: every live node of the target ready (or deployed) for the
     generation: switch; one failed it: abort naming it; else wait naming who."""
-    from deployhook.service.fleetstate import Desired, Outcome, decide
+    from deployhook.fleet.decide import decide
+    from deployhook.fleet.entries import Desired, Outcome
 
     sha = "a" * 40
     desired = Desired("t", sha, "refs/heads/main", "d", "x", generation=1)

@@ -10,7 +10,8 @@ ones below it):
 3. ``git/``
 4. ``record/``
 5. ``report/``
-6. ``service/``
+6. ``service/`` and ``fleet/`` (fleet mode, a part of the service: either imports the
+   other's modules, never in a circle)
 7. ``web/``
 8. ``embed.py`` (``daemon/server.py`` runs a ``DeployHook``)
 9. ``daemon/``
@@ -35,6 +36,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deployhook"
 LAYERS = ("base", "forges", "git", "record", "report", "service", "web", "embed",
           "daemon", "cli", "top")
 TOP = {"deployhook", "deployhook.__main__"}
+SAME_LAYER = {"fleet": "service"}  # a package that stands in another's layer
 Edge = tuple[str, str, int]  # importer, imported module, line
 
 
@@ -54,8 +56,9 @@ def layer(module: str) -> int | None:
     if module in TOP:
         return LAYERS.index("top")
     parts = module.split(".")
-    if parts[1] in LAYERS[1:-1]:
-        return LAYERS.index(parts[1])
+    name = SAME_LAYER.get(parts[1], parts[1])
+    if name in LAYERS[1:-1]:
+        return LAYERS.index(name)
     return LAYERS.index("base") if len(parts) == 2 else None
 
 
@@ -151,7 +154,7 @@ def circles(graph: list[Edge]) -> list[list[str]]:
     ("import deployhook.git.steps", "deployhook.record.store", ["deployhook.git.steps"]),
     ("from .steps import Step", "deployhook.git.checkout", ["deployhook.git.steps"]),
     ("from . import steps", "deployhook.git", ["deployhook.git.steps"]),
-    ("if TYPE_CHECKING:\n    from deployhook.service.hub import Hub", "deployhook.service.fleet",
+    ("if TYPE_CHECKING:\n    from deployhook.service.hub import Hub", "deployhook.fleet.agent",
      ["deployhook.service.hub"]),
     ("def f():\n    from deployhook.web import app", "deployhook.service.hub",
      ["deployhook.web.app"]),

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployhook.errors import ConfigError, DeliveryError
+from deployhook.fleet.credentials import masked
 from deployhook.git.checkout import Checkout, git_environment, resolve_target, run_bounded
 from deployhook.git.ssh import SshRemote, ssh_failure, ssh_remote
 from deployhook.record.store import Store
 from deployhook.redact import redact
 from deployhook.report.reporter import ReportError, read_token
 from deployhook.secret import MIN_LENGTH, SecretSource, numbered_secrets
-from deployhook.service.fleetstate import masked
 from deployhook.settings import Config, TargetConfig
 from deployhook.text import printable
 

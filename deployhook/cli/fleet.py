@@ -23,25 +23,18 @@ from deployhook.cli.common import (
     user,
 )
 from deployhook.errors import ConfigError
-from deployhook.service.fleetstate import (
-    Desired,
-    Outcome,
-    Refusals,
-    desired_key,
-    fleet_key,
-    heartbeat_key,
-    heartbeat_ttl,
-    masked,
+from deployhook.fleet.checks import Refusals
+from deployhook.fleet.credentials import fleet_key, masked, password, tls
+from deployhook.fleet.decide import states, view
+from deployhook.fleet.entries import Desired, Outcome
+from deployhook.fleet.keys import desired_key, heartbeat_key, heartbeat_ttl
+from deployhook.fleet.pipeline import (
     next_desired,
     parse_beats,
     parse_read,
-    password,
     queue_publish,
     queue_read,
     queue_report,
-    states,
-    tls,
-    view,
 )
 from deployhook.settings import Config
 from deployhook.text import printable

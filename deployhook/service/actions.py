@@ -27,11 +27,11 @@ from deployhook.git import releases
 from deployhook.service.runs import run_rollback
 
 if TYPE_CHECKING:
+    from deployhook.fleet.agent import Fleet
     from deployhook.git.checkout import RunResult
     from deployhook.git.paused import Pause
     from deployhook.git.releases import Release
     from deployhook.record.recorder import Recorder
-    from deployhook.service.fleet import Fleet
     from deployhook.service.target import Target
 
 log = logging.getLogger("deployhook.actions")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deployhook.errors import DeliveryError
+from deployhook.fleet.decide import summary, view
+from deployhook.fleet.entries import Told
 from deployhook.forges.delivery import Push
 from deployhook.forges.events import TAG_PREFIX
 from deployhook.git import paused
@@ -27,13 +29,12 @@ from deployhook.record.recorder import Recorder
 from deployhook.record.store import DeliveryRecord
 from deployhook.service import replay
 from deployhook.service.current import Current
-from deployhook.service.fleetstate import Told, summary, view
 from deployhook.service.rejections import FREE_REFUSALS, Rejections
 from deployhook.service.rules import Decision, Deploy, Ignore, Ping
 from deployhook.service.target import Target
 
 if TYPE_CHECKING:
-    from deployhook.service.fleet import Fleet
+    from deployhook.fleet.agent import Fleet
 
 log = logging.getLogger("deployhook.http")
 FLEET_REREAD = 1.0  # seconds an answer waits on the fleet without a notification, at most
@@ -293,7 +294,7 @@ def fleet_replayed(push: Push, told: Told | None) -> Answer:
 
 def fleet_answer(local: Answer, status: int, reason: str, fleet: dict[str, Any]) -> Answer:
     """``local`` (this node's answer) made the fleet's: ``status`` and ``reason`` from
-    :func:`~deployhook.service.fleetstate.summary`, every node under ``fleet``."""
+    :func:`~deployhook.fleet.decide.summary`, every node under ``fleet``."""
     body = {**local.body, "result": RESULTS[status], "reason": reason, "fleet": fleet,
             "here": {"status": local.status, "result": local.body.get("result"),
                      "reason": local.body.get("reason", "")}}

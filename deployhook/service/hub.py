@@ -36,7 +36,7 @@ from deployhook.service.target import Target, only_target, recorded_summary
 from deployhook.settings import Config, TargetConfig
 
 if TYPE_CHECKING:
-    from deployhook.service.fleet import Fleet
+    from deployhook.fleet.agent import Fleet
 
 log = logging.getLogger("deployhook")
 RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db", "redis_url",
@@ -67,7 +67,7 @@ class Hub:
         self._data_version: int | None = None
         self.fleet: Fleet | None = None  # with ``redis_url``: this node's fleet agent
         if config.redis_url is not None:
-            from deployhook.service.fleet import Fleet  # redis is imported only here
+            from deployhook.fleet.agent import Fleet  # redis is imported only here
 
             self.fleet = Fleet(config, self.targets, self.executor, self.record,
                                self.events.on_ran)

@@ -38,8 +38,8 @@ from deployhook.redact import redact
 from deployhook.service.supervise import Supervisor
 
 if TYPE_CHECKING:
+    from deployhook.fleet.agent import Fleet
     from deployhook.record.recorder import Recorder
-    from deployhook.service.fleet import Fleet
     from deployhook.service.target import Target
 
 log = logging.getLogger("deployhook.poll")

@@ -1,7 +1,7 @@
 """Long-running asyncio tasks that never die silently: each is restarted after a short
 back-off when it raises, its reason logged and kept for ``/health``.
 
-Used by every long-running task the fleet agent (:mod:`deployhook.service.fleet`)
+Used by every long-running task the fleet agent (:mod:`deployhook.fleet.agent`)
 starts, and by the poller (:mod:`deployhook.service.poller`); no I/O of its own.
 """
 

@@ -20,8 +20,8 @@ from deployhook.web.access import AccessError
 from deployhook.web.handlers import JSONHandler
 
 if TYPE_CHECKING:
+    from deployhook.fleet.agent import Fleet
     from deployhook.record.recorder import Recorder
-    from deployhook.service.fleet import Fleet
     from deployhook.service.target import Target
     from deployhook.web.access import Access
 

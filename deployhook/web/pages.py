@@ -40,9 +40,9 @@ from deployhook.web.api import MAX_PAGE, RecordAccess, fleet_view, whole
 from deployhook.web.handlers import JSONHandler, set_allow
 
 if TYPE_CHECKING:
+    from deployhook.fleet.agent import Fleet
     from deployhook.record.recorder import Recorder
     from deployhook.service.actions import Actions
-    from deployhook.service.fleet import Fleet
     from deployhook.service.target import Target
     from deployhook.web.access import Access
 
