@@ -192,6 +192,19 @@ def wait_for(predicate: Any, what: str, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def reexecuted(daemon: Daemon, started: float) -> float:
+    """Wait until the autoreload after a deploy has re-executed ``daemon`` (its
+    ``/health`` shows a new start time); return that time."""
+    def new_start() -> float | None:
+        try:
+            value = json.loads(fetch(daemon.url + "/health")[1]).get("started")
+        except OSError:  # between the old process's exec and the new one's listening
+            return None
+        return value if value not in (None, started) else None
+
+    return wait_for(new_start, what="the autoreload")
+
+
 def test_the_secret_from_the_environment_reaches_no_child_process(repos: Repos) -> None:
     """``DEPLOYHOOK_SECRET`` and a post_deploy printing its environment: neither
     post_deploy nor git gets the secret, so no page, API answer, ``show`` or byte of
@@ -211,14 +224,15 @@ def test_the_secret_from_the_environment_reaches_no_child_process(repos: Repos) 
         status, answer = push(daemon, repos.commit("one.rst"), env_secret.encode())
         assert status == 200, answer
         run_id = answer["run"]
-        wait_for(lambda: json.loads(fetch(daemon.url + "/health")[1]).get("started")
-                 not in (None, started), "the autoreload")
+        started = reexecuted(daemon, started)
         status, answer = push(daemon, repos.commit("two.rst"), env_secret.encode())
         assert status == 200, answer  # the re-executed daemon still has the secret
+        started = reexecuted(daemon, started)  # not a SIGHUP in the middle of the re-exec
         os.kill(daemon.proc.pid, signal.SIGHUP)
         wait_for(lambda: "SIGHUP: configuration re-read" in daemon.log(), "the SIGHUP")
         status, answer = push(daemon, repos.commit("three.rst"), env_secret.encode())
         assert status == 200, answer  # and after re-reading its configuration
+        reexecuted(daemon, started)  # the pages are read from the daemon that stays
         shown = everything_shown(daemon, run_id, repos.root / "config.py")
         shown["the record (running)"] = record_bytes(repos.root).decode(errors="replace")
     finally:

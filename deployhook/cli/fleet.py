@@ -27,7 +27,7 @@ from deployhook.fleet.checks import Refusals
 from deployhook.fleet.credentials import fleet_key, masked, password, tls
 from deployhook.fleet.decide import states, view
 from deployhook.fleet.entries import Desired, Outcome
-from deployhook.fleet.keys import desired_key, heartbeat_key, heartbeat_ttl
+from deployhook.fleet.keys import PUBLISH_TRIES, desired_key, heartbeat_key, heartbeat_ttl
 from deployhook.fleet.pipeline import (
     next_desired,
     parse_beats,
@@ -38,8 +38,6 @@ from deployhook.fleet.pipeline import (
 )
 from deployhook.settings import Config
 from deployhook.text import printable
-
-PUBLISH_TRIES = 10  # WATCH rounds lost to concurrent writers before giving up
 
 
 def add_parser(commands: Any) -> None:

@@ -40,6 +40,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from deployhook.fleet.checks import text
 from deployhook.fleet.decide import NodeState, states, view
 from deployhook.fleet.entries import Desired, Outcome
 from deployhook.fleet.keys import CHANNEL, PROGRESS, SWITCH, heartbeat_key
@@ -114,7 +115,7 @@ class Fleet(Publishing, Switching):
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                        timeout=1.0)
                     if message is not None:
-                        self._heard(_text(message["channel"]), _text(message["data"]))
+                        self._heard(text(message["channel"]), text(message["data"]))
             except UNREACHABLE as exc:
                 self._unreachable(exc)
                 await asyncio.sleep(RETRY)
@@ -200,6 +201,3 @@ class Fleet(Publishing, Switching):
                 "reason": self.error, "targets": self.cached,
                 "tasks": self.supervisor.status()}
 
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

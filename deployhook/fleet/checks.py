@@ -176,5 +176,6 @@ def _when(value: Any) -> float:
     return when
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
+    """A value read from Redis (bytes, or str with decode_responses) as text."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -47,6 +47,7 @@ SUPERSEDED = "not switched: superseded: "  # a release the fleet no longer wants
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats (reconcile_interval when shorter)
 MISSED_BEATS = 3  # a node stays live for this many heartbeat periods after its last one
 HEARTBEAT_TTL = round(MISSED_BEATS * HEARTBEAT_EVERY)  # 15 s, unless reconcile_interval < 5
+PUBLISH_TRIES = 10  # WATCH rounds lost to concurrent writers before giving up
 DELIVERY_TTL = 7 * 86400  # seconds a delivery ID is remembered fleet-wide
 
 

@@ -85,6 +85,7 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()  # short ones: writing an outcome
         self._reconciling: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
+        self._after_run: set[str] = set()  # reconcile these once their run under way ends
         self._rolling: set[str] = set()  # targets a rollback (or :meth:`tell`) is switching
         self.versions: dict[str, int] = {}  # target -> changes of its fleet seen (notified)
         self._changed: dict[str, asyncio.Event] = {}  # set at the next change, then new

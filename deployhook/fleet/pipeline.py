@@ -21,10 +21,10 @@ from deployhook.fleet.checks import (
     _beat,
     _bounded,
     _generation,
-    _text,
     _when,
     check_desired,
     check_outcome,
+    text,
 )
 from deployhook.fleet.entries import READY, Desired, Outcome, Switch, _signed
 from deployhook.fleet.keys import (
@@ -47,7 +47,7 @@ def next_desired(desired: Desired, current: Any) -> Desired:
     Redis, read under ``WATCH``; one that is not a valid generation counts as 0): the
     generation is signed, so the publisher chooses it before writing."""
     try:
-        before = _generation(_text(current)) if current is not None else 0
+        before = _generation(text(current)) if current is not None else 0
     except BadEntry:
         before = 0
     return replace(desired, generation=before + 1)
@@ -89,7 +89,7 @@ def parse_switch(target: str, raw: dict[Any, Any] | None, key: bytes,
     fails its checks or its signature (noted in ``refusals``)."""
     if not raw:
         return None
-    values = {_text(k): _text(v) for k, v in raw.items()}
+    values = {text(k): text(v) for k, v in raw.items()}
     try:
         if not valid_sha(values.get("sha", "")):
             raise BadEntry("its sha is not a 40- or 64-hex commit SHA")
@@ -148,7 +148,7 @@ def checked_replies(refusals: Refusals, replies: list[Any], keys: tuple[str, ...
     for reply, where in zip(replies, keys, strict=True):
         if isinstance(reply, Exception):
             refusals.note(where, f"Redis answered {type(reply).__name__}: "
-                          f"{_text(str(reply))[:100]}")
+                          f"{text(str(reply))[:100]}")
             reply = None
         found.append(reply)
     return found
@@ -158,7 +158,7 @@ def _nodes(target: str, raw: Any, refusals: Refusals) -> list[str]:
     """The members of ``nodes:<target>`` that are node names (``node``'s rule)."""
     names = []
     for member in raw or ():
-        name = _text(member)
+        name = text(member)
         if NODE_NAME.fullmatch(name):
             names.append(name)
         else:
@@ -174,7 +174,7 @@ def parse_desired(target: str, raw: dict[Any, Any] | None, key: bytes,
     if not raw:
         return None
     try:
-        return check_desired(target, {_text(k): _text(v) for k, v in raw.items()}, key)
+        return check_desired(target, {text(k): text(v) for k, v in raw.items()}, key)
     except BadEntry as exc:
         refusals.note(desired_key(target), str(exc))
         return None
@@ -189,9 +189,9 @@ def parse_outcomes(target: str, raw: dict[Any, Any] | None, key: bytes,
     found = {}
     where = ready_key(target) if label == READY else outcomes_key(target)
     for field_name, value in (raw or {}).items():
-        node = _text(field_name)
+        node = text(field_name)
         try:
-            found[node] = check_outcome(target, node, _text(value), key, label)
+            found[node] = check_outcome(target, node, text(value), key, label)
         except BadEntry as exc:
             refusals.note(f"{where}[{node[:64]}]", str(exc))
     return found
@@ -207,7 +207,7 @@ def parse_beats(nodes: list[str], replies: list[Any],
         if value is None:
             continue
         try:
-            beats[node] = _beat(_text(value))
+            beats[node] = _beat(text(value))
         except BadEntry as exc:
             refusals.note(heartbeat_key(node), str(exc))
     return beats

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError, WatchError
 
 from deployhook.fleet.entries import Desired, Outcome, Told
-from deployhook.fleet.keys import DELIVERY_TTL, delivery_key, desired_key, outcomes_key
+from deployhook.fleet.keys import (
+    DELIVERY_TTL,
+    PUBLISH_TRIES,
+    delivery_key,
+    desired_key,
+    outcomes_key,
+)
 from deployhook.fleet.pipeline import (
     checked_replies,
     next_desired,
@@ -33,7 +39,6 @@ if TYPE_CHECKING:
     from deployhook.service.target import Target
 
 log = logging.getLogger("deployhook.fleet")
-PUBLISH_TRIES = 10  # WATCH rounds lost to concurrent writers before giving up
 
 
 class Publishing(Reconciling):

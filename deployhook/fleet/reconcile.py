@@ -62,7 +62,8 @@ class Reconciling(Node):
     async def reconcile(self, target: Target) -> None:
         """Bring ``target``'s checkout to the desired commit unless this node already
         reported on its generation (deployed or failed), a run of ours covers it, or
-        deploys are paused here."""
+        deploys are paused here.  While a run is under way with nothing waiting, the
+        reconcile is put off until it ends (:meth:`_ran`)."""
         name = target.name
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(desired_key(name))
@@ -91,6 +92,12 @@ class Reconciling(Node):
         if refused:
             await self._write(name, Outcome(self.node, desired.generation, desired.sha,
                                             target.head, False, refused))
+            return
+        if target.worker.busy and not target.worker.waiting:
+            # A run is under way and nothing waits: it may reach the desired commit by
+            # itself (it fetches the branch); reconcile again once it ends rather than
+            # queue a run now that could only repeat it (a burst: two runs at most).
+            self._after_run.add(name)
             return
         self.covering[name] = desired
         log.info("%s: fleet: deploying %s (generation %d, from %s)", name, desired.sha[:12],
@@ -125,8 +132,12 @@ class Reconciling(Node):
 
     def _ran(self, target: Target, result: RunResult) -> None:
         """After each run of ours: when it covered the generation we bring this target
-        to, write our outcome for it."""
+        to, write our outcome for it; a reconcile put off until this run ended (see
+        :meth:`reconcile`) runs now."""
         self._notify(target.name)
+        if target.name in self._after_run:
+            self._after_run.discard(target.name)
+            self.poke(target.name)
         covering = self.covering.get(target.name)
         if covering is None:
             return
