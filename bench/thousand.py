@@ -115,8 +115,11 @@ def make_sites(root: Path, n: int = 1000, parallel: int = 3) -> Sites:
         secret_file.chmod(0o600)
         return Site(name, origin, checkout, secret_file, secret)
 
-    with ThreadPoolExecutor(parallel) as pool:
+    pool = ThreadPoolExecutor(parallel)
+    try:
         made = list(pool.map(make, range(n)))
+    finally:  # interrupted: the clones not begun are not made
+        pool.shutdown(wait=True, cancel_futures=True)
     return Sites(root, seed, pusher, made)
 
 
@@ -157,21 +160,22 @@ def check_time(daemon: SitesDaemon) -> dict[str, Any]:
                           timeout=600)
     seconds = time.perf_counter() - start
     fails = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
-    chunks: list[bytes] = []
-
-    def read(fd: int) -> bytes:
-        data = os.read(fd, 65536)
-        chunks.append(data)
-        return data
-
     start = time.perf_counter()
-    old = os.environ.copy()
-    os.environ.update(env)
-    try:
-        status = pty.spawn(argv, read)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    master, terminal = pty.openpty()
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
+                             env=env, cwd=daemon.root)
+    os.close(terminal)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    status = child.wait(600)
+    os.close(master)
     tty_seconds = time.perf_counter() - start
     shown = b"".join(chunks).decode(errors="replace")
     progress = [p.strip() for p in shown.replace("\r", "\n").splitlines()
@@ -179,7 +183,7 @@ def check_time(daemon: SitesDaemon) -> dict[str, Any]:
     return {"seconds": round(seconds, 2), "status": proc.returncode,
             "lines": len(proc.stdout.splitlines()), "fail_lines": fails[:5],
             "progress_in_pipe": "checked " in proc.stdout + proc.stderr,
-            "tty_seconds": round(tty_seconds, 2), "tty_status": os.waitstatus_to_exitcode(status),
+            "tty_seconds": round(tty_seconds, 2), "tty_status": status,
             "tty_progress_updates": len(progress), "tty_progress_sample": progress[:2] +
             progress[-1:]}
 

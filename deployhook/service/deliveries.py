@@ -162,10 +162,7 @@ class Deliveries:
             result = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             future.add_done_callback(lambda f: _log_late(target.name, push, f))
-            answer = Answer(202, {
-                "result": "deploying", "after": push.after, "see": "/deployments",
-                "reason": "the deploy is still running; its outcome will be at /deployments "
-                          "and /health"}, push)
+            answer = late(push, target.worker.queued(future))
         else:
             answer = outcome(push, result)
         if told is not None:
@@ -270,6 +267,17 @@ def outcome(push: Push, result: RunResult) -> Answer:
     moved = "deployed" if result.deployed else "already deployed"
     return Answer(200, {"result": "deployed", "reason": f"{moved} {push.after[:12]}", **body},
                   push)
+
+
+def late(push: Push, waits: str) -> Answer:
+    """The 202 answer to ``push`` when its outcome is not known at ``response_timeout``:
+    ``queued`` when its run has not started (``waits`` says why), else ``deploying``."""
+    see = "its outcome will be at /deployments and /health"
+    if waits:
+        return Answer(202, {"result": "queued", "after": push.after, "see": "/deployments",
+                            "reason": f"the deploy has not started: {waits}; {see}"}, push)
+    return Answer(202, {"result": "deploying", "after": push.after, "see": "/deployments",
+                        "reason": f"the deploy is still running; {see}"}, push)
 
 
 def replayed(push: Push, earlier: dict[str, Any]) -> Answer:
