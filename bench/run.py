@@ -523,6 +523,9 @@ def main() -> int:
                         "(default 100); --only targets1000: how many sites (default 1,000)")
     parser.add_argument("--workers", type=int, default=4,
                         help="--only targets1000: the daemon's workers")
+    parser.add_argument("--window", type=float, default=5.0,
+                        help="--only targets1000: seconds over which the deliveries of the "
+                        "push to every target are sent (0: all at once)")
     parser.add_argument("--starts", type=int, default=3,
                         help="--only targets: start-ups timed per daemon (the first cold)")
     parser.add_argument("--profile", action="store_true",

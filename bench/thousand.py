@@ -190,8 +190,10 @@ def check_time(daemon: SitesDaemon) -> dict[str, Any]:
 
 # -- the storm ------------------------------------------------------------------------------
 
-def storm_plan(daemon: SitesDaemon, before: str, after: str, path: Path) -> None:
-    """Write what the sender needs: the address and, per site, a signed delivery."""
+def storm_plan(daemon: SitesDaemon, before: str, after: str, path: Path,
+               window: float = 5.0) -> None:
+    """Write what the sender needs: the address, the ``window`` (seconds) to send every
+    delivery in, and per site a signed delivery."""
     deliveries = []
     for i, site in enumerate(daemon.sites):
         payload = push_payload(after, before)
@@ -202,7 +204,8 @@ def storm_plan(daemon: SitesDaemon, before: str, after: str, path: Path) -> None
                    "X-Hub-Signature-256": sign(body, site.secret)}
         deliveries.append({"path": f"/hooks/{site.name}", "headers": headers,
                            "body": body.decode()})
-    path.write_text(json.dumps({"port": daemon.port, "deliveries": deliveries}))
+    path.write_text(json.dumps({"port": daemon.port, "window": window,
+                                "deliveries": deliveries}))
 
 
 async def _send_one(port: int, delivery: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -232,8 +235,15 @@ async def _send_one(port: int, delivery: dict[str, Any], timeout: float) -> dict
 
 
 async def _send_all(plan: dict[str, Any], timeout: float) -> list[dict[str, Any]]:
-    return await asyncio.gather(*(_send_one(plan["port"], d, timeout)
-                                  for d in plan["deliveries"]))
+    """Every delivery of ``plan``, spread evenly over its ``window`` seconds (0: all at
+    once), as a forge's workers send the hooks of one push to many repositories."""
+    count, window = len(plan["deliveries"]), plan.get("window", 0.0)
+
+    async def paced(i: int, delivery: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(i * window / count)
+        return await _send_one(plan["port"], delivery, timeout)
+
+    return await asyncio.gather(*(paced(i, d) for i, d in enumerate(plan["deliveries"])))
 
 
 def send(plan_file: Path, out_file: Path, timeout: float = 120.0) -> None:
@@ -278,10 +288,15 @@ def most_at_once(runs: list[dict[str, Any]]) -> int:
     return peak
 
 
+# git commands in a checkout that are no deploy: a poll's, and the maintenance a run
+# leaves for after its answer (outside the workers bound, by design)
+NOT_DEPLOYS = {b"ls-remote", b"maintenance", b"gc", b"pack-refs", b"repack", b"prune"}
+
+
 class Sampler(threading.Thread):
-    """Counts the daemon's ``git`` children whose working folder is a site's checkout
-    every ``interval`` seconds: the git deploys under way as the process tree shows them
-    (a poll's ``ls-remote`` runs in no checkout)."""
+    """Counts the checkouts in which the daemon runs a git deploy command every
+    ``interval`` seconds (its process tree's working folders; :data:`NOT_DEPLOYS`
+    left out): the git deploys under way as the process tree shows them."""
 
     def __init__(self, pid: int, sites: Path, interval: float = 0.02) -> None:
         super().__init__(daemon=True)
@@ -297,7 +312,10 @@ class Sampler(threading.Thread):
             for p in process_tree(self.pid)[1:]:
                 try:
                     cwd = os.readlink(f"/proc/{p}/cwd")
+                    argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
                 except OSError:
+                    continue
+                if set(argv) & NOT_DEPLOYS:
                     continue
                 if cwd.startswith(self.sites + "/"):
                     busy.add(cwd[len(self.sites) + 1:].split("/", 1)[0])
@@ -305,16 +323,18 @@ class Sampler(threading.Thread):
 
 
 def storm(daemon: SitesDaemon, sites: Sites, workdir: Path, workers: int,
-          response_timeout: float, limit: float = 600.0) -> dict[str, Any]:
-    """A push to every site, then its delivery to every target at once (a process of its
-    own sends them); /health polled every 10 ms until every checkout is at the new commit
-    and nothing deploys.  Returns the figures (see bench/RESULTS.md)."""
+          response_timeout: float, window: float = 5.0, limit: float = 600.0
+          ) -> dict[str, Any]:
+    """A push to every site, then its delivery to every target, all sent within
+    ``window`` seconds (a process of its own sends them); /health polled every 10 ms until
+    every checkout is at the new commit and every answer came.  Returns the figures (see
+    bench/RESULTS.md)."""
     from measure import Poller, _ms, memory, percentile
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     before, after = sites.advance()
     plan, answers_file = workdir / "storm-plan.json", workdir / "storm-answers.json"
-    storm_plan(daemon, before, after, plan)
+    storm_plan(daemon, before, after, plan, window)
     poller = Poller(daemon.health_url, interval=0.01, limit=limit)
     sampler = Sampler(daemon.pid, sites.root / "sites")
     poller.start()
@@ -346,6 +366,7 @@ def storm(daemon: SitesDaemon, sites: Sites, workdir: Path, workers: int,
     rows = _record_deliveries(Path(daemon.root / "deployhook.sqlite3"), since - 1)
     return {
         "targets": len(sites.sites), "workers": workers, "response_timeout": response_timeout,
+        "window_s": window,
         "load_before": load_before, "load_after": load_after,
         "sent_within_s": round(max(a.get("written", a["sent"]) for a in answers)
                                - sent["started"], 2),
@@ -479,7 +500,7 @@ def run(work: Path, args: Any) -> dict[str, Any]:
         one.stop()
         results[many.name]["settle_before_storm_s"] = settle(many)
         print(f"[{many.name}] a push to every target at once ...", flush=True)
-        results["storm"] = storm(many, sites, work, args.workers, 8.0)
+        results["storm"] = storm(many, sites, work, args.workers, 8.0, args.window)
         results[many.name]["alive"] = many.proc is not None and many.proc.poll() is None
     finally:
         for daemon in daemons:

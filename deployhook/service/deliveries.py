@@ -82,6 +82,15 @@ class Deliveries:
         self.rejections = Rejections(record)
         # Called with (target name or "-", facts, answer) for each answer, as it is logged.
         self.answered: list[Callable[[str, Facts, Answer], None]] = []
+        self.holding = 0  # answers waiting for a deploy's outcome (each holds a connection)
+
+    def _hold_limit(self) -> int:
+        """How many answers may wait for their deploy's outcome at once: half of
+        ``max_connections``.  Past it, a delivery whose deploy has not started (every
+        worker busy, or its target's run under way) is answered 202 ``queued`` at once
+        rather than after ``response_timeout``: a push to many targets at once does not
+        take every connection and leave none for the deliveries still arriving."""
+        return max(1, self.current.config.max_connections // 2)
 
     async def handle(self, target: Target, decision: Decision, facts: Facts) -> Answer:
         """Answer ``decision`` for ``target``: pong, ignored, or the deploy's outcome
@@ -158,6 +167,9 @@ class Deliveries:
             return await self._paused(target, push, facts, accepted, pause)
         row = await record.add_delivery(accepted)
         future = target.worker.submit(push, row)
+        if self.holding >= self._hold_limit() and target.worker.queued(future):
+            timeout = 0  # connections are scarce and this deploy cannot start yet
+        self.holding += 1
         try:
             result = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
@@ -165,6 +177,8 @@ class Deliveries:
             answer = late(push, target.worker.queued(future))
         else:
             answer = outcome(push, result)
+        finally:
+            self.holding -= 1
         if told is not None:
             answer = await self._fleet(target, push, told, answer, deadline)
         self._answered(target.name, facts, answer, row)
