@@ -288,38 +288,45 @@ def most_at_once(runs: list[dict[str, Any]]) -> int:
     return peak
 
 
-# git commands in a checkout that are no deploy: a poll's, and the maintenance a run
-# leaves for after its answer (outside the workers bound, by design)
-NOT_DEPLOYS = {b"ls-remote", b"maintenance", b"gc", b"pack-refs", b"repack", b"prune"}
+# The git commands of a deploy (a poll's ls-remote, and the upload-pack it starts, and
+# the maintenance after a run's answer are none: they run outside the workers bound)
+DEPLOY_COMMANDS = {b"fetch", b"checkout", b"merge", b"reset", b"read-tree", b"submodule",
+                   b"checkout-index", b"clone"}
 
 
 class Sampler(threading.Thread):
-    """Counts the checkouts in which the daemon runs a git deploy command every
-    ``interval`` seconds (its process tree's working folders; :data:`NOT_DEPLOYS`
-    left out): the git deploys under way as the process tree shows them."""
+    """Counts the checkouts in which the daemon runs a git deploy command
+    (:data:`DEPLOY_COMMANDS`) every ``interval`` seconds (its process tree's working
+    folders): the git deploys under way as the process tree shows them."""
 
     def __init__(self, pid: int, sites: Path, interval: float = 0.02) -> None:
         super().__init__(daemon=True)
         self.pid, self.sites, self.interval = pid, str(sites), interval
         self.peak, self.samples = 0, 0
+        self.at_peak: list[str] = []  # the commands seen at the peak
         self.halt = threading.Event()
 
     def run(self) -> None:
         from measure import process_tree
 
         while not self.halt.wait(self.interval):
-            busy = set()
+            busy: set[str] = set()
+            commands = []
             for p in process_tree(self.pid)[1:]:
                 try:
                     cwd = os.readlink(f"/proc/{p}/cwd")
                     argv = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
                 except OSError:
                     continue
-                if set(argv) & NOT_DEPLOYS:
+                if argv[0] not in (b"git", b"/usr/bin/git") or \
+                        not set(argv[1:3]) & DEPLOY_COMMANDS:
                     continue
                 if cwd.startswith(self.sites + "/"):
                     busy.add(cwd[len(self.sites) + 1:].split("/", 1)[0])
-            self.peak, self.samples = max(self.peak, len(busy)), self.samples + 1
+                    commands.append(b" ".join(argv[:4]).decode(errors="replace"))
+            if len(busy) > self.peak:
+                self.peak, self.at_peak = len(busy), sorted(commands)
+            self.samples += 1
 
 
 def storm(daemon: SitesDaemon, sites: Sites, workdir: Path, workers: int,
@@ -376,6 +383,7 @@ def storm(daemon: SitesDaemon, sites: Sites, workdir: Path, workers: int,
         **_answers(answers, rows, response_timeout),
         **_runs(runs, sites, after, workers),
         "git_deploys_seen_at_once": sampler.peak, "sampler_samples": sampler.samples,
+        "git_commands_at_peak": sampler.at_peak,
         **_health(poller.samples, start, end, _ms, percentile),
         "memory_after": memory(daemon.pid),
     }
@@ -494,6 +502,7 @@ def run(work: Path, args: Any) -> dict[str, Any]:
         results["check"] = check_time(many)
         for daemon in daemons:
             results[daemon.name]["settle_s"] = settle(daemon)
+            results[daemon.name]["idle_cpu"] = measure.idle_cpu(daemon)
         ignored = measure.ignored_deliveries(daemons, work, args.rounds, args.duration)
         for daemon in daemons:
             results[daemon.name]["ignored"] = ignored[daemon.name]
@@ -534,6 +543,9 @@ def table(results: dict[str, Any]) -> list[list[str]]:
     add("  daemon CPU per ignored delivery (ms), 1 target / all",
         f"{cpu[0]:.3f} / {cpu[1]:.3f} ({cpu[1] / cpu[0]:.2f}x)", "within 10%",
         cpu[1] <= 1.1 * cpu[0])
+    idle = [r["idle_cpu"]["percent_of_a_core"] for r in (one, many)]
+    add("  daemon CPU while idle (% of a core), 1 target / all",
+        f"{idle[0]:.1f} / {idle[1]:.1f}", "")
     add("storm: deliveries sent within (s)", f"{s['sent_within_s']:.2f}", "< 10 s",
         s["sent_within_s"] < 10)
     add("storm: targets deployed exactly once",
