@@ -4,7 +4,8 @@ Thirty targets, each with its own bare origin, checkout and secret, in one real 
 with ``workers = 2``; each target's ``post_deploy`` writes when it starts and ends.  A
 signed delivery to every target, all at once: every target is deployed exactly once,
 never more than ``workers`` runs (and ``post_deploy`` commands) go on at a time, and
-an answer the daemon gives before its deploy has started says so: 202 ``queued``.
+an answer the daemon gives before its deploy has started says so: 202 ``queued``
+(also behind its own target's run).
 """
 
 from __future__ import annotations
@@ -20,7 +21,18 @@ from typing import Any
 import pytest
 
 from deployhook.forges import sign_headers
-from tests.helpers import Daemon, git, http, push_payload, start_targets, wait_for
+from tests.helpers import (
+    SECRET,
+    Daemon,
+    deliver_push,
+    git,
+    http,
+    make_repos,
+    push_payload,
+    start_daemon,
+    start_targets,
+    wait_for,
+)
 
 TARGETS = 30
 WORKERS = 2
@@ -166,3 +178,30 @@ def test_a_push_to_every_target_at_once(sites: Sites) -> None:
             assert answer["see"] == "/deployments" and answer["after"] == after
         if answer["result"] == "deploying":
             assert started[name] <= came, (name, answer, started[name], came)
+
+
+def test_a_push_behind_its_targets_run_is_answered_queued(tmp_path: Path) -> None:
+    """One target whose run is held (its post_deploy waits for a file): the push that
+    run deploys is answered 202 deploying at response_timeout, the next push 202 queued
+    behind it; both are deployed once the run may end."""
+    repos = make_repos(tmp_path)
+    secret_file = tmp_path / "secret.txt"
+    secret_file.write_bytes(SECRET + b"\n")
+    gate = tmp_path / "release"
+    hold = f"while [ ! -e '{gate}' ]; do sleep 0.05; done"
+    daemon = start_daemon(repos, secret_file, response_timeout=0.5,
+                          post_deploy=["sh", "-c", hold])
+    try:
+        daemon.wait_ready()
+        first = repos.commit()
+        status, answer = deliver_push(daemon.url, first, delivery="held-1")
+        assert (status, answer["result"]) == (202, "deploying"), answer
+        second = repos.commit()
+        status, answer = deliver_push(daemon.url, second, delivery="held-2")
+        assert (status, answer["result"]) == (202, "queued"), answer
+        assert "the run of default under way must end first" in answer["reason"], answer
+        gate.write_text("")
+        wait_for(lambda: git(repos.deployed, "rev-parse", "HEAD") == second, 30,
+                 "the second push deployed")
+    finally:
+        daemon.stop()
