@@ -542,7 +542,8 @@ def _du(path: Path) -> int:
 def ignored_deliveries(targets: list[Target], workdir: Path, rounds: int = 3,
                        duration: int = 5) -> dict[str, dict[str, Any]]:
     """wrk: signed GitHub pushes to a branch no target deploys, POSTed to each server's
-    ``hook_url`` (verified, then ignored), ``rounds`` rounds round-robin over ``targets``,
+    ``hook_url`` (verified, then ignored; signed with its ``hook_secret`` when it has
+    one, else the bench's ``SECRET``), ``rounds`` rounds round-robin over ``targets``,
     the order reversed every other round (so a drift in the machine's load hits all
     alike); per target the median req/s and every round's."""
     from deployhook.forges import sign_headers
@@ -558,7 +559,8 @@ def ignored_deliveries(targets: list[Target], workdir: Path, rounds: int = 3,
             payload["repository"].update(full_name=repository,
                                          name=repository.partition("/")[2])
             body = json.dumps(payload, separators=(",", ":")).encode()
-            headers = sign_headers("github", SECRET, body, "push", delivery_id="wrk-ignored")
+            headers = sign_headers("github", getattr(target, "hook_secret", SECRET), body, "push",
+                                   delivery_id="wrk-ignored")
             if i == 0:  # what every request of the rounds gets: verified, then ignored
                 status, answer, _ = request("POST", target.hook_url, body, headers)
                 if status != 202:

@@ -20,7 +20,9 @@ one daemon with 100 targets against one with a single target (bench/targets.json
 ``--only releases`` deploy time in releases mode against in-place (interleaved, with the
 time of each step, the ratios and the load average), and disk per release
 (bench/releases.json); ``--only fleet`` three daemons sharing a Redis against one daemon
-alone (bench/fleet.json, see bench/fleet.py).
+alone (bench/fleet.json, see bench/fleet.py); ``--only targets1000`` a thousand targets in
+one daemon, each its own origin, checkout and secret, and a push to all of them at once
+(bench/targets1000.json, see bench/thousand.py).
 """
 
 from __future__ import annotations
@@ -421,6 +423,37 @@ def run_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_targets1000(args: argparse.Namespace) -> int:
+    """A thousand targets (``--sites``, default 1,000 here) in one daemon: bench/thousand.py;
+    results to bench/targets1000.json."""
+    import thousand
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    atexit.register(kill_all)
+    ensure_tools(("wrk",))
+    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
+    isolate_git(work)
+    started = time.time()
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                               "machine": machine(),
+                               "load_before": [round(x, 2) for x in os.getloadavg()],
+                               "rounds": args.rounds, "duration": args.duration}
+    try:
+        results |= thousand.run(work, args)
+    finally:
+        kill_all()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"fixtures kept in {work}")
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["seconds"] = round(time.time() - started, 1)
+    rows = thousand.table(results)
+    results["table"] = rows
+    summary(results, rows, write(results, args, "targets1000.json"))
+    return 0
+
+
 def targets_table(results: dict[str, Any], names: list[str]) -> list[list[str]]:
     """Rows for --only targets: one column per daemon, the goal, and the verdict."""
     one, many = (results[n] for n in names)
@@ -475,7 +508,8 @@ def main() -> int:
                         help="remote delay (s) during the burst")
     parser.add_argument("--stall-delay", type=float, default=2.0,
                         help="remote delay (s) during the stall deploy")
-    parser.add_argument("--only", choices=["deploy", "strangers", "targets", "releases", "fleet"],
+    parser.add_argument("--only", choices=["deploy", "strangers", "targets", "targets1000",
+                                           "releases", "fleet"],
                         help="deploy: delivery -> updated checkout only, on the small and "
                         "the large repository, to bench/deploy.json; strangers: only the "
                         "large-body figures for deployhook (5 signed "
@@ -483,9 +517,16 @@ def main() -> int:
                         "targets: one daemon with --sites targets against one with 1 (start "
                         "time, RSS, ignored deliveries), to bench/targets.json; "
                         "releases: deploy time in releases mode against in-place and disk "
-                        "per release, to bench/releases.json; fleet: bench/fleet.py")
-    parser.add_argument("--sites", type=int, default=100,
-                        help="--only targets: how many targets (clones) in the big daemon")
+                        "per release, to bench/releases.json; fleet: bench/fleet.py; "
+                        "targets1000: bench/thousand.py, to bench/targets1000.json")
+    parser.add_argument("--sites", type=int, default=None,
+                        help="--only targets: how many targets (clones) in the big daemon "
+                        "(default 100); --only targets1000: how many sites (default 1,000)")
+    parser.add_argument("--workers", type=int, default=4,
+                        help="--only targets1000: the daemon's workers")
+    parser.add_argument("--window", type=float, default=5.0,
+                        help="--only targets1000: seconds over which the deliveries of the "
+                        "push to every target are sent (0: all at once)")
     parser.add_argument("--starts", type=int, default=3,
                         help="--only targets: start-ups timed per daemon (the first cold)")
     parser.add_argument("--profile", action="store_true",
@@ -505,7 +546,11 @@ def main() -> int:
     if args.only == "releases":
         return run_releases(args)
     if args.only == "targets":
+        args.sites = args.sites or 100
         return run_targets(args)
+    if args.only == "targets1000":
+        args.sites = args.sites or 1000
+        return run_targets1000(args)
     if args.only == "fleet":
         return run_fleet(args)
     if args.profile and shutil.which("py-spy") is None:

@@ -179,6 +179,31 @@ def test_check_checks_every_target(site: Site) -> None:
     assert out.count("OK   writable   repo_path") == 2 and out.count("state_db") == 1, out
 
 
+def test_check_shows_its_progress_on_a_terminal_only(site: Site) -> None:
+    """On a terminal, check says how many targets it has checked ("checked 2/2 targets");
+    with its output in a pipe (a script's, a log's) it says nothing of the kind."""
+    import pty
+
+    argv = [sys.executable, "-m", "deployhook", "check", "--config", "config.py"]
+    shown: list[bytes] = []
+
+    def read(fd: int) -> bytes:
+        shown.append(os.read(fd, 65536))
+        return shown[-1]
+
+    here = os.getcwd()
+    os.chdir(site.root)
+    try:
+        status = pty.spawn(argv, read)
+    finally:
+        os.chdir(here)
+    terminal = b"".join(shown).decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, terminal
+    assert "checked 2/2 targets" in terminal and "== target docs" in terminal, terminal
+    piped = run(site, "check")
+    assert piped.returncode == 0 and "checked " not in piped.stdout + piped.stderr, piped
+
+
 # -- send --forge, verified by a fake daemon ---------------------------------------------------
 
 class Received(tornado.web.RequestHandler):

@@ -16,9 +16,9 @@ import socket
 import sqlite3
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from deployhook.errors import ConfigError, DeliveryError
 from deployhook.fleet.credentials import masked
@@ -45,6 +45,22 @@ class Result:
         return redact(text + (f"\n     {'':<10} fix: {self.fix}" if self.fix else ""))
 
 
+class TerminalProgress:
+    """``checked 120/1000 targets`` on ``stream`` (a terminal), rewritten in place at most
+    every ``every`` seconds and once at the end, then a new line."""
+
+    def __init__(self, stream: TextIO, every: float = 0.2) -> None:
+        self.stream, self.every, self.shown = stream, every, 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.shown < self.every:
+            return
+        self.shown = now
+        self.stream.write(f"\rchecked {done}/{total} targets" + ("\n" if done == total else ""))
+        self.stream.flush()
+
+
 @dataclass(frozen=True)
 class Heading(Result):
     """The line that starts one target's checks (with several targets)."""
@@ -53,23 +69,30 @@ class Heading(Result):
         return redact(f"== target {self.name}: {self.detail}")
 
 
-def run_checks(config: Config, config_path: str) -> list[Result]:
+Progress = Callable[[int, int], None]
+
+
+def run_checks(config: Config, config_path: str,
+               progress: Progress | None = None) -> list[Result]:
     """Run every check for ``config`` (each target's secret, checkout, remote and
     repo_path, then the record's folder and the address); blocking (git and a bind
-    attempt)."""
-    return list(_checks(config, config_path))
+    attempt).  ``progress(done, targets)`` is called after each target's checks."""
+    return list(_checks(config, config_path, progress))
 
 
-def _checks(config: Config, config_path: str) -> Iterator[Result]:
+def _checks(config: Config, config_path: str,
+            progress: Progress | None = None) -> Iterator[Result]:
     yield Result("OK", "config", f"{os.path.abspath(config_path)} is valid")
     uses = _recorded_secret_uses(config.state_db)
     daemon = daemon_status(config)
-    for target in config.targets:
+    for done, target in enumerate(config.targets, 1):
         if len(config.targets) > 1:
             yield Heading("", target.name, target.repo_path)
         yield from _target_checks(target)
         yield from _secret_uses(target, uses.get(target.name, {}))
         yield _polling(target, daemon, max(uses.get(target.name, {}).values(), default=None))
+        if progress is not None:
+            progress(done, len(config.targets))
     yield _writable_path("state_db", os.path.dirname(config.state_db) or ".")
     if config.redis_url is not None:
         yield _redis(config)

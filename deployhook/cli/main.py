@@ -85,9 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "init":
         return init(config, args.config)
     if args.command == "check":
-        from deployhook.cli.check import run_checks  # with what it imports: not for serve
+        from deployhook.cli.check import TerminalProgress, run_checks  # not for serve
 
-        results = run_checks(config, args.config)
+        many = len(config.targets) > 1 and sys.stderr.isatty()
+        results = run_checks(config, args.config, TerminalProgress(sys.stderr) if many else None)
         for result in results:
             print(result.line())
         return 1 if any(r.level == "FAIL" for r in results) else 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -70,6 +71,10 @@ class Daemon:
         await hook.start()
         self.sockets = listening_sockets(config.address, config.port)
         server = make_server(make_app(hook), config)
+        # What the start built (every target's settings, checkout and state: most of the
+        # heap with many targets) lives as long as the process: out of the collector's
+        # full passes, which each delivery's garbage would otherwise make walk it all.
+        gc.freeze()
         server.add_sockets(self.sockets)
         self.where = describe(self.sockets)
         hook.events.on_ran(self._deployed)

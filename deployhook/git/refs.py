@@ -10,6 +10,8 @@ still file I/O: call it off the IOLoop.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 
 import git
@@ -19,6 +21,8 @@ KEPT = 1024  # Repo objects :func:`read_head` keeps (one per polled path)
 # What GitPython raises for a missing, unreadable or malformed ref or checkout.
 _UNREADABLE = (ValueError, TypeError, OSError, UnicodeDecodeError, git.exc.GitError)
 _kept: dict[str, git.Repo] = {}
+_PLAIN_REF = re.compile(r"HEAD|refs/[A-Za-z0-9._/-]+")
+_HEX_SHA = re.compile(rb"[0-9a-f]{40}|[0-9a-f]{64}")
 _lock = threading.Lock()
 
 
@@ -34,11 +38,48 @@ def open_repo(path: str) -> git.Repo | None:
 def read_ref(repo: git.Repo, name: str) -> str | None:
     """The SHA ``name`` (``HEAD`` or a full ref such as ``refs/remotes/origin/main``)
     points to, following symbolic refs; None when there is no such ref (an unborn
-    branch included) or its files cannot be read."""
+    branch included) or its files cannot be read.
+
+    The usual case (HEAD naming a branch whose loose ref file holds a SHA) is read
+    straight from those files; anything else (a packed ref, a symbolic link, a name
+    out of the ordinary) by GitPython's reference layer, which validates each path with
+    ``realpath`` (a system call per path component: with a thousand checkouts polled
+    that was most of the daemon's CPU while idle)."""
+    sha = _loose_ref(repo, name)
+    if sha is not None:
+        return sha
     try:
         return SymbolicReference.dereference_recursive(repo, name)
     except _UNREADABLE:
         return None
+
+
+def _loose_ref(repo: git.Repo, name: str) -> str | None:
+    """``name`` followed through loose ref files (at most five, as git does) to a SHA;
+    None whenever GitPython has to decide (a missing or packed ref, a symbolic link, a
+    name other than ``HEAD`` or a plain ``refs/...`` one, anything unexpected)."""
+    for _ in range(5):
+        if not _PLAIN_REF.fullmatch(name) or ".." in name or "//" in name \
+                or name.endswith((".lock", "/", ".")):
+            return None
+        base = repo.git_dir if name == "HEAD" else repo.common_dir  # as GitPython's
+        try:
+            fd = os.open(os.path.join(base, name), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            tokens = os.read(fd, 4096).split()
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(tokens) >= 2 and tokens[0] == b"ref:":
+            name = tokens[1].decode("ascii", "replace")
+            continue
+        if tokens and _HEX_SHA.fullmatch(tokens[0]):
+            return tokens[0].decode("ascii")
+        return None
+    return None
 
 
 def current_branch(repo: git.Repo) -> str | None:

@@ -83,6 +83,15 @@ class Deliveries:
         self.rejections = Rejections(record)
         # Called with (target name or "-", facts, answer) for each answer, as it is logged.
         self.answered: list[Callable[[str, Facts, Answer], None]] = []
+        self.holding = 0  # answers waiting for a deploy's outcome (each holds a connection)
+
+    def _hold_limit(self) -> int:
+        """How many answers may wait for their deploy's outcome at once: half of
+        ``max_connections``.  Past it, a delivery whose deploy has not started (every
+        worker busy, or its target's run under way) is answered 202 ``queued`` at once
+        rather than after ``response_timeout``: a push to many targets at once does not
+        take every connection and leave none for the deliveries still arriving."""
+        return max(1, self.current.config.max_connections // 2)
 
     async def handle(self, target: Target, decision: Decision, facts: Facts) -> Answer:
         """Answer ``decision`` for ``target``: pong, ignored, or the deploy's outcome
@@ -159,16 +168,18 @@ class Deliveries:
             return await self._paused(target, push, facts, accepted, pause)
         row = await record.add_delivery(accepted)
         future = target.worker.submit(push, row)
+        if self.holding >= self._hold_limit() and target.worker.queued(future):
+            timeout = 0  # connections are scarce and this deploy cannot start yet
+        self.holding += 1
         try:
             result = await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             future.add_done_callback(lambda f: _log_late(target.name, push, f))
-            answer = Answer(202, {
-                "result": "deploying", "after": push.after, "see": "/deployments",
-                "reason": "the deploy is still running; its outcome will be at /deployments "
-                          "and /health"}, push)
+            answer = late(push, target.worker.queued(future))
         else:
             answer = outcome(push, result)
+        finally:
+            self.holding -= 1
         if told is not None:
             answer = await self._fleet(target, push, told, answer, deadline)
         self._answered(target.name, facts, answer, row)
@@ -271,6 +282,17 @@ def outcome(push: Push, result: RunResult) -> Answer:
     moved = "deployed" if result.deployed else "already deployed"
     return Answer(200, {"result": "deployed", "reason": f"{moved} {push.after[:12]}", **body},
                   push)
+
+
+def late(push: Push, waits: str) -> Answer:
+    """The 202 answer to ``push`` when its outcome is not known at ``response_timeout``:
+    ``queued`` when its run has not started (``waits`` says why), else ``deploying``."""
+    see = "its outcome will be at /deployments and /health"
+    if waits:
+        return Answer(202, {"result": "queued", "after": push.after, "see": "/deployments",
+                            "reason": f"the deploy has not started: {waits}; {see}"}, push)
+    return Answer(202, {"result": "deploying", "after": push.after, "see": "/deployments",
+                        "reason": f"the deploy is still running; {see}"}, push)
 
 
 def replayed(push: Push, earlier: dict[str, Any]) -> Answer:

@@ -96,6 +96,17 @@ class GitWorker:
         """How many accepted pushes wait for the next run."""
         return len(self._pending)
 
+    def queued(self, future: asyncio.Future[RunResult]) -> str:
+        """Why the run ``future`` (from :meth:`submit`) waits for has not started yet, or
+        "" when it has (or the future is not this worker's): its target's run under way
+        (or that run's git maintenance) must end first, or every one of the ``workers``
+        places is taken."""
+        if not any(request.future is future for request in self._pending):
+            return ""
+        if self._running is not None or self._housekeeping:
+            return f"the run of {self.target} under way must end first"
+        return "every worker is deploying another target (workers limits the deploys at once)"
+
     def use(self, checkout: Checkout) -> None:
         """Deploy ``checkout`` from the next run on (a reload; call while no run goes on)."""
         self.checkout = checkout

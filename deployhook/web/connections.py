@@ -38,6 +38,7 @@ PAUSE = 0.1  # seconds without accepting after running out of descriptors
 LOG_EVERY = 30.0  # seconds between two "out of file descriptors" lines
 FDS_KEPT = 64  # descriptors kept free of connections: record, git, post_deploy, logs
 MIN_CONNECTIONS = 8
+PRUNE_EVERY = 64  # accepted connections between two passes dropping the closed ones
 IDLE, UNVERIFIED, VERIFIED = "idle", "unverified", "verified"
 _EVICTION_ORDER = (IDLE, UNVERIFIED)
 
@@ -58,6 +59,7 @@ class LimitedHTTPServer(HTTPServer):
         self.max_connections = max_connections
         self.streams: list[IOStream] = []
         self.evicted = 0
+        self._accepted = 0
         self._reserve: int | None = _open_reserve()
         self._fd_failures = 0
         self._last_log = -LOG_EVERY
@@ -65,7 +67,10 @@ class LimitedHTTPServer(HTTPServer):
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
         """Track ``stream``, making room under the cap first, then serve it."""
         stream.deployhook_state = (IDLE, time.monotonic())  # type: ignore[attr-defined]
-        self.streams = [s for s in self.streams if not s.closed()]
+        self._accepted += 1
+        if len(self.streams) >= self.max_connections or self._accepted % PRUNE_EVERY == 0:
+            # a pass over them all: at the cap, else once per PRUNE_EVERY connections
+            self.streams = [s for s in self.streams if not s.closed()]
         while len(self.streams) >= self.max_connections and self.evict_one():
             pass
         self.streams.append(stream)
@@ -143,7 +148,8 @@ class LimitedHTTPServer(HTTPServer):
             log.warning("out of file descriptors (%s); %d accept failures so far, %d "
                         "connections open, %d evicted: raise LimitNOFILE or lower "
                         "max_connections", errno.errorcode.get(exc.errno or 0, exc),
-                        self._fd_failures, len(self.streams), self.evicted)
+                        self._fd_failures, sum(not s.closed() for s in self.streams),
+                        self.evicted)
 
     def close_reserve(self) -> None:
         """Release the reserved descriptor (at shutdown)."""
