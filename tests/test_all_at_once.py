@@ -169,15 +169,16 @@ def test_a_push_to_every_target_at_once(sites: Sites) -> None:
     queued = [name for name, (_, answer, _, _) in answers.items()
               if answer["result"] == "queued"]
     assert queued, answers  # 30 deploys of 0.2 s on 2 workers outlast response_timeout
-    for name, (status, answer, sent, came) in answers.items():
+    for name, (status, answer, sent, _came) in answers.items():
         assert (status, answer["result"]) in ((200, "deployed"), (202, "queued"),
                                               (202, "deploying")), (name, status, answer)
         if answer["result"] == "queued":
             assert started[name] > sent, (name, answer, started[name], sent)
             assert "has not started" in answer["reason"] and "workers" in answer["reason"]
             assert answer["see"] == "/deployments" and answer["after"] == after
-        if answer["result"] == "deploying":
-            assert started[name] <= came, (name, answer, started[name], came)
+        # "deploying" means the worker had taken the run; the record stamps its start
+        # a moment later on its own thread, so that stamp cannot bound the answer's time
+        # (it was 1.4 ms after the answer in a loaded run).
 
 
 def test_a_push_behind_its_targets_run_is_answered_queued(tmp_path: Path) -> None:
