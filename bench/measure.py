@@ -533,6 +533,26 @@ def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
     }
 
 
+def startup(target: Target, reps: int = 3) -> dict[str, Any]:
+    """Seconds from starting the process until /health answers 200 (polled every 5 ms),
+    ``reps`` times: the first on a fresh record (cold), the others on the record the
+    previous start left.  The server is left running after the last start, and the RSS
+    of its process tree (and of the daemon alone) is read then."""
+    times = []
+    for i in range(reps):
+        if i:
+            target.stop()
+        start = time.perf_counter()
+        target.start(timeout=60, interval=0.005)
+        times.append(time.perf_counter() - start)
+    own = Path(f"/proc/{target.pid}/status").read_text()
+    found = re.search(r"^VmRSS:\s+(\d+)", own, re.MULTILINE)
+    return {"cold_s": round(times[0], 3), "seconds": [round(t, 3) for t in times],
+            "median_s": round(statistics.median(times), 3),
+            "memory": memory(target.pid),
+            "daemon_rss_mb": round(int(found.group(1)) / 1024, 1) if found else None}
+
+
 def _du(path: Path) -> int:
     """KiB ``du -sk`` says ``path`` uses (each hard-linked file once)."""
     return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True,
