@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from tornado.testing import gen_test
 
+from tests import helpers
 from tests.apptest import HookTestCase
 from tests.helpers import (
     Daemon,
@@ -35,15 +36,14 @@ SETTLE = 30.0  # seconds: a generous bound for what must happen
 
 def wait_for(check: Any, what: str, daemon: Daemon | None = None,
              timeout: float = SETTLE) -> Any:
-    """``check()``'s first true value, asked until ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not within {timeout}s" + (
-        f":\n{daemon.log()}" if daemon is not None else ""))
+    """``check()``'s first true value (:func:`tests.helpers.wait_for`); on a timeout the
+    AssertionError carries ``daemon``'s log too."""
+    try:
+        return helpers.wait_for(check, timeout, what)
+    except AssertionError as exc:
+        if daemon is None:
+            raise
+        raise AssertionError(f"{exc}:\n{daemon.log()}") from None
 
 
 def health(daemon: Daemon, target: str = "default") -> dict[str, Any]:
