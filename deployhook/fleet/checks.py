@@ -85,12 +85,7 @@ def check_outcome(target: str, node: str, text: str, key: bytes,
     """
     if not NODE_NAME.fullmatch(node):
         raise BadEntry(f"not a node name (must match {NODE_NAME.pattern})")
-    if len(text) > MAX_ENTRY:
-        raise BadEntry(f"longer than {MAX_ENTRY} characters")
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise BadEntry("not JSON") from None
+    value = _json(text)
     names = {f for f in Outcome.__dataclass_fields__} | {"sig"}
     if not isinstance(value, dict) or set(value) != names:
         raise BadEntry(f"not an object of exactly {', '.join(sorted(names))}")
@@ -119,12 +114,7 @@ def _beat(text: str) -> dict[str, Any]:
     Raises:
         BadEntry: not what :func:`queue_beat` writes.
     """
-    if len(text) > MAX_ENTRY:
-        raise BadEntry(f"longer than {MAX_ENTRY} characters")
-    try:
-        beat = json.loads(text)
-    except ValueError:
-        raise BadEntry("not JSON") from None
+    beat = _json(text)
     targets = beat.get("targets") if isinstance(beat, dict) else None
     if not isinstance(targets, dict) or not all(
             isinstance(name, str) and len(name) <= 64 and (
@@ -179,3 +169,17 @@ def _when(value: Any) -> float:
 def text(value: Any) -> str:
     """A value read from Redis (bytes, or str with decode_responses) as text."""
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _json(text: str) -> Any:
+    """An entry's JSON ``text``, parsed.
+
+    Raises:
+        BadEntry: longer than :data:`MAX_ENTRY` characters, or not JSON.
+    """
+    if len(text) > MAX_ENTRY:
+        raise BadEntry(f"longer than {MAX_ENTRY} characters")
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise BadEntry("not JSON") from None
