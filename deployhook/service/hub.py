@@ -204,7 +204,7 @@ class Hub:
                 self.events.head_moved(target)
 
     def _result(self, target: Target, result: RunResult) -> None:
-        self.record.prune_later(self.config.keep_runs, self.config.keep_days)
+        self.record.prune_later(self.config.keep_runs, self.config.keep_days, target.name)
         self.events.ran(target, result)
 
     async def reconfigure(self, config: Config) -> None:
