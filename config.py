@@ -88,8 +88,8 @@ refused_delay = 0.5        # seconds a sender refused often this minute waits fo
 
 # The deployment record (SQLite): every delivery and deploy run, kept for
 # 'deployhook history', /deployments and the status page; replays of a delivery
-# ID that already deployed are answered from it.  Keep the newest keep_runs runs,
-# none older than keep_days.
+# ID that already deployed are answered from it.  Keep the newest keep_runs runs
+# of each target, none older than keep_days.
 state_db = "deployhook.sqlite3"
 keep_runs = 1000
 keep_days = 90.0

@@ -47,6 +47,8 @@ import measure
 from fixtures import isolate_git, make_repos
 from targets import TARGETS, DeployhookTargets, Target, ensure_tools, free_port, kill_all
 
+from tests.helpers import STATUS_PASSWORD, basic_auth
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 ORDER = ("deployhook", "blocking", "seed", "seed-gitpython", "webhook")  # the table's columns
@@ -302,15 +304,8 @@ def run_strangers(args: argparse.Namespace, rounds: int = 3) -> int:
 def run_deploy(args: argparse.Namespace, names: list[str]) -> int:
     """Deploy latency only: each server on the small repository, then on the large one;
     the table's deploy rows, bench/deploy.json."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    atexit.register(kill_all)
-    ensure_tools(("webhook",) if "webhook" in names else ())  # no wrk: no throughput here
-    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
-    isolate_git(work)
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                               "machine": machine(),
-                               "load_before": [round(x, 2) for x in os.getloadavg()],
-                               "targets": {}}
+    # no wrk: no throughput here
+    work, results = begin(("webhook",) if "webhook" in names else (), targets={})
     try:
         for name in names:
             (work / name).mkdir()
@@ -370,40 +365,41 @@ def run_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def begin(tools: tuple[str, ...], **header: Any) -> tuple[Path, dict[str, Any]]:
+    """What a bench run starts with: SIGTERM exits (so that atexit's ``kill_all`` stops
+    every process started), ``tools`` installed (:func:`ensure_tools`), a scratch folder
+    with git isolated in it; returns that folder and the results' header (date, machine,
+    load average before, then ``header``)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    atexit.register(kill_all)
+    ensure_tools(tools)
+    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
+    isolate_git(work)
+    return work, {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
+                  "load_before": [round(x, 2) for x in os.getloadavg()], **header}
+
+
 def run_targets(args: argparse.Namespace) -> int:
     """Many targets in one daemon: ``args.sites`` clones of one small origin.  Start time
     until /health answers and RSS, with 1 and with ``args.sites`` targets; then signed
     deliveries to a branch no target deploys at ``/hooks/<last target>``, wrk rounds
     alternating between the two daemons.  Results go to bench/targets.json."""
-    import base64
-
     from fixtures import make_clones
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    atexit.register(kill_all)
-    ensure_tools(("wrk",))
-    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
-    isolate_git(work)
+    work, results = begin(("wrk",), sites=args.sites, rounds=args.rounds,
+                          duration=args.duration)
     started = time.time()
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                               "machine": machine(),
-                               "load_before": [round(x, 2) for x in os.getloadavg()],
-                               "sites": args.sites, "rounds": args.rounds,
-                               "duration": args.duration}
-    password = "bench status password"
-    auth = {"Authorization": "Basic " + base64.b64encode(
-        f"deployhook:{password}".encode()).decode()}
     try:
         print(f"making {args.sites} clones ...", flush=True)
         _, clones = make_clones(work, args.sites)
         daemons = [DeployhookTargets(work / "one", clones[:1], free_port()),
                    DeployhookTargets(work / "many", clones, free_port())]
         for daemon in daemons:
-            (daemon.root / "status-password.txt").write_text(password + "\n")
+            (daemon.root / "status-password.txt").write_text(STATUS_PASSWORD + "\n")
             print(f"[{daemon.name}] start-up x{args.starts} ...", flush=True)
             results[daemon.name] = {"targets": len(daemon.clones), "hook": daemon.hook_url,
                                     "startup": measure.startup(daemon, args.starts)}
-            results[daemon.name]["health"] = measure.health_latency(daemon, auth)
+            results[daemon.name]["health"] = measure.health_latency(daemon, basic_auth())
             results[daemon.name]["idle_cpu"] = measure.idle_cpu(daemon)
         ignored = measure.ignored_deliveries(daemons, work, args.rounds, args.duration)
         for daemon in daemons:
@@ -428,16 +424,8 @@ def run_targets1000(args: argparse.Namespace) -> int:
     results to bench/targets1000.json."""
     import thousand
 
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    atexit.register(kill_all)
-    ensure_tools(("wrk",))
-    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
-    isolate_git(work)
+    work, results = begin(("wrk",), rounds=args.rounds, duration=args.duration)
     started = time.time()
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                               "machine": machine(),
-                               "load_before": [round(x, 2) for x in os.getloadavg()],
-                               "rounds": args.rounds, "duration": args.duration}
     try:
         results |= thousand.run(work, args)
     finally:
@@ -487,7 +475,7 @@ def targets_table(results: dict[str, Any], names: list[str]) -> list[list[str]]:
                                        for r in (one, many)], "", ""])
     rows.append(["  p99 (ms), non-2xx", *[f"{r['ignored']['p99_ms']}, {r['ignored']['non_2xx']}"
                                           for r in (one, many)], "", ""])
-    rows.append(["GET /health with every target, median / worst (ms)",
+    rows.append(["GET /health with the password, median / worst (ms)",
                  *[f"{r['health']['median_ms']} / {r['health']['worst_ms']}"
                    for r in (one, many)], "", ""])
     return rows
@@ -555,18 +543,9 @@ def main() -> int:
         return run_fleet(args)
     if args.profile and shutil.which("py-spy") is None:
         parser.error("--profile needs py-spy: python -m pip install py-spy")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    atexit.register(kill_all)
-    ensure_tools()
-    work = Path(tempfile.mkdtemp(prefix="deployhook-bench-"))
-    isolate_git(work)
+    work, results = begin(("webhook", "wrk"), settings={
+        k: v for k, v in vars(args).items() if k not in ("output", "keep")}, targets={})
     started = time.time()
-    results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine(),
-        "load_before": [round(x, 2) for x in os.getloadavg()],
-        "settings": {k: v for k, v in vars(args).items() if k not in ("output", "keep")},
-        "targets": {},
-    }
     try:
         print("scale: building a 25 MB push and parsing it in-process ...", flush=True)
         big_body, results["scale"] = measure.scale_in_process()

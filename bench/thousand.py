@@ -34,6 +34,8 @@ from typing import Any
 from fixtures import git, push_payload, read_head, sign
 from targets import DeployhookTargets
 
+from tests.helpers import STATUS_PASSWORD
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
@@ -487,14 +489,13 @@ def run(work: Path, args: Any) -> dict[str, Any]:
     start = time.perf_counter()
     sites = make_sites(work, args.sites)
     results["generate_s"] = round(time.perf_counter() - start, 1)
-    password = "bench status password"
     settings = {"workers": args.workers, "keep_runs": 100000}
     one = SitesDaemon(work / "one", sites.sites[-1:], free_port(), settings)
     many = SitesDaemon(work / "many", sites.sites, free_port(), settings)
     daemons = [one, many]
     try:
         for daemon in daemons:
-            (daemon.root / "status-password.txt").write_text(password + "\n")
+            (daemon.root / "status-password.txt").write_text(STATUS_PASSWORD + "\n")
             print(f"[{daemon.name}] start-up x{args.starts} ...", flush=True)
             results[daemon.name] = {"targets": len(daemon.sites),
                                     "startup": measure.startup(daemon, args.starts)}

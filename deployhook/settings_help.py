@@ -74,7 +74,7 @@ DESCRIPTIONS: dict[str, str] = {
     "stop_timeout": "On SIGTERM, seconds to let a running deploy finish.",
     # The record and who may read it.
     "state_db": "The deployment record, an SQLite file (created mode 0600).",
-    "keep_runs": "Runs kept in the record, newest first.",
+    "keep_runs": "Runs kept in the record for each target, newest first.",
     "keep_days": "Runs older than this many days are pruned.",
     "status_access": (
         "Who may read the record (status page, API, ``/metrics``, ``/health``'s "

@@ -1,4 +1,5 @@
-"""The status page with many targets (issue 26): a page of targets at a time, a search.
+"""The status page and ``/health`` with many targets (issue 26): a page of targets at a
+time, a search; /health's counts, pages and filters.
 
 One real daemon serves 120 targets (small checkouts, no deploy needed) for the whole
 module; plain HTTP, every link followed the way a browser resolves it (relative, so it
@@ -8,6 +9,8 @@ also works behind a path prefix).
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Daemon, basic_auth, small_checkouts, start_targets
+from tests.helpers import (
+    Daemon,
+    basic_auth,
+    http,
+    push_payload,
+    signed,
+    small_checkouts,
+    start_targets,
+    wait_for,
+)
 
 NAMES = [f"site-{i:03d}" for i in range(120)]
 SECRET = "a secret of sixteen bytes or more"
@@ -154,3 +166,70 @@ def test_a_checkout_gone_while_running_does_not_break_the_pages(daemon: Daemon,
             assert status == 200 and "site-118" in html, (path, status, html[:500])
     finally:
         (tmp_path / "moved-away").rename(checkout)
+
+
+@pytest.mark.parametrize(("query", "shown", "total", "following"), [
+    ("", NAMES[:50], 120, "/health?page=2&per_page=50"),  # the first page, in config order
+    ("?page=3", NAMES[100:], 120, None),
+    ("?page=2&per_page=30", NAMES[30:60], 120, "/health?page=3&per_page=30"),
+    ("?per_page=500", NAMES[:100], 120, "/health?page=2&per_page=100"),  # at most 100
+    ("?page=4", [], 120, None),  # past the last: an empty page, as /deployments
+    ("?target=site-007", ["site-007"], 1, None),
+])
+def test_health_details_a_page_of_targets_and_counts_them_all(
+        daemon: Daemon, query: str, shown: list[str], total: int,
+        following: str | None) -> None:
+    status, health = http("GET", daemon.url + "/health" + query)
+    assert status == 200, health
+    assert list(health["targets"]) == shown
+    assert health["total"] == total and health["next"] == following
+    assert health["counts"]["targets"] == 120 and health["status"] == "ok"
+    assert "pid" in health and "repository" not in health  # several targets: none on top
+    if shown:
+        assert health["targets"][shown[0]]["branch"] == "main"
+
+
+@pytest.mark.parametrize(("query", "reason"), [
+    ("?page=0", "page must be a whole number"),
+    ("?per_page=x", "per_page must be a whole number"),
+    ("?target=nobody", "target must be the name of a target"),
+    ("?state=broken", "state must be one of attention, deploying, failing, paused"),
+    ("?per-page=2", "unknown query parameter 'per-page'"),
+])
+def test_health_refuses_a_bad_query_with_the_password_only(daemon: Daemon, query: str,
+                                                           reason: str) -> None:
+    status, answer = http("GET", daemon.url + "/health" + query)
+    assert status == 400 and reason in answer["reason"], answer
+    assert http("GET", daemon.url + "/health" + query, auth=False) == (200, {"status": "ok"})
+
+
+def test_health_filters_the_targets_that_need_a_look(daemon: Daemon) -> None:
+    """A paused target and one whose deploy failed (its checkout has no remote) are
+    counted and listed by ``state``; the others are not."""
+    config = Path(daemon.log_path).parent / "config.py"
+    deployhook = [sys.executable, "-m", "deployhook"]
+    subprocess.run([*deployhook, "pause", "--config", str(config), "--target", "site-003"],
+                   check=True, capture_output=True)
+    try:
+        body, headers = signed(push_payload("c" * 40, repository="octo-org/site-005-repo"),
+                               secret=SECRET.encode())
+        status, answer = http("POST", daemon.url + "/hooks/site-005", body, headers)
+        assert status == 500, answer
+        wait_for(lambda: http("GET", daemon.url + "/health?per_page=1")[1]["counts"] == {
+            "targets": 120, "attention": 2, "deploying": 0, "failing": 1, "paused": 1},
+            what="the pause and the failure counted")
+        for state, names in (("attention", ["site-003", "site-005"]),
+                             ("paused", ["site-003"]), ("failing", ["site-005"]),
+                             ("deploying", [])):
+            status, health = http("GET", daemon.url + f"/health?state={state}")
+            assert status == 200 and list(health["targets"]) == names, (state, health)
+            assert health["total"] == len(names) and health["next"] is None
+        status, health = http("GET", daemon.url + "/health?state=attention&per_page=1")
+        assert list(health["targets"]) == ["site-003"]
+        assert health["next"] == "/health?state=attention&page=2&per_page=1"
+        assert list(http("GET", daemon.url + health["next"])[1]["targets"]) == ["site-005"]
+        status, health = http("GET", daemon.url + "/health?target=site-007&state=attention")
+        assert status == 200 and health["targets"] == {} and health["total"] == 0
+    finally:
+        subprocess.run([*deployhook, "resume", "--config", str(config), "--target",
+                        "site-003"], check=True, capture_output=True)

@@ -66,7 +66,7 @@ def plans(store: Store, call: Callable[[Store], object]) -> list[tuple[str, list
     reader = sqlite3.connect(store.path)  # a plain connection: its plans, not the trace's
     try:
         return [(sql, [row[3] for row in reader.execute("EXPLAIN QUERY PLAN " + sql)])
-                for sql in statements if re.match(r"\s*(SELECT|UPDATE|DELETE)", sql, re.I)]
+                for sql in statements if re.match(r"\s*(SELECT|UPDATE|DELETE|WITH)", sql, re.I)]
     finally:
         reader.close()
 
@@ -97,10 +97,18 @@ QUERIES: dict[str, tuple[Callable[[Store], object], tuple[str, ...]]] = {
         lambda s: s.deployed_before("refs/heads/main", "b" * 40, "t07"),
         ("runs_by_target (target=?)",)),
     "one run (the run page, show)": (lambda s: s.run(7), ("INTEGER PRIMARY KEY",)),
-    "pruning when nothing is due (after every run)": (
-        lambda s: s.prune_some(10_000, 90),
-        ("SEARCH runs USING INTEGER PRIMARY KEY (rowid<?)", "runs_by_started (started<?)",
-         "deliveries_by_run (run_id=?)")),
+    "pruning a target when nothing is due (after each of its runs)": (
+        lambda s: s.prune_some(10_000, 90, targets=["t07"]),
+        ("SEARCH runs USING INDEX runs_by_target (target=? AND id<?)",
+         "SEARCH runs USING COVERING INDEX runs_by_target (target=?)",
+         "runs_by_started (started<?)", "deliveries_by_run (run_id=?)")),
+    "pruning a target's runs beyond keep_runs, their deliveries with them": (
+        lambda s: s.prune_some(2, 90, targets=["t07"]),
+        ("SEARCH runs USING INDEX runs_by_target (target=? AND id<?)",
+         "SEARCH deliveries USING INDEX deliveries_by_run (run_id=?)",
+         "SEARCH runs USING INTEGER PRIMARY KEY (rowid=?)")),
+    "the targets of the record (pruning them all at start, history)": (
+        lambda s: s.targets(), ("SEARCH runs USING COVERING INDEX runs_by_target (target>?)",)),
     "the newest runs of every target (history, the page)": (lambda s: s.runs(20), ()),
     "a later page of them (/deployments?page=N)": (lambda s: s.runs(20, 100), ()),
 }
@@ -143,7 +151,7 @@ def test_a_record_without_the_indexes_gets_them_when_opened_for_writing(
 
 
 @pytest.mark.parametrize(("keep_runs", "keep_days", "age_days", "left"), [
-    (30, 90, 0, 30),  # beyond keep_runs
+    (2, 90, 0, 80),  # beyond keep_runs: 2 runs kept of each of the 40 targets
     (10_000, 30, 40, 0),  # older than keep_days
 ])
 def test_a_big_prune_goes_in_batches(tmp_path: Path, keep_runs: int, keep_days: float,
@@ -162,6 +170,7 @@ def test_a_big_prune_goes_in_batches(tmp_path: Path, keep_runs: int, keep_days: 
     kept = store.db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
     assert kept == left  # the deliveries of the runs that went, went too
     assert store.prune_some(keep_runs, keep_days, limit=60) == (0, False)
+    assert set(store.run_counts().values()) <= {keep_runs}
     store.close()
 
 
@@ -178,7 +187,7 @@ def test_the_daemon_prunes_a_batch_at_a_time_and_the_record_answers_in_between(
         recorder = Recorder(str(path))
         recorder.PRUNE_BATCH = 100
         try:
-            pruning = asyncio.ensure_future(recorder.prune(keep_runs=50, keep_days=90))
+            pruning = asyncio.ensure_future(recorder.prune(keep_runs=1, keep_days=90))
             seen = []
             while not pruning.done():
                 seen.append(await recorder.run(lambda s: s.count_runs()))
@@ -187,10 +196,10 @@ def test_the_daemon_prunes_a_batch_at_a_time_and_the_record_answers_in_between(
             recorder.close()
 
     gone, seen = asyncio.run(scenario())
-    assert gone == 950
-    between = sorted({n for n in seen if 50 < n < 1000})
+    assert gone == 960
+    between = sorted({n for n in seen if 40 < n < 1000})
     assert len(between) >= 5, seen  # the reads went between the batches
-    assert Store(str(path), readonly=True).count_runs() == 50
+    assert Store(str(path), readonly=True).count_runs() == 40  # one of each target
 
 
 def test_prune_later_runs_one_pruning_at_a_time(tmp_path: Path) -> None:
@@ -203,13 +212,39 @@ def test_prune_later_runs_one_pruning_at_a_time(tmp_path: Path) -> None:
         recorder = Recorder(str(path))
         recorder.PRUNE_BATCH = 50
         try:
-            recorder.prune_later(100, 90)
+            recorder.prune_later(2, 90)
             first = recorder._pruning
-            recorder.prune_later(100, 90)  # one is going on: nothing new
+            recorder.prune_later(2, 90)  # one is going on: nothing new
             assert recorder._pruning is first and first is not None
-            assert await first == 300
+            assert await first == 320
             return await recorder.run(lambda s: s.count_runs())
         finally:
             recorder.close()
 
-    assert asyncio.run(scenario()) == 100
+    assert asyncio.run(scenario()) == 80  # two of each of the 40 targets
+
+
+def test_prune_later_prunes_the_target_that_ran_and_those_named_meanwhile(
+        tmp_path: Path) -> None:
+    """After a run the daemon prunes that target only; a target named while a pruning
+    goes on is pruned after it; the others keep their runs until theirs."""
+    path = tmp_path / "state.sqlite3"
+    writer = Store(str(path))
+    fill(writer, runs_each=10)  # 400 runs
+    writer.close()
+
+    async def scenario() -> tuple[int, dict[str, int]]:
+        recorder = Recorder(str(path))
+        recorder.PRUNE_BATCH = 5
+        try:
+            recorder.prune_later(2, 90, "t01")
+            first = recorder._pruning
+            recorder.prune_later(2, 90, "t02")  # while t01's goes on
+            assert recorder._pruning is first and first is not None
+            return await first, await recorder.run(lambda s: s.run_counts())
+        finally:
+            recorder.close()
+
+    gone, counts = asyncio.run(scenario())
+    assert gone == 16
+    assert counts == {name: 2 if name in ("t01", "t02") else 10 for name in TARGETS}

@@ -115,8 +115,9 @@ def test_close_writes_what_is_still_queued(tmp_path: Path) -> None:
     assert delivery_ids(path) == ["d-1"]
 
 
-def finished_run(store: Store, age_days: float = 0.0, ok: bool = True) -> int:
-    run_id = store.start_run("webhook", "main", "a" * 40, [])
+def finished_run(store: Store, age_days: float = 0.0, ok: bool = True,
+                 target: str = "default") -> int:
+    run_id = store.start_run("webhook", "main", "a" * 40, [], target=target)
     store.finish_run(run_id, ok, "a" * 40, "b" * 40, "", [])
     if age_days:
         store.db.execute("UPDATE runs SET started=? WHERE id=?",
@@ -152,6 +153,22 @@ def test_prune_drops_runs_older_than_keep_days_and_their_answered_deliveries(
     left = [r[0] for r in store.db.execute("SELECT id FROM deliveries ORDER BY id")]
     ids = [r[0] for r in store.db.execute("SELECT delivery_id FROM deliveries ORDER BY id")]
     assert unanswered in left and ids == ["d-2", "d-3"]
+    store.close()
+
+
+@pytest.mark.parametrize(("quiet_age", "keep_days", "quiet_left"), [
+    (10, 30, 3),  # the quiet target keeps its runs, whatever its busy neighbour does
+    (40, 30, 0),  # but none older than keep_days
+])
+def test_keep_runs_counts_the_runs_of_each_target(tmp_path: Path, quiet_age: float,
+                                                   keep_days: float, quiet_left: int) -> None:
+    store = Store(str(tmp_path / "state.sqlite3"))
+    quiet = [finished_run(store, age_days=quiet_age, target="quiet") for _ in range(3)]
+    busy = [finished_run(store, target="busy") for _ in range(20)]
+    assert store.prune(keep_runs=5, keep_days=keep_days) == 15 + 3 - quiet_left
+    assert sorted(r["id"] for r in store.runs(100, target="busy")) == busy[-5:]
+    assert sorted(r["id"] for r in store.runs(100, target="quiet")) == quiet[3 - quiet_left:]
+    assert store.prune(keep_runs=5, keep_days=keep_days) == 0
     store.close()
 
 

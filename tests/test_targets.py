@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from deployhook.forges import FORGES, payloads, sign_headers
-from tests.helpers import ZERO, Daemon, Repos, git, http, make_repos, start_targets
+from tests.helpers import ZERO, Daemon, Repos, git, http, make_repos, start_targets, wait_for
 
 SECRETS = {"a": b"secret of target a 0123456789abc", "b": b"secret of target b zyxwvutsrqpon"}
 REPOSITORIES = {"a": "octo-org/a", "b": "octo-org/b"}
@@ -68,7 +68,8 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str,
 
 
 @pytest.fixture
-def two(tmp_path: Path) -> Iterator[Two]:
+def two(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Two]:
+    """Targets ``a`` and ``b``; top-level settings from the test's indirect parameter."""
     repos, targets = {}, {}
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -77,7 +78,7 @@ def two(tmp_path: Path) -> Iterator[Two]:
         secret.write_bytes(SECRETS[name] + b"\n")
         targets[name] = {"repo_path": str(repos[name].deployed),
                          "repository": REPOSITORIES[name], "secret_file": str(secret)}
-    daemon = start_targets(tmp_path, targets)
+    daemon = start_targets(tmp_path, targets, **getattr(request, "param", {}))
     try:
         daemon.wait_ready()
         yield Two(daemon, repos)
@@ -232,3 +233,20 @@ def test_a_slow_target_does_not_hold_up_another(two: Two) -> None:
     assert status == 200 and two.head("b") == sha_b, two.context(answer)
     assert "a" not in answers and two.head("a") != sha_a, two.context(answers)
     two.repos["a"].slow(0)
+
+
+@pytest.mark.parametrize("two", [{"keep_runs": 2}], indirect=True)
+def test_keep_runs_keeps_the_newest_runs_of_each_target(two: Two) -> None:
+    """A busy target's runs never push a quiet target's out of the record."""
+    sha = two.repos["a"].commit()
+    assert post(two.daemon.url + "/hooks/a",
+                *delivery(REPOSITORIES["a"], sha, secret=SECRETS["a"]))[0] == 200
+    busy = []
+    for _ in range(4):
+        sha = two.repos["b"].commit()
+        status, answer = post(two.daemon.url + "/hooks/b",
+                              *delivery(REPOSITORIES["b"], sha, secret=SECRETS["b"]))
+        assert status == 200, two.context(answer)
+        busy.append(answer["run"])
+    wait_for(lambda: [r["id"] for r in two.runs("b")] == busy[:1:-1], what="b pruned")
+    assert len(two.runs("a")) == 1 and two.health()["targets"]["a"]["runs"] == 1

@@ -13,12 +13,12 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from deployhook.git.steps import Step
-from deployhook.record.store import PRUNE_BATCH, DeliveryRecord, Store
+from deployhook.record.store import PRUNE_BATCH, DeliveryRecord, Store, target_groups
 
 log = logging.getLogger("deployhook.record")
 T = TypeVar("T")
@@ -49,6 +49,8 @@ class Recorder:
         self._rejected: Counter[tuple[int, str, str, int, str]] = Counter()
         self.dropped = 0
         self._pruning: asyncio.Future[int] | None = None
+        self._prune_due: set[str | None] = set()  # targets to prune next (None: every one)
+        self._prune_settings = (0, 0.0)  # keep_runs, keep_days of the newest prune_later
         self.from_thread = ThreadRecord(self)
 
     def log(self, record: DeliveryRecord, status: int, result: str, reason: str) -> None:
@@ -195,27 +197,45 @@ class Recorder:
         the record cannot be used)."""
         return await self.try_run(lambda s: s.interrupt_unfinished()) or []
 
-    async def prune(self, keep_runs: int, keep_days: float) -> int:
-        """Drop runs beyond ``keep_runs`` or older than ``keep_days``, and what goes with
-        them (:meth:`Store.prune`), a batch (:meth:`Store.prune_some`) at a time on the
-        record's thread, so that what else the daemon asks of the record runs between
+    async def prune(self, keep_runs: int, keep_days: float,
+                    targets: Sequence[str] | None = None) -> int:
+        """Drop the runs of each of ``targets`` (None: of every target the record keeps)
+        beyond its newest ``keep_runs``, the runs older than ``keep_days``, and what goes
+        with them (:meth:`Store.prune`), a batch (:meth:`Store.prune_some`) at a time on
+        the record's thread, so that what else the daemon asks of the record runs between
         two batches and no other process waits long for the lock.  Returns how many runs
         went; failures are logged (and end the pruning)."""
+        names = targets if targets is not None else await self.try_run(lambda s: s.targets())
         gone = 0
-        while True:
-            done = await self.try_run(
-                lambda s: s.prune_some(keep_runs, keep_days, self.PRUNE_BATCH))
-            if done is None:
-                return gone
-            gone += done[0]
-            if not done[1]:
-                return gone
+        for group in target_groups(names or ()):
+            while True:
+                done = await self.try_run(
+                    lambda s, g=group: s.prune_some(keep_runs, keep_days, self.PRUNE_BATCH, g))
+                if done is None:
+                    return gone
+                gone += done[0]
+                if not done[1]:
+                    break
+        return gone
 
-    def prune_later(self, keep_runs: int, keep_days: float) -> None:
-        """Start :meth:`prune` without waiting, unless one is going on (it prunes what
-        became prunable meanwhile too: each batch looks again)."""
+    def prune_later(self, keep_runs: int, keep_days: float, target: str | None = None) -> None:
+        """Start pruning (:meth:`prune`) ``target``'s runs (None: every target's) without
+        waiting.  One pruning at a time: a target named while one goes on is pruned
+        after it, with the newest ``keep_runs`` and ``keep_days`` given."""
+        self._prune_due.add(target)
+        self._prune_settings = (keep_runs, keep_days)
         if self._pruning is None or self._pruning.done():
-            self._pruning = asyncio.ensure_future(self.prune(keep_runs, keep_days))
+            self._pruning = asyncio.ensure_future(self._prune_due_ones())
+
+    async def _prune_due_ones(self) -> int:
+        """Prune the targets :meth:`prune_later` named until none is left; how many runs
+        went."""
+        gone = 0
+        while self._prune_due:
+            due, self._prune_due = self._prune_due, set()
+            names = None if None in due else sorted(t for t in due if t is not None)
+            gone += await self.prune(*self._prune_settings, names)
+        return gone
 
     async def summaries(self, unless: int | None) -> tuple[int, Summaries | None]:
         """The record's data version, and each target's newest finished run, run count,

@@ -31,6 +31,7 @@ from deployhook.settings import DEFAULT_TARGET
 SCHEMA_VERSION = 5
 REJECTED_KEPT = 10_000  # unaccepted deliveries kept, newest first
 PRUNE_BATCH = 500  # rows of each table one pruning transaction deletes at most
+PRUNE_TARGETS = 100  # targets whose runs beyond keep_runs one pruning transaction looks up
 CACHE_KIB = 512  # SQLite page cache per connection (its default: 2 MiB); pages beyond it are
 # read again from the file, which the OS caches
 MIGRATIONS: dict[int, str] = {
@@ -418,9 +419,13 @@ class Store:
         ).fetchall()
         return {row["target"]: _run(row) for row in rows}
 
-    def targets(self) -> set[str]:
-        """The targets the record keeps runs of."""
-        return {row[0] for row in self.db.execute("SELECT DISTINCT target FROM runs")}
+    def targets(self) -> list[str]:
+        """The targets the record keeps runs of, by name: one step in ``runs_by_target``
+        for each (not a read of the whole index)."""
+        return [row[0] for row in self.db.execute(
+            "WITH RECURSIVE t(name) AS (SELECT MIN(target) FROM runs UNION ALL"
+            " SELECT (SELECT MIN(target) FROM runs WHERE target > t.name) FROM t"
+            " WHERE t.name IS NOT NULL) SELECT name FROM t WHERE name IS NOT NULL")]
 
     def data_version(self) -> int:
         """A number that changes whenever another connection (``deployhook deploy``, a
@@ -455,34 +460,40 @@ class Store:
         run["live"] = {"step": live[0], "output": redact(live[1])} if live else None
         return redact_recorded(run)
 
-    def prune(self, keep_runs: int, keep_days: float) -> int:
-        """Delete runs beyond the newest ``keep_runs`` or older than ``keep_days`` (and
-        deliveries older than the oldest kept run, but those accepted while paused, which
-        wait for a resume, only after ``keep_days``; events after ``keep_days``); return how
-        many runs went.  In transactions of at most :data:`PRUNE_BATCH` rows a table
-        (:meth:`prune_some` until it is done), so that no write waits long for the lock."""
+    def prune(self, keep_runs: int, keep_days: float,
+              targets: Sequence[str] | None = None) -> int:
+        """Delete the runs of each of ``targets`` (None: of every target the record
+        keeps) beyond its newest ``keep_runs``, and every run older than ``keep_days``,
+        with the deliveries they covered (answered deliveries no run covered go once
+        older than the oldest kept run, but those accepted while paused, which wait for a
+        resume, only after ``keep_days``; events after ``keep_days``); return how many
+        runs went.  In transactions of at most :data:`PRUNE_BATCH` rows a table and
+        :data:`PRUNE_TARGETS` targets (:meth:`prune_some` until it is done), so that no
+        write waits long for the lock."""
         gone = 0
-        while True:
-            runs, more = self.prune_some(keep_runs, keep_days)
-            gone += runs
-            if not more:
-                return gone
+        for group in target_groups(self.targets() if targets is None else targets):
+            while True:
+                runs, more = self.prune_some(keep_runs, keep_days, PRUNE_BATCH, group)
+                gone += runs
+                if not more:
+                    break
+        return gone
 
-    def prune_some(self, keep_runs: int, keep_days: float, limit: int = PRUNE_BATCH
-                   ) -> tuple[int, bool]:
+    def prune_some(self, keep_runs: int, keep_days: float, limit: int = PRUNE_BATCH,
+                   targets: Sequence[str] | None = None) -> tuple[int, bool]:
         """One transaction of :meth:`prune`: at most ``limit`` rows of each table, the
-        oldest first.  Returns (how many runs went, whether there may be more to prune)."""
+        oldest first; the runs beyond ``keep_runs`` of ``targets`` (None: of every target,
+        all in this transaction), each looked up in ``runs_by_target``.  Returns (how
+        many runs went, whether there may be more to prune)."""
         cutoff = time.time() - keep_days * 86400
         with self.db:
             self.db.execute("BEGIN")
-            beyond = self.db.execute("SELECT id FROM runs ORDER BY id DESC LIMIT 1 OFFSET ?",
-                                     (max(keep_runs, 0),)).fetchone()  # newest run not kept
-            runs = self._delete_some(  # beyond keep_runs, then too old: each by an index
-                "runs", "id IN (SELECT id FROM runs WHERE id <= ? AND outcome != 'running'"
-                " ORDER BY id LIMIT ?)", (beyond[0] if beyond else 0, limit))
-            runs += self._delete_some(
-                "runs", "id IN (SELECT id FROM runs WHERE started < ?"
-                " AND outcome != 'running' ORDER BY started LIMIT ?)", (cutoff, limit - runs))
+            runs = 0
+            for target in self.targets() if targets is None else targets:
+                runs += self._delete_runs(self._beyond(target, keep_runs, limit - runs))
+            runs += self._delete_runs([row[0] for row in self.db.execute(  # too old
+                "SELECT id FROM runs WHERE started < ? AND outcome != 'running'"
+                " ORDER BY started LIMIT ?", (cutoff, limit - runs))])
             deleted = [runs, self._delete_some(
                 "deliveries", "id IN (SELECT id FROM deliveries WHERE run_id IS NULL"
                 " AND received < ? AND status IS NOT NULL AND (result IS NOT 'paused'"
@@ -496,6 +507,25 @@ class Store:
                 (cutoff, limit)))
         return runs, any(n >= limit for n in deleted)
 
+    def _beyond(self, target: str, keep_runs: int, limit: int) -> list[int]:
+        """The ids of at most ``limit`` finished runs of ``target`` beyond its newest
+        ``keep_runs``, oldest first (two steps in ``runs_by_target``: the newest run not
+        kept, then the finished runs up to it)."""
+        if limit <= 0:
+            return []
+        return [row[0] for row in self.db.execute(
+            "SELECT id FROM runs WHERE target = :t AND id <= (SELECT id FROM runs"
+            " WHERE target = :t ORDER BY id DESC LIMIT 1 OFFSET :keep)"
+            " AND outcome != 'running' ORDER BY id LIMIT :limit",
+            {"t": target, "keep": max(keep_runs, 0), "limit": limit})]
+
+    def _delete_runs(self, ids: Sequence[int]) -> int:
+        """Delete the runs ``ids`` and the deliveries they covered (their steps and live
+        output go by cascade); how many runs went."""
+        self.db.executemany("DELETE FROM deliveries WHERE run_id = ?", [(i,) for i in ids])
+        return sum(self.db.execute("DELETE FROM runs WHERE id = ?", (i,)).rowcount
+                   for i in ids)
+
     def _delete_some(self, table: str, where: str, params: tuple[Any, ...]) -> int:
         """``DELETE FROM table WHERE where``; how many rows went."""
         return int(self.db.execute(f"DELETE FROM {table} WHERE {where}", params).rowcount)
@@ -503,6 +533,12 @@ class Store:
     def _oldest_run(self) -> float:
         row = self.db.execute("SELECT MIN(started) FROM runs").fetchone()
         return float(row[0]) if row and row[0] is not None else time.time()
+
+
+def target_groups(names: Sequence[str]) -> list[Sequence[str]]:
+    """``names`` in groups of at most :data:`PRUNE_TARGETS`, one pruning transaction's
+    each (one empty group when there is none: the ``keep_days`` pruning still runs)."""
+    return [names[i:i + PRUNE_TARGETS] for i in range(0, len(names), PRUNE_TARGETS)] or [()]
 
 
 def _make_private(path: str) -> None:

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -204,7 +205,7 @@ class Hub:
                 self.events.head_moved(target)
 
     def _result(self, target: Target, result: RunResult) -> None:
-        self.record.prune_later(self.config.keep_runs, self.config.keep_days)
+        self.record.prune_later(self.config.keep_runs, self.config.keep_days, target.name)
         self.events.ran(target, result)
 
     async def reconfigure(self, config: Config) -> None:
@@ -236,18 +237,34 @@ class Hub:
             self.targets[settings.name].switch(settings, checkout, resolution)
         self.current.set(config)
 
-    def status(self) -> dict[str, Any]:
-        """``/health`` with the password: every target, and with one target its fields
-        at the top level too (as before targets existed)."""
-        targets = {name: target.status() for name, target in self.targets.items()}
+    def status(self, shown: Iterable[str] | None = None) -> dict[str, Any]:
+        """``/health`` with the password: the targets named in ``shown`` (None: every
+        one) under ``targets``, how many targets there are and how many need a look
+        (``counts``), and with one target its fields at the top level too (as before
+        targets existed)."""
+        names = self.targets if shown is None else shown
+        targets = {name: self.targets[name].status() for name in names}
         body: dict[str, Any] = {"status": "ok"}
         if self.single is not None:
-            body.update(targets[self.single.name])
-        body.update({"targets": targets, "pid": os.getpid(), "started": self.started})
+            body.update(targets.get(self.single.name) or self.single.status())
+        body.update({"targets": targets, "counts": self.counts(), "pid": os.getpid(),
+                     "started": self.started})
         if self.fleet is not None:
             body["fleet"] = self.fleet.status()
         body["poller"] = self.poller.status()
         return body
+
+    def counts(self) -> dict[str, int]:
+        """How many targets there are, and how many of them are deploying, failing
+        (their last deploy failed), paused, and any of those (``attention``)."""
+        counts = dict.fromkeys(("targets", "attention", "deploying", "failing", "paused"), 0)
+        counts["targets"] = len(self.targets)
+        for target in self.targets.values():
+            flags = target.attention()
+            counts["attention"] += bool(flags)
+            for flag in flags:
+                counts[flag] += 1
+        return counts
 
     async def idle(self) -> None:
         """Return once no target deploys or waits."""

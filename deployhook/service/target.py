@@ -184,11 +184,24 @@ class Target:
         self.head = head
         return True
 
+    def last_deploy(self) -> dict[str, Any] | None:
+        """Its newest finished run (the record's, or this process's until the record
+        has been read), as in ``/health``'s ``last_deploy``; None before any."""
+        if self.last_run is None and self.worker.last is not None:
+            return result_summary(self.worker.last)
+        return self.last_run
+
+    def attention(self) -> tuple[str, ...]:
+        """What about it needs a look, of ``deploying``, ``failing`` (its last deploy
+        failed) and ``paused``, in that order (``()``: none)."""
+        last = self.last_deploy()
+        return tuple(flag for flag, on in (
+            ("deploying", self.worker.busy), ("failing", last is not None and not last["ok"]),
+            ("paused", self.paused is not None)) if on)
+
     def status(self) -> dict[str, Any]:
         """This target for ``/health`` (no secrets, no credentials, no paths)."""
-        last = self.last_run
-        if last is None and self.worker.last is not None:
-            last = result_summary(self.worker.last)
+        last = self.last_deploy()
         return {
             "repository": self.repository,
             "branch": self.branch,

@@ -1,7 +1,9 @@
-"""Read-only views of the deployment record: the JSON API, and the one access check.
+"""Read-only views of the deployment record: the JSON API, ``/health``, and the one
+access check.
 
 ``GET /deployments`` lists runs, newest first, a page at a time;
-``GET /deployments/<id>`` is one run with its steps, output and deliveries.
+``GET /deployments/<id>`` is one run with its steps, output and deliveries;
+``GET /health`` says the daemon is up, and with access each target's state.
 Every handler that shows the record (these, the status pages in ``pages.py``,
 any later document of the API) mixes in :class:`RecordAccess`, which asks the
 hook's :class:`~deployhook.web.access.Access`: the password by default, or open to
@@ -10,7 +12,8 @@ this machine only with ``status_access = "loopback"``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import tornado.httputil
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
     from deployhook.web.access import Access
 
 MAX_PER_PAGE = 100
+HEALTH_PER_PAGE = 50  # targets /health details unless per_page says (the status page's 50)
+STATES = ("attention", "deploying", "failing", "paused")  # /health's ?state=
 MAX_PAGE = 1_000_000
 MAX_DIGITS = 18
 SHOWN_NAME = 40  # characters of an unknown parameter's name shown in the reason
@@ -82,6 +87,73 @@ class DeploymentsHandler(RecordAccess, JSONHandler):
         if self.fleet is not None:
             body["fleet"] = await fleet_view(self.fleet)
         self.reply(200, body)
+
+
+class HealthHandler(JSONHandler):
+    """``GET /health[?target=NAME|state=STATE][&page=N&per_page=M]``: 200 and whether
+    the daemon is healthy; never touches git.
+
+    Anyone gets ``{"status": ...}`` alone (what a monitor needs; the query is not
+    read); a request the record's access check lets in (the status password, or
+    ``status_access = "loopback"`` from this machine) gets the daemon's status
+    (``status(names)``) with ``counts`` of every target and the details of a page of
+    them, in the config's order: ``HEALTH_PER_PAGE`` unless ``per_page`` says (at most
+    ``MAX_PER_PAGE``), those a ``state`` names only (``attention``: deploying, failing
+    or paused), or the one ``target``; ``page``, ``per_page``, ``total`` (how many
+    matched) and ``next`` (the next page's link, or None) say where it is.  A wrong
+    password counts as a failed login, and while its client is throttled no password
+    is checked: /health is no way around the throttle.
+    """
+
+    def initialize(self, status: Callable[[Iterable[str]], dict[str, Any]],
+                   targets: Mapping[str, Target], access: Access) -> None:
+        self.status, self.targets, self.access = status, targets, access
+
+    def get(self) -> None:
+        # Without the password nothing more than "ok" is said, so no target's status
+        # is built.
+        if not self.access.allows(self.request):
+            self.reply(200, {"status": "ok"})
+            return
+        only_known(self.request, ("target", "state", "page", "per_page"))
+        page = whole(self.get_argument("page", "1"), "page")
+        if page > MAX_PAGE:
+            raise tornado.web.HTTPError(400, reason=f"page must be at most {MAX_PAGE}")
+        per_page = min(whole(self.get_argument("per_page", str(HEALTH_PER_PAGE)), "per_page"),
+                       MAX_PER_PAGE)
+        matched = self.matching(self.get_argument("target", None),
+                                self.get_argument("state", None))
+        first = (page - 1) * per_page
+        body = self.status(matched[first:first + per_page])
+        more = first + per_page < len(matched)
+        body.update({"page": page, "per_page": per_page, "total": len(matched),
+                     "next": self.link(page + 1, per_page) if more else None})
+        self.reply(200, body)
+
+    def matching(self, target: str | None, state: str | None) -> list[str]:
+        """The names of the targets ``target`` (one name) and ``state`` select, in the
+        config's order.
+
+        Raises:
+            tornado.web.HTTPError: 400 for a name of no target or a state not in
+                :data:`STATES`.
+        """
+        if target is not None and target not in self.targets:
+            raise tornado.web.HTTPError(400, reason="target must be the name of a target")
+        if state is not None and state not in STATES:
+            raise tornado.web.HTTPError(400, reason=f"state must be one of {', '.join(STATES)}")
+        chosen = [self.targets[target]] if target is not None else self.targets.values()
+        if state is None:
+            return [t.name for t in chosen]
+        return [t.name for t in chosen
+                if (flags := t.attention()) and (state == "attention" or state in flags)]
+
+    def link(self, page: int, per_page: int) -> str:
+        """This request's path and query with ``page`` and ``per_page`` set."""
+        query = {name: self.get_argument(name) for name in ("target", "state")
+                 if self.get_argument(name, None) is not None}
+        query.update({"page": str(page), "per_page": str(per_page)})
+        return f"{self.request.path}?{urllib.parse.urlencode(query)}"
 
 
 class DeploymentHandler(RecordAccess, JSONHandler):

@@ -22,10 +22,10 @@ from deployhook.service.intake import Intake
 from deployhook.settings import TARGET_NAME
 from deployhook.web.access import Access
 from deployhook.web.actions import action_routes
-from deployhook.web.api import DeploymentHandler, DeploymentsHandler
+from deployhook.web.api import DeploymentHandler, DeploymentsHandler, HealthHandler
 from deployhook.web.apidocs import DocsAssetHandler, DocsHandler, OpenAPIHandler
 from deployhook.web.bodylimit import BoundedApplication
-from deployhook.web.handlers import HealthHandler, JSONHandler
+from deployhook.web.handlers import JSONHandler
 from deployhook.web.metrics import Metrics, MetricsHandler
 from deployhook.web.pages import page_routes
 from deployhook.web.webhook import WebhookHandler
@@ -103,7 +103,8 @@ def routes(hub: Hub, health_path: str | None = "/health",
     specs: list[Spec] = [(hub.config.webhook_path, WebhookHandler, {**hook, "routed": True}),
                          (f"{hooks_path}/({TARGET_NAME.pattern})", WebhookHandler, hook)]
     if health_path:
-        specs.append((health_path, HealthHandler, {"status": hub.status, "access": access}))
+        specs.append((health_path, HealthHandler,
+                      {"status": hub.status, "targets": hub.targets, "access": access}))
     if record_path:
         specs += [(record_path, DeploymentsHandler, view),
                   (record_path + r"/([0-9]{1,18})", DeploymentHandler, record)]
