@@ -4,4 +4,4 @@
 The one place the version is written: setup.py reads it from this file (without
 importing the package), and CHANGELOG.rst has an entry for each release."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
