@@ -11,7 +11,8 @@ from tests.helpers import SECRET, Repos, isolate_git, make_repos
 # The modules that take longest, run first: tests/run.sh hands whole modules (classes
 # of tests, for unittest-style modules) to its processes in this order, so none of them
 # starts last and holds up the end; each module's fixtures are built once.
-FIRST = ("test_systemd.py", "test_openapi.py", "test_container.py", "test_releases.py")
+FIRST = ("test_systemd.py", "test_fleet.py", "test_container.py", "test_deploy.py",
+         "test_cli_targets.py", "test_git_faults.py", "test_debian.py", "test_releases.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
