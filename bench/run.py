@@ -5,7 +5,9 @@ Builds its own fixtures (a bare origin with a submodule, a deployed clone, an
 equivalent plain clone, a pusher clone, fetching through a counting and
 slowable upload-pack wrapper) for each target in turn -- deployhook, the
 blocking baseline (bench/blocking_server.py), the seed-style GitPython handler
-(bench/seed_server.py; ``seed-gitpython`` on request) and Debian's ``webhook`` -- and
+(bench/seed_server.py: ``seed`` updates submodules with ``git submodule update`` through
+``repo.git``, as the seed did; ``seed-gitpython`` with GitPython's own
+``submodule_update``) and Debian's ``webhook`` -- and
 measures stall, burst, deploy overhead, a valid push under a bad-signature flood
 (bench/flood.py), throughput (wrk), memory and the 25 MB scale case.  Prints a
 table with PASS/MISS per deployhook target and writes everything to
@@ -52,7 +54,7 @@ from tests.helpers import STATUS_PASSWORD, basic_auth
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 ORDER = ("deployhook", "blocking", "seed", "seed-gitpython", "webhook")  # the table's columns
-DEFAULT = ("deployhook", "blocking", "seed", "webhook")  # what runs without --targets
+DEFAULT = ("deployhook", "blocking", "seed", "seed-gitpython", "webhook")  # without --targets
 
 
 def machine() -> dict[str, Any]:
