@@ -203,10 +203,11 @@ class SlowRemoteTest(FaultTestCase):
 
     @gen_test(timeout=30)
     async def test_fetch_past_git_timeout_is_killed_promptly(self) -> None:
-        """A 5 s stall with git_timeout=1: 500 naming the timeout within ~1 s; HEAD stays."""
+        """A 20 s stall with git_timeout=1: 500 naming the timeout long before the stall
+        ends (its answer does not wait for the stalled process tree); HEAD stays."""
         old = head(self.repos.deployed)
         sha = self.repos.commit("post.rst", "slow\n")
-        self.repos.slow(5)
+        self.repos.slow(20)
         start = time.monotonic()
         status, body = await self.deliver_push(sha, before=old)
         elapsed = time.monotonic() - start
@@ -215,7 +216,7 @@ class SlowRemoteTest(FaultTestCase):
         assert body["result"] == "failed"
         assert body["reason"].startswith("fetch failed:"), body["reason"]
         assert "timed out after 1s" in body["reason"], body["reason"]
-        assert elapsed < 3.5, f"answered after {elapsed:.1f} s: the stalled git was not killed"
+        assert elapsed < 15, f"answered after {elapsed:.1f} s: the stalled git was not killed"
         assert body["head"] == old
         assert_consistent(self.repos.deployed, old)
 
@@ -292,7 +293,7 @@ class CredentialsTest(FaultTestCase):
         assert body["reason"].startswith("fetch failed: fatal:"), body["reason"]
         assert "could not read Username" in body["reason"], body["reason"]
         assert "terminal prompts disabled" in body["reason"], body["reason"]
-        assert elapsed < 5, f"{elapsed:.1f} s: git waited for a prompt"
+        assert elapsed < 20, f"{elapsed:.1f} s: git waited for a prompt (askpass hangs 60 s)"
         assert self.server.requests, "git never asked the server"
         assert self.server.requests[0][0] == "/x.git/info/refs?service=git-upload-pack"
         assert_consistent(self.repos.deployed, old)
@@ -306,7 +307,7 @@ class CredentialsTest(FaultTestCase):
         (status, body), elapsed = await self.fail_against(f"http://user:pw@{self.base}/x.git")
         assert status == 500, body
         assert "Authentication failed" in body["reason"], body["reason"]
-        assert elapsed < 5
+        assert elapsed < 20, f"{elapsed:.1f} s: git ran the askpass helper (it hangs 60 s)"
         sent = [auth for _, auth in self.server.requests if auth]
         assert sent, "git never sent the credentials (so they were not refused)"
         assert_consistent(self.repos.deployed, old)
