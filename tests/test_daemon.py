@@ -215,11 +215,12 @@ def test_status_after_a_webhook_deploy_names_the_new_head(repos: Repos, secret_f
         notify.close()
 
 
-def test_a_checkout_moved_by_deployhook_deploy_shows_within_a_second(
+def test_a_checkout_moved_by_deployhook_deploy_shows_without_a_restart(
         repos: Repos, secret_file: Path, tmp_path: Path) -> None:
-    """`deployhook deploy` moves HEAD while the daemon runs: within 1 s /health, the
-    status page and STATUS= show the new HEAD, and /health's last deploy and run count
-    are the record's (the CLI's run)."""
+    """`deployhook deploy` moves HEAD while the daemon runs: /health, the status page
+    and STATUS= show the new HEAD without a restart or a delivery (within a second on an
+    idle machine; waited up to 10 s here), and /health's last deploy and run count are
+    the record's (the CLI's run)."""
     notify = StatusListener(tmp_path)
     daemon = start_daemon(repos, secret_file, env={"NOTIFY_SOCKET": str(notify.path)})
     try:
@@ -227,13 +228,13 @@ def test_a_checkout_moved_by_deployhook_deploy_shows_within_a_second(
         sha = repos.commit()
         deployed = cli("deploy", "--config", "config.py", cwd=repos.root)
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        assert wait_for(lambda: daemon.wait_ready()["head"] == sha, timeout=1.0), \
+        assert wait_for(lambda: daemon.wait_ready()["head"] == sha, timeout=10.0), \
             (old, daemon.wait_ready())
         health = daemon.wait_ready()
         assert health["last_deploy"]["head_after"] == sha
         assert health["last_deploy"]["trigger"] == "cli" and health["runs"] == 1
-        assert wait_for(lambda: sha in page(daemon), timeout=1.0)
-        assert notify.status_with(f"HEAD {sha[:12]}", 1.0), notify.statuses
+        assert wait_for(lambda: sha in page(daemon), timeout=10.0)
+        assert notify.status_with(f"HEAD {sha[:12]}", 10.0), notify.statuses
     finally:
         assert daemon.stop() == 0
         notify.close()
