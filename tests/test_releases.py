@@ -18,7 +18,7 @@ import pytest
 
 from deployhook.cli.main import main
 from deployhook.errors import ConfigError
-from deployhook.git import releases
+from deployhook.git import release_build, releases
 from deployhook.git.checkout import Checkout
 from deployhook.record.store import Store
 from deployhook.service.runs import run_deploy
@@ -628,7 +628,7 @@ def test_only_empty_folders_inside_the_tree_are_taken_for_submodules(
     (tree / "file.txt").write_text("text\n")
     os.symlink(outside, tree / "link")
     (tree / ".gitmodules").write_text(f'[submodule "x"]\n\tpath = {entry}\n\turl = ../x.git\n')
-    assert releases._gitlinks(tree) == (["sub"] if made else [])
+    assert release_build._gitlinks(tree) == (["sub"] if made else [])
 
 
 @pytest.mark.parametrize("damage", ["none", "removed", "cut short"])
