@@ -655,3 +655,41 @@ def test_the_empty_repository_releases_copy_is_made_once_and_again_when_damaged(
     assert (release / "index.html").read_text() == "two\n"
     assert git(release, "status", "--porcelain") == ""
     git(release, "fsck", "--no-progress")
+
+
+@pytest.mark.parametrize(("edit", "checkouts"), [
+    ("unchanged", 1),
+    ("names one more", 2),  # checked out beside, then removed: the release has no such one
+    ("names none", 1),      # none beside: the release's own is made after its checkout
+])
+def test_the_release_decides_which_submodules_checked_out_beside_it_stay(
+        repos: Repos, store: Store, edit: str, checkouts: int) -> None:
+    """The store's submodules are checked out beside the release's own checkout, as the
+    store's ``.gitmodules`` names them; the release's ``.gitmodules`` decides which it
+    has (the store's edited by hand here).  Either way the release is whole and clean,
+    with nothing left over."""
+    config = target(repos)
+    assert deploy(config, store).ok
+    git(repos.root, "clone", "-q", repos.sub_origin.as_uri(), str(repos.deployed / "extra"))
+    gitmodules = repos.deployed / ".gitmodules"
+    if edit == "names one more":
+        gitmodules.write_text(gitmodules.read_text() + (
+            '[submodule "extra"]\n\tpath = extra\n\turl = ../extra.git\n'))
+    elif edit == "names none":
+        gitmodules.write_text("")
+    site, steps = repos.root / "site", []
+    release = site / "releases" / "built"
+    checkout = Checkout(config)
+    try:
+        release_build.build(checkout, site, release, checkout.head() or "", True, steps)
+    finally:
+        checkout.close()
+    assert [s.name for s in steps].count("submodule checkout") == checkouts
+    status = git(release, "submodule", "status").splitlines()
+    assert [line.split()[1] for line in status] == ["posts"]
+    assert not [line for line in status if line[0] in "-+U"], status
+    assert [p.name for p in (release / ".git" / "modules").iterdir()] == ["posts"]
+    assert not (release / ".git" / release_build.STAGED).exists()
+    assert not (release / "extra").exists()
+    for repo in (release, release / "posts"):
+        assert git(repo, "status", "--porcelain") == ""

@@ -133,6 +133,8 @@ def build(store: Checkout, base: Path, path: Path, sha: str, submodules: bool,
                         time.monotonic() - start, tail("\n".join(shown)))
         else:
             _discard(staged.values())
+        if modules:  # each one staged was moved into place or removed
+            shutil.rmtree(git_dir / STAGED, ignore_errors=True)
     except DeployFailed as exc:
         raise DeployFailed(exc.reason, steps) from exc
     finally:
