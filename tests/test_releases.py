@@ -693,3 +693,58 @@ def test_the_release_decides_which_submodules_checked_out_beside_it_stay(
     assert not (release / "extra").exists()
     for repo in (release, release / "posts"):
         assert git(repo, "status", "--porcelain") == ""
+
+
+def _answered_then_housekept(config: TargetConfig, store: Store) -> Any:
+    """A deploy, then what the daemon does after its answer (``Checkout.housekeep``)."""
+    checkout = Checkout(config)
+    try:
+        result = run_deploy(checkout, store, target=config.name, trigger="cli", branch="main")
+        checkout.housekeep()
+        return result
+    finally:
+        checkout.close()
+
+
+@pytest.mark.parametrize("change", ["none", "submodule left out", "tag added", "cut short"])
+def test_the_next_releases_git_dirs_made_after_the_answer_are_used_as_they_stand_now(
+        repos: Repos, store: Store, change: str) -> None:
+    """After the answer, the git dirs of the next release are made beforehand
+    (``.spare-sha1``); the next release takes them, brought up to what the store has
+    then (a submodule left out, a new tag), or makes its own when there are none whole
+    (a spare cut short); either way it is whole, clean and holds nothing left over, and
+    a new spare is made after its answer."""
+    config = target(repos)
+    spare = repos.root / "site" / ".spare-sha1"
+    assert _answered_then_housekept(config, store).ok
+    assert (spare / ".git" / "modules" / "posts" / "HEAD").is_file()
+    assert not (repos.root / "site" / ".spare-sha1.new").exists()
+    if change == "submodule left out":
+        git(repos.deployed, "submodule", "deinit", "-q", "-f", "posts")
+        git(repos.deployed, "config", "submodule.posts.active", "false")
+    elif change == "tag added":
+        git(repos.pusher, "tag", "-a", "-m", "first", "v1.0")
+        git(repos.pusher, "push", "-q", "origin", "v1.0")
+        git(repos.deployed, "fetch", "-q", "origin", "tag", "v1.0")
+    elif change == "cut short":
+        spare.rename(spare.with_name(spare.name + ".new"))
+    repos.commit("index.html", "two\n")
+    result = deploy(config, store)
+    assert result.ok, result.reason
+    assert not spare.exists()
+    release = live(repos)
+    assert (release / "index.html").read_text() == "two\n"
+    assert not (release / ".git" / "deployhook-staged").exists()
+    modules = [] if change == "submodule left out" else ["posts"]
+    assert [p.name for p in (release / ".git" / "modules").glob("*")] == modules
+    assert (release / ".git" / "objects" / "info" / "alternates").read_text().strip() == str(
+        repos.deployed / ".git" / "objects")
+    if change == "tag added":
+        assert git(release, "describe", "--tags").startswith("v1.0-")
+    for repo in (release, *[release / m for m in modules]):
+        assert git(repo, "status", "--porcelain") == ""
+        git(repo, "fsck", "--no-progress")
+    repos.commit("index.html", "three\n")
+    assert _answered_then_housekept(config, store).ok
+    assert (spare / ".git" / "HEAD").is_file()
+    assert not (repos.root / "site" / ".spare-sha1.new").exists()

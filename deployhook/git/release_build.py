@@ -13,6 +13,12 @@ superproject's checkout leaves for it, once that shows it is a submodule of the
 deployed commit.  The configs (origin, ``submodule.<name>.url``, ``core.worktree``) are
 written by GitPython's config writer the first time, then as the same bytes.
 
+The git dirs of the next release are made after the answer (:func:`prepare`:
+``releases_path/.spare-<object format>``), so that a release renames them into place and
+creates almost no file or folder before its checkouts: on a busy disk each costs
+milliseconds.  What may have changed since (the alternates, the tags, the submodules the
+store has) is checked and written again when it differs.
+
 Everything here blocks: run it in the git executor or the CLI's main thread.
 """
 
@@ -37,6 +43,7 @@ from deployhook.git.shared_paths import symlink_in
 from deployhook.git.steps import Step, tail
 
 SKELETON = ".skeleton"  # + "-<object format>": the empty repository a release copies
+SPARE = ".spare"  # + "-<object format>": the git dirs of the next release, made beforehand
 STAGED = "deployhook-staged"  # in a release's .git: submodules checked out beside it
 Setting = tuple[str, str, str]  # (section, option, value) of a git config
 _KEPT = 64  # configs kept in memory, whole (one or two per repository of each target)
@@ -102,26 +109,28 @@ def build(store: Checkout, base: Path, path: Path, sha: str, submodules: bool,
     store's remote URL (relative submodule URLs resolve as in the store), with (when
     ``submodules``) the submodules the store has checked out, each at the commit the
     store's is at (what an in-place deploy serves), configured as ``git submodule``
-    leaves them.  Steps: "release init" (the first time), "release checkout", each
-    "submodule checkout", then "release submodules" (their paths and commits) when the
-    commit has a ``.gitmodules``.
+    leaves them.  The spare git dirs (:func:`prepare`) are used when there are some.
+    Steps: "release init" (the first time), "release checkout", each "submodule
+    checkout", then "release submodules" (their paths and commits) when the commit has
+    a ``.gitmodules``.
 
     Raises:
         DeployFailed: a git command failed (its step says why), or a git dir cannot be
             made.
     """
     source = _Source(store.repo)
-    skeleton = _skeleton(store, base, source.value("extensions", "objectformat") or "sha1",
-                         steps)
+    form = _format(source)
+    skeleton = _skeleton(store, base, form, steps)
     git_dir = path / ".git"
-    _write_git_dir(skeleton, source, git_dir, path, "release", steps)
+    spare = _take_spare(base / f"{SPARE}-{form}", path)
+    _repository(skeleton, source, git_dir, "release", steps)
     start, made, shown, done = time.monotonic(), [], [], None
     modules = _checked_out(source) if submodules else []
     try:
         staged: dict[str, _Staged] = {}
         if modules:
             staged = _beside(store, path, sha, steps, lambda: {
-                m.path: _stage(store, skeleton, m, git_dir, i, made)
+                m.path: _stage(store, skeleton, m, path, i, made)
                 for i, m in enumerate(modules)})
         else:
             _checkout(store, path, sha, "release", steps)
@@ -133,8 +142,6 @@ def build(store: Checkout, base: Path, path: Path, sha: str, submodules: bool,
                         time.monotonic() - start, tail("\n".join(shown)))
         else:
             _discard(staged.values())
-        if modules:  # each one staged was moved into place or removed
-            shutil.rmtree(git_dir / STAGED, ignore_errors=True)
     except DeployFailed as exc:
         raise DeployFailed(exc.reason, steps) from exc
     finally:
@@ -143,7 +150,65 @@ def build(store: Checkout, base: Path, path: Path, sha: str, submodules: bool,
             module.source.repo.close()
     if done is not None:
         steps.append(done)
+    _tidy(git_dir, spare)
     _configure(git_dir, skeleton.config, settings)
+
+
+def prepare(store: Checkout, base: Path) -> None:
+    """Make the git dirs of the store's next release beforehand (after the answer):
+    ``base/.spare-<object format>``, a release folder holding only its ``.git`` (as
+    :func:`build` writes it) with one git dir and staging folder per submodule the store
+    has checked out.  Made in ``.spare-<format>.new``, renamed when whole; nothing is
+    done when a spare is there.  Call it under the releases lock.
+
+    Raises:
+        DeployFailed: ``git init`` failed, or a git dir cannot be written.
+        OSError: a folder cannot be made or renamed.
+    """
+    source = _Source(store.repo)
+    form = _format(source)
+    spare = base / f"{SPARE}-{form}"
+    if (spare / ".git" / "HEAD").is_file():
+        return
+    skeleton, steps = _skeleton(store, base, form, []), []
+    building = spare.with_name(spare.name + ".new")
+    shutil.rmtree(building, ignore_errors=True)
+    shutil.rmtree(spare, ignore_errors=True)  # one cut short
+    os.mkdir(building)
+    _repository(skeleton, source, building / ".git", "spare", steps)
+    modules = _checked_out(source)
+    try:
+        for index, module in enumerate(modules):
+            _staging(skeleton, module, building, index, steps)
+    finally:
+        for module in modules:
+            module.source.repo.close()
+    os.rename(building, spare)
+
+
+def _take_spare(spare: Path, path: Path) -> set[str] | None:
+    """Move the spare git dirs (:func:`prepare`) to ``path``, the release folder: the
+    names of the submodule git dirs it holds (under ``.git/modules``), or None when
+    there is no spare (or it cannot be moved: the release is made without it)."""
+    try:
+        os.rename(spare, path)
+    except OSError:
+        return None
+    modules, names = path / ".git" / "modules", set()
+    for top, folders, files in os.walk(modules):
+        if "HEAD" in files:
+            names.add(os.path.relpath(top, modules))
+            folders.clear()
+    return names
+
+
+def _tidy(git_dir: Path, spare: set[str] | None) -> None:
+    """Remove from the finished release's ``git_dir`` the staging folder and the spare's
+    git dirs of submodules it does not have (never checked out: no index)."""
+    shutil.rmtree(git_dir / STAGED, ignore_errors=True)
+    for name in spare or ():
+        if not (git_dir / "modules" / name / "index").exists():
+            shutil.rmtree(git_dir / "modules" / name, ignore_errors=True)
 
 
 def _beside(store: Checkout, path: Path, sha: str, steps: list[Step],
@@ -191,23 +256,37 @@ def _checkout(store: Checkout, work_tree: Path, sha: str, name: str, steps: list
                 sha, "--", cwd=str(work_tree), env=env)
 
 
-def _stage(store: Checkout, skeleton: _Skeleton, module: _Module, git_dir: Path,
-           index: int, steps: list[Step]) -> _Staged:
-    """Check out ``module`` beside the superproject's checkout: its git dir
-    ``git_dir/modules/<name>``, its work tree ``git_dir/deployhook-staged/<index>``
-    until :func:`_submodules` moves it into place.  A failed checkout is kept in the
-    result, not raised (the release may not have the submodule).
+def _staging(skeleton: _Skeleton, module: _Module, release: Path, index: int,
+             steps: list[Step]) -> tuple[Path, Path]:
+    """The git dir of ``module`` in ``release`` (``.git/modules/<name>``) and the folder
+    its work tree is checked out in beside the superproject's
+    (``.git/deployhook-staged/<index>``, with the ``.git`` file it will have in place),
+    made or brought up to date: (git dir, folder).
 
     Raises:
-        DeployFailed: the git dir cannot be made.
+        DeployFailed: they cannot be made.
     """
-    own, tree = git_dir / "modules" / module.name, git_dir / STAGED / str(index)
+    own, tree = release / ".git" / "modules" / module.name, release / ".git" / STAGED / str(index)
+    _repository(skeleton, module.source, own, "submodule", steps)
     try:
-        tree.mkdir(parents=True)
+        tree.mkdir(parents=True, exist_ok=True)
+        _put(tree / ".git", _gitfile(own, release / module.path))
     except OSError as exc:
         raise DeployFailed(f"submodule {module.path}: cannot make {tree}: {exc}",
                            steps) from exc
-    _write_git_dir(skeleton, module.source, own, None, "submodule", steps)
+    return own, tree
+
+
+def _stage(store: Checkout, skeleton: _Skeleton, module: _Module, release: Path,
+           index: int, steps: list[Step]) -> _Staged:
+    """Check out ``module`` beside the superproject's checkout (:func:`_staging`) until
+    :func:`_submodules` moves it into place.  A failed checkout is kept in the result,
+    not raised (the release may not have the submodule).
+
+    Raises:
+        DeployFailed: its git dir cannot be made.
+    """
+    own, tree = _staging(skeleton, module, release, index, steps)
     try:
         _checkout(store, tree, module.head, "submodule", steps,
                   {"GIT_DIR": str(own), "GIT_WORK_TREE": str(tree)})
@@ -254,7 +333,8 @@ def _submodules(store: Checkout, skeleton: _Skeleton, source: _Source, release: 
                     own = _place(ready, work_tree, steps)
                 else:
                     own = git_dir / "modules" / module.name
-                    _write_git_dir(skeleton, module.source, own, work_tree, "submodule", steps)
+                    _repository(skeleton, module.source, own, "submodule", steps)
+                    _link(own, work_tree, steps)
                     _checkout(store, work_tree, module.head, "submodule", steps)
                 shown.append(f"{prefix}{path} at {module.head}")
                 origin = module.source.value('remote "origin"', "url")
@@ -275,8 +355,8 @@ def _submodules(store: Checkout, skeleton: _Skeleton, source: _Source, release: 
 
 
 def _place(staged: _Staged, work_tree: Path, steps: list[Step]) -> Path:
-    """Move a staged submodule's work tree into the empty folder ``work_tree`` and link
-    it to its git dir; its git dir.
+    """Move a staged submodule's work tree (its ``.git`` file in it) into the empty
+    folder ``work_tree``; its git dir.
 
     Raises:
         DeployFailed: its checkout had failed, or the move failed.
@@ -286,8 +366,6 @@ def _place(staged: _Staged, work_tree: Path, steps: list[Step]) -> Path:
     try:
         os.rmdir(work_tree)
         os.rename(staged.tree, work_tree)
-        (work_tree / ".git").write_text(
-            f"gitdir: {os.path.relpath(staged.git_dir, work_tree)}\n")
     except OSError as exc:
         raise DeployFailed(f"submodule {work_tree}: cannot move it into place: {exc}",
                            steps) from exc
@@ -369,40 +447,81 @@ def _remote(url: str | None) -> list[Setting]:
             ('remote "origin"', "fetch", "+refs/heads/*:refs/remotes/origin/*")]
 
 
-def _write_git_dir(skeleton: _Skeleton, source: _Source, git_dir: Path,
-                   work_tree: Path | None, name: str, steps: list[Step]) -> None:
-    """Write ``git_dir`` from the empty repository ``skeleton``, borrowing the objects
-    of ``source`` (``objects/info/alternates``, as ``clone --shared`` writes it) and
-    holding its tags (``packed-refs``: ``git describe`` answers as there).  With
-    ``work_tree`` other than ``git_dir``'s folder, ``work_tree/.git`` links to it by a
-    relative path, as git links a submodule.
+def _format(source: _Source) -> str:
+    """The object format of ``source`` (sha1 unless its config says otherwise)."""
+    return source.value("extensions", "objectformat") or "sha1"
+
+
+def _repository(skeleton: _Skeleton, source: _Source, git_dir: Path, name: str,
+                steps: list[Step]) -> None:
+    """Make ``git_dir`` a git dir borrowing the objects of ``source``
+    (``objects/info/alternates``, as ``clone --shared`` writes it) and holding its tags
+    (``packed-refs``: ``git describe`` answers as there): written from the empty
+    repository ``skeleton``, or, when the spare made it already, each of those two files
+    written again where it differs.
 
     Raises:
         DeployFailed: it cannot be written (the reason names ``name`` and the folder).
     """
-    files = dict(skeleton.files)
-    files["config"] = skeleton.config
-    files["objects/info/alternates"] = (
-        os.path.join(source.repo.common_dir, "objects") + "\n").encode()
+    alternates = (os.path.join(source.repo.common_dir, "objects") + "\n").encode()
     tags = _tags(source.repo)
-    if tags:
-        files["packed-refs"] = tags
     try:
+        if (git_dir / "HEAD").is_file():
+            _put(git_dir / "objects" / "info" / "alternates", alternates)
+            if tags:
+                _put(git_dir / "packed-refs", tags)
+            else:
+                (git_dir / "packed-refs").unlink(missing_ok=True)
+            return
         os.makedirs(git_dir)
         for folder in skeleton.folders:
             os.mkdir(git_dir / folder)
-        for file, data in files.items():
+        for file, data in (*skeleton.files, ("config", skeleton.config),
+                           ("objects/info/alternates", alternates),
+                           *([("packed-refs", tags)] if tags else [])):
             (git_dir / file).write_bytes(data)
-        if work_tree is not None and work_tree / ".git" != git_dir:
-            (work_tree / ".git").write_text(f"gitdir: {os.path.relpath(git_dir, work_tree)}\n")
     except OSError as exc:
-        raise DeployFailed(f"{name} {work_tree or git_dir}: cannot make its git dir: {exc}",
+        raise DeployFailed(f"{name} {git_dir}: cannot make its git dir: {exc}",
                            steps) from exc
+
+
+def _gitfile(git_dir: Path, work_tree: Path) -> bytes:
+    """The ``.git`` file of ``work_tree`` linking it to ``git_dir`` by a relative path,
+    as git links a submodule."""
+    return f"gitdir: {os.path.relpath(git_dir, work_tree)}\n".encode()
+
+
+def _link(git_dir: Path, work_tree: Path, steps: list[Step]) -> None:
+    """Write ``work_tree/.git`` (:func:`_gitfile`).
+
+    Raises:
+        DeployFailed: it cannot be written.
+    """
+    try:
+        _put(work_tree / ".git", _gitfile(git_dir, work_tree))
+    except OSError as exc:
+        raise DeployFailed(f"submodule {work_tree}: cannot link its git dir: {exc}",
+                           steps) from exc
+
+
+def _put(path: Path, data: bytes) -> None:
+    """Make ``path`` hold ``data``, writing it only when it holds something else (a read
+    is cheaper than a write).
+
+    Raises:
+        OSError: it cannot be written.
+    """
+    try:
+        if path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        pass
+    path.write_bytes(data)
 
 
 def _skeleton(store: Checkout, base: Path, form: str, steps: list[Step]) -> _Skeleton:
     """The git dir of an empty repository in the object format ``form``, which
-    :func:`_write_git_dir` writes for each repository of a release (git's own files:
+    :func:`_repository` writes for each repository of a release (git's own files:
     writing them takes a millisecond where ``git init`` takes a process):
     ``base/.skeleton-<format>/.git``, made by ``git init`` (step "release init") the
     first time, in a folder of its own renamed into place, without the empty folders git
@@ -479,14 +598,16 @@ def _configure(git_dir: Path, base: bytes, settings: list[Setting]) -> None:
     Raises:
         OSError: the file cannot be written.
     """
+    path = git_dir / "config"
     if not settings:
+        _put(path, base)
         return
     key = (base, tuple(settings))
     done = _configs.get(key)
-    path = git_dir / "config"
     if done is not None:
-        path.write_bytes(done)
+        _put(path, done)
         return
+    _put(path, base)
     with open(path, "r+b") as file, git.GitConfigParser(
             file, read_only=False, merge_includes=False) as config:
         for section, option, value in settings:

@@ -7,6 +7,8 @@ Layout under ``releases_path``::
     releases/<UTC time>-<sequence>-<short sha>/   one repository per deployed commit
     releases/<name>.partial                       while <name> is being built
     .pruned/<name>                                a pruned release, deleted after the answer
+    .spare-sha1/.git                              the next release's git dirs, made after
+                                                  the answer
     .skeleton-sha1/.git                           an empty repository, written for each
     shared/<path>                                 what ``shared_paths`` link to
     .deployhook.lock                              flock held by a deploy or rollback
@@ -174,17 +176,26 @@ def clean_partial(config: TargetConfig) -> list[str]:
     path = root(config) / RELEASES
     if not path.is_dir():
         return []
-    removed = []
-    with open(_ensure(root(config)) / LOCK, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with _unless_held(config) as free:
+        if not free:
             return []
         removed = _remove_partial(path)
         for link in root(config).glob(f".{CURRENT}.*.tmp"):  # a switch cut short
             link.unlink(missing_ok=True)
         empty_pruned(config)  # what a run stopped before its answer left
     return removed
+
+
+@contextmanager
+def _unless_held(config: TargetConfig) -> Iterator[bool]:
+    """Hold the releases lock when nobody does (no wait); yields whether it is held."""
+    with open(_ensure(root(config)) / LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def _remove_partial(folder: Path) -> list[str]:
@@ -252,9 +263,30 @@ def _deploy(checkout: Checkout, branch: str, pushes: list[Push],
             _release(checkout, store, updated.branch, pushes, before, sha, steps)
         except DeployFailed as exc:
             return _result(store, False, before, updated.branch, pushes, steps, exc.reason)
+        finally:  # the next release's git dirs: after the answer, as git maintenance
+            checkout.leftovers.append(lambda: _prepare_next(config))
         return _result(store, True, before, updated.branch, pushes, steps)
     finally:
         store.close()
+
+
+def _prepare_next(config: TargetConfig) -> None:
+    """After the answer: make the git dirs of the next release beforehand
+    (:func:`deployhook.git.release_build.prepare`), under the releases lock; nothing
+    while a deploy or a rollback holds it (the next release makes its own)."""
+    from deployhook.git import release_build
+
+    with _unless_held(config) as free:
+        if not free:
+            return
+        store = Checkout(replace(config, post_deploy=None))
+        try:
+            release_build.prepare(store, root(config))
+        except (DeployFailed, OSError) as exc:
+            log.warning("%s: the next release's git dirs were not made beforehand: %s",
+                        root(config), getattr(exc, "reason", exc))
+        finally:
+            store.close()
 
 
 def _result(store: Checkout, ok: bool, before: str | None, branch: str, pushes: list[Push],
