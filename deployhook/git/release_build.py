@@ -25,6 +25,7 @@ Everything here blocks: run it in the git executor or the CLI's main thread.
 from __future__ import annotations
 
 import configparser
+import io
 import os
 import shutil
 import stat
@@ -46,8 +47,10 @@ SKELETON = ".skeleton"  # + "-<object format>": the empty repository a release c
 SPARE = ".spare"  # + "-<object format>": the git dirs of the next release, made beforehand
 STAGED = "deployhook-staged"  # in a release's .git: submodules checked out beside it
 Setting = tuple[str, str, str]  # (section, option, value) of a git config
-_KEPT = 64  # configs kept in memory, whole (one or two per repository of each target)
+_KEPT = 64  # configs (and .gitmodules) kept in memory, each whole
 _configs: dict[tuple[bytes, tuple[Setting, ...]], bytes] = {}
+_SMALL = 64 * 1024  # a .gitmodules kept parsed is at most this big
+_named: dict[bytes, tuple[str, ...]] = {}  # a .gitmodules' bytes -> the paths it names
 _skeletons: dict[Path, tuple[tuple[int, int, int, int], _Skeleton]] = {}
 T = TypeVar("T")
 
@@ -125,16 +128,19 @@ def build(store: Checkout, base: Path, path: Path, sha: str, submodules: bool,
     spare = _take_spare(base / f"{SPARE}-{form}", path)
     _repository(skeleton, source, git_dir, "release", steps)
     start, made, shown, done = time.monotonic(), [], [], None
-    modules = _checked_out(source) if submodules else []
+    modules: list[_Module] = []
+
+    def stage() -> dict[str, _Staged]:
+        modules.extend(_checked_out(source))
+        return {m.path: _stage(store, skeleton, m, path, i, made) for i, m in enumerate(modules)}
+
     try:
         staged: dict[str, _Staged] = {}
-        if modules:
-            staged = _beside(store, path, sha, steps, lambda: {
-                m.path: _stage(store, skeleton, m, path, i, made)
-                for i, m in enumerate(modules)})
+        if submodules and (Path(source.repo.working_tree_dir or "") / ".gitmodules").exists():
+            staged = _beside(store, path, sha, steps, stage)
         else:
             _checkout(store, path, sha, "release", steps)
-        settings = _remote(store.remote_url())
+        settings = _remote(source.value(f'remote "{store.config.remote}"', "url"))
         if submodules and (path / ".gitmodules").exists():
             settings += _submodules(store, skeleton, source, path, git_dir, made, shown, "",
                                     staged)
@@ -205,7 +211,12 @@ def _take_spare(spare: Path, path: Path) -> set[str] | None:
 def _tidy(git_dir: Path, spare: set[str] | None) -> None:
     """Remove from the finished release's ``git_dir`` the staging folder and the spare's
     git dirs of submodules it does not have (never checked out: no index)."""
-    shutil.rmtree(git_dir / STAGED, ignore_errors=True)
+    try:
+        os.rmdir(git_dir / STAGED)  # empty: each staged work tree was moved into place
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(git_dir / STAGED, ignore_errors=True)
     for name in spare or ():
         if not (git_dir / "modules" / name / "index").exists():
             shutil.rmtree(git_dir / "modules" / name, ignore_errors=True)
@@ -398,16 +409,20 @@ def _module_at(source: _Source, path: str) -> _Module | None:
 
 
 def _declared(work_tree: Path) -> list[str]:
-    """The submodule paths ``work_tree/.gitmodules`` names (GitPython's config parser: no
-    process), as "a/b"; a path with "..", absolute, or with a symlink or file on the way
-    is none (``.gitmodules`` is pushed content)."""
+    """The submodule paths ``work_tree/.gitmodules`` names (:func:`_paths_in`), as
+    "a/b"; a path with "..", absolute, or with a symlink or file on the way is none
+    (``.gitmodules`` is pushed content)."""
     try:
-        modules = git.GitConfigParser(str(work_tree / ".gitmodules"), read_only=True,
-                                      merge_includes=False)  # pushed: no file beside it
-        paths = [str(modules.get_value(section, "path")) for section in modules.sections()
-                 if modules.has_option(section, "path")]
-    except (OSError, configparser.Error, ValueError):
+        data = (work_tree / ".gitmodules").read_bytes()
+    except OSError:
         return []
+    paths = _named.get(data)
+    if paths is None:
+        paths = _paths_in(data)
+        if len(data) <= _SMALL:  # the store's and each release's: parsed once
+            if len(_named) >= _KEPT:
+                _named.clear()
+            _named[data] = paths
     found = []
     for path in paths:
         parts = PurePosixPath(path).parts
@@ -415,6 +430,23 @@ def _declared(work_tree: Path) -> list[str]:
                 and not symlink_in(work_tree, parts, ""):
             found.append("/".join(parts))
     return found
+
+
+def _paths_in(data: bytes) -> tuple[str, ...]:
+    """The ``path`` values of a ``.gitmodules`` holding ``data`` (GitPython's config
+    parser: no process); none when it cannot be parsed."""
+    try:
+        modules = git.GitConfigParser(_Named(data), read_only=True, merge_includes=False)
+        return tuple(str(modules.get_value(section, "path")) for section in modules.sections()
+                     if modules.has_option(section, "path"))
+    except (configparser.Error, ValueError):
+        return ()
+
+
+class _Named(io.BytesIO):
+    """Bytes GitPython's config parser reads as the file ``.gitmodules``."""
+
+    name = ".gitmodules"
 
 
 def _gitlinks(work_tree: Path) -> list[str]:
