@@ -45,7 +45,7 @@ from deployhook.git.steps import Step, tail
 
 SKELETON = ".skeleton"  # + "-<object format>": the empty repository a release copies
 SPARE = ".spare"  # + "-<object format>": the git dirs of the next release, made beforehand
-STAGED = "deployhook-staged"  # in a release's .git: submodules checked out beside it
+STAGED = "deployhook-staged-"  # + <n>, in a release's .git: a submodule checked out beside
 Setting = tuple[str, str, str]  # (section, option, value) of a git config
 _KEPT = 64  # configs (and .gitmodules) kept in memory, each whole
 _configs: dict[tuple[bytes, tuple[Setting, ...]], bytes] = {}
@@ -209,15 +209,16 @@ def _take_spare(spare: Path, path: Path) -> set[str] | None:
 
 
 def _tidy(git_dir: Path, spare: set[str] | None) -> None:
-    """Remove from the finished release's ``git_dir`` the staging folder and the spare's
-    git dirs of submodules it does not have (never checked out: no index)."""
-    try:
-        os.rmdir(git_dir / STAGED)  # empty: each staged work tree was moved into place
-    except FileNotFoundError:
-        pass
-    except OSError:
-        shutil.rmtree(git_dir / STAGED, ignore_errors=True)
-    for name in spare or ():
+    """Remove from the finished release's ``git_dir`` what the spare made that it did
+    not use: staging folders, git dirs of submodules it does not have (never checked
+    out: no index).  Only read when there is nothing to remove."""
+    if spare is None:
+        return
+    with os.scandir(git_dir) as entries:
+        left = [entry.path for entry in entries if entry.name.startswith(STAGED)]
+    for folder in left:
+        shutil.rmtree(folder, ignore_errors=True)
+    for name in spare:
         if not (git_dir / "modules" / name / "index").exists():
             shutil.rmtree(git_dir / "modules" / name, ignore_errors=True)
 
@@ -271,16 +272,16 @@ def _staging(skeleton: _Skeleton, module: _Module, release: Path, index: int,
              steps: list[Step]) -> tuple[Path, Path]:
     """The git dir of ``module`` in ``release`` (``.git/modules/<name>``) and the folder
     its work tree is checked out in beside the superproject's
-    (``.git/deployhook-staged/<index>``, with the ``.git`` file it will have in place),
+    (``.git/deployhook-staged-<index>``, with the ``.git`` file it will have in place),
     made or brought up to date: (git dir, folder).
 
     Raises:
         DeployFailed: they cannot be made.
     """
-    own, tree = release / ".git" / "modules" / module.name, release / ".git" / STAGED / str(index)
+    own, tree = release / ".git" / "modules" / module.name, release / ".git" / f"{STAGED}{index}"
     _repository(skeleton, module.source, own, "submodule", steps)
     try:
-        tree.mkdir(parents=True, exist_ok=True)
+        tree.mkdir(exist_ok=True)
         _put(tree / ".git", _gitfile(own, release / module.path))
     except OSError as exc:
         raise DeployFailed(f"submodule {module.path}: cannot make {tree}: {exc}",
