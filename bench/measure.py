@@ -470,7 +470,10 @@ def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
     warm-up pair, then ``reps`` pairs, the order within a pair alternating.  Also the
     median time of each recorded step per mode (what is not a step is "other"), the
     ratio of the medians and the median of the per-pair ratios, the load average
-    before and after, and the disk used per release (``du`` of the releases folder,
+    before and after, the median time of the work each mode leaves for after the answer
+    (``Checkout.housekeep``, run untimed after each deploy as the daemon runs it: git
+    maintenance; in releases mode also deleting pruned releases and making the next
+    release's git dirs), and the disk used per release (``du`` of the releases folder,
     hard links counted once, over the number of releases; its ``.git`` part too).
     ``keep_releases`` is the default (5), so the later deploys prune as they would."""
     from deployhook.git.checkout import Checkout
@@ -486,6 +489,7 @@ def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
                                             releases_path=str(site)),  # keeps 5: prunes
     }
     times: dict[str, list[float]] = {mode: [] for mode in modes}
+    after: dict[str, list[float]] = {mode: [] for mode in modes}
     steps: dict[str, dict[str, list[float]]] = {mode: {} for mode in modes}
     load_before = [round(x, 2) for x in os.getloadavg()]
     for rep in range(reps + 1):  # the first pair warms up
@@ -497,11 +501,15 @@ def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
             result = run_deploy(checkout, Unrecorded(), target=config.name, trigger="bench",
                                 branch="main")
             elapsed = time.perf_counter() - start
+            start = time.perf_counter()
+            checkout.housekeep()  # what the daemon does after the answer, untimed
+            later = time.perf_counter() - start
             checkout.close()
             if not result.ok:
                 raise RuntimeError(f"{mode} deploy failed: {result.reason}")
             if rep:
                 times[mode].append(elapsed)
+                after[mode].append(later)
                 for step in result.steps:
                     steps[mode].setdefault(step.name, []).append(step.duration)
                 steps[mode].setdefault("other", []).append(
@@ -521,6 +529,8 @@ def releases(repos: Repos, reps: int = 7) -> dict[str, Any]:
         "ratio_of_medians": round(statistics.median(released) / statistics.median(in_place), 2),
         "ratio_per_pair_median": round(statistics.median(
             r / i for r, i in zip(released, in_place, strict=True)), 2),
+        "after_the_answer_ms_median": {mode: _ms(statistics.median(values))
+                                       for mode, values in after.items()},
         "in_place_ms": [_ms(t) for t in in_place],
         "releases_ms": [_ms(t) for t in released],
         "steps_ms_median": {mode: {name: _ms(statistics.median(values))

@@ -45,6 +45,8 @@ NEVER_IN_A_PLAIN_DAEMON = (
     "deployhook.cli.check",
     "deployhook.forges.payloads",  # deployhook send
     "curses",  # Tornado's log colours, unused (deployhook.cli marks it unavailable)
+    "deployhook.git.release_build",  # releases mode (deploy_mode = "releases")
+    "deployhook.git.shared_paths",
 )
 
 SITECUSTOMIZE = """\

@@ -18,7 +18,7 @@ import pytest
 
 from deployhook.cli.main import main
 from deployhook.errors import ConfigError
-from deployhook.git import releases
+from deployhook.git import release_build, releases
 from deployhook.git.checkout import Checkout
 from deployhook.record.store import Store
 from deployhook.service.runs import run_deploy
@@ -628,7 +628,7 @@ def test_only_empty_folders_inside_the_tree_are_taken_for_submodules(
     (tree / "file.txt").write_text("text\n")
     os.symlink(outside, tree / "link")
     (tree / ".gitmodules").write_text(f'[submodule "x"]\n\tpath = {entry}\n\turl = ../x.git\n')
-    assert releases._gitlinks(tree) == (["sub"] if made else [])
+    assert release_build._gitlinks(tree) == (["sub"] if made else [])
 
 
 @pytest.mark.parametrize("damage", ["none", "removed", "cut short"])
@@ -655,3 +655,96 @@ def test_the_empty_repository_releases_copy_is_made_once_and_again_when_damaged(
     assert (release / "index.html").read_text() == "two\n"
     assert git(release, "status", "--porcelain") == ""
     git(release, "fsck", "--no-progress")
+
+
+@pytest.mark.parametrize(("edit", "checkouts"), [
+    ("unchanged", 1),
+    ("names one more", 2),  # checked out beside, then removed: the release has no such one
+    ("names none", 1),      # none beside: the release's own is made after its checkout
+])
+def test_the_release_decides_which_submodules_checked_out_beside_it_stay(
+        repos: Repos, store: Store, edit: str, checkouts: int) -> None:
+    """The store's submodules are checked out beside the release's own checkout, as the
+    store's ``.gitmodules`` names them; the release's ``.gitmodules`` decides which it
+    has (the store's edited by hand here).  Either way the release is whole and clean,
+    with nothing left over."""
+    config = target(repos)
+    assert deploy(config, store).ok
+    git(repos.root, "clone", "-q", repos.sub_origin.as_uri(), str(repos.deployed / "extra"))
+    gitmodules = repos.deployed / ".gitmodules"
+    if edit == "names one more":
+        gitmodules.write_text(gitmodules.read_text() + (
+            '[submodule "extra"]\n\tpath = extra\n\turl = ../extra.git\n'))
+    elif edit == "names none":
+        gitmodules.write_text("")
+    site, steps = repos.root / "site", []
+    release = site / "releases" / "built"
+    checkout = Checkout(config)
+    try:
+        release_build.build(checkout, site, release, checkout.head() or "", True, steps)
+    finally:
+        checkout.close()
+    assert [s.name for s in steps].count("submodule checkout") == checkouts
+    status = git(release, "submodule", "status").splitlines()
+    assert [line.split()[1] for line in status] == ["posts"]
+    assert not [line for line in status if line[0] in "-+U"], status
+    assert [p.name for p in (release / ".git" / "modules").iterdir()] == ["posts"]
+    assert not list((release / ".git").glob(release_build.STAGED + "*"))
+    assert not (release / "extra").exists()
+    for repo in (release, release / "posts"):
+        assert git(repo, "status", "--porcelain") == ""
+
+
+def _answered_then_housekept(config: TargetConfig, store: Store) -> Any:
+    """A deploy, then what the daemon does after its answer (``Checkout.housekeep``)."""
+    checkout = Checkout(config)
+    try:
+        result = run_deploy(checkout, store, target=config.name, trigger="cli", branch="main")
+        checkout.housekeep()
+        return result
+    finally:
+        checkout.close()
+
+
+@pytest.mark.parametrize("change", ["none", "submodule left out", "tag added", "cut short"])
+def test_the_next_releases_git_dirs_made_after_the_answer_are_used_as_they_stand_now(
+        repos: Repos, store: Store, change: str) -> None:
+    """After the answer, the git dirs of the next release are made beforehand
+    (``.spare-sha1``); the next release takes them, brought up to what the store has
+    then (a submodule left out, a new tag), or makes its own when there are none whole
+    (a spare cut short); either way it is whole, clean and holds nothing left over, and
+    a new spare is made after its answer."""
+    config = target(repos)
+    spare = repos.root / "site" / ".spare-sha1"
+    assert _answered_then_housekept(config, store).ok
+    assert (spare / ".git" / "modules" / "posts" / "HEAD").is_file()
+    assert not (repos.root / "site" / ".spare-sha1.new").exists()
+    if change == "submodule left out":
+        git(repos.deployed, "submodule", "deinit", "-q", "-f", "posts")
+        git(repos.deployed, "config", "submodule.posts.active", "false")
+    elif change == "tag added":
+        git(repos.pusher, "tag", "-a", "-m", "first", "v1.0")
+        git(repos.pusher, "push", "-q", "origin", "v1.0")
+        git(repos.deployed, "fetch", "-q", "origin", "tag", "v1.0")
+    elif change == "cut short":
+        spare.rename(spare.with_name(spare.name + ".new"))
+    repos.commit("index.html", "two\n")
+    result = deploy(config, store)
+    assert result.ok, result.reason
+    assert not spare.exists()
+    release = live(repos)
+    assert (release / "index.html").read_text() == "two\n"
+    assert not list((release / ".git").glob("deployhook-staged-*"))
+    modules = [] if change == "submodule left out" else ["posts"]
+    assert [p.name for p in (release / ".git" / "modules").glob("*")] == modules
+    assert (release / ".git" / "objects" / "info" / "alternates").read_text().strip() == str(
+        repos.deployed / ".git" / "objects")
+    if change == "tag added":
+        assert git(release, "describe", "--tags").startswith("v1.0-")
+    for repo in (release, *[release / m for m in modules]):
+        assert git(repo, "status", "--porcelain") == ""
+        git(repo, "fsck", "--no-progress")
+    repos.commit("index.html", "three\n")
+    assert _answered_then_housekept(config, store).ok
+    assert (spare / ".git" / "HEAD").is_file()
+    assert not (repos.root / "site" / ".spare-sha1.new").exists()

@@ -7,45 +7,42 @@ Layout under ``releases_path``::
     releases/<UTC time>-<sequence>-<short sha>/   one repository per deployed commit
     releases/<name>.partial                       while <name> is being built
     .pruned/<name>                                a pruned release, deleted after the answer
-    .skeleton-sha1/.git                           an empty repository, copied for each
+    .spare-sha1/.git                              the next release's git dirs, made after
+                                                  the answer
+    .skeleton-sha1/.git                           an empty repository, written for each
     shared/<path>                                 what ``shared_paths`` link to
     .deployhook.lock                              flock held by a deploy or rollback
 
 ``repo_path`` is only the object store that is fetched into (the ordinary update of
 :class:`~deployhook.git.checkout.Checkout`, without post_deploy).  A release is a
-repository of its own at the deployed commit that borrows the store's objects (a
-copy of an empty repository ``git init`` made once, the store as its alternate, one
-``git checkout``: nothing copied but its files), with the submodules the store has
-checked out made the same way, the ``shared_paths`` links, then post_deploy run
-inside it.  Only then is ``current``
-switched (a new symlink renamed over the old one), then ``activate`` runs and
-``health_url`` must answer 2xx; either failing switches ``current`` back.  A crash
+repository of its own at the deployed commit that borrows the store's objects, with the
+submodules the store has checked out made the same way
+(:mod:`deployhook.git.release_build`), the ``shared_paths`` links
+(:mod:`deployhook.git.shared_paths`), then post_deploy run inside it.  Only then is
+``current`` switched (a new symlink renamed over the old one), then ``activate`` runs
+and ``health_url`` must answer 2xx; either failing switches ``current`` back.  A crash
 at any point leaves ``current`` on a complete release: ``<name>.partial`` is written
-before the clone and removed once the release is complete; a release with it is
-removed by :func:`clean_partial` (each deploy, and each start of the daemon).
+before the release and removed once it is complete; a release with it is removed by
+:func:`clean_partial` (each deploy, and each start of the daemon).
 
 Everything here blocks: run it in the git executor or the CLI's main thread.
 """
 
 from __future__ import annotations
 
-import configparser
 import fcntl
 import logging
 import os
 import re
-import stat
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
-
-import git
+from pathlib import Path
 
 from deployhook.forges.delivery import Push
-from deployhook.git import postdeploy, refs
+from deployhook.git import postdeploy
 from deployhook.git.checkout import Checkout, DeployFailed, RunResult, resolve_target
 from deployhook.git.steps import Step, summary, tail
 from deployhook.redact import redact
@@ -54,10 +51,8 @@ from deployhook.settings import TargetConfig
 log = logging.getLogger("deployhook.releases")
 CURRENT = "current"
 RELEASES = "releases"
-SHARED = "shared"
 PARTIAL = ".partial"  # suffix of the marker file next to a release being built
 PRUNED = ".pruned"  # where pruned releases wait for deletion (after the answer)
-SKELETON = ".skeleton"  # + "-<object format>": the empty repository a release copies
 LOCK = ".deployhook.lock"
 ROLLED_BACK = "rolled back: "
 
@@ -181,17 +176,26 @@ def clean_partial(config: TargetConfig) -> list[str]:
     path = root(config) / RELEASES
     if not path.is_dir():
         return []
-    removed = []
-    with open(_ensure(root(config)) / LOCK, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with _unless_held(config) as free:
+        if not free:
             return []
         removed = _remove_partial(path)
         for link in root(config).glob(f".{CURRENT}.*.tmp"):  # a switch cut short
             link.unlink(missing_ok=True)
         empty_pruned(config)  # what a run stopped before its answer left
     return removed
+
+
+@contextmanager
+def _unless_held(config: TargetConfig) -> Iterator[bool]:
+    """Hold the releases lock when nobody does (no wait); yields whether it is held."""
+    with open(_ensure(root(config)) / LOCK, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def _remove_partial(folder: Path) -> list[str]:
@@ -259,9 +263,30 @@ def _deploy(checkout: Checkout, branch: str, pushes: list[Push],
             _release(checkout, store, updated.branch, pushes, before, sha, steps)
         except DeployFailed as exc:
             return _result(store, False, before, updated.branch, pushes, steps, exc.reason)
+        finally:  # the next release's git dirs: after the answer, as git maintenance
+            checkout.leftovers.append(lambda: _prepare_next(config))
         return _result(store, True, before, updated.branch, pushes, steps)
     finally:
         store.close()
+
+
+def _prepare_next(config: TargetConfig) -> None:
+    """After the answer: make the git dirs of the next release beforehand
+    (:func:`deployhook.git.release_build.prepare`), under the releases lock; nothing
+    while a deploy or a rollback holds it (the next release makes its own)."""
+    from deployhook.git import release_build
+
+    with _unless_held(config) as free:
+        if not free:
+            return
+        store = Checkout(replace(config, post_deploy=None))
+        try:
+            release_build.prepare(store, root(config))
+        except (DeployFailed, OSError) as exc:
+            log.warning("%s: the next release's git dirs were not made beforehand: %s",
+                        root(config), getattr(exc, "reason", exc))
+        finally:
+            store.close()
 
 
 def _result(store: Checkout, ok: bool, before: str | None, branch: str, pushes: list[Push],
@@ -287,7 +312,9 @@ def _release(checkout: Checkout, store: Checkout, branch: str, pushes: list[Push
         DeployFailed: a step failed (after a switch back, the reason starts with
             "rolled back: ").
     """
-    import shutil  # releases mode only: an in-place daemon never imports it
+    import shutil  # releases mode only: an in-place daemon never imports these
+
+    from deployhook.git import release_build, shared_paths
 
     config = checkout.config
     folder = root(config) / RELEASES
@@ -297,7 +324,8 @@ def _release(checkout: Checkout, store: Checkout, branch: str, pushes: list[Push
     marker = folder / (name + PARTIAL)
     marker.write_text(f"{sha}\n")
     try:
-        _build(checkout, store, path, sha, steps)
+        release_build.build(store, root(config), path, sha, config.submodules, steps)
+        shared_paths.link(root(config), config.shared_paths, path, steps)
         _post_deploy(checkout, path, branch, pushes, before, sha, steps)
         marker.unlink()
     except BaseException:
@@ -373,353 +401,6 @@ def _new_name(folder: Path, sha: str) -> str:
         names = []
     sequence = max((made_order(name)[0] for name in names), default=0) + 1
     return f"{stamp}-{sequence}-{sha[:12]}"
-
-
-Setting = tuple[str, str, str]  # (section, option, value) of a git config
-
-
-def _build(checkout: Checkout, store: Checkout, path: Path, sha: str,
-           steps: list[Step]) -> None:
-    """Make the release of ``sha`` at ``path`` from the store: a repository of its own
-    borrowing the store's objects (:func:`_repository`), whose ``origin`` is the store's
-    remote URL (relative submodule URLs resolve as in the store), with the submodules
-    the store has checked out (:func:`_submodules`) and the ``shared_paths`` links.
-
-    Raises:
-        DeployFailed: a git command failed, or a shared path cannot be linked.
-    """
-    config = checkout.config
-    source = _Source(store.repo)
-    _repository(store, source, path, None, sha, "release", steps)
-    settings = _remote(store.remote_url())
-    if config.submodules and (path / ".gitmodules").exists():
-        start, made, shown = time.monotonic(), [], []
-        try:
-            settings += _submodules(store, source, path, path / ".git", made, shown)
-        except DeployFailed as exc:
-            steps += made
-            raise DeployFailed(exc.reason, steps) from exc
-        steps.append(Step("release submodules", "from the store's submodules (alternates)",
-                          0, time.monotonic() - start, tail("\n".join(shown))))
-    _configure(path / ".git", settings)
-    _link_shared(config, path, steps)
-
-
-def _repository(store: Checkout, source: _Source, work_tree: Path, git_dir: Path | None,
-                sha: str, name: str, steps: list[Step]) -> None:
-    """Make a repository at ``work_tree`` with ``sha`` checked out (detached HEAD): its
-    git dir a copy of the empty one ``git init`` made once (:func:`_skeleton`), then one
-    ``git checkout`` (step ``<name> checkout``).  It borrows the objects of ``source``
-    (the store or one of its submodules; alternates, as ``clone --shared``: nothing is
-    copied) and gets its tags (so ``git describe`` answers as there).  ``git_dir``: a
-    submodule's, under the superproject's ``.git/modules``, linked from
-    ``work_tree/.git`` by a relative path as git links it; None: ``work_tree/.git``.
-
-    Raises:
-        DeployFailed: a git command failed (its step says why), or the git dir cannot be
-            made.
-    """
-    import shutil  # releases mode only: an in-place daemon never imports it
-
-    skeleton = _skeleton(store, source.value("extensions", "objectformat") or "sha1", steps)
-    own = git_dir or work_tree / ".git"
-    try:
-        shutil.copytree(skeleton, own)
-        if git_dir is not None:
-            (work_tree / ".git").write_text(f"gitdir: {os.path.relpath(git_dir, work_tree)}\n")
-        # what ``git clone --shared`` writes (GitPython's ``Repo.alternates`` too, without
-        # opening a Repo for it)
-        (own / "objects" / "info" / "alternates").write_text(
-            os.path.join(source.repo.common_dir, "objects") + "\n")
-        _copy_tags(source.repo, own)
-    except OSError as exc:
-        raise DeployFailed(f"{name} {work_tree}: cannot make its git dir: {exc}",
-                           steps) from exc
-    store._step(f"{name} checkout", steps, "-c", "advice.detachedHead=false",
-                "-c", "core.logAllRefUpdates=false",  # HEAD never moves here: no reflog
-                "checkout", "--quiet", "--detach", sha, "--", cwd=str(work_tree))
-
-
-def _skeleton(store: Checkout, form: str, steps: list[Step]) -> Path:
-    """The git dir of an empty repository in the object format ``form``, which
-    :func:`_repository` copies for each repository of a release (git's own files: a
-    copy takes a millisecond where ``git init`` takes a process):
-    ``releases_path/.skeleton-<format>/.git``, made by ``git init`` (step "release
-    init") the first time, in a folder of its own renamed into place, without the
-    empty folders git makes again when it needs them (each folder costs a block).
-
-    Raises:
-        DeployFailed: ``git init`` failed.
-    """
-    import shutil  # releases mode only: an in-place daemon never imports it
-
-    made = root(store.config) / f"{SKELETON}-{form}"
-    if (made / ".git" / "HEAD").is_file():
-        return made / ".git"
-    building = made.with_name(made.name + ".new")
-    shutil.rmtree(building, ignore_errors=True)
-    store._step("release init", steps, "init", "--quiet",
-                "--template=",  # no sample hooks: a release costs its files
-                *([f"--object-format={form}"] if form != "sha1" else []),
-                "--", str(building), cwd=str(building.parent))
-    for optional in ("objects/pack", "refs/heads", "refs/tags"):  # git makes them when due
-        (building / ".git" / optional).rmdir()
-    shutil.rmtree(made, ignore_errors=True)
-    os.rename(building, made)
-    return made / ".git"
-
-
-def _copy_tags(source: git.Repo, git_dir: Path) -> None:
-    """Write the tags of ``source`` (loose and packed, read by GitPython: no process)
-    into ``git_dir/packed-refs``; the objects they name are borrowed with the rest."""
-    lines = []
-    for tag in git.TagReference.iter_items(source):
-        sha = refs.read_ref(source, tag.path)
-        if sha is not None:
-            lines.append(f"{sha} {tag.path}\n")
-    if lines:
-        (git_dir / "packed-refs").write_text("".join(lines))
-
-
-def _submodules(store: Checkout, source: _Source, release: Path, git_dir: Path,
-                steps: list[Step], shown: list[str], prefix: str = "") -> list[Setting]:
-    """Give the release repository at ``release`` (its git dir ``git_dir``) the
-    submodules that ``source`` (the store, or a submodule of it) has checked out,
-    recursively: each a repository of its own under ``git_dir/modules/<name>``
-    (:func:`_repository`), borrowing the objects of the store's, at the commit the
-    store's is at (what an in-place deploy serves), configured as ``git submodule``
-    leaves it.  A submodule the store has not checked out (an inactive one, say) stays
-    an empty folder, as in the store.  Each one made is added to ``shown``
-    ("<path> at <commit>", the path from the top).
-
-    Returns the settings that initialise them in ``release`` (``submodule.<name>.url``).
-
-    Raises:
-        DeployFailed: a git command failed (its step says why).
-    """
-    settings: list[Setting] = []
-    for path in _gitlinks(release):
-        here = Path(source.repo.working_tree_dir or "", path)
-        if not (here / ".git").exists():
-            continue
-        with git.Repo(here) as repo:
-            head = refs.read_ref(repo, "HEAD")
-            if head is None:
-                continue
-            sub = _Source(repo)
-            name = _module_name(source.repo, repo, path)
-            module, work_tree = git_dir / "modules" / name, release / path
-            _repository(store, sub, work_tree, module, head, "submodule", steps)
-            shown.append(f"{prefix}{path} at {head}")
-            origin = sub.value('remote "origin"', "url")
-            own = [("core", "worktree", os.path.relpath(work_tree, module)), *_remote(origin)]
-            if (work_tree / ".gitmodules").exists():
-                own += _submodules(store, sub, work_tree, module, steps, shown,
-                                   f"{prefix}{path}/")
-            _configure(module, own)
-            url = source.value(f'submodule "{name}"', "url") or origin
-        if url:  # initialised (a URL makes it active), as ``git submodule init`` does
-            settings.append((f'submodule "{name}"', "url", url))
-    return settings
-
-
-def _gitlinks(work_tree: Path) -> list[str]:
-    """The paths of the submodules in the fresh checkout ``work_tree``: those its
-    ``.gitmodules`` names (GitPython's config parser: no process) that are an empty
-    folder there, as checking out a commit leaves a submodule (git makes no folder for
-    anything else); a path with "..", or with a symlink or file on the way, is none."""
-    try:
-        modules = git.GitConfigParser(str(work_tree / ".gitmodules"), read_only=True,
-                                      merge_includes=False)  # pushed: no file beside it
-        paths = [str(modules.get_value(section, "path")) for section in modules.sections()
-                 if modules.has_option(section, "path")]
-    except (OSError, configparser.Error, ValueError):
-        return []
-    found = []
-    for path in paths:
-        parts = PurePosixPath(path).parts
-        if not parts or parts[0] == "/" or ".." in parts or _symlink_in(work_tree, parts, ""):
-            continue
-        try:
-            if stat.S_ISDIR(os.lstat(work_tree.joinpath(*parts)).st_mode) and not any(
-                    os.scandir(work_tree.joinpath(*parts))):
-                found.append("/".join(parts))
-        except OSError:
-            continue
-    return found
-
-
-def _module_name(source: git.Repo, sub: git.Repo, path: str) -> str:
-    """The submodule's name, as the store's git dir for it says (``.git/modules/<name>``;
-    git checked it), else its path."""
-    name = os.path.relpath(sub.git_dir, os.path.join(source.git_dir, "modules"))
-    return path if ".." in PurePosixPath(name).parts else name
-
-
-def _remote(url: str | None) -> list[Setting]:
-    """The settings of an ``origin`` at ``url`` (as ``git clone`` writes them)."""
-    if not url:
-        return []
-    return [('remote "origin"', "url", url),
-            ('remote "origin"', "fetch", "+refs/heads/*:refs/remotes/origin/*")]
-
-
-class _Source:
-    """A repository a release is made from (the store or one of its submodules), with
-    its own config read once (GitPython's reader: no process)."""
-
-    def __init__(self, repo: git.Repo) -> None:
-        self.repo = repo
-        self.settings = repo.config_reader("repository")
-
-    def value(self, section: str, option: str) -> str | None:
-        """One value of the repository's own config, or None."""
-        try:
-            value = self.settings.get_value(section, option, None)
-        except (OSError, configparser.Error, ValueError):
-            return None
-        return None if value is None else str(value)
-
-
-def _configure(git_dir: Path, settings: list[Setting]) -> None:
-    """Set ``settings`` in ``git_dir/config`` with GitPython's config writer, the file
-    written once (a writer on a path rewrites it for each value) under git's
-    ``config.lock``."""
-    if not settings:
-        return
-    with open(git_dir / "config", "r+b") as file, git.GitConfigParser(
-            file, read_only=False, merge_includes=False) as config:
-        for section, option, value in settings:
-            config.set_value(section, option, value)
-
-
-def _link_shared(config: TargetConfig, path: Path, steps: list[Step]) -> None:
-    """Link each of ``shared_paths`` in the release to ``shared/<path>``.  A shared path
-    that does not exist yet is seeded from the release's copy (moved there), or made an
-    empty folder.
-
-    Nothing is followed out of the release or ``shared/``: every shared path is checked
-    first (:func:`_symlink_in`), then changed through folders opened without following
-    a symlink (:func:`_open_folder`).
-
-    Raises:
-        DeployFailed: a component of a shared path, in the release (the pushed tree) or
-            under ``shared/``, is a symlink or not a folder where the path goes on (the
-            reason names it; nothing was deleted or moved), or a link failed.
-    """
-    base = root(config)
-    for item in config.shared_paths:
-        parts = PurePosixPath(item).parts
-        problem = (_symlink_in(path, parts, "in the pushed tree")
-                   or _symlink_in(base, (SHARED, *parts), f"in {base}"))
-        if problem:
-            raise DeployFailed(f"shared path {item}: {problem}; shared_paths must be real "
-                               "folders or files", steps)
-    for item in config.shared_paths:
-        try:
-            _link_one(base, path, PurePosixPath(item).parts)
-        except OSError as exc:
-            raise DeployFailed(f"shared path {item}: cannot link it: {exc}", steps) from exc
-    if config.shared_paths:
-        steps.append(Step("shared", "link shared_paths", 0, 0.0,
-                          ", ".join(config.shared_paths)))
-
-
-def _symlink_in(base: Path, parts: tuple[str, ...], where: str) -> str:
-    """Why ``base/<parts>`` cannot be used without following a symlink: the first of its
-    components (from the top) that is a symlink, or not a folder while the path goes
-    on, as "public is a symlink {where}"; "" when none is (missing ones are made)."""
-    for depth in range(1, len(parts) + 1):
-        shown = "/".join(parts[:depth])
-        try:
-            mode = os.lstat(base.joinpath(*parts[:depth])).st_mode
-        except FileNotFoundError:
-            return ""
-        if stat.S_ISLNK(mode):
-            return f"{shown} is a symlink {where}"
-        if depth < len(parts) and not stat.S_ISDIR(mode):
-            return f"{shown} is not a folder {where}"
-    return ""
-
-
-def _link_one(base: Path, release: Path, parts: tuple[str, ...]) -> None:
-    """Replace ``release/<parts>`` with a symlink to ``base/shared/<parts>``, seeding
-    that from the release's copy (or an empty folder) when missing.  Every operation is
-    relative to a folder opened without following a symlink.
-
-    Raises:
-        OSError: a component is a symlink or no folder (ELOOP, ENOTDIR), or the file
-            system refused.
-    """
-    import shutil  # releases mode only: an in-place daemon never imports it
-
-    name = parts[-1]
-    inside = _open_folder(release, parts[:-1])
-    try:
-        shared = _open_folder(base, (SHARED, *parts[:-1]))
-        try:
-            if not _entry(shared, name):
-                if _entry(inside, name):
-                    _move(inside, shared, name, release.joinpath(*parts),
-                          base.joinpath(SHARED, *parts))
-                else:
-                    os.mkdir(name, dir_fd=shared)
-            found = _entry(inside, name)
-            if found and stat.S_ISDIR(found.st_mode):
-                shutil.rmtree(name, dir_fd=inside)
-            elif found:
-                os.unlink(name, dir_fd=inside)
-            os.symlink(os.path.realpath(base.joinpath(SHARED, *parts)), name, dir_fd=inside)
-        finally:
-            os.close(shared)
-    finally:
-        os.close(inside)
-
-
-def _open_folder(base: Path, parts: tuple[str, ...]) -> int:
-    """A file descriptor of the folder ``base/<parts>``, each of ``parts`` made when
-    missing and opened without following a symlink (``base`` itself is trusted).
-
-    Raises:
-        OSError: ELOOP for a symlink, ENOTDIR for a file among ``parts``.
-    """
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-    fd = os.open(base, flags)
-    try:
-        for part in parts:
-            try:
-                os.mkdir(part, dir_fd=fd)
-            except FileExistsError:
-                pass
-            child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = child
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _entry(folder: int, name: str) -> os.stat_result | None:
-    """The lstat of ``name`` in ``folder`` (a descriptor), or None when missing."""
-    try:
-        return os.stat(name, dir_fd=folder, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def _move(source: int, target: int, name: str, source_path: Path, target_path: Path) -> None:
-    """Move ``name`` from folder ``source`` to folder ``target`` (descriptors); across
-    file systems by its (checked) paths, as :func:`shutil.move` copies it."""
-    import errno
-    import shutil
-
-    try:
-        os.rename(name, name, src_dir_fd=source, dst_dir_fd=target)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        shutil.move(source_path, target_path)
 
 
 def _post_deploy(checkout: Checkout, path: Path, branch: str, pushes: list[Push],
