@@ -10,7 +10,18 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.helpers import Daemon, Repos, basic_auth, deliver_push, http, start_daemon
+from tests.helpers import (
+    REPOSITORY,
+    Daemon,
+    Repos,
+    basic_auth,
+    deliver_push,
+    http,
+    small_checkouts,
+    start_daemon,
+    start_targets,
+    wait_for,
+)
 
 SETTLE = 30  # seconds: a generous bound for the daemon to notice a resume and deploy
 
@@ -105,6 +116,39 @@ def test_a_restart_while_paused_deploys_nothing_until_resume(
         _wait_for_head(daemon, sha)
     finally:
         daemon.stop()
+
+
+def test_with_many_targets_a_pause_a_push_finds_shows_at_once_and_resume_deploys_it(
+        repos: Repos, secret_file: Path) -> None:
+    """Past 128 targets a refresh reads each target's pause file only every few seconds;
+    the push that finds the pause hands it to its target at once (shown in ``/health``
+    with its answer), and from then on every refresh reads it: the resume deploys the
+    push accepted meanwhile."""
+    db = repos.root / "record.sqlite3"
+    checkouts = small_checkouts(repos.root, [f"site-{i:03d}" for i in range(299)])
+    targets: dict[str, dict[str, str]] = {
+        name: {"repo_path": str(path), "repository": f"octo-org/{name}"}
+        for name, path in checkouts.items()}
+    targets["blog"] = {"repo_path": str(repos.deployed), "repository": REPOSITORY}
+    daemon = start_targets(repos.root, targets, secret_file=str(secret_file),
+                           state_db=str(db))
+    config = repos.root / "config.py"
+    try:
+        daemon.wait_ready(60)
+        assert cli(config, "pause", "--target", "blog").returncode == 0
+        sha = repos.commit("post.rst", "pushed while paused\n")
+        status, body = deliver_push(daemon.url, sha, delivery="many-1")
+        assert (status, body["result"]) == (202, "paused"), body
+        blog = http("GET", daemon.url + "/health")[1]["targets"]["blog"]
+        assert blog["paused"] is not None and blog["head"] != sha
+        assert cli(config, "resume", "--target", "blog").returncode == 0
+        wait_for(lambda: http("GET", daemon.url + "/health")[1]["targets"]["blog"]["head"]
+                 == sha, SETTLE, f"the resume's deploy:\n{daemon.log()}")
+    finally:
+        daemon.stop()
+    runs = sqlite3.connect(db).execute(
+        "SELECT target, trigger, head_after, outcome FROM runs").fetchall()
+    assert runs == [("blog", "resume", sha, "ok")]
 
 
 def test_pause_names_an_unknown_target(repos: Repos, secret_file: Path) -> None:

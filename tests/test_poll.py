@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from tornado.testing import gen_test
 
+from deployhook.service.poller import MAX_WAIT
 from tests import helpers
 from tests.apptest import HookTestCase
 from tests.helpers import (
@@ -277,3 +278,25 @@ async def until(check: Any, what: str, timeout: float = SETTLE) -> None:
             return
         assert time.monotonic() < deadline, f"{what} not within {timeout}s"
         await asyncio.sleep(0.01)
+
+
+class PollDueWhileItRunsTest(HookTestCase):
+    """A target whose next poll falls due while its last one still runs (a slow remote,
+    the start's catch-up of many targets) is looked at again a little later: the poller
+    neither starts a second poll nor goes round its loop without waiting."""
+
+    settings: ClassVar[dict[str, Any]] = {"poll_interval": 60}
+
+    @gen_test(timeout=30)
+    async def test_a_poll_due_while_the_last_one_runs_is_looked_at_again_later(self) -> None:
+        poller, target = self.hook.poller, self.hook.targets["default"]
+        running = asyncio.get_running_loop().create_future()  # the last poll, not over
+        poller._polling["default"] = running  # type: ignore[assignment]
+        now = time.monotonic()
+        for due, then in ((now - 5, now + MAX_WAIT), (now, now + MAX_WAIT),
+                          (now + 30, now + 30)):
+            poller.due["default"] = due
+            poller._schedule("default", target, now)
+            assert poller.due["default"] == then
+            assert poller._polling["default"] is running
+        running.set_result(None)

@@ -165,6 +165,7 @@ class Deliveries:
         accepted = self._delivery(target.name, facts, push, accepted=True)
         pause = paused.read(target.config.repo_path)  # a stat (and a few bytes) per push
         if pause is not None:
+            target.pause_found(pause)  # its resume is then seen within a second
             return await self._paused(target, push, facts, accepted, pause)
         row = await record.add_delivery(accepted)
         future = target.worker.submit(push, row)

@@ -46,6 +46,11 @@ RESTART_KEYS = ("address", "port", "webhook_path", "workers", "state_db", "redis
                 "reconcile_interval")
 WATCH_EVERY = 0.25  # seconds between refreshes; each target's HEAD is read once a second
 HEAD_ROUNDS = 4  # refreshes in which every target's HEAD is read once (a quarter each)
+# Targets whose HEAD and pause one refresh reads at most (and the paused ones): past
+# HEAD_ROUNDS times this many targets, each is read every len(targets) / 128 seconds.
+# Each read is a few system calls, each handing the GIL back and forth with a busy loop:
+# a thousand a second made every request cost 10-20% more CPU than with one target.
+REFRESH_MOST = 32
 GIT_NICE = 10  # how much lower the git threads' (and git's) CPU priority is than the loop's
 RECORD_EVERY = 20  # refreshes between reads of the record when nobody else wrote to it
 
@@ -68,6 +73,7 @@ class Hub:
         self._watch: PeriodicCallback | None = None
         self._watching: asyncio.Future[None] | None = None
         self._ticks = 0
+        self._next = 0  # where in the targets the next partial refresh begins
         self._data_version: int | None = None
         self.fleet: Fleet | None = None  # with ``redis_url``: this node's fleet agent
         if config.redis_url is not None:
@@ -166,14 +172,11 @@ class Hub:
         the record, off the IOLoop, so that what the daemon reports is what the checkouts
         and the record say, whoever deployed; and their pauses (a target resumed since
         the last look deploys what it accepted while paused).  Each call after the first
-        reads a quarter of the HEADs and pauses (every one, with up to four targets) and
-        reads the record only when another process wrote to it, a HEAD moved, or every
-        ``RECORD_EVERY`` calls.  Never raises."""
-        targets = list(self.targets.values())
-        if not everything and len(targets) > HEAD_ROUNDS:
-            share = -(-len(targets) // HEAD_ROUNDS)
-            start = (self._ticks % HEAD_ROUNDS) * share
-            targets = targets[start:start + share]
+        reads the next share of the HEADs and pauses (:meth:`_share`: every target once
+        a second, or :data:`REFRESH_MOST` a call with many targets; every paused one each
+        time) and reads the record only when another process wrote to it, a HEAD moved,
+        or every ``RECORD_EVERY`` calls.  Never raises."""
+        targets = list(self.targets.values()) if everything else self._share()
         self._ticks += 1
         generations = [t.generation for t in targets]
         paths = [releases.head_path(t.config) for t in targets]
@@ -203,6 +206,20 @@ class Hub:
                 head = None  # another process is deploying it: its HEAD is not final yet
             if target.refreshed(head, recorded, generation):
                 self.events.head_moved(target)
+
+    def _share(self) -> list[Target]:
+        """The targets the next partial refresh reads: a quarter of them, at most
+        :data:`REFRESH_MOST`, after the last share (round the list), and every paused one
+        (so that a resume deploys within a second whatever the number of targets)."""
+        targets = list(self.targets.values())
+        if len(targets) <= HEAD_ROUNDS:
+            return targets
+        size = min(-(-len(targets) // HEAD_ROUNDS), REFRESH_MOST)
+        start = self._next % len(targets)
+        share = (targets + targets)[start:start + size]
+        self._next = start + size
+        chosen = set(map(id, share))
+        return share + [t for t in targets if t.paused is not None and id(t) not in chosen]
 
     def _result(self, target: Target, result: RunResult) -> None:
         self.record.prune_later(self.config.keep_runs, self.config.keep_days, target.name)

@@ -111,7 +111,12 @@ class Poller:
         if name not in self.due:  # turned on by a reload: anywhere in the interval
             self.due[name] = now + self.rng() * interval
         running = self._polling.get(name)
-        if self.due[name] > now or (running is not None and not running.done()):
+        if running is not None and not running.done():
+            if self.due[name] <= now:  # due while its last poll still runs (a slow remote,
+                # the start's catch-up): look again a little later, not on every turn
+                self.due[name] = now + min(MAX_WAIT, interval)
+            return
+        if self.due[name] > now:
             return
         if name in self._spread:
             self._spread.discard(name)

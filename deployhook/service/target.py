@@ -123,6 +123,14 @@ class Target:
             return True
         return False
 
+    def pause_found(self, state: paused.Pause) -> None:
+        """Take ``state``, the pause a push just found, when no refresh has read it yet:
+        from now on every refresh reads this target's pause (and sees its resume), and
+        a read a refresh had under way is stale."""
+        if self.paused is None:
+            self.pause_changes += 1
+            self.pause_read(state)
+
     async def set_pause(self, by: str | None) -> tuple[paused.Pause | None, paused.Pause | None]:
         """Pause this target's deploys as ``by`` (None: resume them), as ``deployhook
         pause``/``resume`` do, in the executor; take the new state at once (a resume
