@@ -302,6 +302,42 @@ def test_cap_evicts_idle_connections_before_unverified_ones(tmp_path: Path) -> N
         daemon.stop()
 
 
+@pytest.mark.parametrize(("states", "closed"), [
+    (("verified", "unverified", "idle"), (False, False, True)),
+    (("complete", "unverified"), (False, True)),  # a body still coming yields first
+    (("unverified", "unverified"), (True, False)),  # the older one
+    (("complete", "verified"), (False, False)),  # all in or verified: kept over the cap
+])
+def test_at_the_cap_a_body_all_in_is_kept_like_a_verified_one(
+        states: tuple[str, ...], closed: tuple[bool, ...]) -> None:
+    """The cap's choice among real connections (socket pairs on the daemon's own server
+    class): idle first, then the oldest whose body is coming or was refused; a body all
+    in is being checked and is never evicted (under a storm of real deliveries at the
+    cap, some lost their answer to that)."""
+    from tornado.ioloop import IOLoop
+    from tornado.iostream import IOStream
+    from tornado.web import Application
+
+    from deployhook.web.connections import LimitedHTTPServer
+
+    async def evict_one() -> tuple[bool, ...]:
+        server = LimitedHTTPServer(Application(), max_connections=len(states))
+        pairs = [socket.socketpair() for _ in states]
+        streams = [IOStream(ours) for ours, _ in pairs]
+        try:
+            for when, (stream, state) in enumerate(zip(streams, states, strict=True)):
+                stream.deployhook_state = (state, float(when))  # type: ignore[attr-defined]
+            server.streams.extend(streams)
+            server.evict_one()
+            return tuple(stream.closed() for stream in streams)
+        finally:
+            for stream, (_, theirs) in zip(streams, pairs, strict=True):
+                stream.close()
+                theirs.close()
+
+    assert IOLoop(make_current=False).run_sync(evict_one) == closed
+
+
 def test_large_signed_delivery_is_parsed_off_the_loop_and_deployed(tmp_path: Path) -> None:
     """A signed push padded to 25 MB (parsed in a child process) deploys; a malformed
     one of the same size gets 400 with a reason."""

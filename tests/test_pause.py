@@ -139,11 +139,14 @@ def test_with_many_targets_a_pause_a_push_finds_shows_at_once_and_resume_deploys
         sha = repos.commit("post.rst", "pushed while paused\n")
         status, body = deliver_push(daemon.url, sha, delivery="many-1")
         assert (status, body["result"]) == (202, "paused"), body
-        blog = http("GET", daemon.url + "/health")[1]["targets"]["blog"]
+        def blog_health() -> dict:
+            return http("GET", daemon.url + "/health?target=blog")[1]["targets"]["blog"]
+
+        blog = blog_health()
         assert blog["paused"] is not None and blog["head"] != sha
         assert cli(config, "resume", "--target", "blog").returncode == 0
-        wait_for(lambda: http("GET", daemon.url + "/health")[1]["targets"]["blog"]["head"]
-                 == sha, SETTLE, f"the resume's deploy:\n{daemon.log()}")
+        wait_for(lambda: blog_health()["head"] == sha, SETTLE,
+                 f"the resume's deploy:\n{daemon.log()}")
     finally:
         daemon.stop()
     runs = sqlite3.connect(db).execute(

@@ -2,8 +2,10 @@
 
 - At most ``max_connections`` connections are open.  A new one is never refused
   for the cap: the oldest idle connection (no request under way, or headers not
-  yet complete) is closed to make room, then the oldest one whose request is not
-  yet verified.  A connection whose delivery has been verified is never evicted.
+  yet complete) is closed to make room, then the oldest one whose body is still
+  coming or was refused.  A connection whose whole body is in (its signature is
+  checked within milliseconds) or whose delivery has been verified is never evicted:
+  under a storm of real deliveries at the cap, none loses its answer.
 - When ``accept()`` fails for want of file descriptors (EMFILE/ENFILE), the server
   frees one (an idle connection, else a reserved descriptor it keeps for this: it
   closes it, accepts and closes the waiting connection, and opens it again), stops
@@ -39,12 +41,13 @@ LOG_EVERY = 30.0  # seconds between two "out of file descriptors" lines
 FDS_KEPT = 64  # descriptors kept free of connections: record, git, post_deploy, logs
 MIN_CONNECTIONS = 8
 PRUNE_EVERY = 64  # accepted connections between two passes dropping the closed ones
-IDLE, UNVERIFIED, VERIFIED = "idle", "unverified", "verified"
+IDLE, UNVERIFIED, COMPLETE, VERIFIED = "idle", "unverified", "complete", "verified"
 _EVICTION_ORDER = (IDLE, UNVERIFIED)
 
 
 def mark(request: HTTPServerRequest, state: str) -> None:
-    """Record that ``request``'s connection is ``idle``, ``unverified`` or ``verified``."""
+    """Record that ``request``'s connection is ``idle``, ``unverified`` (its body coming,
+    or refused), ``complete`` (its body all in, not yet checked) or ``verified``."""
     stream = getattr(request.connection, "stream", None)
     if stream is not None:
         stream.deployhook_state = (state, time.monotonic())

@@ -41,6 +41,7 @@ class WebhookHandler(JSONHandler):
         self.body = spool.Body(closer=spool.BODY_THREAD)
         self.pending: Pending | None = None
         self.refused = False  # answered before the whole body was read
+        self.announced: int | None = None  # Content-Length, when the sender gave one
 
     async def prepare(self) -> None:
         if self.request.method != "POST":
@@ -51,7 +52,7 @@ class WebhookHandler(JSONHandler):
         config = self.intake.config
         spool.MEMORY.limit, spool.DISK.limit = config.unverified_memory, config.unverified_disk
         length = self.request.headers.get("Content-Length", "")
-        announced = int(length) if length.isascii() and length.isdigit() \
+        self.announced = announced = int(length) if length.isascii() and length.isdigit() \
             and len(length) <= 18 else None
         route = None if self.routed else (self.path_args[0] if self.path_args else "")
         self.pending, answer = self.intake.begin(route, self.request.headers,
@@ -73,6 +74,7 @@ class WebhookHandler(JSONHandler):
         except DeliveryError as exc:  # chunked, past max_body_size
             return self._refuse(self.intake.refuse(pending, exc))
         room = self.body.add(chunk)
+        self._all_in()
         if room is None and len(chunk) < spool.HASH_IN_THREAD and self.body.file is None:
             pending.update(chunk)
             return None
@@ -85,6 +87,7 @@ class WebhookHandler(JSONHandler):
             if self._finished or self.refused:
                 return
             room = self.body.add(chunk)
+        self._all_in()
         pending = self.pending
         assert pending is not None
         if len(chunk) < spool.HASH_IN_THREAD and self.body.file is None:
@@ -98,6 +101,12 @@ class WebhookHandler(JSONHandler):
             self.body.release()
             await self._refuse(self.intake.refuse(
                 pending, DeliveryError("no room on the server to hold the body", 503)))
+
+    def _all_in(self) -> None:
+        """Once the announced body is all in, its connection is kept at the cap: the
+        signature is checked within moments (see connections)."""
+        if self.body.size == self.announced:
+            connections.mark(self.request, connections.COMPLETE)
 
     def _consume(self, pending: Pending, chunk: bytes) -> None:
         """In a thread: hash ``chunk`` (hashlib drops the GIL) and write spooled chunks."""
@@ -138,6 +147,7 @@ class WebhookHandler(JSONHandler):
         often waits ``answer.delay`` first."""
         self.refused = True
         self.body.release()
+        connections.mark(self.request, connections.UNVERIFIED)  # refused: evictable
         if answer.delay:
             await asyncio.sleep(answer.delay)
         if not self._finished:
