@@ -222,10 +222,13 @@ def http_text(url: str) -> str:
 
 def test_deliver_push_reaches_a_polling_daemon_as_usual(repos: Repos, secret_file: Path
                                                          ) -> None:
-    """A delivery still deploys at once (trigger webhook) and is shown as the last one."""
+    """A delivery still deploys at once (trigger webhook) and is shown as the last one.
+    The push comes after the start's poll: one racing it would be that poll's run."""
     daemon = start_daemon(repos, secret_file, poll_interval=3600)
     try:
         daemon.wait_ready()
+        wait_for(lambda: health(daemon)["poll"]["last_poll"] is not None,
+                 "the start's poll", daemon)
         sha = repos.commit()
         status, body = deliver_push(daemon.url, sha)
         assert (status, body["result"]) == (200, "deployed"), body
