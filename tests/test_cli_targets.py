@@ -141,17 +141,20 @@ def test_history_keeps_a_target_the_config_no_longer_names(site: Site) -> None:
 
 def test_ctrl_c_in_deploy_records_the_run_as_interrupted(site: Site) -> None:
     """Ctrl-C during the fetch: exit 130 with the CLI's message, HEAD unchanged, and
-    the run (of that target) recorded as failed, "interrupted by the user (Ctrl-C)"."""
+    the run (of that target) recorded as failed, "interrupted by the user (Ctrl-C)".
+    As a terminal does, SIGINT goes to the command's whole process group (git and the
+    remote's upload-pack are in it)."""
     head = site.blog.head(site.blog.deployed)
     site.blog.commit()
     site.blog.slow(60)
     proc = subprocess.Popen([sys.executable, "-m", "deployhook", "deploy", "--target", "blog",
                              "--config", "config.py"], cwd=site.root, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
     deadline = time.monotonic() + 30
     while site.blog.fetches() < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "(run 1)" in out and "deploy FAILED: interrupted by the user (Ctrl-C)" in out
