@@ -263,16 +263,19 @@ def test_a_delivery_to_one_node_deploys_all_ten(world: World) -> None:
 def test_a_node_whose_link_goes_down_is_named_and_converges_when_it_comes_back(
         world: World) -> None:
     """web5's link goes down just before a push: the answer (within response_timeout)
-    names it as still deploying; once the link is back it reaches the commit by itself
-    (a reconcile, every 2 s here; the time is printed), and no node ran more than once
-    for the commit."""
+    names it, as still deploying (202), or as absent and not counted (200) when its
+    heartbeat expired first (3 reconcile intervals: a loaded machine gets there); once
+    the link is back it reaches the commit by itself (a reconcile, every 2 s here; the
+    time is printed), and no node ran more than once for the commit."""
     runs = [node.runs() for node in world.nodes]
     world.net.link(5, "down")
     try:
         sha = commit(world.pusher, "print('web5 cut off')\n")
         status, body = world.deliver(world.nodes[0], sha, "link-1")
-        assert status == 202 and "still deploying on web5" in body["reason"], body
-        assert body["fleet"]["nodes"]["web5"]["state"] == "deploying", body
+        web5 = body["fleet"]["nodes"]["web5"]["state"]
+        assert (status, web5) in ((202, "deploying"), (200, "absent")), body
+        assert ("still deploying on web5" if status == 202 else
+                "absent (no heartbeat for") in body["reason"], body
         assert world.nodes[4].head() != sha
     finally:
         world.net.link(5, "up")
