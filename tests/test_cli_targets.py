@@ -154,15 +154,25 @@ def test_ctrl_c_in_deploy_records_the_run_as_interrupted(site: Site) -> None:
     deadline = time.monotonic() + 30
     while site.blog.fetches() < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
+    masks = _signal_masks(proc.pid)  # SigIgn/SigBlk: said when the run is not interrupted
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == 130, f"{out}{err}\nthe CLI's signal masks: {masks}"
     assert "(run 1)" in out and "deploy FAILED: interrupted by the user (Ctrl-C)" in out
     assert "Traceback" not in err
     assert site.blog.head(site.blog.deployed) == head
     [run_] = json.loads(run(site, "history", "--json").stdout)["runs"]
     assert (run_["target"], run_["trigger"], run_["outcome"]) == ("blog", "cli", "failed")
     assert run_["reason"] == "interrupted by the user (Ctrl-C)" and run_["head_after"] == head
+
+
+def _signal_masks(pid: int) -> list[str]:
+    """The SigBlk/SigIgn lines of ``pid``'s /proc status (SIGINT is bit 1)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as exc:
+        return [str(exc)]
+    return [line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
 
 
 def test_check_checks_every_target(site: Site) -> None:
