@@ -139,6 +139,16 @@ def test_history_keeps_a_target_the_config_no_longer_names(site: Site) -> None:
     assert old.returncode == 0 and old.stdout.splitlines()[1].split()[0] == "1"
 
 
+# ``python -m deployhook`` as a terminal's foreground job starts it: SIGINT at its default.
+# A command inherits an ignored SIGINT (the tests run as a background job of a
+# non-interactive shell: POSIX ignores SIGINT and SIGQUIT there), and deployhook, as
+# Python and every well-behaved program, leaves an inherited ignore as it is.
+AS_A_TERMINAL_JOB = ("import runpy, signal, sys; "
+                     "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                     "sys.argv[0] = 'deployhook'; "
+                     "runpy.run_module('deployhook', run_name='__main__', alter_sys=True)")
+
+
 def test_ctrl_c_in_deploy_records_the_run_as_interrupted(site: Site) -> None:
     """Ctrl-C during the fetch: exit 130 with the CLI's message, HEAD unchanged, and
     the run (of that target) recorded as failed, "interrupted by the user (Ctrl-C)".
@@ -147,8 +157,8 @@ def test_ctrl_c_in_deploy_records_the_run_as_interrupted(site: Site) -> None:
     head = site.blog.head(site.blog.deployed)
     site.blog.commit()
     site.blog.slow(60)
-    proc = subprocess.Popen([sys.executable, "-m", "deployhook", "deploy", "--target", "blog",
-                             "--config", "config.py"], cwd=site.root, text=True,
+    proc = subprocess.Popen([sys.executable, "-c", AS_A_TERMINAL_JOB, "deploy", "--target",
+                             "blog", "--config", "config.py"], cwd=site.root, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     deadline = time.monotonic() + 30
