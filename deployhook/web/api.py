@@ -68,14 +68,10 @@ class DeploymentsHandler(RecordAccess, JSONHandler):
 
     async def get(self) -> None:
         only_known(self.request, ("page", "per_page", "target"))
-        page = whole(self.get_argument("page", "1"), "page")
-        if page > MAX_PAGE:
-            raise tornado.web.HTTPError(400, reason=f"page must be at most {MAX_PAGE}")
+        page = page_number(self.get_argument("page", "1"))
         per_page = min(whole(self.get_argument("per_page", "20"), "per_page"), MAX_PER_PAGE)
         offset = (page - 1) * per_page
-        target = self.get_argument("target", None)
-        if target is not None and target not in self.targets:
-            raise tornado.web.HTTPError(400, reason="target must be the name of a target")
+        target = known_target(self.targets, self.get_argument("target", None))
         runs, total = await self.record.runs_page(per_page, offset, target)
         more = offset + per_page < total
         also = f"&target={target}" if target is not None else ""
@@ -116,9 +112,7 @@ class HealthHandler(JSONHandler):
             self.reply(200, {"status": "ok"})
             return
         only_known(self.request, ("target", "state", "page", "per_page"))
-        page = whole(self.get_argument("page", "1"), "page")
-        if page > MAX_PAGE:
-            raise tornado.web.HTTPError(400, reason=f"page must be at most {MAX_PAGE}")
+        page = page_number(self.get_argument("page", "1"))
         per_page = min(whole(self.get_argument("per_page", str(HEALTH_PER_PAGE)), "per_page"),
                        MAX_PER_PAGE)
         matched = self.matching(self.get_argument("target", None),
@@ -138,8 +132,7 @@ class HealthHandler(JSONHandler):
             tornado.web.HTTPError: 400 for a name of no target or a state not in
                 :data:`STATES`.
         """
-        if target is not None and target not in self.targets:
-            raise tornado.web.HTTPError(400, reason="target must be the name of a target")
+        known_target(self.targets, target)
         if state is not None and state not in STATES:
             raise tornado.web.HTTPError(400, reason=f"state must be one of {', '.join(STATES)}")
         chosen = [self.targets[target]] if target is not None else self.targets.values()
@@ -194,6 +187,29 @@ def only_known(request: tornado.httputil.HTTPServerRequest, known: tuple[str, ..
         raise tornado.web.HTTPError(
             400, reason=f"unknown query parameter {name[:SHOWN_NAME]!a}; "
             f"known: {', '.join(known) or 'none'}")
+
+
+def page_number(value: str) -> int:
+    """``value`` as a page number: a whole number from 1 to :data:`MAX_PAGE`.
+
+    Raises:
+        tornado.web.HTTPError: 400 for anything else (see :func:`whole`).
+    """
+    page = whole(value, "page")
+    if page > MAX_PAGE:
+        raise tornado.web.HTTPError(400, reason=f"page must be at most {MAX_PAGE}")
+    return page
+
+
+def known_target(targets: Mapping[str, Target], name: str | None) -> str | None:
+    """``name`` (None: no target asked for), when ``targets`` has it.
+
+    Raises:
+        tornado.web.HTTPError: 400 for a name of no target.
+    """
+    if name is not None and name not in targets:
+        raise tornado.web.HTTPError(400, reason="target must be the name of a target")
+    return name
 
 
 def whole(value: str, name: str, least: int = 1) -> int:

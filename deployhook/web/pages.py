@@ -36,7 +36,7 @@ from deployhook.git import releases
 from deployhook.redact import redact
 from deployhook.service.target import only_target
 from deployhook.settings import TARGET_NAME
-from deployhook.web.api import MAX_PAGE, RecordAccess, fleet_view, whole
+from deployhook.web.api import RecordAccess, fleet_view, page_number, whole
 from deployhook.web.handlers import JSONHandler, set_allow
 
 if TYPE_CHECKING:
@@ -219,9 +219,7 @@ def target_listing(targets: Mapping[str, Target], query: str, page: str,
         tornado.web.HTTPError: 400 for a ``page`` that is no whole number from 1 or a
             search longer than :data:`MAX_QUERY`; 404 for a page past the last.
     """
-    number = whole(page, "page")
-    if number > MAX_PAGE:
-        raise tornado.web.HTTPError(400, reason=f"page must be at most {MAX_PAGE}")
+    number = page_number(page)
     query = query.strip()
     if len(query) > MAX_QUERY:
         raise tornado.web.HTTPError(400, reason=f"a search has at most {MAX_QUERY} characters")
