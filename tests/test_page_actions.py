@@ -36,7 +36,7 @@ from tests.helpers import (
     write_config,
 )
 from tests.test_fleet import commit, world  # noqa: F401 (world: a fixture of the fleet test)
-from tests.test_live_page import DevTools
+from tests.test_live_page import DevTools, Navigated
 from tests.test_pages import CHROMIUM, PageTestCase, chromium_command
 from tests.tools import require_tool
 
@@ -330,7 +330,10 @@ async def click_through(debug_port: int, daemon: Daemon, repos: Repos) -> None:
     assert "resume by deployhook from 127.0.0.1" in events, events
     assert "pause by deployhook from 127.0.0.1" in events, events
 
-    await tools.value("document.querySelector('a.rollback').click()")
+    try:
+        await tools.value("document.querySelector('a.rollback').click()")
+    except Navigated:
+        pass
     await tools.wait_for("document.getElementById('confirm-rollback') !== null", 30)
     assert "Roll back" in await tools.value("document.querySelector('h1').textContent")
     await click(tools, "confirm-rollback")
@@ -342,7 +345,10 @@ async def click_through(debug_port: int, daemon: Daemon, repos: Repos) -> None:
 async def click(tools: DevTools, button: str) -> None:
     """Click the button with id ``button`` (a form's submit: the browser posts the form
     with its XSRF field and follows the 303) and wait for the page it lands on."""
-    await tools.value(f"window.leaving = true; document.getElementById('{button}').click()")
+    try:
+        await tools.value(f"window.leaving = true; document.getElementById('{button}').click()")
+    except Navigated:
+        pass  # the click landed; the page it led to came before the answer
     await tools.wait_for("window.leaving === undefined && document.readyState === 'complete'",
                          30)
 
@@ -354,7 +360,10 @@ async def until_run(tools: DevTools, trigger: str, head: str, timeout: float = 6
     newest = ("(document.querySelector('table.stack tbody tr') || {textContent: ''})"
               ".textContent")
     while True:
-        text = await tools.value(newest)
+        try:
+            text = await tools.value(newest)
+        except Navigated:  # the reload below was still under way
+            text = ""
         if trigger in text.split() and "\u2713 ok" in text and head[:7] in text:
             return
         assert time.monotonic() < deadline, text
