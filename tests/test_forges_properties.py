@@ -22,7 +22,7 @@ import json
 import re
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from tornado.httputil import HTTPHeaders
 
@@ -155,6 +155,10 @@ def test_verify_raises_only_delivery_errors(forge: str, headers: dict[str, str],
 @BOUNDED
 @given(forge=forge_names, body=bodies, secret=st.binary(min_size=1, max_size=40),
        index=st.integers(0, 10_000), delta=st.integers(1, 255))
+# found by a run: a token ending (or made) of latin-1's no-break space, which only
+# str.strip() takes for whitespace (HTTP strips spaces and tabs)
+@example(forge="gitlab", body=b"{}", secret=b"!\xa0", index=0, delta=1)
+@example(forge="gitlab", body=b"{}", secret=b"\xa0", index=0, delta=1)
 def test_accepted_iff_signed_with_the_secret(forge: str, body: bytes, secret: bytes,
                                               index: int, delta: int) -> None:
     if forge == "gitlab":  # a clear token travels as a header value: no edge spaces or controls

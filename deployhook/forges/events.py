@@ -86,14 +86,20 @@ class Other:
 Event = Pushes | Ping | Other
 
 
+#: HTTP's optional whitespace around a field value (RFC 9110, 5.6.3)
+OWS = " \t"
+
+
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """The value of header ``name`` in any spelling, or None when absent or empty.
 
     Tornado's ``HTTPHeaders`` is case-insensitive already; a plain dict is
-    searched case-insensitively when the exact spelling misses.
+    searched case-insensitively when the exact spelling misses.  Only HTTP's optional
+    whitespace (space, tab) is stripped: a clear token may end in any other byte
+    (``\xa0`` included), which ``str.strip()`` would have cut.
     """
     value = present(headers, name)
-    return value.strip() or None if isinstance(value, str) else None
+    return value.strip(OWS) or None if isinstance(value, str) else None
 
 
 def present(headers: Mapping[str, str], name: str) -> str | None:
