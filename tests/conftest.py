@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SECRET, Repos, isolate_git, make_repos
+from tests.helpers import SECRET, Daemon, Repos, isolate_git, make_repos
+
+#: how much of each daemon's log a failing test's report shows (its end)
+LOG_TAIL = 8000
 
 # The modules that take longest, run first: tests/run.sh hands whole modules (classes
 # of tests, for unittest-style modules) to its processes in this order, so none of them
@@ -19,6 +23,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Move the tests of :data:`FIRST`'s modules to the front, in that order."""
     items.sort(key=lambda item: FIRST.index(item.path.name) if item.path.name in FIRST
                else len(FIRST))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test's report ends with the log of every daemon it started: a race seen
+    once in a loaded run can then be read, not guessed at."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for daemon in Daemon.started:
+            try:
+                text = daemon.log()
+            except OSError as exc:
+                text = f"(unreadable: {exc})"
+            report.sections.append((f"daemon log {daemon.log_path.name}", text[-LOG_TAIL:]))
+    if report.when == "teardown":  # a daemon of a class or module lives on
+        Daemon.started = [d for d in Daemon.started if d.proc.poll() is None]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from deployhook import forges
 from deployhook.forges.delivery import check_size, parse_body
@@ -271,6 +271,9 @@ def http(method: str, url: str, body: bytes | None = None,
 class Daemon:
     """``python -m deployhook serve`` as a real subprocess, with its log captured."""
 
+    #: the daemons the running test started (conftest shows their logs if it fails)
+    started: ClassVar[list[Daemon]] = []
+
     def __init__(self, config: Path, port: int, env: dict[str, str] | None = None,
                  new_session: bool = False, command: list[str] | None = None) -> None:
         """``command``: what runs ``serve`` (default ``python -m deployhook``; the
@@ -281,6 +284,7 @@ class Daemon:
             password.write_text(STATUS_PASSWORD + "\n")
         self.log_path = config.parent / f"daemon-{port}-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
+        Daemon.started.append(self)
         self.proc = subprocess.Popen(
             [*(command or [sys.executable, "-m", "deployhook"]), "serve", "--config",
              str(config)],
