@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -195,3 +196,40 @@ def test_a_stale_signed_timestamp_gets_401(site: Site) -> None:
                                               now=time.time() - 3600))
     assert status == 401, site.context(answer)
     assert site.head() == before and site.repos.fetches() == fetches
+
+
+def test_a_gitlab_token_ending_in_a_no_break_space_picks_its_target_at_the_shared_path(
+        tmp_path: Path) -> None:
+    """Two GitLab targets behind the shared path, one of them without ``repository``;
+    the other's clear token ends in latin-1's no-break space (``\\xa0``), which HTTP,
+    unlike ``str.strip()``, does not strip (RFC 9110 5.6.3): its delivery deploys that
+    target alone, and the same token without that byte gets 401 and deploys nothing."""
+    token = b"gitlab token with a tail\xa0"
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    a, b = make_repos(tmp_path / "a"), make_repos(tmp_path / "b")
+    for name, secret in (("a", token), ("b", SITE_SECRET)):
+        (tmp_path / f"{name}.secret").write_bytes(secret + b"\n")
+    daemon = start_targets(tmp_path, {
+        "a": {"repo_path": str(a.deployed), "repository": "group/a", "forge": "gitlab",
+              "secret_file": str(tmp_path / "a.secret")},
+        "b": {"repo_path": str(b.deployed), "secret_file": str(tmp_path / "b.secret")}})
+    try:
+        daemon.wait_ready()
+        heads = {"a": git(a.deployed, "rev-parse", "HEAD"), "b": git(b.deployed, "rev-parse",
+                                                                     "HEAD")}
+        sha = a.commit()
+        b.commit()
+        payload = payloads.push_payload(
+            "gitlab", repository="group/a", ref="refs/heads/main", before=heads["a"],
+            after=sha, pusher="octocat", email="octocat@example.com", default_branch="main")
+        body = json.dumps(payload).encode()
+        event = payloads.event_name("gitlab", ref="refs/heads/main", after=sha)
+        for secret, status in ((token.rstrip(b"\xa0"), 401), (token, 200)):
+            headers = sign_headers("gitlab", secret, body, event, delivery_id=str(uuid.uuid4()))
+            answer = http("POST", daemon.url + "/github", body, headers, auth=False)
+            assert answer[0] == status, (secret, answer, daemon.log()[-3000:])
+        assert git(a.deployed, "rev-parse", "HEAD") == sha
+        assert git(b.deployed, "rev-parse", "HEAD") == heads["b"]
+    finally:
+        daemon.stop()
