@@ -35,14 +35,18 @@ class DeployHook(Hub):
     """A hub that reloads after deploys and mounts in any Tornado application."""
 
     def __init__(self, config: Config, on_exit: Callable[[], None] | None = None,
-                 on_reexec: Callable[[], None] | None = None) -> None:
+                 on_reexec: Callable[[], None] | None = None, drains: bool = False) -> None:
         """``on_exit`` / ``on_reexec``: how the ``exit`` / re-executing reloads end this
-        process (the daemon drains first); by default the IOLoop stops / the process
-        closes this hook and re-executes (see :class:`~deployhook.service.reload.Reloader`)."""
+        process; by default the IOLoop stops / the process closes this hook and
+        re-executes (see :class:`~deployhook.service.reload.Reloader`).  ``drains``: they
+        stop accepting connections and then wait for the webhook answers in flight
+        themselves (the daemon's do), so the reload waits only for the deploys; else the
+        reload also waits for those answers, at most ``reload.ANSWER_GRACE``."""
         super().__init__(config)
         first = config.targets[0]
-        self.reloader = Reloader(first.reload, self.busy, on_exit,
-                                 on_reexec or self._close_and_reexec, repo_path=first.repo_path)
+        self.reloader = Reloader(first.reload, self.deploying, on_exit,
+                                 on_reexec or self._close_and_reexec, repo_path=first.repo_path,
+                                 answering=None if drains else lambda: self.in_flight)
         self.events.on_ran(self._reload_after)
         self.events.on_idle(self.reloader.poke)
         self.reporter: Reporter | None = None  # made once a target sets ``report``

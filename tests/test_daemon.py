@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import signal
 import socket
 import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -279,6 +281,102 @@ def test_reexec_drains_and_writes_the_records_pending_rows(repos: Repos,
     finally:
         held.close()
         assert daemon.stop() == 0
+
+
+# -- strangers against a reload and a stop: they hold it ANSWER_GRACE (5 s) at most ------
+
+
+def headers_only(port: int) -> socket.socket:
+    """A stranger's delivery: its headers (a bad signature) and never its body.  Returns
+    the connection once the daemon counts its answer in flight (100 Continue)."""
+    body, headers = signed(push_payload("2" * 40), secret=b"not the secret",
+                           delivery="stranger-held")
+    held = socket.create_connection(("127.0.0.1", port), timeout=30)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    held.sendall(f"POST /github HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                 f"Expect: 100-continue\r\n{head}\r\n".encode())
+    assert b"100" in held.recv(100)
+    return held
+
+
+def test_strangers_never_hold_off_the_reload_after_a_deploy(repos: Repos,
+                                                            secret_file: Path) -> None:
+    """``autoreload``, a stranger holding a delivery without its body and two more posting
+    bad signatures back to back (before: the reload waited for a moment with no answer in
+    flight, which never came): the deploy re-executes the process all the same, the held
+    request is closed unanswered, and every bad signature is answered 401, none reset
+    (those that came during the re-exec waited in the kept socket)."""
+    daemon = start_daemon(repos, secret_file, reload="autoreload")
+    before = daemon.wait_ready()["started"]
+    stop, statuses = threading.Event(), collections.Counter()
+
+    def bad_signatures() -> None:
+        body, headers = signed(push_payload("3" * 40), secret=b"not the secret",
+                               delivery="stranger-bad")
+        while not stop.is_set():
+            try:
+                statuses[http("POST", daemon.url + "/github", body, headers)[0]] += 1
+            except OSError as exc:
+                statuses[repr(exc)] += 1
+
+    held = headers_only(daemon.port)
+    senders = [threading.Thread(target=bad_signatures) for _ in range(2)]
+    try:
+        for sender in senders:
+            sender.start()
+        status, answer = deliver(daemon, repos.commit())
+        assert status == 200, answer
+
+        def reloaded() -> bool:
+            try:
+                return http("GET", daemon.url + "/health", timeout=5)[1]["started"] != before
+            except OSError:
+                return False
+
+        assert wait_for(reloaded, timeout=40), daemon.log()
+        assert held.recv(100) == b""  # closed without an answer
+        seen = sum(statuses.values())
+        assert wait_for(lambda: sum(statuses.values()) > seen + 2)  # the new process answers
+    finally:
+        stop.set()
+        for sender in senders:
+            sender.join(30)
+        held.close()
+        assert daemon.stop() == 0
+    assert set(statuses) == {401}, statuses
+    assert "1 webhook answers still unsent after 5.0s with no deploy running: closing " \
+        "their connections" in daemon.log()
+
+
+def test_a_stop_lets_the_deploy_answer_and_closes_a_strangers_held_request(
+        repos: Repos, secret_file: Path) -> None:
+    """SIGTERM while a deploy runs (a 2 s fetch) and a stranger holds a delivery without
+    its body, ``stop_timeout`` 60 s: the deploy finishes and is answered 200, the held
+    request is closed unanswered after ANSWER_GRACE, and the daemon exits 0 ("stopped").
+    Before, it waited the whole ``stop_timeout`` for that answer and exited 1, logging
+    that a deploy was still running."""
+    daemon = start_daemon(repos, secret_file, stop_timeout=60)
+    daemon.wait_ready()
+    held = headers_only(daemon.port)
+    answers: list[tuple[int, dict]] = []
+    repos.slow(2)
+    sha = repos.commit()
+    pusher = threading.Thread(target=lambda: answers.append(deliver(daemon, sha)))
+    try:
+        pusher.start()
+        assert wait_for(lambda: repos.fetches() == 1), daemon.log()  # the deploy runs
+        daemon.proc.terminate()
+        code = daemon.proc.wait(40)  # far below stop_timeout, the old wait
+        pusher.join(30)
+        assert held.recv(100) == b""
+    finally:
+        held.close()
+        daemon.stop()
+    assert code == 0, daemon.log()
+    assert answers and answers[0][0] == 200 and answers[0][1]["head"] == sha, answers
+    log = daemon.log()
+    assert "1 webhook answers still unsent after" in log and log.rstrip().endswith("stopped")
+    assert "a deploy was still running" not in log
 
 
 def test_default_reload_leaves_the_process_for_another_sites_checkout(

@@ -708,7 +708,7 @@ class ConcurrencyTest(EndpointTestCase):
         status, body = await self.post(ping_payload(), "ping")
         assert status == 200, body
         assert self.hook.in_flight == 0
-        assert self.hook.busy() is False
+        assert self.hook.deploying() is False
 
 
 class BodySizeTest(EndpointTestCase):

@@ -51,7 +51,8 @@ class Daemon:
         self.config_path = config_path
         self.notifier = Notifier()
         self.stopping = asyncio.Event()
-        self.hook = DeployHook(config, on_exit=self.stopping.set, on_reexec=self._want_reexec)
+        self.hook = DeployHook(config, on_exit=self.stopping.set, on_reexec=self._want_reexec,
+                               drains=True)
         self.reexec = False
         self.sockets: list[socket.socket] = []
         self.where = ""
@@ -189,9 +190,7 @@ class Daemon:
             self.notifier.stopping("stopping: finishing the running deploy")
         server.stop()
         status = 0
-        try:
-            await asyncio.wait_for(self._drain(), timeout)
-        except TimeoutError:
+        if not await self._drain(timeout):
             log.error("a deploy was still running after stop_timeout=%gs; exiting anyway "
                       "(git finishes its current command on its own)", timeout)
             status = 1
@@ -213,9 +212,31 @@ class Daemon:
             log.info("stopped")
         return status
 
-    async def _drain(self) -> None:
-        await self.hook.idle()
-        while self.hook.in_flight:
+    async def _drain(self, timeout: float) -> bool:
+        """Wait for the deploys, at most ``timeout`` seconds, then for the webhook answers
+        in flight, at most :data:`~deployhook.service.reload.ANSWER_GRACE` more (and
+        ``timeout``): an answer still unsent then belongs to a request whose body has not
+        come, and its connection is closed.  False when a deploy still runs."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        answers_since: float | None = None  # when only answers were left
+        while True:
+            if self.hook.deploying():
+                try:
+                    await asyncio.wait_for(self.hook.idle(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    return False
+                answers_since = None  # that deploy's answers are being sent now
+            if not self.hook.in_flight:
+                return True
+            now = loop.time()
+            answers_since = now if answers_since is None else answers_since
+            if now >= min(deadline, answers_since + reload.ANSWER_GRACE):
+                log.warning("%d webhook answers still unsent after %.1fs with no deploy "
+                            "running: closing their connections (requests whose body has not "
+                            "come)",
+                            self.hook.in_flight, now - answers_since)
+                return True
             await asyncio.sleep(0.02)
 
 

@@ -112,9 +112,9 @@ class Hub:
         """The one target of a config without ``targets`` (or with exactly one)."""
         return only_target(self.targets)
 
-    def busy(self) -> bool:
-        """True while a deploy runs or waits, or a webhook answer is unsent."""
-        return self.flight.count > 0 or any(t.worker.busy for t in self.targets.values())
+    def deploying(self) -> bool:
+        """True while a deploy of any target runs or waits."""
+        return any(t.worker.busy for t in self.targets.values())
 
     async def start(self) -> None:
         """Mark runs a dead process left running as interrupted, resolve every target (in

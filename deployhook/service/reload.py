@@ -1,7 +1,12 @@
 """Reload after a deploy that moved HEAD: re-execute, exit, or do nothing.
 
-The reload waits until no deploy runs or waits and no webhook response is in
-flight, so it never cuts a response or a deploy short.
+The reload waits until no deploy runs or waits, so it never cuts a deploy short.  The
+webhook answers in flight are drained by whoever ends the process: the daemon stops
+accepting connections first (they queue for the re-executed process), then waits for
+them; an application embedding the hook has the reloader wait for them, at most
+:data:`ANSWER_GRACE` once no deploy runs.  Either way a request that never ends (a
+stranger sending headers and no body, or bad signatures back to back) holds a reload
+or a stop for :data:`ANSWER_GRACE` at most.
 
 Modes: ``auto`` (the default) re-executes when the checkout holds the code this
 process runs (deployhook itself, or the script that embeds it) and otherwise
@@ -31,6 +36,10 @@ from deployhook import settings
 
 log = logging.getLogger("deployhook.reload")
 GRACE = 0.1  # seconds for the last response bytes to leave the socket
+# Seconds the webhook answers still in flight may hold a reload or a stop once no deploy
+# runs: a delivery's body arrives in well under that; a request still unanswered then is
+# one whose body has not come (its connection is closed).
+ANSWER_GRACE = 5.0
 
 
 def running_code() -> list[Path]:
@@ -72,7 +81,8 @@ def reexec() -> NoReturn:
 
 
 class Reloader:
-    """Fires once, when asked to and when nothing is busy."""
+    """Fires once, when asked to and when no deploy runs (and, with ``answering``, no
+    answer is in flight, or :data:`ANSWER_GRACE` has passed since only answers held it)."""
 
     def __init__(
         self,
@@ -81,15 +91,23 @@ class Reloader:
         on_exit: Callable[[], None] | None = None,
         on_reexec: Callable[[], None] | None = None,
         repo_path: str = ".",
+        answering: Callable[[], int] | None = None,
+        answer_grace: float = ANSWER_GRACE,
     ) -> None:
+        """``busy``: a deploy runs or waits (the reload never fires then).  ``answering``:
+        the webhook answers in flight, waited for at most ``answer_grace`` seconds once
+        ``busy`` is False (None: ``on_exit`` and ``on_reexec`` drain them themselves)."""
         self.mode = mode
         self.repo_path = repo_path
         self._busy = busy
+        self._answering = answering
+        self._answer_grace = answer_grace
         self._on_exit = on_exit
         self._on_reexec = on_reexec
         self.wanted = ""  # the reload asked for and not done yet: "exit" or "autoreload"
         self._asked_as = mode
         self._hooks: list[Callable[[], None]] = []
+        self._held: object | None = None  # the timeout ending the answers' hold
 
     def add_hook(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` when a re-executing reload fires, before ``on_reexec``."""
@@ -117,9 +135,22 @@ class Reloader:
         if self.wanted and not self._busy():
             IOLoop.current().call_later(GRACE, self._fire)
 
-    def _fire(self) -> None:
+    def _fire(self, overdue: bool = False) -> None:
+        """Reload unless nothing is wanted or a deploy runs; while only answers are in
+        flight, wait for them until the hold ends (``overdue``)."""
         if not self.wanted or self._busy():
+            self._release()
             return
+        unsent = self._answering() if self._answering is not None else 0
+        if unsent and not overdue:
+            if self._held is None:
+                self._held = IOLoop.current().call_later(self._answer_grace, self._fire, True)
+            return
+        self._release()
+        if unsent:
+            log.warning("%d webhook answers still unsent after %gs with no deploy running: "
+                        "reloading anyway (requests whose body has not come)", unsent,
+                        self._answer_grace)
         mode, self.wanted = self.wanted, ""
         if mode == "exit":
             log.info("deploy moved HEAD: exiting for the supervisor to restart")
@@ -129,3 +160,9 @@ class Reloader:
             for fn in self._hooks:
                 fn()
             (self._on_reexec or reexec)()
+
+    def _release(self) -> None:
+        """End the answers' hold (a deploy runs again, or the reload fires)."""
+        if self._held is not None:
+            IOLoop.current().remove_timeout(self._held)
+            self._held = None
