@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 import signal
 import socket
 import sqlite3
@@ -14,12 +15,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import (
     REPOSITORY,
     SECRET,
     Daemon,
     Repos,
     basic_auth,
+    child_commands,
     deliver_push,
     free_port,
     http,
@@ -377,6 +381,123 @@ def test_a_stop_lets_the_deploy_answer_and_closes_a_strangers_held_request(
     log = daemon.log()
     assert "1 webhook answers still unsent after" in log and log.rstrip().endswith("stopped")
     assert "a deploy was still running" not in log
+
+
+def test_a_stop_waits_for_a_verified_delivery_whose_sender_has_gone(
+        repos: Repos, secret_file: Path) -> None:
+    """A signed delivery over 256 KB (spooled, parsed in a child) whose sender closes its
+    connection once the body is sent, then SIGTERM while the child parses it: the stop
+    waits for that delivery's decision and deploy (before: nothing was in flight any
+    more, the git workers closed, and the verified push was lost with a "cannot schedule
+    new futures" crash); the push is deployed and recorded, exit 0."""
+    daemon = start_daemon(repos, secret_file)
+    daemon.wait_ready()
+    sha = repos.commit()
+    payload = push_payload(sha)
+    payload["commits"] = [{"id": "0" * 40, "message": "x" * 1000}] * 2000
+    body, headers = signed(payload, delivery="sender-gone")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    try:
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as sender:
+            sender.sendall(f"POST /github HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                           f"{len(body)}\r\n{head}\r\n".encode() + body)
+            deadline = time.monotonic() + 30
+            while not any("bigparse" in c for c in child_commands(daemon.proc.pid)):
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.001)
+        daemon.proc.terminate()  # the sender has gone; the parse goes on
+        code = daemon.proc.wait(40)
+    finally:
+        daemon.stop()
+    log = daemon.log()
+    assert code == 0 and "crashed" not in log, log
+    assert repos.head(repos.deployed) == sha, log
+    with sqlite3.connect(repos.root / "deployhook.sqlite3") as db:
+        rows = list(db.execute("SELECT delivery_id FROM deliveries"))
+    assert ("sender-gone",) in rows, (rows, log)
+
+
+def test_a_delivery_sent_as_the_stop_begins_on_an_open_connection_is_answered(
+        repos: Repos, secret_file: Path) -> None:
+    """A connection the daemon has accepted, SIGTERM, and only then the delivery on it:
+    the stop lets a just-accepted connection's request come (``ARRIVAL``) before it
+    closes the connections, so the push is deployed and answered 200, exit 0 (before:
+    the connection could be closed unanswered, or the push decided after the workers
+    had closed)."""
+    daemon = start_daemon(repos, secret_file)
+    daemon.wait_ready()
+    sha = repos.commit()
+    body, headers = signed(push_payload(sha), delivery="as-the-stop-begins")
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    try:
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as sender:
+            daemon.proc.terminate()
+            sender.sendall(f"POST /github HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                           f"{len(body)}\r\n{head}\r\n".encode() + body)
+            answer = sender.makefile("rb").readline()
+        code = daemon.proc.wait(40)
+    finally:
+        daemon.stop()
+    assert answer.startswith(b"HTTP/1.1 200 "), (answer, daemon.log())
+    assert code == 0 and repos.head(repos.deployed) == sha, daemon.log()
+
+
+# -- signals during a re-exec: they reach the re-executed process ------------------------
+
+
+def signal_when_logged(daemon: Daemon, text: str, sig: signal.Signals) -> None:
+    """Send ``sig`` to the daemon as soon as its log shows ``text`` (read every
+    millisecond: the exec is a moment)."""
+    deadline = time.monotonic() + 40
+    while text not in daemon.log():
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.001)
+    os.kill(daemon.proc.pid, sig)
+
+
+@pytest.mark.parametrize("moment", ["re-executing after a deploy",
+                                    "deployhook: re-executing the process\n"])
+def test_a_sighup_during_a_reexec_reaches_the_new_process(repos: Repos, secret_file: Path,
+                                                          moment: str) -> None:
+    """SIGHUP (``systemctl reload``) while the daemon drains for a re-exec (a stranger's
+    held request keeps it draining), or the moment it execs: the daemon lives on (before,
+    one during the exec killed it: the signal's default action) and the re-executed
+    process re-reads the configuration."""
+    daemon = start_daemon(repos, secret_file, reload="autoreload")
+    before = daemon.wait_ready()["started"]
+    held = headers_only(daemon.port) if moment.endswith("deploy") else None
+    try:
+        status, answer = deliver(daemon, repos.commit())
+        assert status == 200, answer
+        signal_when_logged(daemon, moment, signal.SIGHUP)
+        assert wait_for(lambda: "SIGHUP: configuration re-read" in daemon.log(), 40), \
+            daemon.log()
+        log = daemon.log()
+        assert log.index("re-executing the process") < log.index("SIGHUP: configuration")
+        assert daemon.proc.poll() is None and daemon.wait_ready()["started"] != before
+    finally:
+        if held is not None:
+            held.close()
+        assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("moment", ["deploy moved HEAD", "deployhook: re-executing the process\n"])
+def test_a_sigterm_as_the_daemon_reexecutes_stops_it_cleanly(
+        repos: Repos, secret_file: Path, moment: str) -> None:
+    """SIGTERM as the reload begins, or the moment the daemon execs itself: the old
+    process or the re-executed one takes it and stops cleanly, exit 0 and "stopped"
+    (before: at the exec, the signal's default action ended the process)."""
+    daemon = start_daemon(repos, secret_file, reload="autoreload")
+    daemon.wait_ready()
+    try:
+        status, answer = deliver(daemon, repos.commit())
+        assert status == 200, answer
+        signal_when_logged(daemon, moment, signal.SIGTERM)
+        code = daemon.proc.wait(40)
+    finally:
+        daemon.stop()
+    assert code == 0, daemon.log()
+    assert daemon.log().rstrip().endswith("stopped")
 
 
 def test_default_reload_leaves_the_process_for_another_sites_checkout(

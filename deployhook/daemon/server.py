@@ -5,7 +5,12 @@
   are installed before anything else, so a signal at any time takes this path.
 - A re-executing reload drains and closes the same way, then execs itself with
   the listening sockets handed over (as systemd's socket activation would).
-- SIGHUP: re-read the config file; a bad one is logged and the old one kept.
+- SIGHUP: re-read the config file; a bad one is logged and the old one kept.  A stop or
+  re-exec lets a re-read under way finish; one that comes once a re-exec has begun is
+  passed on to the re-executed process.
+- The three signals stay blocked across the re-exec's ``execve`` (the mask survives it)
+  until the new process has its handlers: one sent meanwhile waits for them, instead of
+  killing the process with the signal's default action.
 - systemd: ``READY=1`` once listening, ``STATUS=`` after each deploy,
   ``WATCHDOG=1`` from the IOLoop, ``STOPPING=1`` and ``RELOADING=1``.
 """
@@ -22,7 +27,6 @@ import socket
 import sys
 import time
 
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 
 from deployhook import settings
@@ -35,13 +39,17 @@ from deployhook.service import reload
 from deployhook.service.target import Target
 from deployhook.settings import Config
 from deployhook.web.app import make_app
-from deployhook.web.connections import make_server
+from deployhook.web.connections import LimitedHTTPServer, make_server
 
 log = logging.getLogger("deployhook")
 LAST_DEPLOY_ENV = "_DEPLOYHOOK_LAST_DEPLOY"
 # How long a thread holding the GIL (the body thread hashing, the record's thread, a git
 # worker) may keep the IOLoop waiting: Python's default is 5 ms.
 SWITCH_INTERVAL = 0.001
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # handled by the daemon
+# Seconds a stop waits for the request of a connection accepted just before it stopped
+# accepting (a client sends its request within a round trip of connecting).
+ARRIVAL = 0.5
 
 
 class Daemon:
@@ -54,6 +62,8 @@ class Daemon:
         self.hook = DeployHook(config, on_exit=self.stopping.set, on_reexec=self._want_reexec,
                                drains=True)
         self.reexec = False
+        self.rereads: set[asyncio.Future[bool]] = set()  # SIGHUPs' re-reads under way
+        self.hup_for_next = False  # a SIGHUP during a re-exec, raised again for the new process
         self.sockets: list[socket.socket] = []
         self.where = ""
         # The last deploy's summary survives an autoreload's exec (for STATUS=).
@@ -86,16 +96,34 @@ class Daemon:
         await self.stopping.wait()
         spare = self._keep_sockets() if self.reexec else []
         status = await self._shutdown(server, watchdog)
-        if self.reexec and status == 0:
+        if self.reexec and status == 0 and await self._hold_signals():
             self._hand_over(spare)
             log.info("re-executing the process")
             try:
                 reload.reexec()
             except OSError as exc:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
                 log.error("cannot re-execute %s: %s; exiting for the supervisor", sys.executable,
                           exc)
                 return 1
         return status
+
+    async def _hold_signals(self) -> bool:
+        """Block SIGTERM, SIGINT and SIGHUP until the re-executed process handles them
+        (the mask survives ``execve``; without it, one sent during the exec would end the
+        process with the signal's default action).  First the IOLoop runs what a signal
+        caught just before asks (three passes of the loop), and a SIGHUP
+        that came during the re-exec is raised again for the new process.  Returns False
+        when a stop came: the process then ends as on SIGTERM."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        for _ in range(3):  # the self-pipe read, the handler queued, the handler run
+            await asyncio.sleep(0)
+        if self.reexec and self.hup_for_next:
+            signal.raise_signal(signal.SIGHUP)  # pending across the exec, for the new process
+        if not self.reexec:
+            self.notifier.close()
+            log.info("stopped")
+        return self.reexec
 
     def _status(self) -> str:
         targets = self.hook.targets.values()
@@ -140,10 +168,25 @@ class Daemon:
         self.notifier.watchdog()
 
     def _install_signals(self) -> None:
+        """Handle SIGTERM, SIGINT and SIGHUP on the IOLoop, then unblock them (a re-exec
+        blocked them: one sent during it is delivered now)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reread()))
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+    def _sighup(self) -> None:
+        """SIGHUP: re-read the config file; once a re-exec has begun, the re-executed
+        process does (:meth:`_hold_signals`); once a stop has, nothing does."""
+        if self.stopping.is_set():
+            self.hup_for_next = self.reexec
+            if not self.reexec:
+                log.info("SIGHUP while stopping: the configuration is not re-read")
+            return
+        task = asyncio.ensure_future(self.reread())
+        self.rereads.add(task)
+        task.add_done_callback(self.rereads.discard)
 
     async def reread(self) -> bool:
         """Apply the config file again (SIGHUP); return False and keep the old one if bad."""
@@ -179,7 +222,8 @@ class Daemon:
         os.environ["LISTEN_FDS"] = str(count)
         os.environ["LISTEN_PID"] = str(os.getpid())
 
-    async def _shutdown(self, server: HTTPServer, watchdog: PeriodicCallback | None) -> int:
+    async def _shutdown(self, server: LimitedHTTPServer,
+                        watchdog: PeriodicCallback | None) -> int:
         timeout = self.hook.config.stop_timeout
         if self.reexec:
             log.info("re-executing after a deploy: closing the record and the git workers")
@@ -189,11 +233,21 @@ class Daemon:
                      timeout)
             self.notifier.stopping("stopping: finishing the running deploy")
         server.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while server.arriving(ARRIVAL) and loop.time() < deadline:  # its request: in flight
+            await asyncio.sleep(0.01)
+        drained = await self._drain(deadline)
+        await server.close_all_connections()
+        # A request whose headers came while the drain ended may still be decided: wait
+        # for it and its deploy too (no request can begin now).
         status = 0
-        if not await self._drain(timeout):
+        if not (drained and await self._drain(deadline)):
             log.error("a deploy was still running after stop_timeout=%gs; exiting anyway "
                       "(git finishes its current command on its own)", timeout)
             status = 1
+        if self.rereads:  # a SIGHUP's re-read under way ends before the hook closes
+            await asyncio.wait(self.rereads, timeout=timeout)
         if self.hook.reporter is not None:  # the forge hears the end
             from deployhook.report.reporter import SETTLE
 
@@ -205,20 +259,19 @@ class Daemon:
         await self.hook.leave()
         if watchdog is not None:
             watchdog.stop()
-        await server.close_all_connections()
         self.hook.close(wait=status == 0)
         if not self.reexec:
             self.notifier.close()  # a re-exec still pings the watchdog just before exec
             log.info("stopped")
         return status
 
-    async def _drain(self, timeout: float) -> bool:
-        """Wait for the deploys, at most ``timeout`` seconds, then for the webhook answers
-        in flight, at most :data:`~deployhook.service.reload.ANSWER_GRACE` more (and
-        ``timeout``): an answer still unsent then belongs to a request whose body has not
-        come, and its connection is closed.  False when a deploy still runs."""
+    async def _drain(self, deadline: float) -> bool:
+        """Wait for the verified deliveries being decided and the deploys until the loop's
+        time ``deadline``, then for the webhook answers in flight, at most
+        :data:`~deployhook.service.reload.ANSWER_GRACE` more (and ``deadline``): an
+        answer still unsent then belongs to a request whose body has not come, and its
+        connection is closed.  False when a deploy still runs."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         answers_since: float | None = None  # when only answers were left
         while True:
             if self.hook.deploying():

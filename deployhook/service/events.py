@@ -9,13 +9,15 @@ Subscribers run on the IOLoop, in the order they subscribed, and must not block.
 - :meth:`Events.head_moved`: a target's HEAD moved without a deploy of ours.
 - :meth:`Events.idle`: a run or a webhook answer ended (a reload may be due).
 
-:class:`InFlight` counts the webhook answers not sent yet, and publishes ``idle`` as
-each one ends.
+:class:`InFlight` counts the webhook answers not sent yet and the verified deliveries
+being decided, and publishes ``idle`` as each one ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -77,11 +79,15 @@ class Events:
 
 
 class InFlight:
-    """The webhook answers not sent yet (a reload waits for them)."""
+    """The webhook answers not sent yet (``count``), and the verified deliveries being
+    decided (``deciding``: parsed, recorded, handed to their targets' workers), which a
+    stop or a reload waits for as for a deploy, whether or not their connection lasts."""
 
     def __init__(self, events: Events) -> None:
         self.events = events
         self.count = 0
+        self.deciding = 0
+        self._waiters: list[asyncio.Future[None]] = []
 
     def opened(self) -> None:
         """A webhook request's headers arrived: its answer is now in flight."""
@@ -91,3 +97,26 @@ class InFlight:
         """An answer was sent (or its connection closed): publish ``idle``."""
         self.count -= 1
         self.events.idle()
+
+    @contextlib.contextmanager
+    def decision(self) -> Iterator[None]:
+        """Count a verified delivery as being decided for the ``with`` block; publish
+        ``idle`` after the last one."""
+        self.deciding += 1
+        try:
+            yield
+        finally:
+            self.deciding -= 1
+            if not self.deciding:
+                for waiter in self._waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                self._waiters.clear()
+                self.events.idle()
+
+    async def decided(self) -> None:
+        """Return once no verified delivery is being decided."""
+        if self.deciding:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter

@@ -113,8 +113,9 @@ class Hub:
         return only_target(self.targets)
 
     def deploying(self) -> bool:
-        """True while a deploy of any target runs or waits."""
-        return any(t.worker.busy for t in self.targets.values())
+        """True while a verified delivery is being decided, or a deploy of any target runs
+        or waits."""
+        return bool(self.flight.deciding) or any(t.worker.busy for t in self.targets.values())
 
     async def start(self) -> None:
         """Mark runs a dead process left running as interrupted, resolve every target (in
@@ -284,9 +285,12 @@ class Hub:
         return counts
 
     async def idle(self) -> None:
-        """Return once no target deploys or waits."""
-        for target in list(self.targets.values()):
-            await target.worker.idle()
+        """Return once no verified delivery is being decided and no target deploys or
+        waits (:meth:`deploying` is False)."""
+        while self.deploying():
+            await self.flight.decided()
+            for target in list(self.targets.values()):
+                await target.worker.idle()
 
     def close(self, wait: bool = True) -> None:
         """Stop watching and the executor (by default waiting for a running git command);

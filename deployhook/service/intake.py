@@ -168,15 +168,16 @@ class Intake:
         pending.positions = tuple((target.name, position) for target, position in matched)
         if verified is not None:
             verified()
-        try:
-            event = forges.parse(pending.forge, pending.headers, await parse())
-        except DeliveryError as exc:
-            return self.refuse(pending, exc)
-        facts = pending.facts(event.delivery_id)
-        try:
-            return await self._answer(pending, event, [t for t, _ in matched], facts)
-        except DeliveryError as exc:  # another repository (403)
-            return self.refuse(pending, exc, facts)
+        with self.flight.decision():  # a stop or a reload waits for it, as for a deploy
+            try:
+                event = forges.parse(pending.forge, pending.headers, await parse())
+            except DeliveryError as exc:
+                return self.refuse(pending, exc)
+            facts = pending.facts(event.delivery_id)
+            try:
+                return await self._answer(pending, event, [t for t, _ in matched], facts)
+            except DeliveryError as exc:  # another repository (403)
+                return self.refuse(pending, exc, facts)
 
     async def _answer(self, pending: Pending, event: forges.Event, targets: list[Target],
                       facts: Facts) -> Answer:

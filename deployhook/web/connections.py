@@ -42,7 +42,8 @@ FDS_KEPT = 64  # descriptors kept free of connections: record, git, post_deploy,
 MIN_CONNECTIONS = 8
 PRUNE_EVERY = 64  # accepted connections between two passes dropping the closed ones
 IDLE, UNVERIFIED, COMPLETE, VERIFIED = "idle", "unverified", "complete", "verified"
-_EVICTION_ORDER = (IDLE, UNVERIFIED)
+NEW = "new"  # accepted, no webhook request seen on it yet (idle, for the cap)
+_EVICTION_ORDER = ((NEW, IDLE), (UNVERIFIED,))
 
 
 def mark(request: HTTPServerRequest, state: str) -> None:
@@ -69,7 +70,7 @@ class LimitedHTTPServer(HTTPServer):
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
         """Track ``stream``, making room under the cap first, then serve it."""
-        stream.deployhook_state = (IDLE, time.monotonic())  # type: ignore[attr-defined]
+        stream.deployhook_state = (NEW, time.monotonic())  # type: ignore[attr-defined]
         self._accepted += 1
         if len(self.streams) >= self.max_connections or self._accepted % PRUNE_EVERY == 0:
             # a pass over them all: at the cap, else once per PRUNE_EVERY connections
@@ -81,9 +82,9 @@ class LimitedHTTPServer(HTTPServer):
 
     def evict_one(self) -> bool:
         """Close the oldest idle connection, else the oldest unverified one; False if none."""
-        for state in _EVICTION_ORDER:
+        for states in _EVICTION_ORDER:
             candidates = [s for s in self.streams
-                          if not s.closed() and s.deployhook_state[0] == state]  # type: ignore
+                          if not s.closed() and s.deployhook_state[0] in states]  # type: ignore
             if candidates:
                 victim = min(candidates, key=lambda s: s.deployhook_state[1])  # type: ignore
                 self.streams.remove(victim)
@@ -91,6 +92,14 @@ class LimitedHTTPServer(HTTPServer):
                 self.evicted += 1
                 return True
         return False
+
+    def arriving(self, within: float) -> bool:
+        """True while a connection accepted less than ``within`` seconds ago has shown no
+        webhook request yet: its request is most likely on its way (a stop lets it come
+        before it closes the connections)."""
+        now = time.monotonic()
+        return any(not s.closed() and s.deployhook_state[0] == NEW  # type: ignore
+                   and now - s.deployhook_state[1] < within for s in self.streams)  # type: ignore
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         """Accept on ``sockets`` with :meth:`_accept`'s EMFILE handling instead of Tornado's."""
