@@ -544,7 +544,9 @@ asyncio.run(main(sys.argv[1]))
 def test_default_reload_reexecutes_an_app_whose_checkout_holds_its_code(
         repos: Repos, secret_file: Path) -> None:
     """`reload` unset (``auto``), the application's script lives in the deployed checkout:
-    a deploy that moves HEAD re-executes it."""
+    a deploy that moves HEAD re-executes it, even while a stranger holds a delivery
+    without its body (the application's own server keeps it: the reload waits for it
+    ANSWER_GRACE, then says so)."""
     port = free_port()
     script = repos.deployed / "app.py"
     script.write_text(EMBEDDING_APP)
@@ -562,15 +564,22 @@ def test_default_reload_reexecutes_an_app_whose_checkout_holds_its_code(
         except OSError:
             return None
 
+    held: socket.socket | None = None
     try:
         assert wait_for(lambda: started() is not None), (repos.root / "app.log").read_text()
         first = started()
+        held = headers_only(port)
         status, body = deliver_push(url, repos.commit())
         assert status == 200, body
         assert wait_for(lambda: started() not in (None, first)), \
             (repos.root / "app.log").read_text()
         assert proc.poll() is None
+        assert held.recv(100) == b""  # closed unanswered by the re-exec
+        assert "1 webhook answers still unsent after 5s with no deploy running: reloading " \
+            "anyway" in (repos.root / "app.log").read_text()
     finally:
+        if held is not None:
+            held.close()
         proc.terminate()
         proc.wait(20)
         log.close()
