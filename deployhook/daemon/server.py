@@ -63,6 +63,8 @@ class Daemon:
                                drains=True)
         self.reexec = False
         self.rereads: set[asyncio.Future[bool]] = set()  # SIGHUPs' re-reads under way
+        self.serving = False  # listening, the hook started: a SIGHUP re-reads at once
+        self.caught = -1  # the pipe's end where other threads' signals land during a re-exec
         self.hup_for_next = False  # a SIGHUP during a re-exec, raised again for the new process
         self.sockets: list[socket.socket] = []
         self.where = ""
@@ -92,6 +94,10 @@ class Daemon:
         hook.events.on_head_moved(self._head_moved)
         log.info("listening on http://%s%s", self.where, config.webhook_path)
         self.notifier.ready(self._status())
+        self.serving = True
+        if self.hup_for_next:  # a SIGHUP came while the hook started: its re-read now
+            self.hup_for_next = False
+            self._sighup()
         watchdog = self._start_watchdog()
         await self.stopping.wait()
         spare = self._keep_sockets() if self.reexec else []
@@ -99,6 +105,7 @@ class Daemon:
         if self.reexec and status == 0 and await self._hold_signals():
             self._hand_over(spare)
             log.info("re-executing the process")
+            self._pass_on_caught()
             try:
                 reload.reexec()
             except OSError as exc:
@@ -116,6 +123,9 @@ class Daemon:
         that came during the re-exec is raised again for the new process.  Returns False
         when a stop came: the process then ends as on SIGTERM."""
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        # Another thread, where they are not blocked, may still catch one: it lands here.
+        self.caught, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
         for _ in range(3):  # the self-pipe read, the handler queued, the handler run
             await asyncio.sleep(0)
         if self.reexec and self.hup_for_next:
@@ -124,6 +134,18 @@ class Daemon:
             self.notifier.close()
             log.info("stopped")
         return self.reexec
+
+    def _pass_on_caught(self) -> None:
+        """Raise again on this thread, where they are blocked (so they stay pending across
+        the exec, for the new process), the signals another thread caught since
+        :meth:`_hold_signals`."""
+        try:
+            caught = os.read(self.caught, 4096)
+        except OSError:  # none
+            caught = b""
+        for sig in SIGNALS:
+            if sig in caught:
+                signal.raise_signal(sig)
 
     def _status(self) -> str:
         targets = self.hook.targets.values()
@@ -177,12 +199,16 @@ class Daemon:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
 
     def _sighup(self) -> None:
-        """SIGHUP: re-read the config file; once a re-exec has begun, the re-executed
-        process does (:meth:`_hold_signals`); once a stop has, nothing does."""
+        """SIGHUP: re-read the config file (one that comes during the start, once it has
+        ended); once a re-exec has begun, the re-executed process does
+        (:meth:`_hold_signals`); once a stop has, nothing does."""
         if self.stopping.is_set():
             self.hup_for_next = self.reexec
             if not self.reexec:
                 log.info("SIGHUP while stopping: the configuration is not re-read")
+            return
+        if not self.serving:  # the start resolves the targets: the re-read comes after
+            self.hup_for_next = True
             return
         task = asyncio.ensure_future(self.reread())
         self.rereads.add(task)
@@ -197,6 +223,10 @@ class Daemon:
         except ConfigError as exc:
             log.error("SIGHUP: configuration rejected, keeping the old one: %s", exc)
             self.notifier.ready(self._status() + "; new config REJECTED")
+            return False
+        except Exception:  # never lost in a task nobody awaits
+            log.exception("SIGHUP: re-reading the configuration failed; keeping the old one")
+            self.notifier.ready(self._status() + "; re-read FAILED")
             return False
         log.info("SIGHUP: configuration re-read from %s", self.config_path)
         self.notifier.ready(self._status())
