@@ -65,7 +65,9 @@ class Daemon:
         self.rereads: set[asyncio.Future[bool]] = set()  # SIGHUPs' re-reads under way
         self.serving = False  # listening, the hook started: a SIGHUP re-reads at once
         self.caught = -1  # the pipe's end where other threads' signals land during a re-exec
-        self.hup_for_next = False  # a SIGHUP during a re-exec, raised again for the new process
+        # A SIGHUP not acted on yet: re-read once the start is over, or raised again for
+        # the re-executed process when it came during a re-exec.
+        self.hup_for_next = False
         self.sockets: list[socket.socket] = []
         self.where = ""
         # The last deploy's summary survives an autoreload's exec (for STATUS=).
@@ -131,8 +133,7 @@ class Daemon:
         if self.reexec and self.hup_for_next:
             signal.raise_signal(signal.SIGHUP)  # pending across the exec, for the new process
         if not self.reexec:
-            self.notifier.close()
-            log.info("stopped")
+            self._stopped()
         return self.reexec
 
     def _pass_on_caught(self) -> None:
@@ -290,10 +291,14 @@ class Daemon:
         if watchdog is not None:
             watchdog.stop()
         self.hook.close(wait=status == 0)
-        if not self.reexec:
-            self.notifier.close()  # a re-exec still pings the watchdog just before exec
-            log.info("stopped")
+        if not self.reexec:  # a re-exec still pings the watchdog just before exec
+            self._stopped()
         return status
+
+    def _stopped(self) -> None:
+        """The end of a stop: systemd's notifier closed, ``stopped`` logged."""
+        self.notifier.close()
+        log.info("stopped")
 
     async def _drain(self, deadline: float) -> bool:
         """Wait for the verified deliveries being decided and the deploys until the loop's
